@@ -1,0 +1,298 @@
+//! From the values people gave (in any source) to one checked configuration: every value on its
+//! own, then the defaults that depend on others, then the relations between settings.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::problem::{Origin, Problem};
+use crate::settings::{setting, Key, Value, MAX_WORKERS};
+
+/// The values given so far, each with its origin. Setting a key again replaces it, so sources are
+/// layered by setting them from the lowest precedence to the highest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Given {
+    entries: BTreeMap<Key, (Value, Origin)>,
+    /// Flags set on within one source, to find conflicts within that source.
+    clashes: Vec<(Key, Key, Origin)>,
+}
+
+impl Given {
+    pub fn new() -> Given {
+        Given::default()
+    }
+
+    /// Gives `key` a value from `origin`, replacing any value from a lower source.
+    pub fn set(&mut self, key: Key, value: Value, origin: Origin) {
+        if value == Value::Flag(true) {
+            let rival = match key {
+                Key::Detach => Some(Key::Foreground),
+                Key::Foreground => Some(Key::Detach),
+                _ => None,
+            };
+            if let Some(rival) = rival {
+                if self.entries.get(&rival) == Some(&(Value::Flag(true), origin.clone())) {
+                    self.clashes.push((rival, key, origin.clone()));
+                }
+            }
+        }
+        self.entries.insert(key, (value, origin));
+    }
+
+    pub fn get(&self, key: Key) -> Option<&(Value, Origin)> {
+        self.entries.get(&key)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Key, &Value, &Origin)> {
+        self.entries.iter().map(|(k, (v, o))| (*k, v, o))
+    }
+}
+
+/// How the program's `on_accept` handler serves connections, which sets what `clients` means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    /// `async fn(Connection)`: many connections per worker.
+    Async,
+    /// `fn(TcpStream)`: one connection per worker at a time.
+    Sync,
+    /// Not known yet (at compile time, `#[daemon::main]` cannot see the handler).
+    Unknown,
+}
+
+/// The checked configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub workers: u32,
+    pub min_spare: u32,
+    pub max_spare: u32,
+    pub max_children: u32,
+    pub requests: u64,
+    pub clients: u32,
+    pub listen: Vec<String>,
+    pub detach: bool,
+    pub foreground: bool,
+    pub graceful_timeout: Duration,
+    origins: BTreeMap<Key, Origin>,
+}
+
+impl Config {
+    /// Where the effective value of `key` came from.
+    pub fn origin(&self, key: Key) -> Origin {
+        self.origins.get(&key).cloned().unwrap_or(Origin::Default)
+    }
+
+    /// The effective value of `key`.
+    pub fn value(&self, key: Key) -> Value {
+        match key {
+            Key::Prefork => Value::Count(self.workers.into()),
+            Key::MinSpare => Value::Count(self.min_spare.into()),
+            Key::MaxSpare => Value::Count(self.max_spare.into()),
+            Key::MaxChildren => Value::Count(self.max_children.into()),
+            Key::Requests => Value::Count(self.requests),
+            Key::Clients => Value::Count(self.clients.into()),
+            Key::Listen => Value::Addresses(self.listen.clone()),
+            Key::Detach => Value::Flag(self.detach),
+            Key::Foreground => Value::Flag(self.foreground),
+            Key::GracefulTimeout => Value::Duration(self.graceful_timeout),
+        }
+    }
+
+    /// Whether the process should detach: `detach`, unless `foreground` overrides it.
+    pub fn detaches(&self) -> bool {
+        self.detach && !self.foreground
+    }
+}
+
+fn count(value: &Value) -> Option<u64> {
+    match value {
+        Value::Count(n) => Some(*n),
+        _ => None,
+    }
+}
+
+fn as_u32(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Checks every given value, fills in the defaults and checks the relations. Returns every
+/// problem found, not just the first.
+pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
+    let mut problems = Vec::new();
+    // Values that break their own rule take no part in the relations below.
+    let mut ok: BTreeMap<Key, (Value, Origin)> = BTreeMap::new();
+    for (key, value, origin) in given.iter() {
+        match setting(key).check(value) {
+            Ok(()) => {
+                ok.insert(key, (value.clone(), origin.clone()));
+            }
+            Err(message) => {
+                problems.push(Problem::new(vec![(key, origin.clone(), value.clone())], message))
+            }
+        }
+    }
+    for (first, second, origin) in &given.clashes {
+        problems.push(Problem::new(
+            vec![
+                (*second, origin.clone(), Value::Flag(true)),
+                (*first, origin.clone(), Value::Flag(true)),
+            ],
+            "detach and foreground contradict each other: keep one of them".to_string(),
+        ));
+    }
+
+    let explicit = |key: Key| ok.get(&key).and_then(|(v, _)| count(v));
+    let mut origins: BTreeMap<Key, Origin> = ok.iter().map(|(k, (_, o))| (*k, o.clone())).collect();
+
+    // Defaults, each chosen so that the defaults alone, or with any one key set, are valid.
+    let workers = explicit(Key::Prefork)
+        .unwrap_or_else(|| explicit(Key::MaxChildren).map_or(4, |m| m.min(4)));
+    let min_spare = explicit(Key::MinSpare).unwrap_or(1);
+    let max_spare = explicit(Key::MaxSpare).unwrap_or_else(|| workers.max(min_spare).max(1));
+    let max_children =
+        explicit(Key::MaxChildren).unwrap_or_else(|| (workers + max_spare).min(MAX_WORKERS));
+    let clients_given = explicit(Key::Clients);
+
+    let subject = |key: Key, n: u64| -> (Key, Origin, Value) {
+        let origin = origins_of(&ok, key);
+        (key, origin, Value::Count(n))
+    };
+
+    if min_spare > max_spare {
+        problems.push(Problem::new(
+            vec![subject(Key::MinSpare, min_spare), subject(Key::MaxSpare, max_spare)],
+            format!(
+                "min_spare ({min_spare}) is greater than max_spare ({max_spare}), so the manager \
+                 would fork a spare and retire it again forever; make min_spare at most max_spare"
+            ),
+        ));
+    }
+    if workers > max_children {
+        problems.push(Problem::new(
+            vec![subject(Key::Prefork, workers), subject(Key::MaxChildren, max_children)],
+            format!(
+                "prefork ({workers}) is greater than max_children ({max_children}), so the pool \
+                 could never reach its size; make prefork at most max_children"
+            ),
+        ));
+    }
+    if model == Model::Sync {
+        if let Some(n) = clients_given.filter(|n| *n != 1) {
+            problems.push(Problem::new(
+                vec![subject(Key::Clients, n)],
+                format!(
+                    "clients = {n} but the on_accept handler is a plain fn, which serves one \
+                     connection at a time; remove clients, or make the handler \
+                     `async fn(daemon::Connection) -> std::io::Result<()>`"
+                ),
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+
+    let clients = match model {
+        Model::Sync => 1,
+        Model::Async | Model::Unknown => clients_given.unwrap_or(1000),
+    };
+    let flag = |key: Key| matches!(ok.get(&key), Some((Value::Flag(true), _)));
+    let listen = match ok.get(&Key::Listen) {
+        Some((Value::Addresses(list), _)) => list.clone(),
+        _ => vec!["127.0.0.1:8080".to_string()],
+    };
+    let graceful_timeout = match ok.get(&Key::GracefulTimeout) {
+        Some((Value::Duration(d), _)) => *d,
+        _ => Duration::from_secs(30),
+    };
+    for key in [Key::Prefork, Key::MaxSpare, Key::MaxChildren, Key::MinSpare, Key::Clients] {
+        origins.entry(key).or_insert(Origin::Default);
+    }
+    Ok(Config {
+        workers: as_u32(workers),
+        min_spare: as_u32(min_spare),
+        max_spare: as_u32(max_spare),
+        max_children: as_u32(max_children),
+        requests: explicit(Key::Requests).unwrap_or(0),
+        clients: as_u32(clients),
+        listen,
+        detach: flag(Key::Detach),
+        foreground: flag(Key::Foreground),
+        graceful_timeout,
+        origins,
+    })
+}
+
+fn origins_of(ok: &BTreeMap<Key, (Value, Origin)>, key: Key) -> Origin {
+    ok.get(&key).map(|(_, o)| o.clone()).unwrap_or(Origin::Default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn given(pairs: &[(Key, u64)]) -> Given {
+        let mut g = Given::new();
+        for (k, n) in pairs {
+            g.set(*k, Value::Count(*n), Origin::Attribute);
+        }
+        g
+    }
+
+    #[test]
+    fn the_signature_example_is_valid() {
+        let c = resolve(&given(&[(Key::Prefork, 4), (Key::MaxSpare, 3)]), Model::Unknown).unwrap();
+        assert_eq!((c.workers, c.min_spare, c.max_spare, c.max_children), (4, 1, 3, 7));
+        assert_eq!(c.clients, 1000);
+        assert_eq!(c.listen, vec!["127.0.0.1:8080".to_string()]);
+    }
+
+    #[test]
+    fn defaults_alone_and_with_any_one_count_are_valid() {
+        assert!(resolve(&Given::new(), Model::Async).is_ok());
+        for key in [Key::Prefork, Key::MinSpare, Key::MaxSpare, Key::MaxChildren, Key::Requests, Key::Clients] {
+            let (min, max) = match setting(key).kind {
+                crate::Kind::Count { min, max } => (min, max),
+                _ => unreachable!(),
+            };
+            for n in [min, min + 1, 7, 100, max] {
+                let r = resolve(&given(&[(key, n)]), Model::Async);
+                assert!(r.is_ok(), "{key:?} = {n}: {:?}", r.err());
+            }
+        }
+    }
+
+    #[test]
+    fn relations_name_both_values() {
+        let err = resolve(&given(&[(Key::MinSpare, 5), (Key::MaxSpare, 3)]), Model::Async).unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert_eq!(err[0].key(), Some(Key::MinSpare));
+        let text = err[0].to_string();
+        assert!(text.contains("min_spare = 5") && text.contains("max_spare = 3"), "{text}");
+        let err = resolve(&given(&[(Key::Prefork, 9), (Key::MaxChildren, 8)]), Model::Async).unwrap_err();
+        assert!(err[0].message.contains("at most max_children"));
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let mut g = given(&[(Key::Prefork, 0), (Key::Clients, 0), (Key::MinSpare, 9), (Key::MaxSpare, 2)]);
+        g.set(Key::Detach, Value::Flag(true), Origin::Attribute);
+        g.set(Key::Foreground, Value::Flag(true), Origin::Attribute);
+        assert_eq!(resolve(&g, Model::Async).unwrap_err().len(), 4);
+    }
+
+    #[test]
+    fn a_later_source_overrides_without_a_clash() {
+        let mut g = Given::new();
+        g.set(Key::Detach, Value::Flag(true), Origin::Attribute);
+        g.set(Key::Foreground, Value::Flag(true), Origin::CommandLine);
+        let c = resolve(&g, Model::Async).unwrap();
+        assert!(!c.detaches());
+        assert_eq!(c.origin(Key::Foreground), Origin::CommandLine);
+    }
+
+    #[test]
+    fn a_plain_handler_serves_one_client() {
+        assert_eq!(resolve(&Given::new(), Model::Sync).unwrap().clients, 1);
+        let err = resolve(&given(&[(Key::Clients, 4)]), Model::Sync).unwrap_err();
+        assert!(err[0].message.contains("plain fn"));
+    }
+}

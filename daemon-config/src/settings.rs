@@ -1,0 +1,390 @@
+//! The table of settings: what each one is called in every place a value can come from, its
+//! type, its bounds and its default.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Every setting the daemon knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    Prefork,
+    MinSpare,
+    MaxSpare,
+    MaxChildren,
+    Requests,
+    Clients,
+    Listen,
+    Detach,
+    Foreground,
+    GracefulTimeout,
+}
+
+/// The type of a setting's value, with its bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A whole number in `min..=max`.
+    Count { min: u64, max: u64 },
+    /// A flag: present or not.
+    Flag,
+    /// One or more listening addresses, `IP:PORT`.
+    Addresses,
+    /// A duration in `min..=max`.
+    Duration { min: Duration, max: Duration },
+}
+
+/// What a reload (HUP) may do with a setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reload {
+    /// A reload applies the new value to the running pool.
+    Applies,
+    /// The value is fixed for the manager's life: changing it needs a restart or an upgrade.
+    NeedsRestart,
+}
+
+/// A value of a setting, already of the setting's type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    Count(u64),
+    Flag(bool),
+    Addresses(Vec<String>),
+    Duration(Duration),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Count(n) => write!(f, "{n}"),
+            Value::Flag(b) => write!(f, "{b}"),
+            Value::Addresses(list) => write!(f, "{}", list.join(",")),
+            Value::Duration(d) => f.write_str(&crate::format_duration(*d)),
+        }
+    }
+}
+
+/// One row of the rule book.
+#[derive(Debug)]
+pub struct Setting {
+    pub key: Key,
+    /// The attribute key, and the key in a config file.
+    pub name: &'static str,
+    /// The command-line flag, with its dashes.
+    pub flag: &'static str,
+    /// The environment variable.
+    pub env: &'static str,
+    pub kind: Kind,
+    /// The default, as a sentence for people (some defaults depend on other settings).
+    pub default: &'static str,
+    pub reload: Reload,
+    /// What the setting does, in one line.
+    pub summary: &'static str,
+}
+
+/// The largest pool the rule book accepts; the scoreboard is sized for it.
+pub const MAX_WORKERS: u64 = 4096;
+
+/// The rule book.
+pub static SETTINGS: &[Setting] = &[
+    Setting {
+        key: Key::Prefork,
+        name: "prefork",
+        flag: "--workers",
+        env: "DAEMON_PREFORK",
+        kind: Kind::Count { min: 1, max: MAX_WORKERS },
+        default: "4 (or max_children, if that is smaller)",
+        reload: Reload::Applies,
+        summary: "workers forked at start; the pool never shrinks below it (TTIN/TTOU move it by one)",
+    },
+    Setting {
+        key: Key::MinSpare,
+        name: "min_spare",
+        flag: "--min-spare",
+        env: "DAEMON_MIN_SPARE",
+        kind: Kind::Count { min: 0, max: MAX_WORKERS },
+        default: "1",
+        reload: Reload::Applies,
+        summary: "fewer idle workers than this and the manager forks more, up to max_children",
+    },
+    Setting {
+        key: Key::MaxSpare,
+        name: "max_spare",
+        flag: "--max-spare",
+        env: "DAEMON_MAX_SPARE",
+        kind: Kind::Count { min: 1, max: MAX_WORKERS },
+        default: "the larger of prefork and min_spare",
+        reload: Reload::Applies,
+        summary: "more idle workers than this and the manager retires the surplus gracefully, one a second, down to prefork",
+    },
+    Setting {
+        key: Key::MaxChildren,
+        name: "max_children",
+        flag: "--max-children",
+        env: "DAEMON_MAX_CHILDREN",
+        kind: Kind::Count { min: 1, max: MAX_WORKERS },
+        default: "prefork + max_spare",
+        reload: Reload::Applies,
+        summary: "the most worker processes alive at once, exiting ones included",
+    },
+    Setting {
+        key: Key::Requests,
+        name: "requests",
+        flag: "--requests",
+        env: "DAEMON_REQUESTS",
+        kind: Kind::Count { min: 0, max: 1_000_000_000 },
+        default: "0 (no limit)",
+        reload: Reload::Applies,
+        summary: "connections a worker serves before it is recycled (up to a fifth fewer, at random, so workers do not all restart at once); 0 = no limit",
+    },
+    Setting {
+        key: Key::Clients,
+        name: "clients",
+        flag: "--clients",
+        env: "DAEMON_CLIENTS",
+        kind: Kind::Count { min: 1, max: 1_000_000 },
+        default: "1000 for an async handler; a plain fn handler serves exactly 1",
+        reload: Reload::Applies,
+        summary: "connections one async worker serves at once; a worker is idle while it has room for one more",
+    },
+    Setting {
+        key: Key::Listen,
+        name: "listen",
+        flag: "--listen",
+        env: "DAEMON_LISTEN",
+        kind: Kind::Addresses,
+        default: "127.0.0.1:8080",
+        reload: Reload::NeedsRestart,
+        summary: "addresses the manager binds before forking, shared by every worker (the flag repeats)",
+    },
+    Setting {
+        key: Key::Detach,
+        name: "detach",
+        flag: "--detach",
+        env: "DAEMON_DETACH",
+        kind: Kind::Flag,
+        default: "off",
+        reload: Reload::NeedsRestart,
+        summary: "leave the terminal and run in the background",
+    },
+    Setting {
+        key: Key::Foreground,
+        name: "foreground",
+        flag: "--foreground",
+        env: "DAEMON_FOREGROUND",
+        kind: Kind::Flag,
+        default: "off",
+        reload: Reload::NeedsRestart,
+        summary: "stay in the foreground even when detach is set (for supervisors and debugging)",
+    },
+    Setting {
+        key: Key::GracefulTimeout,
+        name: "graceful_timeout",
+        flag: "--graceful-timeout",
+        env: "DAEMON_GRACEFUL_TIMEOUT",
+        kind: Kind::Duration { min: Duration::ZERO, max: Duration::from_secs(86_400) },
+        default: "30s",
+        reload: Reload::Applies,
+        summary: "how long a stopping worker may finish its work before it is killed",
+    },
+];
+
+/// The rule book's row for a key.
+pub fn setting(key: Key) -> &'static Setting {
+    // Every key has exactly one row; `every_key_has_one_row` checks it.
+    SETTINGS
+        .iter()
+        .find(|s| s.key == key)
+        .unwrap_or(&SETTINGS[0])
+}
+
+impl Key {
+    /// The attribute (and file) key.
+    pub fn name(self) -> &'static str {
+        setting(self).name
+    }
+
+    /// Looks a key up by its attribute or file name.
+    pub fn from_name(name: &str) -> Option<Key> {
+        SETTINGS.iter().find(|s| s.name == name).map(|s| s.key)
+    }
+
+    /// Looks a key up by its command-line flag (with dashes).
+    pub fn from_flag(flag: &str) -> Option<Key> {
+        SETTINGS.iter().find(|s| s.flag == flag).map(|s| s.key)
+    }
+}
+
+impl Setting {
+    /// Reads a value of this setting from text (a flag's argument, an environment variable).
+    pub fn parse_text(&self, text: &str) -> Result<Value, String> {
+        let value = match self.kind {
+            Kind::Count { .. } => {
+                let t = text.trim();
+                if t.starts_with('-') && t[1..].chars().all(|c| c.is_ascii_digit()) && t.len() > 1 {
+                    return Err(format!("{t} is negative: {}", self.rule()));
+                }
+                let n = t.parse::<u64>().map_err(|_| {
+                    if t.chars().all(|c| c.is_ascii_digit()) && !t.is_empty() {
+                        format!("{t} is absurdly large: {}", self.rule())
+                    } else {
+                        format!("`{t}` is not a whole number: {}", self.rule())
+                    }
+                })?;
+                Value::Count(n)
+            }
+            Kind::Flag => match text.trim().to_ascii_lowercase().as_str() {
+                "" | "1" | "true" | "yes" | "on" => Value::Flag(true),
+                "0" | "false" | "no" | "off" => Value::Flag(false),
+                other => {
+                    return Err(format!("`{other}` is not on or off: write true or false"))
+                }
+            },
+            Kind::Addresses => Value::Addresses(
+                text.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            ),
+            Kind::Duration { .. } => Value::Duration(crate::parse_duration(text)?),
+        };
+        self.check(&value)?;
+        Ok(value)
+    }
+
+    /// Checks a value of this setting on its own: type and bounds.
+    pub fn check(&self, value: &Value) -> Result<(), String> {
+        match (self.kind, value) {
+            (Kind::Count { min, max }, Value::Count(n)) => {
+                if *n < min || *n > max {
+                    let why = if *n < min && min == 1 {
+                        format!("{n} is too few")
+                    } else if *n > max {
+                        format!("{n} is absurdly large")
+                    } else {
+                        format!("{n} is out of range")
+                    };
+                    return Err(format!("{why}: {}", self.rule()));
+                }
+                Ok(())
+            }
+            (Kind::Flag, Value::Flag(_)) => Ok(()),
+            (Kind::Addresses, Value::Addresses(list)) => {
+                if list.is_empty() {
+                    return Err("no address given: write at least one, such as `127.0.0.1:8080`"
+                        .to_string());
+                }
+                for addr in list {
+                    check_address(addr)?;
+                }
+                Ok(())
+            }
+            (Kind::Duration { min, max }, Value::Duration(d)) => {
+                if *d < min || *d > max {
+                    return Err(format!(
+                        "{} is out of range: {}",
+                        crate::format_duration(*d),
+                        self.rule()
+                    ));
+                }
+                Ok(())
+            }
+            (_, other) => Err(format!("{other} is not {}", self.kind_name())),
+        }
+    }
+
+    /// The rule a value must follow, as a sentence fragment that names the fix.
+    pub fn rule(&self) -> String {
+        match self.kind {
+            Kind::Count { min, max } => format!("{} must be between {min} and {max}", self.name),
+            Kind::Flag => format!("{} is a flag: on or off", self.name),
+            Kind::Addresses => format!("{} takes addresses such as `127.0.0.1:8080`", self.name),
+            Kind::Duration { min, max } => format!(
+                "{} must be between {} and {}",
+                self.name,
+                crate::format_duration(min),
+                crate::format_duration(max)
+            ),
+        }
+    }
+
+    /// The kind of value, for "expected ..." messages.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Count { .. } => "a whole number",
+            Kind::Flag => "a flag",
+            Kind::Addresses => "an address or a list of addresses",
+            Kind::Duration { .. } => "a duration such as \"30s\"",
+        }
+    }
+}
+
+/// An address to listen on: `IP:PORT`, with a port the OS can bind (0 asks it for a free one).
+fn check_address(addr: &str) -> Result<(), String> {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(_) => Ok(()),
+        Err(_) => {
+            let hint = match addr.rsplit_once(':') {
+                None => "it has no port",
+                Some((_, port)) if port.parse::<u16>().is_err() => {
+                    "its port is not a number between 0 and 65535"
+                }
+                Some(_) => "its host is not an IP address (IPv6 goes in brackets: `[::1]:8080`)",
+            };
+            Err(format!(
+                "`{addr}` is not an address to listen on: {hint}; write IP:PORT, such as `127.0.0.1:8080`"
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_has_one_row() {
+        let keys = [
+            Key::Prefork,
+            Key::MinSpare,
+            Key::MaxSpare,
+            Key::MaxChildren,
+            Key::Requests,
+            Key::Clients,
+            Key::Listen,
+            Key::Detach,
+            Key::Foreground,
+            Key::GracefulTimeout,
+        ];
+        assert_eq!(keys.len(), SETTINGS.len());
+        for key in keys {
+            assert_eq!(SETTINGS.iter().filter(|s| s.key == key).count(), 1, "{key:?}");
+            assert_eq!(setting(key).key, key);
+        }
+    }
+
+    #[test]
+    fn names_flags_and_variables_follow_one_scheme() {
+        for s in SETTINGS {
+            let dashed = s.name.replace('_', "-");
+            if s.key != Key::Prefork {
+                assert_eq!(s.flag, format!("--{dashed}"));
+            }
+            assert_eq!(s.env, format!("DAEMON_{}", s.name.to_ascii_uppercase()));
+        }
+    }
+
+    #[test]
+    fn text_values_follow_the_rules() {
+        let workers = setting(Key::Prefork);
+        assert_eq!(workers.parse_text("8"), Ok(Value::Count(8)));
+        assert!(workers.parse_text("0").unwrap_err().contains("between 1 and 4096"));
+        assert!(workers.parse_text("-3").unwrap_err().contains("negative"));
+        assert!(workers.parse_text("lots").unwrap_err().contains("not a whole number"));
+        assert!(workers.parse_text("99999999999999999999999").unwrap_err().contains("absurdly"));
+        let listen = setting(Key::Listen);
+        assert!(listen.parse_text("localhost").unwrap_err().contains("no port"));
+        assert!(listen.parse_text("127.0.0.1:99999").unwrap_err().contains("port"));
+        assert_eq!(
+            listen.parse_text("127.0.0.1:0,[::1]:80"),
+            Ok(Value::Addresses(vec!["127.0.0.1:0".into(), "[::1]:80".into()]))
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! The generated binary's command line. Every flag comes from the rule book, and every value is
+//! checked by the same rules as the attribute's.
+
+use std::ffi::OsString;
+
+use daemon_config::{setting, suggest, Given, Key, Kind, Origin, Value, SETTINGS};
+
+/// What the command line asks for.
+pub(crate) enum Command {
+    Run(Given),
+    Help,
+    Version,
+}
+
+/// A command line that cannot be understood; the message names the flag, the value and the rule.
+#[derive(Debug)]
+pub(crate) struct CliError(pub String);
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Parses the arguments (the first is the program's name).
+pub(crate) fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
+    use lexopt::Arg;
+    let mut parser = lexopt::Parser::from_iter(args);
+    let mut given = Given::new();
+    let mut listen: Vec<String> = Vec::new();
+    loop {
+        let arg = parser.next().map_err(|e| CliError(e.to_string()))?;
+        let Some(arg) = arg else { break };
+        match arg {
+            Arg::Short('h') | Arg::Long("help") => return Ok(Command::Help),
+            Arg::Short('V') | Arg::Long("version") => return Ok(Command::Version),
+            Arg::Long(name) => {
+                let flag = format!("--{name}");
+                let Some(key) = Key::from_flag(&flag) else {
+                    let flags = SETTINGS.iter().map(|s| s.flag).chain(["--help", "--version"]);
+                    let hint = match suggest(&flag, flags) {
+                        Some(near) => format!("; did you mean {near}?"),
+                        None => String::new(),
+                    };
+                    return Err(CliError(format!("unknown option {flag}{hint}")));
+                };
+                let s = setting(key);
+                let text = match s.kind {
+                    Kind::Flag => match parser.optional_value() {
+                        Some(v) => os_to_string(&flag, v)?,
+                        None => "true".to_string(),
+                    },
+                    _ => {
+                        let v = parser.value().map_err(|_| {
+                            CliError(format!("{flag} needs a value: {}", s.rule()))
+                        })?;
+                        os_to_string(&flag, v)?
+                    }
+                };
+                if key == Key::Listen {
+                    // Repeatable: each occurrence adds addresses.
+                    listen.extend(text.split(',').map(|a| a.trim().to_string()).filter(|a| !a.is_empty()));
+                    continue;
+                }
+                let value = s
+                    .parse_text(&text)
+                    .map_err(|rule| CliError(format!("{flag} {text}: {rule}")))?;
+                given.set(key, value, Origin::CommandLine);
+            }
+            Arg::Short(c) => {
+                return Err(CliError(format!("unknown option -{c}; see --help")));
+            }
+            Arg::Value(v) => {
+                return Err(CliError(format!(
+                    "unexpected argument `{}`: this program takes only options; see --help",
+                    v.to_string_lossy()
+                )));
+            }
+        }
+    }
+    if !listen.is_empty() {
+        let s = setting(Key::Listen);
+        let value = Value::Addresses(listen);
+        s.check(&value).map_err(|rule| CliError(format!("--listen {value}: {rule}")))?;
+        given.set(Key::Listen, value, Origin::CommandLine);
+    }
+    Ok(Command::Run(given))
+}
+
+fn os_to_string(flag: &str, v: OsString) -> Result<String, CliError> {
+    v.into_string()
+        .map_err(|v| CliError(format!("{flag} {}: not valid UTF-8", v.to_string_lossy())))
+}
+
+/// The help text, generated from the rule book; `current` shows what the attributes set.
+pub(crate) fn help(program: &str, name: &str, version: &str, current: &Given) -> String {
+    let mut out = format!(
+        "{name} {version}\n\nUsage: {program} [OPTIONS]\n\nOptions override the values of #[daemon::main]:\n"
+    );
+    for s in SETTINGS {
+        let arg = match s.kind {
+            Kind::Flag => String::new(),
+            Kind::Count { .. } => " N".to_string(),
+            Kind::Addresses => " IP:PORT".to_string(),
+            Kind::Duration { .. } => " DURATION".to_string(),
+        };
+        let left = format!("{}{arg}", s.flag);
+        out.push_str(&format!("  {left:<28}{}\n", s.summary));
+        let set = match current.get(s.key) {
+            Some((v, _)) => format!("; set by the program: {v}"),
+            None => String::new(),
+        };
+        out.push_str(&format!("  {:<28}[default: {}{set}] [env: {}]\n", "", s.default, s.env));
+    }
+    out.push_str(&format!("  {:<28}{}\n", "-h, --help", "print this help"));
+    out.push_str(&format!("  {:<28}{}\n", "-V, --version", "print the version"));
+    out.push_str(
+        "\nSignals to the manager: TERM/INT fast stop, QUIT graceful stop, HUP new generation of \
+         workers, TTIN/TTOU one worker more/fewer.\n",
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        std::iter::once("prog").chain(list.iter().copied()).map(OsString::from).collect()
+    }
+
+    fn given(list: &[&str]) -> Given {
+        match parse(args(list)) {
+            Ok(Command::Run(g)) => g,
+            Ok(_) => panic!("not a run"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn error(list: &[&str]) -> String {
+        match parse(args(list)) {
+            Err(e) => e.0,
+            Ok(_) => panic!("accepted {list:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_set_values_from_the_command_line() {
+        let g = given(&["--workers", "3", "--max-spare=5", "--listen", "127.0.0.1:0", "--listen", "[::1]:0", "--foreground"]);
+        assert_eq!(g.get(Key::Prefork), Some(&(Value::Count(3), Origin::CommandLine)));
+        assert_eq!(g.get(Key::MaxSpare).map(|v| &v.0), Some(&Value::Count(5)));
+        assert_eq!(
+            g.get(Key::Listen).map(|v| &v.0),
+            Some(&Value::Addresses(vec!["127.0.0.1:0".into(), "[::1]:0".into()]))
+        );
+        assert_eq!(g.get(Key::Foreground).map(|v| &v.0), Some(&Value::Flag(true)));
+    }
+
+    #[test]
+    fn bad_values_name_the_flag_the_value_and_the_rule() {
+        let e = error(&["--workers", "0"]);
+        assert!(e.contains("--workers 0") && e.contains("between 1 and 4096"), "{e}");
+        let e = error(&["--wrokers", "3"]);
+        assert!(e.contains("did you mean --workers?"), "{e}");
+        let e = error(&["--listen", "nowhere"]);
+        assert!(e.contains("--listen nowhere") && e.contains("IP:PORT"), "{e}");
+        let e = error(&["--graceful-timeout", "soon"]);
+        assert!(e.contains("--graceful-timeout soon"), "{e}");
+        let e = error(&["--requests"]);
+        assert!(e.contains("needs a value"), "{e}");
+    }
+
+    #[test]
+    fn help_lists_every_flag() {
+        let h = help("prog", "demo", "1.0", &Given::new());
+        for s in SETTINGS {
+            assert!(h.contains(s.flag) && h.contains(s.env), "{}", s.flag);
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! One accepted connection, as an async handler receives it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// A client connection, served by an `async fn(daemon::Connection)` handler.
+///
+/// It reads and writes like a [`tokio::net::TcpStream`] (it implements `AsyncRead` and
+/// `AsyncWrite`, and derefs to the stream), and it knows whether its worker has been asked to
+/// stop. A handler that loops over keep-alive requests should wait for the next request with
+/// [`Connection::read_or_stop`] (or check [`Connection::is_stopping`] between requests), so that
+/// a graceful stop (QUIT, recycling, retirement) finishes the request in hand but does not wait
+/// for an idle client.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    stop: watch::Receiver<bool>,
+}
+
+impl Connection {
+    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) -> Self {
+        Connection { stream, peer, stop }
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Whether the worker has been asked to stop gracefully: finish the request in hand, then
+    /// return.
+    pub fn is_stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// A future that completes when the worker is asked to stop gracefully (at once if it
+    /// already was). It borrows nothing, so it can be raced against reads and writes on this
+    /// connection, or moved into another task.
+    pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stop = self.stop.clone();
+        async move {
+            // An error means the stop signal's sender is gone, which happens only after a stop.
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        }
+    }
+
+    /// Reads into `buf` like [`tokio::io::AsyncReadExt::read`], unless the worker is asked to stop
+    /// gracefully before any data arrives: then `Ok(None)`. The way to wait for the next request
+    /// on a keep-alive connection.
+    pub async fn read_or_stop(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        use tokio::io::AsyncReadExt;
+        if self.is_stopping() {
+            return Ok(None);
+        }
+        let stream = &mut self.stream;
+        let stop = &mut self.stop;
+        tokio::select! {
+            biased;
+            read = stream.read(buf) => read.map(Some),
+            _ = stop.wait_for(|stopping| *stopping) => Ok(None),
+        }
+    }
+
+    /// The underlying stream.
+    pub fn into_inner(self) -> TcpStream {
+        self.stream
+    }
+}
+
+impl Deref for Connection {
+    type Target = TcpStream;
+    fn deref(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+impl DerefMut for Connection {
+    fn deref_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,164 @@
+//! What `#[daemon::main]` calls: read the command line, check the configuration, bind the
+//! listeners, run the program's `main` body, then hand over to the manager.
+
+use std::ffi::OsString;
+use std::fmt::Debug;
+
+use daemon_config::{resolve, Given, Key, Model, Origin, Value};
+use tracing::{error, info, info_span, warn};
+
+use crate::cli::{self, Command};
+use crate::hooks::{Handler, Hooks};
+use crate::listener::bind_all;
+use crate::manager::Manager;
+
+/// A value written in `#[daemon::main(...)]`, as the macro emits it.
+#[derive(Clone, Copy, Debug)]
+pub enum Attr {
+    Count(u64),
+    Flag(bool),
+    Addresses(&'static [&'static str]),
+    /// Milliseconds.
+    Duration(u64),
+}
+
+impl Attr {
+    fn value(self) -> Value {
+        match self {
+            Attr::Count(n) => Value::Count(n),
+            Attr::Flag(b) => Value::Flag(b),
+            Attr::Addresses(list) => Value::Addresses(list.iter().map(|s| s.to_string()).collect()),
+            Attr::Duration(ms) => Value::Duration(std::time::Duration::from_millis(ms)),
+        }
+    }
+}
+
+/// The program's name and version, for `--help` and `--version`.
+#[derive(Clone, Copy, Debug)]
+pub struct Package {
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+/// What `fn main` may return: `()` or `Result<(), E>`.
+pub trait MainOutput {
+    fn into_result(self) -> Result<(), String>;
+}
+
+impl MainOutput for () {
+    fn into_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: Debug> MainOutput for Result<(), E> {
+    fn into_result(self) -> Result<(), String> {
+        self.map_err(|e| format!("{e:?}"))
+    }
+}
+
+/// Runs the daemon. Exit status: 0 after a clean stop, 2 for a bad command line or
+/// configuration, 1 for any other failure to start.
+pub fn run<F, R>(attrs: &'static [(Key, Attr)], package: Package, main: F) -> !
+where
+    F: FnOnce() -> R,
+    R: MainOutput,
+{
+    let code = start(attrs, package, main);
+    std::process::exit(code)
+}
+
+fn start<F, R>(attrs: &'static [(Key, Attr)], package: Package, main: F) -> i32
+where
+    F: FnOnce() -> R,
+    R: MainOutput,
+{
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let program = args
+        .first()
+        .map(|a| std::path::Path::new(a))
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| package.name.to_string());
+
+    let mut given = Given::new();
+    for (key, attr) in attrs {
+        given.set(*key, attr.value(), Origin::Attribute);
+    }
+    let from_cli = match cli::parse(args) {
+        Ok(Command::Run(g)) => g,
+        Ok(Command::Help) => {
+            print!("{}", cli::help(&program, package.name, package.version, &given));
+            return 0;
+        }
+        Ok(Command::Version) => {
+            println!("{} {}", package.name, package.version);
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("{program}: error: {e}\nTry `{program} --help`.");
+            return 2;
+        }
+    };
+    for (key, value, origin) in from_cli.iter() {
+        given.set(key, value.clone(), origin.clone());
+    }
+
+    let hooks = match Hooks::collect() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("{program}: error: {e}");
+            return 2;
+        }
+    };
+    let model = match hooks.on_accept.handler {
+        Handler::Async(_) => Model::Async,
+        Handler::Sync(_) => Model::Sync,
+    };
+    let config = match resolve(&given, model) {
+        Ok(c) => c,
+        Err(problems) => {
+            for p in problems {
+                eprintln!("{program}: error: {p}");
+            }
+            return 2;
+        }
+    };
+
+    crate::logging::init();
+    let span = info_span!("manager", pid = std::process::id());
+    let _entered = span.enter();
+    if config.detaches() {
+        warn!("detach is not available in this version: running in the foreground");
+    }
+    let listeners = match bind_all(&config.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            error!("{e}");
+            return 1;
+        }
+    };
+    for l in &listeners {
+        info!(addr = %l.addr, "listening");
+    }
+    if let Err(e) = main().into_result() {
+        error!(error = %e, "main returned an error; not starting");
+        return 1;
+    }
+    if let Some(n) = crate::sys::threads().filter(|n| *n > 1) {
+        error!(
+            threads = n,
+            "main's body left other threads running; fork() copies only the calling thread, so \
+             their locks would stay held in every worker: join them before main returns, or start \
+             them in an #[daemon::on_child] hook"
+        );
+        return 1;
+    }
+    match Manager::new(config, hooks, listeners) {
+        Ok(manager) => manager.run(),
+        Err(e) => {
+            error!("{e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Listening sockets: bound by the manager before any fork and shared by every worker, so a
+//! worker that exits strands no connection in a private queue. They are non-blocking (workers
+//! wait for them with epoll) and close-on-exec.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use nix::sys::socket::{
+    bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
+    SockaddrStorage,
+};
+
+/// The accept queue's length: a burst waits there while the manager forks spares.
+const BACKLOG: i32 = 1024;
+
+/// A bound, listening socket.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub(crate) socket: TcpListener,
+    pub(crate) addr: SocketAddr,
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+/// Why an address could not be bound, with the fix.
+#[derive(Debug)]
+pub struct BindError {
+    pub addr: String,
+    pub error: io::Error,
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hint = match self.error.kind() {
+            io::ErrorKind::AddrInUse => {
+                "another process holds this address: stop it, or listen elsewhere with --listen"
+            }
+            io::ErrorKind::PermissionDenied => {
+                "ports below 1024 need root (or CAP_NET_BIND_SERVICE): use a higher port"
+            }
+            io::ErrorKind::AddrNotAvailable => {
+                "no interface of this machine has that IP address: use one it has, or 0.0.0.0"
+            }
+            _ => "check the address given with `listen` or --listen",
+        };
+        write!(f, "cannot listen on {}: {}; {hint}", self.addr, self.error)
+    }
+}
+
+impl std::error::Error for BindError {}
+
+pub(crate) fn bind_all(addrs: &[String]) -> Result<Vec<Listener>, BindError> {
+    addrs.iter().map(|a| bind_one(a)).collect()
+}
+
+fn bind_one(text: &str) -> Result<Listener, BindError> {
+    let err = |error: io::Error| BindError { addr: text.to_string(), error };
+    let addr: SocketAddr = text
+        .parse()
+        .map_err(|_| err(io::Error::new(io::ErrorKind::InvalidInput, "not an IP:PORT address")))?;
+    let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)
+        .map_err(|e| err(e.into()))?;
+    // Lets a restarted daemon bind while old connections linger in TIME_WAIT.
+    setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| err(e.into()))?;
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|e| err(e.into()))?;
+    listen(&fd, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN)).map_err(|e| err(e.into()))?;
+    let socket = TcpListener::from(fd);
+    let addr = socket.local_addr().map_err(err)?;
+    Ok(Listener { socket, addr })
+}

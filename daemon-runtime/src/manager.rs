@@ -1,0 +1,485 @@
+//! The manager: one thread, no async runtime, an event loop on poll(2) over two descriptors (its
+//! signals and the workers' wake pipe). It sleeps until something happens or until the earliest
+//! deadline it truly has (a kill after a graceful timeout, the next retirement, a fork backoff);
+//! idle, it does not wake at all.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsFd, OwnedFd};
+
+use daemon_config::Config;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tracing::{debug, error, info, warn};
+
+use crate::hooks::Hooks;
+use crate::listener::Listener;
+use crate::policy::{self, Limits, Phase, WorkerView};
+use crate::scoreboard::{Scoreboard, State, SLOTS};
+use crate::signals;
+use crate::sys::{fork, monotonic_ms, Forked};
+use crate::worker;
+
+/// How long to wait before forking again after a worker died before it was ready, doubling up to
+/// the maximum: a crashing on_child hook must not turn the manager into a fork bomb.
+const BACKOFF_FIRST_MS: u64 = 100;
+const BACKOFF_MAX_MS: u64 = 10_000;
+
+/// One worker, as the manager tracks it.
+#[derive(Debug)]
+struct Record {
+    pid: Pid,
+    generation: u32,
+    /// Set once the manager has told it to stop.
+    stopping: Option<Stopping>,
+}
+
+#[derive(Debug)]
+struct Stopping {
+    /// The signal sent to stop it; ending by it is a clean end.
+    signal: Signal,
+    kill_at_ms: u64,
+    killed: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StopKind {
+    /// QUIT: workers finish what they have.
+    Graceful,
+    /// TERM or INT: workers end now.
+    Fast,
+}
+
+/// Descriptors that are the manager's alone; a worker closes them first thing.
+struct Own {
+    signals: SignalFd,
+    wake_read: OwnedFd,
+}
+
+pub(crate) struct Manager {
+    config: Config,
+    limits: Limits,
+    board: Scoreboard,
+    listeners: Vec<Listener>,
+    hooks: Hooks,
+    own: Option<Own>,
+    wake_write: OwnedFd,
+    records: BTreeMap<usize, Record>,
+    by_pid: HashMap<Pid, usize>,
+    generation: u32,
+    last_retire_ms: Option<u64>,
+    stop: Option<StopKind>,
+    /// Workers that died before becoming ready, in a row.
+    failed_starts: u32,
+    fork_not_before_ms: u64,
+    waiting_for_pool: bool,
+    pid: Pid,
+}
+
+/// Why the manager could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Manager {
+    /// Sets up everything the workers inherit: the scoreboard, the signal descriptor (blocking
+    /// the signals first), the wake pipe.
+    pub(crate) fn new(config: Config, hooks: Hooks, listeners: Vec<Listener>) -> Result<Manager, StartError> {
+        let board = Scoreboard::new().map_err(|e| StartError(format!("cannot map the scoreboard: {e}")))?;
+        let signals = signals::manager_signalfd()
+            .map_err(|e| StartError(format!("cannot set up signal handling: {e}")))?;
+        let (wake_read, wake_write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
+            .map_err(|e| StartError(format!("cannot create the wake pipe: {e}")))?;
+        let limits = Limits {
+            workers: config.workers,
+            min_spare: config.min_spare,
+            max_spare: config.max_spare,
+            max_children: config.max_children,
+        };
+        board.set_thresholds(limits.min_spare, limits.max_spare);
+        Ok(Manager {
+            config,
+            limits,
+            board,
+            listeners,
+            hooks,
+            own: Some(Own { signals, wake_read }),
+            wake_write,
+            records: BTreeMap::new(),
+            by_pid: HashMap::new(),
+            generation: 1,
+            last_retire_ms: None,
+            stop: None,
+            failed_starts: 0,
+            fork_not_before_ms: 0,
+            waiting_for_pool: true,
+            pid: nix::unistd::getpid(),
+        })
+    }
+
+    /// Runs until the pool is stopped and every worker reaped. Returns the exit status.
+    pub(crate) fn run(mut self) -> i32 {
+        info!(
+            workers = self.limits.workers,
+            min_spare = self.limits.min_spare,
+            max_spare = self.limits.max_spare,
+            max_children = self.limits.max_children,
+            clients = self.config.clients,
+            requests = self.config.requests,
+            "manager started"
+        );
+        self.board.announce_ready(true);
+        loop {
+            self.reap();
+            if self.stop.is_some() && self.records.is_empty() {
+                break;
+            }
+            let now = monotonic_ms();
+            let recheck = if self.stop.is_none() { self.manage(now) } else { None };
+            self.enforce_deadlines(now);
+            let deadline = self.next_deadline(recheck);
+            self.wait(deadline);
+        }
+        info!(wakes = self.board.wakes(), "manager stopped: every worker is gone");
+        0
+    }
+
+    fn views(&self) -> Vec<WorkerView> {
+        self.records
+            .iter()
+            .map(|(&slot, rec)| {
+                let v = self.board.view(slot);
+                let phase = if rec.stopping.is_some() || v.state == State::Exiting {
+                    Phase::Exiting
+                } else {
+                    match v.state {
+                        State::Waiting | State::Request | State::Long if v.room => Phase::Idle,
+                        State::Waiting | State::Request | State::Long => Phase::Busy,
+                        _ => Phase::Starting,
+                    }
+                };
+                WorkerView { slot, phase, started_ms: v.started_ms, unoccupied: v.active == 0 }
+            })
+            .collect()
+    }
+
+    /// Applies the policy. Returns when to look again, if the policy asked.
+    fn manage(&mut self, now: u64) -> Option<u64> {
+        let views = self.views();
+        if self.waiting_for_pool {
+            let ready = views.iter().filter(|w| matches!(w.phase, Phase::Idle | Phase::Busy)).count();
+            if ready >= self.limits.workers as usize {
+                self.waiting_for_pool = false;
+                self.board.announce_ready(false);
+                let addrs: Vec<String> = self.listeners.iter().map(|l| l.addr.to_string()).collect();
+                info!(
+                    workers = ready,
+                    listen = %addrs.join(","),
+                    scoreboard = %self.letters(),
+                    "pool ready: every worker accepts"
+                );
+            }
+        }
+        let plan = policy::plan(&views, &self.limits, now, self.last_retire_ms);
+        if let Some(slot) = plan.retire {
+            info!(slot, "retiring a surplus spare");
+            self.retire(slot, now);
+            self.last_retire_ms = Some(now);
+        }
+        if plan.spawn > 0 {
+            if now < self.fork_not_before_ms {
+                return Some(self.fork_not_before_ms);
+            }
+            for _ in 0..plan.spawn {
+                if !self.spawn() {
+                    break;
+                }
+            }
+        }
+        plan.recheck_at
+    }
+
+    /// The scoreboard's state letters, one per worker, in slot order.
+    fn letters(&self) -> String {
+        crate::scoreboard::letters(&self.board, self.records.keys().copied())
+    }
+
+    fn next_deadline(&self, recheck: Option<u64>) -> Option<u64> {
+        let kills = self
+            .records
+            .values()
+            .filter_map(|r| r.stopping.as_ref())
+            .filter(|s| !s.killed)
+            .map(|s| s.kill_at_ms);
+        recheck.into_iter().chain(kills).min()
+    }
+
+    /// Sleeps until a signal, a wake-up from a worker, or the deadline.
+    fn wait(&mut self, deadline: Option<u64>) {
+        let Some(own) = self.own.as_ref() else { return };
+        let timeout = match deadline {
+            None => PollTimeout::NONE,
+            Some(at) => {
+                let ms = at.saturating_sub(monotonic_ms()).min(i32::MAX as u64) as i32;
+                // Round up so we do not wake a hair early and spin.
+                PollTimeout::try_from(ms.saturating_add(1)).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = [
+            PollFd::new(own.signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(own.wake_read.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => {
+                error!(error = %e, "poll failed");
+                return;
+            }
+        }
+        let mut buf = [0u8; 256];
+        while matches!(nix::unistd::read(&own.wake_read, &mut buf), Ok(n) if n > 0) {}
+        let received = signals::drain(&own.signals);
+        for sig in received {
+            self.on_signal(sig);
+        }
+    }
+
+    fn on_signal(&mut self, sig: Signal) {
+        match sig {
+            Signal::SIGCHLD => {}
+            Signal::SIGTERM | Signal::SIGINT => self.begin_stop(StopKind::Fast, sig),
+            Signal::SIGQUIT => self.begin_stop(StopKind::Graceful, sig),
+            Signal::SIGTTIN => {
+                if self.stop.is_some() {
+                    return;
+                }
+                if self.limits.workers < self.limits.max_children {
+                    self.limits.workers += 1;
+                    info!(workers = self.limits.workers, "TTIN: one worker more");
+                } else {
+                    warn!(max_children = self.limits.max_children, "TTIN: the pool is at max_children already");
+                }
+            }
+            Signal::SIGTTOU => self.shrink_by_one(),
+            Signal::SIGHUP => self.new_generation(),
+            Signal::SIGUSR1 => info!("USR1: no log file to reopen (logs go to standard error)"),
+            other => warn!(signal = %other, "this version of the manager does not act on this signal; ignored"),
+        }
+    }
+
+    fn shrink_by_one(&mut self) {
+        if self.stop.is_some() {
+            return;
+        }
+        if self.limits.workers <= 1 {
+            warn!("TTOU: the pool is at one worker already");
+            return;
+        }
+        self.limits.workers -= 1;
+        let mut views = self.views();
+        let Some(slot) = policy::pick_retiree(&views) else { return };
+        // If min_spare would fork a replacement at once, lowering the floor is all TTOU can do.
+        if let Some(v) = views.iter_mut().find(|v| v.slot == slot) {
+            v.phase = Phase::Exiting;
+        }
+        let now = monotonic_ms();
+        if policy::plan(&views, &self.limits, now, None).spawn > 0 {
+            info!(workers = self.limits.workers, "TTOU: floor lowered; min_spare keeps the current workers");
+            return;
+        }
+        info!(workers = self.limits.workers, slot, "TTOU: one worker fewer");
+        self.retire(slot, now);
+    }
+
+    /// HUP: a new generation of workers replaces the old one, which finishes its work first.
+    fn new_generation(&mut self) {
+        if self.stop.is_some() {
+            return;
+        }
+        self.generation += 1;
+        info!(generation = self.generation, "HUP: replacing every worker with a new generation");
+        let now = monotonic_ms();
+        let old: Vec<usize> = self
+            .records
+            .iter()
+            .filter(|(_, r)| r.stopping.is_none() && r.generation < self.generation)
+            .map(|(&s, _)| s)
+            .collect();
+        for slot in old {
+            self.retire(slot, now);
+        }
+    }
+
+    fn begin_stop(&mut self, kind: StopKind, sig: Signal) {
+        match (self.stop, kind) {
+            (Some(StopKind::Fast), _) | (Some(StopKind::Graceful), StopKind::Graceful) => return,
+            _ => {}
+        }
+        let (signal, how) = match kind {
+            StopKind::Graceful => (Signal::SIGQUIT, "graceful stop: workers finish their work"),
+            StopKind::Fast => (Signal::SIGTERM, "fast stop: workers end now"),
+        };
+        info!(signal = %sig, workers = self.records.len(), "{how}");
+        self.stop = Some(kind);
+        let kill_at_ms = monotonic_ms().saturating_add(self.config.graceful_timeout.as_millis() as u64);
+        for rec in self.records.values_mut() {
+            send(rec.pid, signal);
+            let keep = rec.stopping.as_ref().map_or(u64::MAX, |s| s.kill_at_ms);
+            rec.stopping = Some(Stopping { signal, kill_at_ms: kill_at_ms.min(keep), killed: false });
+        }
+    }
+
+    fn retire(&mut self, slot: usize, now: u64) {
+        let timeout = self.config.graceful_timeout.as_millis() as u64;
+        if let Some(rec) = self.records.get_mut(&slot) {
+            if rec.stopping.is_none() {
+                send(rec.pid, Signal::SIGQUIT);
+                rec.stopping = Some(Stopping {
+                    signal: Signal::SIGQUIT,
+                    kill_at_ms: now.saturating_add(timeout),
+                    killed: false,
+                });
+            }
+        }
+    }
+
+    fn enforce_deadlines(&mut self, now: u64) {
+        for (&slot, rec) in self.records.iter_mut() {
+            if let Some(s) = rec.stopping.as_mut() {
+                if !s.killed && s.kill_at_ms <= now {
+                    warn!(slot, pid = rec.pid.as_raw(), "worker did not stop within graceful_timeout: KILL");
+                    send(rec.pid, Signal::SIGKILL);
+                    s.killed = true;
+                }
+            }
+        }
+    }
+
+    /// Forks one worker into a free slot. Returns false if it could not.
+    fn spawn(&mut self) -> bool {
+        let Some(slot) = (0..SLOTS).find(|s| !self.records.contains_key(s)) else {
+            error!("the scoreboard is full");
+            return false;
+        };
+        self.board.prepare(slot, self.generation);
+        match fork() {
+            Ok(Forked::Parent(pid)) => {
+                self.board.set_pid(slot, pid.as_raw());
+                self.records.insert(slot, Record { pid, generation: self.generation, stopping: None });
+                self.by_pid.insert(pid, slot);
+                info!(slot, pid = pid.as_raw(), generation = self.generation, "worker spawned");
+                true
+            }
+            Ok(Forked::Child) => self.become_worker(slot),
+            Err(e) => {
+                self.board.clear(slot);
+                error!(error = %e, "fork failed; trying again in a second");
+                self.fork_not_before_ms = monotonic_ms() + 1000;
+                false
+            }
+        }
+    }
+
+    /// In the child: drop what is the manager's alone and run the worker. Never returns.
+    fn become_worker(&mut self, slot: usize) -> ! {
+        drop(self.own.take());
+        let wake = match self.wake_write.try_clone() {
+            Ok(fd) => fd,
+            Err(_) => crate::sys::exit_now(1),
+        };
+        worker::run(worker::Setup {
+            slot: self.board.worker_slot(slot, self.config.clients, wake),
+            generation: self.generation,
+            manager_pid: self.pid,
+            listeners: &self.listeners,
+            hooks: &self.hooks,
+            config: &self.config,
+        })
+    }
+
+    /// Collects every child that has exited; no zombie is left behind.
+    fn reap(&mut self) {
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    error!(error = %e, "waitpid failed");
+                    return;
+                }
+                Ok(status) => {
+                    let Some(pid) = status.pid() else { continue };
+                    self.on_exit(pid, status);
+                }
+            }
+        }
+    }
+
+    fn on_exit(&mut self, pid: Pid, status: WaitStatus) {
+        let Some(slot) = self.by_pid.remove(&pid) else {
+            debug!(pid = pid.as_raw(), ?status, "reaped a process that was not a worker");
+            return;
+        };
+        let view = self.board.view(slot);
+        let rec = self.records.remove(&slot);
+        self.board.clear(slot);
+        let expected = rec.as_ref().is_some_and(|r| r.stopping.is_some()) || view.state == State::Exiting;
+        let how = match status {
+            WaitStatus::Exited(_, code) => format!("exit status {code}"),
+            WaitStatus::Signaled(_, sig, _) => format!("killed by {sig}"),
+            other => format!("{other:?}"),
+        };
+        let sent = rec.as_ref().and_then(|r| r.stopping.as_ref()).map(|s| s.signal);
+        let clean = match status {
+            WaitStatus::Exited(_, 0) => true,
+            WaitStatus::Signaled(_, sig, _) => Some(sig) == sent && sig != Signal::SIGKILL,
+            _ => false,
+        };
+        if expected && clean {
+            info!(slot, pid = pid.as_raw(), requests = view.requests, "worker exited");
+        } else if expected {
+            warn!(slot, pid = pid.as_raw(), requests = view.requests, status = %how, "worker ended while stopping");
+        } else {
+            warn!(
+                slot,
+                pid = pid.as_raw(),
+                requests = view.requests,
+                status = %how,
+                scoreboard = %self.letters(),
+                "worker died; replacing it"
+            );
+        }
+        let never_ready = matches!(view.state, State::Forking | State::Forked | State::Starting);
+        if never_ready && !expected {
+            self.failed_starts += 1;
+            let delay = (BACKOFF_FIRST_MS << (self.failed_starts - 1).min(16)).min(BACKOFF_MAX_MS);
+            self.fork_not_before_ms = monotonic_ms() + delay;
+            error!(
+                slot,
+                failures = self.failed_starts,
+                delay_ms = delay,
+                "worker died before it was ready (check the on_child hooks); backing off"
+            );
+        } else if !never_ready {
+            self.failed_starts = 0;
+        }
+    }
+}
+
+fn send(pid: Pid, signal: Signal) {
+    if let Err(e) = kill(pid, signal) {
+        // ESRCH: it is already gone and will be reaped.
+        if e != Errno::ESRCH {
+            warn!(pid = pid.as_raw(), signal = %signal, error = %e, "cannot signal worker");
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! The scoreboard: one slot per worker in shared memory, written by its worker with atomics and
+//! read by the manager.
+//!
+//! A state change is a store, not a system call. A worker wakes the manager (one byte down a
+//! pipe) only when a change crosses a threshold the manager cares about: the number of idle
+//! workers falling below `min_spare` or rising above `max_spare`, a worker becoming ready while
+//! the manager waits for the pool, or a worker starting to exit.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+use crate::sys::{monotonic_ms, Shared, ZeroValid};
+
+/// The scoreboard has room for the largest pool the rule book accepts, so a reload can grow the
+/// pool without remapping. Untouched slots cost address space, not memory.
+pub(crate) const SLOTS: usize = 4096;
+
+/// A worker's state, as the letters of Apache's mod_status and POE's scoreboard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// ' ' no worker in this slot.
+    Empty = b' ',
+    /// 'F' the manager is forking it.
+    Forking = b'F',
+    /// 'f' forked, the child is setting itself up.
+    Forked = b'f',
+    /// '.' running its on_child hooks, not accepting yet.
+    Starting = b'.',
+    /// 'w' waiting for a connection.
+    Waiting = b'w',
+    /// 'r' serving (at least) one connection.
+    Request = b'r',
+    /// 'l' serving a long request (set by the application).
+    Long = b'l',
+    /// 'e' exiting: accepts no more, finishing what it has.
+    Exiting = b'e',
+}
+
+impl State {
+    pub fn letter(self) -> char {
+        self as u8 as char
+    }
+
+    fn from_u8(b: u8) -> State {
+        match b {
+            b'F' => State::Forking,
+            b'f' => State::Forked,
+            b'.' => State::Starting,
+            b'w' => State::Waiting,
+            b'r' => State::Request,
+            b'l' => State::Long,
+            b'e' => State::Exiting,
+            _ => State::Empty,
+        }
+    }
+}
+
+#[repr(C, align(64))]
+pub(crate) struct Header {
+    /// Workers that have room for another connection (a hint for waking the manager; the manager
+    /// itself counts from the slots).
+    idle: AtomicI64,
+    min_spare: AtomicU32,
+    max_spare: AtomicU32,
+    /// Set while the manager wants to hear of every worker that becomes ready.
+    announce_ready: AtomicBool,
+    /// How many times workers woke the manager (for `status` and benchmarks).
+    wakes: AtomicU64,
+}
+
+/// One worker's line on the scoreboard. A cache line each, so workers never share one.
+#[repr(C, align(64))]
+pub(crate) struct Slot {
+    state: AtomicU8,
+    /// Counted in `Header::idle`.
+    room: AtomicBool,
+    pid: AtomicI32,
+    generation: AtomicU32,
+    /// Connections in flight.
+    active: AtomicU32,
+    /// Connections served.
+    requests: AtomicU64,
+    started_ms: AtomicU64,
+    heartbeat_ms: AtomicU64,
+}
+
+#[repr(C)]
+pub(crate) struct Board {
+    header: Header,
+    slots: [Slot; SLOTS],
+}
+
+// SAFETY: every field of Board, Header and Slot is an atomic (or an array of structs of atomics),
+// for which all-zero bytes are a valid value; atomics are Sync.
+unsafe impl ZeroValid for Board {}
+
+/// The manager's handle on the scoreboard.
+pub(crate) struct Scoreboard {
+    board: Arc<Shared<Board>>,
+}
+
+/// What the manager reads of one slot.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SlotView {
+    pub state: State,
+    pub room: bool,
+    pub active: u32,
+    pub requests: u64,
+    pub started_ms: u64,
+}
+
+impl Scoreboard {
+    pub(crate) fn new() -> nix::Result<Scoreboard> {
+        let board = Arc::new(Shared::<Board>::new()?);
+        Ok(Scoreboard { board })
+    }
+
+    fn slot(&self, i: usize) -> &Slot {
+        &self.board.get().slots[i % SLOTS]
+    }
+
+    pub(crate) fn set_thresholds(&self, min_spare: u32, max_spare: u32) {
+        let h = &self.board.get().header;
+        h.min_spare.store(min_spare, Ordering::Relaxed);
+        h.max_spare.store(max_spare, Ordering::Relaxed);
+    }
+
+    pub(crate) fn announce_ready(&self, on: bool) {
+        self.board.get().header.announce_ready.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn wakes(&self) -> u64 {
+        self.board.get().header.wakes.load(Ordering::Relaxed)
+    }
+
+    /// Marks a slot as being forked into ('F'), before fork.
+    pub(crate) fn prepare(&self, i: usize, generation: u32) {
+        let s = self.slot(i);
+        let now = monotonic_ms();
+        s.room.store(false, Ordering::Relaxed);
+        s.pid.store(0, Ordering::Relaxed);
+        s.generation.store(generation, Ordering::Relaxed);
+        s.active.store(0, Ordering::Relaxed);
+        s.requests.store(0, Ordering::Relaxed);
+        s.started_ms.store(now, Ordering::Relaxed);
+        s.heartbeat_ms.store(now, Ordering::Relaxed);
+        s.state.store(State::Forking as u8, Ordering::Release);
+    }
+
+    pub(crate) fn set_pid(&self, i: usize, pid: i32) {
+        self.slot(i).pid.store(pid, Ordering::Relaxed);
+    }
+
+    /// Empties a slot whose worker is gone, taking back its share of the idle count.
+    pub(crate) fn clear(&self, i: usize) {
+        let s = self.slot(i);
+        if s.room.swap(false, Ordering::AcqRel) {
+            self.board.get().header.idle.fetch_sub(1, Ordering::AcqRel);
+        }
+        s.active.store(0, Ordering::Relaxed);
+        s.pid.store(0, Ordering::Relaxed);
+        s.state.store(State::Empty as u8, Ordering::Release);
+    }
+
+    pub(crate) fn view(&self, i: usize) -> SlotView {
+        let s = self.slot(i);
+        SlotView {
+            state: State::from_u8(s.state.load(Ordering::Acquire)),
+            room: s.room.load(Ordering::Acquire),
+            active: s.active.load(Ordering::Relaxed),
+            requests: s.requests.load(Ordering::Relaxed),
+            started_ms: s.started_ms.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The handle a worker forked into slot `i` uses to write its own line.
+    pub(crate) fn worker_slot(&self, i: usize, capacity: u32, wake: OwnedFd) -> WorkerSlot {
+        WorkerSlot { board: Arc::clone(&self.board), index: i % SLOTS, capacity: capacity.max(1), wake }
+    }
+}
+
+impl std::fmt::Debug for Scoreboard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scoreboard")
+    }
+}
+
+/// A worker's handle on its own slot. Only its worker writes through it.
+pub(crate) struct WorkerSlot {
+    board: Arc<Shared<Board>>,
+    index: usize,
+    capacity: u32,
+    wake: OwnedFd,
+}
+
+impl WorkerSlot {
+    fn slot(&self) -> &Slot {
+        &self.board.get().slots[self.index]
+    }
+
+    fn header(&self) -> &Header {
+        &self.board.get().header
+    }
+
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    pub(crate) fn set_state(&self, state: State) {
+        let s = self.slot();
+        s.state.store(state as u8, Ordering::Release);
+        s.heartbeat_ms.store(monotonic_ms(), Ordering::Relaxed);
+    }
+
+    /// The worker can accept: count it idle.
+    pub(crate) fn ready(&self) {
+        self.set_state(State::Waiting);
+        let announce = self.header().announce_ready.load(Ordering::Relaxed);
+        if !self.enter_idle() && announce {
+            self.wake_manager();
+        }
+    }
+
+    /// A connection was accepted. Returns whether the worker is now full.
+    pub(crate) fn begin_connection(&self) -> bool {
+        let s = self.slot();
+        s.requests.fetch_add(1, Ordering::Relaxed);
+        let active = s.active.fetch_add(1, Ordering::AcqRel) + 1;
+        if active == 1 {
+            self.set_state(State::Request);
+        }
+        let full = active >= self.capacity;
+        if full {
+            self.leave_idle();
+        }
+        full
+    }
+
+    /// A connection is done.
+    pub(crate) fn end_connection(&self) {
+        let s = self.slot();
+        let active = s.active.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
+        let exiting = s.state.load(Ordering::Acquire) == State::Exiting as u8;
+        if exiting {
+            return;
+        }
+        if active == 0 {
+            self.set_state(State::Waiting);
+        }
+        if active + 1 == self.capacity {
+            self.enter_idle();
+        }
+    }
+
+    /// Connections in flight.
+    pub(crate) fn active(&self) -> u32 {
+        self.slot().active.load(Ordering::Acquire)
+    }
+
+    /// The worker accepts no more: say so, and tell the manager so it can replace it now.
+    pub(crate) fn exiting(&self) {
+        self.set_state(State::Exiting);
+        self.leave_idle();
+        self.wake_manager();
+    }
+
+    /// Returns whether the manager was woken.
+    fn enter_idle(&self) -> bool {
+        if self.slot().room.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let h = self.header();
+        let idle = h.idle.fetch_add(1, Ordering::AcqRel) + 1;
+        if idle == i64::from(h.max_spare.load(Ordering::Relaxed)) + 1 {
+            self.wake_manager();
+            return true;
+        }
+        false
+    }
+
+    fn leave_idle(&self) {
+        if !self.slot().room.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let h = self.header();
+        let idle = h.idle.fetch_sub(1, Ordering::AcqRel) - 1;
+        if idle == i64::from(h.min_spare.load(Ordering::Relaxed)) - 1 {
+            self.wake_manager();
+        }
+    }
+
+    fn wake_manager(&self) {
+        self.header().wakes.fetch_add(1, Ordering::Relaxed);
+        // A full pipe already holds a wake-up the manager has not read; nothing is lost.
+        let _ = nix::unistd::write(&self.wake, &[1u8]);
+    }
+}
+
+/// The state letters of the given slots, as `status` prints them.
+pub(crate) fn letters(board: &Scoreboard, slots: impl IntoIterator<Item = usize>) -> String {
+    slots.into_iter().map(|i| board.view(i).state.letter()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn board() -> (Scoreboard, OwnedFd, OwnedFd) {
+        let sb = Scoreboard::new().expect("mmap");
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)
+            .expect("pipe");
+        (sb, r, w)
+    }
+
+    fn pending(r: &OwnedFd) -> usize {
+        let mut buf = [0u8; 64];
+        nix::unistd::read(r, &mut buf).unwrap_or(0)
+    }
+
+    #[test]
+    fn a_slot_goes_through_the_seed_states() {
+        let (sb, _r, w) = board();
+        sb.set_thresholds(1, 4);
+        sb.prepare(3, 7);
+        assert_eq!(sb.view(3).state, State::Forking);
+        let slot = sb.worker_slot(3, 2, w);
+        slot.set_state(State::Forked);
+        slot.set_state(State::Starting);
+        slot.ready();
+        let v = sb.view(3);
+        assert_eq!((v.state, v.room), (State::Waiting, true));
+        assert!(!slot.begin_connection());
+        assert_eq!(sb.view(3).state, State::Request);
+        assert!(slot.begin_connection(), "two of two clients: full");
+        assert!(!sb.view(3).room);
+        slot.end_connection();
+        assert!(sb.view(3).room);
+        slot.end_connection();
+        assert_eq!(sb.view(3).state, State::Waiting);
+        assert_eq!(sb.view(3).requests, 2);
+        slot.exiting();
+        assert_eq!(sb.view(3).state, State::Exiting);
+        sb.clear(3);
+        assert_eq!(sb.view(3).state, State::Empty);
+    }
+
+    #[test]
+    fn wakes_only_when_a_threshold_is_crossed() {
+        let (sb, r, w) = board();
+        sb.set_thresholds(1, 3);
+        let w2 = w.try_clone().expect("dup");
+        for i in 0..2 {
+            sb.prepare(i, 1);
+        }
+        let a = sb.worker_slot(0, 1, w);
+        let b = sb.worker_slot(1, 1, w2);
+        a.ready();
+        b.ready();
+        assert_eq!(pending(&r), 0, "two idle of min 1, max 3: nothing to say");
+        a.begin_connection();
+        assert_eq!(pending(&r), 0, "one idle left: still at min_spare");
+        b.begin_connection();
+        assert_eq!(pending(&r), 1, "no idle worker left: below min_spare");
+        a.end_connection();
+        b.end_connection();
+        assert_eq!(pending(&r), 0);
+        b.exiting();
+        assert_eq!(pending(&r), 1, "an exiting worker always says so");
+        assert_eq!(sb.wakes(), 2);
+    }
+}

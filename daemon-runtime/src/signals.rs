@@ -1,0 +1,67 @@
+//! Which signals each role handles, and how: the manager reads its signals from a signalfd in its
+//! poll loop (no handler ever runs); a worker reads QUIT from its own signalfd and leaves TERM and
+//! INT at their default, which ends it at once.
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::sys::set_disposition;
+
+/// The signals the manager acts on (see the README's table).
+pub(crate) const MANAGER: [Signal; 10] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGHUP,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+    Signal::SIGCHLD,
+];
+
+/// Blocks the manager's signals and returns a descriptor that reads them. Called before the
+/// first fork, so children start with these signals blocked and lose none before they are set up.
+pub(crate) fn manager_signalfd() -> nix::Result<SignalFd> {
+    let mut set = SigSet::empty();
+    for s in MANAGER {
+        set.add(s);
+    }
+    set.thread_block()?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+}
+
+/// A worker's signals: the manager's control signals are ignored (they are the manager's, and a
+/// stray TTIN would stop the process), TERM, INT and ALRM end the worker at once, and QUIT is
+/// read from the returned descriptor, to stop gracefully.
+pub(crate) fn worker_signalfd() -> nix::Result<SignalFd> {
+    for s in [
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+        Signal::SIGTTIN,
+        Signal::SIGTTOU,
+    ] {
+        set_disposition(s, true)?;
+    }
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGALRM, Signal::SIGCHLD] {
+        set_disposition(s, false)?;
+    }
+    let quit = SigSet::from(Signal::SIGQUIT);
+    // QUIT stays blocked (a pending one is read from the descriptor); everything else unblocks.
+    quit.thread_set_mask()?;
+    SignalFd::with_flags(&quit, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+}
+
+/// Reads every pending signal from a signalfd.
+pub(crate) fn drain(fd: &SignalFd) -> Vec<Signal> {
+    let mut out = Vec::new();
+    while let Ok(Some(info)) = fd.read_signal() {
+        if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
+            out.push(sig);
+        }
+    }
+    out
+}

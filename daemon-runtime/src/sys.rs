@@ -1,0 +1,128 @@
+//! The few operations that need `unsafe`: fork, a shared anonymous mapping, `_exit`, and taking
+//! ownership of raw descriptors the kernel hands back. Everything else in the runtime is safe
+//! code on top of these.
+
+use std::marker::PhantomData;
+use std::num::NonZeroUsize;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+
+use nix::errno::Errno;
+use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
+use nix::unistd::{ForkResult, Pid};
+
+/// Which side of a fork we are on.
+pub(crate) enum Forked {
+    Parent(Pid),
+    Child,
+}
+
+/// Forks the process.
+///
+/// Callers must be single-threaded (the manager checks `threads() == 1` before its first fork),
+/// so the child holds no lock some other thread owned, and may allocate.
+pub(crate) fn fork() -> nix::Result<Forked> {
+    // SAFETY: the manager is single-threaded (checked before the first fork, and it starts no
+    // thread afterwards), so the child's copy of the address space has no lock held by a thread
+    // that does not exist in it; the child sets up its own state before doing anything else.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Parent { child } => Ok(Forked::Parent(child)),
+        ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// Ends the process at once: no destructors, no exit handlers, no flushing of buffers that are
+/// the manager's copies. How every worker ends.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` is async-signal-safe and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// Takes ownership of a descriptor the kernel just returned (accept4, signalfd...).
+pub(crate) fn own_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: callers pass a descriptor freshly returned by a successful system call, which
+    // nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Types whose all-zero bit pattern is a valid value (atomics, integers, arrays of them).
+///
+/// # Safety
+/// Implement only for types whose every field is valid when all bytes are zero.
+pub(crate) unsafe trait ZeroValid: Sync {}
+
+/// A `T` in memory shared by the manager and every worker it forks (MAP_SHARED | MAP_ANONYMOUS,
+/// mapped before the first fork so children inherit it at the same address). Pages are
+/// committed only when touched.
+pub(crate) struct Shared<T: ZeroValid> {
+    ptr: NonNull<T>,
+    len: NonZeroUsize,
+    _owns: PhantomData<T>,
+}
+
+// SAFETY: `T: Sync` (required by `ZeroValid`), and the mapping is only ever accessed through
+// `&T`, so sharing the handle across threads is as safe as sharing `&T`.
+unsafe impl<T: ZeroValid> Send for Shared<T> {}
+// SAFETY: as above.
+unsafe impl<T: ZeroValid> Sync for Shared<T> {}
+
+impl<T: ZeroValid> Shared<T> {
+    pub(crate) fn new() -> nix::Result<Shared<T>> {
+        let len = NonZeroUsize::new(std::mem::size_of::<T>()).ok_or(Errno::EINVAL)?;
+        // SAFETY: a fresh anonymous mapping aliases no existing memory; mmap returns page-aligned
+        // memory, which satisfies `T`'s alignment (at most a cache line here).
+        let ptr = unsafe {
+            mmap_anonymous(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED)
+        }?;
+        debug_assert!(std::mem::align_of::<T>() <= 4096);
+        Ok(Shared { ptr: ptr.cast(), len, _owns: PhantomData })
+    }
+
+    pub(crate) fn get(&self) -> &T {
+        // SAFETY: the mapping is `size_of::<T>()` bytes, aligned, zero-filled by the kernel
+        // (valid for `T: ZeroValid`), lives as long as `self`, and is only accessed through
+        // shared references (every field is atomic).
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T: ZeroValid> Drop for Shared<T> {
+    fn drop(&mut self) {
+        // SAFETY: the pointer and length are those mmap returned; no reference outlives `self`.
+        let _ = unsafe { munmap(self.ptr.cast(), self.len.get()) };
+    }
+}
+
+/// Arms SIGALRM to end this process after `secs` seconds (0 disarms). A stopping worker uses it
+/// so that it ends on time even if its manager is gone.
+pub(crate) fn alarm(secs: u32) {
+    // SAFETY: alarm(2) has no memory-safety preconditions.
+    unsafe {
+        libc::alarm(secs);
+    }
+}
+
+/// The number of threads in this process, from /proc (Linux).
+pub(crate) fn threads() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Milliseconds on the monotonic clock, which every process on the machine shares.
+pub(crate) fn monotonic_ms() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| (t.tv_sec() as u64) * 1000 + (t.tv_nsec() as u64) / 1_000_000)
+        .unwrap_or(0)
+}
+
+/// Sets a signal's disposition to "ignore" or back to the default.
+pub(crate) fn set_disposition(signal: nix::sys::signal::Signal, ignore: bool) -> nix::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    let handler = if ignore { SigHandler::SigIgn } else { SigHandler::SigDfl };
+    let action = SigAction::new(handler, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_IGN and SIG_DFL are not functions, so no handler code runs in signal context.
+    unsafe { sigaction(signal, &action) }.map(|_| ())
+}

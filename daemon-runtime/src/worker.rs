@@ -1,0 +1,410 @@
+//! A worker: what runs in the child after fork. It closes what is the manager's, sets its own
+//! signals and its parent-death signal, runs the on_child hooks, then serves connections from the
+//! inherited listeners until it is told to stop or has served its quota, and ends with `_exit`.
+
+use std::io;
+use std::net::TcpStream;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use daemon_config::Config;
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
+use nix::sys::socket::{accept4, SockFlag};
+use nix::unistd::Pid;
+use tracing::{debug, error, info, info_span, warn};
+
+use crate::child::Child;
+use crate::connection::Connection;
+use crate::hooks::{BoxFuture, Handler, Hooks};
+use crate::listener::Listener;
+use crate::scoreboard::{State, WorkerSlot};
+use crate::signals;
+use crate::sys::{alarm, exit_now, own_fd};
+
+/// What a worker takes from the manager at fork.
+pub(crate) struct Setup<'a> {
+    pub slot: WorkerSlot,
+    pub generation: u32,
+    pub manager_pid: Pid,
+    pub listeners: &'a [Listener],
+    pub hooks: &'a Hooks,
+    pub config: &'a Config,
+}
+
+/// Runs a worker to its end.
+pub(crate) fn run(setup: Setup<'_>) -> ! {
+    let slot = Arc::new(setup.slot);
+    slot.set_state(State::Forked);
+    let quit = match signals::worker_signalfd() {
+        Ok(fd) => fd,
+        Err(_) => exit_now(1),
+    };
+    // The manager's death asks us to stop gracefully. Set it, then check that the manager did not
+    // die before it was set.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGQUIT);
+    if nix::unistd::getppid() != setup.manager_pid {
+        exit_now(0);
+    }
+    let pid = std::process::id();
+    let span = info_span!(parent: None, "worker", slot = slot.index(), pid);
+    let _entered = span.enter();
+    slot.set_state(State::Starting);
+    let child = Child {
+        slot: slot.index(),
+        pid,
+        generation: setup.generation,
+        manager_pid: setup.manager_pid.as_raw() as u32,
+    };
+    for hook in &setup.hooks.on_child {
+        if catch_unwind(|| (hook.run)(&child)).is_err() {
+            error!(hook = %format!("{}::{}", hook.module, hook.name), "on_child hook panicked; this worker cannot serve");
+            exit_now(1);
+        }
+    }
+    let quota = quota(setup.config.requests, pid);
+    let serving = Serving {
+        slot: Arc::clone(&slot),
+        listeners: setup.listeners,
+        quit,
+        quota,
+        clients: setup.config.clients,
+        graceful_secs: graceful_secs(setup.config),
+    };
+    let code = match setup.hooks.on_accept.handler {
+        Handler::Sync(handler) => serving.blocking(handler),
+        Handler::Async(handler) => serving.asynchronous(handler),
+    };
+    for hook in &setup.hooks.on_shutdown {
+        if catch_unwind(|| (hook.run)(&child)).is_err() {
+            error!(hook = %format!("{}::{}", hook.module, hook.name), "on_shutdown hook panicked");
+        }
+    }
+    debug!(code, "worker exits");
+    exit_now(code)
+}
+
+/// Connections this worker serves before it is recycled: `requests`, less up to a fifth at
+/// random, so a pool started at once does not restart at once.
+fn quota(requests: u64, pid: u32) -> Option<u64> {
+    if requests == 0 {
+        return None;
+    }
+    let seed = u64::from(pid) ^ crate::sys::monotonic_ms().rotate_left(17);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    Some(requests - rng.u64(0..=requests / 5))
+}
+
+fn graceful_secs(config: &Config) -> u32 {
+    let ms = config.graceful_timeout.as_millis();
+    // alarm(2) counts whole seconds; round up, and leave 0 for "no grace" as one second so the
+    // manager's KILL, not the alarm, decides.
+    u32::try_from(ms.div_ceil(1000).max(1)).unwrap_or(u32::MAX)
+}
+
+/// What the acceptor saw.
+enum Wake {
+    Quit,
+    Room,
+    Ready(usize),
+}
+
+const QUIT: u64 = u64::MAX;
+const ROOM: u64 = u64::MAX - 1;
+
+/// Waits for a connection on the shared listeners. Each listener is registered with
+/// EPOLLEXCLUSIVE, so a new connection wakes one waiting worker, not all of them; a worker with
+/// no room does not wait on the listeners at all, so it is never the one woken.
+struct Acceptor {
+    open: Epoll,
+    full: Option<Epoll>,
+}
+
+impl Acceptor {
+    fn new(listeners: &[Listener], quit: &SignalFd, room: Option<&EventFd>) -> nix::Result<Acceptor> {
+        let open = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        for (i, l) in listeners.iter().enumerate() {
+            open.add(l.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE, i as u64))?;
+        }
+        open.add(quit.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, QUIT))?;
+        let full = match room {
+            None => None,
+            Some(room) => {
+                open.add(room.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, ROOM))?;
+                let full = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+                full.add(quit.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, QUIT))?;
+                full.add(room.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, ROOM))?;
+                Some(full)
+            }
+        };
+        Ok(Acceptor { open, full })
+    }
+
+    fn wait(&self, has_room: bool) -> io::Result<Wake> {
+        let epoll = match (&self.full, has_room) {
+            (Some(full), false) => full,
+            _ => &self.open,
+        };
+        let mut events = [EpollEvent::empty(); 4];
+        loop {
+            match epoll.wait(&mut events, EpollTimeout::NONE) {
+                Ok(n) => {
+                    // Quit first: a stopping worker takes nothing more.
+                    let ready = &events[..n];
+                    if ready.iter().any(|e| e.data() == QUIT) {
+                        return Ok(Wake::Quit);
+                    }
+                    if ready.iter().any(|e| e.data() == ROOM) {
+                        return Ok(Wake::Room);
+                    }
+                    if let Some(e) = ready.first() {
+                        return Ok(Wake::Ready(e.data() as usize));
+                    }
+                }
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Accepts one connection, or None if another worker took it first.
+fn accept(listener: BorrowedFd<'_>, nonblocking: bool) -> io::Result<Option<TcpStream>> {
+    let mut flags = SockFlag::SOCK_CLOEXEC;
+    if nonblocking {
+        flags |= SockFlag::SOCK_NONBLOCK;
+    }
+    loop {
+        match accept4(listener.as_raw_fd(), flags) {
+            Ok(fd) => return Ok(Some(TcpStream::from(own_fd(fd)))),
+            Err(Errno::EAGAIN) => return Ok(None),
+            Err(Errno::EINTR) => continue,
+            // The client gave up before we accepted: not our problem, nor a reason to stop.
+            Err(Errno::ECONNABORTED) | Err(Errno::EPROTO) => return Ok(None),
+            Err(e @ (Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)) => {
+                warn!(error = %e, "accept failed for lack of resources");
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+struct Serving<'a> {
+    slot: Arc<WorkerSlot>,
+    listeners: &'a [Listener],
+    quit: SignalFd,
+    quota: Option<u64>,
+    clients: u32,
+    graceful_secs: u32,
+}
+
+impl Serving<'_> {
+    /// Begins a graceful stop: take nothing more, and end after graceful_timeout whatever happens.
+    fn stopping(&self, why: &str) {
+        self.slot.exiting();
+        alarm(self.graceful_secs);
+        info!(why, in_flight = self.slot.active(), "worker stopping gracefully");
+    }
+
+    /// The classic model: one connection at a time, the handler blocks.
+    fn blocking(&self, handler: fn(TcpStream) -> io::Result<()>) -> i32 {
+        let acceptor = match Acceptor::new(self.listeners, &self.quit, None) {
+            Ok(a) => a,
+            Err(e) => {
+                error!(error = %e, "cannot wait on the listeners");
+                return 1;
+            }
+        };
+        self.slot.ready();
+        let mut served = 0u64;
+        loop {
+            let i = match acceptor.wait(true) {
+                Ok(Wake::Quit) => {
+                    self.stopping("QUIT");
+                    return 0;
+                }
+                Ok(Wake::Room) => continue,
+                Ok(Wake::Ready(i)) => i,
+                Err(e) => {
+                    error!(error = %e, "waiting for connections failed");
+                    return 1;
+                }
+            };
+            let Some(listener) = self.listeners.get(i) else { continue };
+            let stream = match accept(listener.as_fd(), false) {
+                Ok(Some(s)) => s,
+                Ok(None) => continue,
+                Err(e) => {
+                    error!(error = %e, "accept failed");
+                    return 1;
+                }
+            };
+            self.slot.begin_connection();
+            match catch_unwind(AssertUnwindSafe(|| handler(stream))) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => debug!(error = %e, "connection ended with an error"),
+                Err(_) => error!("the on_accept handler panicked; the connection is dropped"),
+            }
+            served += 1;
+            if self.quota.is_some_and(|q| served >= q) {
+                self.stopping("served its quota of requests");
+                self.slot.end_connection();
+                return 0;
+            }
+            self.slot.end_connection();
+            // A QUIT that came during the request is read on the next wait, before any accept.
+        }
+    }
+
+    /// The async model: an acceptor thread waits on the listeners (so this worker is woken only
+    /// when it has room) and hands connections to this thread's current-thread runtime, which
+    /// serves up to `clients` of them at once.
+    fn asynchronous(&self, handler: fn(Connection) -> BoxFuture) -> i32 {
+        let room = match EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK) {
+            Ok(fd) => Arc::new(fd),
+            Err(e) => {
+                error!(error = %e, "cannot create the room eventfd");
+                return 1;
+            }
+        };
+        let acceptor = match Acceptor::new(self.listeners, &self.quit, Some(&room)) {
+            Ok(a) => a,
+            Err(e) => {
+                error!(error = %e, "cannot wait on the listeners");
+                return 1;
+            }
+        };
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                error!(error = %e, "cannot build the worker's tokio runtime");
+                return 1;
+            }
+        };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel::<TcpStream>();
+        let span = tracing::Span::current();
+
+        std::thread::scope(|scope| {
+            let accepting = std::thread::Builder::new()
+                .name("acceptor".into())
+                .stack_size(128 * 1024)
+                .spawn_scoped(scope, || {
+                    let _entered = span.enter();
+                    self.accept_loop(&acceptor, &room, &conn_tx);
+                    // Connections already accepted are served; the runtime sees the channel close.
+                    stop_tx.send_replace(true);
+                    drop(conn_tx);
+                });
+            if let Err(e) = accepting {
+                error!(error = %e, "cannot start the acceptor thread");
+                return 1;
+            }
+            self.slot.ready();
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&runtime, async {
+                let mut tasks = tokio::task::JoinSet::new();
+                loop {
+                    tokio::select! {
+                        next = conn_rx.recv() => {
+                            let Some(stream) = next else { break };
+                            let peer = match stream.peer_addr() {
+                                Ok(p) => p,
+                                Err(_) => { self.finish_connection(&room); continue; }
+                            };
+                            let stream = match tokio::net::TcpStream::from_std(stream) {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    warn!(error = %e, "cannot register a connection");
+                                    self.finish_connection(&room);
+                                    continue;
+                                }
+                            };
+                            let conn = Connection::new(stream, peer, stop_rx.clone());
+                            let slot = Arc::clone(&self.slot);
+                            let room = Arc::clone(&room);
+                            let clients = self.clients;
+                            tasks.spawn_local(async move {
+                                if let Err(e) = handler(conn).await {
+                                    debug!(error = %e, "connection ended with an error");
+                                }
+                                finish(&slot, &room, clients);
+                            });
+                        }
+                        Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                            if let Err(e) = done {
+                                if e.is_panic() {
+                                    error!("the on_accept handler panicked; the connection is dropped");
+                                    self.finish_connection(&room);
+                                }
+                            }
+                        }
+                    }
+                }
+                while let Some(done) = tasks.join_next().await {
+                    if matches!(done, Err(ref e) if e.is_panic()) {
+                        error!("the on_accept handler panicked; the connection is dropped");
+                    }
+                }
+            });
+            0
+        })
+    }
+
+    fn finish_connection(&self, room: &EventFd) {
+        finish(&self.slot, room, self.clients);
+    }
+
+    fn accept_loop(&self, acceptor: &Acceptor, room: &EventFd, conns: &tokio::sync::mpsc::UnboundedSender<TcpStream>) {
+        let mut served = 0u64;
+        loop {
+            let has_room = self.slot.active() < self.clients;
+            let i = match acceptor.wait(has_room) {
+                Ok(Wake::Quit) => return self.stopping("QUIT"),
+                Ok(Wake::Room) => {
+                    let _ = room.read();
+                    continue;
+                }
+                Ok(Wake::Ready(i)) => i,
+                Err(e) => {
+                    error!(error = %e, "waiting for connections failed");
+                    return self.stopping("the acceptor failed");
+                }
+            };
+            let Some(listener) = self.listeners.get(i) else { continue };
+            // Take what is queued while there is room, then wait again.
+            while self.slot.active() < self.clients {
+                let stream = match accept(listener.as_fd(), true) {
+                    Ok(Some(s)) => s,
+                    Ok(None) => break,
+                    Err(e) => {
+                        error!(error = %e, "accept failed");
+                        return self.stopping("accept failed");
+                    }
+                };
+                self.slot.begin_connection();
+                if conns.send(stream).is_err() {
+                    return;
+                }
+                served += 1;
+                if self.quota.is_some_and(|q| served >= q) {
+                    return self.stopping("served its quota of requests");
+                }
+            }
+        }
+    }
+}
+
+/// A connection is done: free its place and, if the worker was full, wake the acceptor.
+fn finish(slot: &WorkerSlot, room: &EventFd, clients: u32) {
+    let was_full = slot.active() >= clients;
+    slot.end_connection();
+    if was_full {
+        let _ = room.write(1);
+    }
+}
