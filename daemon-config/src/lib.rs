@@ -11,10 +11,12 @@
 
 mod duration;
 mod problem;
+mod reference;
 mod resolve;
 mod settings;
 
 pub use duration::{format_duration, parse_duration};
 pub use problem::{suggest, Origin, Problem};
+pub use reference::reference_table;
 pub use resolve::{resolve, Config, Given, Model};
 pub use settings::{setting, Key, Kind, Reload, Setting, Value, SETTINGS};

@@ -162,7 +162,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Flag,
         default: "off",
         reload: Reload::NeedsRestart,
-        summary: "leave the terminal and run in the background",
+        summary: "leave the terminal and run in the background (this version warns and stays in the foreground)",
     },
     Setting {
         key: Key::Foreground,

@@ -7,9 +7,18 @@ use daemon_config::{setting, suggest, Given, Key, Kind, Origin, Value, SETTINGS}
 
 /// What the command line asks for.
 pub(crate) enum Command {
-    Run(Given),
+    Run(Run),
     Help,
     Version,
+}
+
+/// Settings given on the command line, and what to do with them.
+pub(crate) struct Run {
+    pub given: Given,
+    /// `--config FILE`.
+    pub config: Option<std::path::PathBuf>,
+    /// `--print-config`: print the effective configuration and exit.
+    pub print_config: bool,
 }
 
 /// A command line that cannot be understood; the message names the flag, the value and the rule.
@@ -28,16 +37,28 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
     let mut parser = lexopt::Parser::from_iter(args);
     let mut given = Given::new();
     let mut listen: Vec<String> = Vec::new();
+    let mut config = None;
+    let mut print_config = false;
     loop {
         let arg = parser.next().map_err(|e| CliError(e.to_string()))?;
         let Some(arg) = arg else { break };
         match arg {
             Arg::Short('h') | Arg::Long("help") => return Ok(Command::Help),
             Arg::Short('V') | Arg::Long("version") => return Ok(Command::Version),
+            Arg::Long("print-config") => print_config = true,
+            Arg::Long("config") => {
+                let path = parser
+                    .value()
+                    .map_err(|_| CliError("--config needs a value: the path of a TOML file".into()))?;
+                config = Some(std::path::PathBuf::from(path));
+            }
             Arg::Long(name) => {
                 let flag = format!("--{name}");
                 let Some(key) = Key::from_flag(&flag) else {
-                    let flags = SETTINGS.iter().map(|s| s.flag).chain(["--help", "--version"]);
+                    let flags = SETTINGS
+                        .iter()
+                        .map(|s| s.flag)
+                        .chain(["--help", "--version", "--config", "--print-config"]);
                     let hint = match suggest(&flag, flags) {
                         Some(near) => format!("; did you mean {near}?"),
                         None => String::new(),
@@ -84,7 +105,7 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
         s.check(&value).map_err(|rule| CliError(format!("--listen {value}: {rule}")))?;
         given.set(Key::Listen, value, Origin::CommandLine);
     }
-    Ok(Command::Run(given))
+    Ok(Command::Run(Run { given, config, print_config }))
 }
 
 fn os_to_string(flag: &str, v: OsString) -> Result<String, CliError> {
@@ -112,8 +133,21 @@ pub(crate) fn help(program: &str, name: &str, version: &str, current: &Given) ->
         };
         out.push_str(&format!("  {:<28}[default: {}{set}] [env: {}]\n", "", s.default, s.env));
     }
+    out.push_str(&format!(
+        "  {:<28}{}\n",
+        "--config FILE",
+        "read settings from a TOML file whose keys are the attribute keys [env: DAEMON_CONFIG]"
+    ));
+    out.push_str(&format!(
+        "  {:<28}{}\n",
+        "--print-config",
+        "print the effective configuration and the source of each value, then exit"
+    ));
     out.push_str(&format!("  {:<28}{}\n", "-h, --help", "print this help"));
     out.push_str(&format!("  {:<28}{}\n", "-V, --version", "print the version"));
+    out.push_str(
+        "\nPrecedence: command line > environment > config file > #[daemon::main] > defaults.\n",
+    );
     out.push_str(
         "\nSignals to the manager: TERM/INT fast stop, QUIT graceful stop, HUP new generation of \
          workers, TTIN/TTOU one worker more/fewer.\n",
@@ -131,7 +165,7 @@ mod tests {
 
     fn given(list: &[&str]) -> Given {
         match parse(args(list)) {
-            Ok(Command::Run(g)) => g,
+            Ok(Command::Run(r)) => r.given,
             Ok(_) => panic!("not a run"),
             Err(e) => panic!("{e}"),
         }

@@ -4,13 +4,14 @@
 use std::ffi::OsString;
 use std::fmt::Debug;
 
-use daemon_config::{resolve, Given, Key, Model, Origin, Value};
+use daemon_config::{Given, Key, Model, Origin, Value};
 use tracing::{error, info, info_span, warn};
 
 use crate::cli::{self, Command};
 use crate::hooks::{Handler, Hooks};
 use crate::listener::bind_all;
 use crate::manager::Manager;
+use crate::sources::{self, Layers};
 
 /// A value written in `#[daemon::main(...)]`, as the macro emits it.
 #[derive(Clone, Copy, Debug)]
@@ -58,7 +59,7 @@ impl<E: Debug> MainOutput for Result<(), E> {
 }
 
 /// Runs the daemon. Exit status: 0 after a clean stop, 2 for a bad command line or
-/// configuration, 1 for any other failure to start.
+/// configuration (from any source), 1 for any other failure to start.
 pub fn run<F, R>(attrs: &'static [(Key, Attr)], package: Package, main: F) -> !
 where
     F: FnOnce() -> R,
@@ -85,8 +86,8 @@ where
     for (key, attr) in attrs {
         given.set(*key, attr.value(), Origin::Attribute);
     }
-    let from_cli = match cli::parse(args) {
-        Ok(Command::Run(g)) => g,
+    let run = match cli::parse(args) {
+        Ok(Command::Run(r)) => r,
         Ok(Command::Help) => {
             print!("{}", cli::help(&program, package.name, package.version, &given));
             return 0;
@@ -100,9 +101,15 @@ where
             return 2;
         }
     };
-    for (key, value, origin) in from_cli.iter() {
-        given.set(key, value.clone(), origin.clone());
-    }
+    let (env, env_warnings) = match sources::from_env(std::env::vars()) {
+        Ok(found) => found,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{program}: error: {e}");
+            }
+            return 2;
+        }
+    };
 
     let hooks = match Hooks::collect() {
         Ok(h) => h,
@@ -115,7 +122,9 @@ where
         Handler::Async(_) => Model::Async,
         Handler::Sync(_) => Model::Sync,
     };
-    let config = match resolve(&given, model) {
+    let file = run.config.or_else(|| std::env::var_os(sources::CONFIG_ENV).map(Into::into));
+    let layers = Layers { attributes: given, file, env, cli: run.given, model };
+    let config = match layers.resolve() {
         Ok(c) => c,
         Err(problems) => {
             for p in problems {
@@ -124,8 +133,15 @@ where
             return 2;
         }
     };
+    if run.print_config {
+        print!("{}", sources::print_config(&config));
+        return 0;
+    }
 
     crate::logging::init();
+    for w in env_warnings {
+        warn!("{w}");
+    }
     let span = info_span!("manager", pid = std::process::id());
     let _entered = span.enter();
     if config.detaches() {
@@ -154,7 +170,7 @@ where
         );
         return 1;
     }
-    match Manager::new(config, hooks, listeners) {
+    match Manager::new(config, layers, hooks, listeners) {
         Ok(manager) => manager.run(),
         Err(e) => {
             error!("{e}");

@@ -15,6 +15,7 @@ mod manager;
 mod policy;
 mod scoreboard;
 mod signals;
+mod sources;
 mod sys;
 mod worker;
 

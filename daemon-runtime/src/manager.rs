@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
 
-use daemon_config::Config;
+use daemon_config::{setting, Config, Key, Reload};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -21,6 +21,7 @@ use crate::listener::Listener;
 use crate::policy::{self, Limits, Phase, WorkerView};
 use crate::scoreboard::{Scoreboard, State, SLOTS};
 use crate::signals;
+use crate::sources::Layers;
 use crate::sys::{fork, monotonic_ms, Forked};
 use crate::worker;
 
@@ -62,6 +63,8 @@ struct Own {
 
 pub(crate) struct Manager {
     config: Config,
+    /// Every source of settings, to resolve again on HUP.
+    layers: Layers,
     limits: Limits,
     board: Scoreboard,
     listeners: Vec<Listener>,
@@ -93,7 +96,12 @@ impl std::fmt::Display for StartError {
 impl Manager {
     /// Sets up everything the workers inherit: the scoreboard, the signal descriptor (blocking
     /// the signals first), the wake pipe.
-    pub(crate) fn new(config: Config, hooks: Hooks, listeners: Vec<Listener>) -> Result<Manager, StartError> {
+    pub(crate) fn new(
+        config: Config,
+        layers: Layers,
+        hooks: Hooks,
+        listeners: Vec<Listener>,
+    ) -> Result<Manager, StartError> {
         let board = Scoreboard::new().map_err(|e| StartError(format!("cannot map the scoreboard: {e}")))?;
         let signals = signals::manager_signalfd()
             .map_err(|e| StartError(format!("cannot set up signal handling: {e}")))?;
@@ -108,6 +116,7 @@ impl Manager {
         board.set_thresholds(limits.min_spare, limits.max_spare);
         Ok(Manager {
             config,
+            layers,
             limits,
             board,
             listeners,
@@ -270,7 +279,7 @@ impl Manager {
                 }
             }
             Signal::SIGTTOU => self.shrink_by_one(),
-            Signal::SIGHUP => self.new_generation(),
+            Signal::SIGHUP => self.reload(),
             Signal::SIGUSR1 => info!("USR1: no log file to reopen (logs go to standard error)"),
             other => warn!(signal = %other, "this version of the manager does not act on this signal; ignored"),
         }
@@ -300,13 +309,53 @@ impl Manager {
         self.retire(slot, now);
     }
 
-    /// HUP: a new generation of workers replaces the old one, which finishes its work first.
-    fn new_generation(&mut self) {
+    /// HUP: read the config file again; if it is good, apply it and start a new generation of
+    /// workers, which replaces the old one as it finishes its work. A bad file changes nothing.
+    fn reload(&mut self) {
         if self.stop.is_some() {
             return;
         }
+        let new = match self.layers.resolve() {
+            Ok(c) => c,
+            Err(problems) => {
+                for p in &problems {
+                    error!("{p}");
+                }
+                error!(problems = problems.len(), "HUP: the new configuration is refused; the running one stays");
+                return;
+            }
+        };
+        for key in [Key::Listen, Key::Detach, Key::Foreground] {
+            if new.value(key) != self.config.value(key) && setting(key).reload == Reload::NeedsRestart {
+                warn!(
+                    key = setting(key).name,
+                    running = %self.config.value(key),
+                    "HUP: this setting changed but a reload cannot apply it; restart to change it"
+                );
+            }
+        }
+        let mut new = new;
+        new.listen = std::mem::take(&mut self.config.listen);
+        (new.detach, new.foreground) = (self.config.detach, self.config.foreground);
+        self.config = new;
+        self.limits = Limits {
+            workers: self.config.workers,
+            min_spare: self.config.min_spare,
+            max_spare: self.config.max_spare,
+            max_children: self.config.max_children,
+        };
+        self.board.set_thresholds(self.limits.min_spare, self.limits.max_spare);
+        self.new_generation();
+    }
+
+    /// A new generation of workers replaces the old one, which finishes its work first.
+    fn new_generation(&mut self) {
         self.generation += 1;
-        info!(generation = self.generation, "HUP: replacing every worker with a new generation");
+        info!(
+            generation = self.generation,
+            workers = self.limits.workers,
+            "HUP: configuration applied; replacing every worker with a new generation"
+        );
         let now = monotonic_ms();
         let old: Vec<usize> = self
             .records

@@ -1,0 +1,32 @@
+//! The reference table of every setting, generated from the rule book. README carries a copy that
+//! a test compares with this, so the documentation cannot drift from the rules.
+
+use crate::settings::{Kind, Reload, SETTINGS};
+use crate::format_duration;
+
+/// The table, in Markdown.
+pub fn reference_table() -> String {
+    let mut out = String::from(
+        "| key (attribute and file) | type and range | default | flag | environment | on reload (HUP) | what it does |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for s in SETTINGS {
+        let kind = match s.kind {
+            Kind::Count { min, max } => format!("whole number, {min} to {max}"),
+            Kind::Flag => "flag".to_string(),
+            Kind::Addresses => "`IP:PORT`, or a list of them".to_string(),
+            Kind::Duration { min, max } => {
+                format!("duration, {} to {}", format_duration(min), format_duration(max))
+            }
+        };
+        let reload = match s.reload {
+            Reload::Applies => "applied",
+            Reload::NeedsRestart => "needs a restart",
+        };
+        out.push_str(&format!(
+            "| `{}` | {kind} | {} | `{}` | `{}` | {reload} | {} |\n",
+            s.name, s.default, s.flag, s.env, s.summary
+        ));
+    }
+    out
+}

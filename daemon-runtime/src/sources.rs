@@ -1,0 +1,228 @@
+//! Where settings come from at run time, besides the attributes: a TOML config file
+//! (`--config FILE`), the environment (`DAEMON_<KEY>`), and the command line. One precedence:
+//! command line > environment > config file > attributes > defaults. Every value is checked by
+//! the rule book, and a value that breaks a rule is reported in the same words whatever its
+//! source; only the place (`--workers 0`, `DAEMON_PREFORK=0`, `daemon.toml: prefork = 0`)
+//! differs.
+
+use std::path::{Path, PathBuf};
+
+use daemon_config::{resolve, setting, suggest, Config, Given, Key, Kind, Model, Origin, Value, SETTINGS};
+
+/// The environment variable that names a config file when `--config` is not given.
+pub(crate) const CONFIG_ENV: &str = "DAEMON_CONFIG";
+
+/// Every layer of settings, kept so a reload can resolve them again with a fresh config file.
+#[derive(Clone, Debug)]
+pub(crate) struct Layers {
+    pub attributes: Given,
+    pub file: Option<PathBuf>,
+    pub env: Given,
+    pub cli: Given,
+    pub model: Model,
+}
+
+impl Layers {
+    /// Reads the config file (if any) and resolves every layer into one configuration. Errors are
+    /// complete sentences, one per problem.
+    pub(crate) fn resolve(&self) -> Result<Config, Vec<String>> {
+        let mut given = self.attributes.clone();
+        if let Some(path) = &self.file {
+            for (key, value, origin) in read_file(path)?.iter() {
+                given.set(key, value.clone(), origin.clone());
+            }
+        }
+        for layer in [&self.env, &self.cli] {
+            for (key, value, origin) in layer.iter() {
+                given.set(key, value.clone(), origin.clone());
+            }
+        }
+        resolve(&given, self.model).map_err(|problems| problems.iter().map(|p| p.to_string()).collect())
+    }
+}
+
+/// Reads `DAEMON_<KEY>` variables. Returns the values, and warnings for `DAEMON_` variables that
+/// name no setting (a typo would otherwise be ignored in silence).
+pub(crate) fn from_env(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<(Given, Vec<String>), Vec<String>> {
+    let mut given = Given::new();
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    for (name, text) in vars {
+        let Some(rest) = name.strip_prefix("DAEMON_") else { continue };
+        if name == CONFIG_ENV || rest.is_empty() {
+            continue;
+        }
+        let Some(s) = SETTINGS.iter().find(|s| s.env == name) else {
+            let hint = suggest(&name, SETTINGS.iter().map(|s| s.env).chain([CONFIG_ENV]))
+                .map(|near| format!("; did you mean {near}?"))
+                .unwrap_or_default();
+            warnings.push(format!("ignoring {name}: no setting has this name{hint}"));
+            continue;
+        };
+        match s.parse_text(&text) {
+            Ok(value) => given.set(s.key, value, Origin::Env),
+            Err(rule) => errors.push(format!("{name}={text}: {rule}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok((given, warnings))
+    } else {
+        Err(errors)
+    }
+}
+
+/// Reads a TOML config file whose keys are the attribute keys (`prefork = 8`,
+/// `listen = ["127.0.0.1:8080"]`, `graceful_timeout = "10s"`).
+pub(crate) fn read_file(path: &Path) -> Result<Given, Vec<String>> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![format!("cannot read the config file {shown}: {e}")])?;
+    parse_file(&shown, &text)
+}
+
+pub(crate) fn parse_file(shown: &str, text: &str) -> Result<Given, Vec<String>> {
+    let table: toml::Table = toml::from_str(text)
+        .map_err(|e| vec![format!("{shown} is not valid TOML: {}", e.to_string().trim_end())])?;
+    let mut given = Given::new();
+    let mut errors = Vec::new();
+    let origin = Origin::File(shown.to_string());
+    for (name, item) in &table {
+        let Some(key) = Key::from_name(name) else {
+            let hint = match suggest(name, SETTINGS.iter().map(|s| s.name)) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => format!(
+                    "the keys are {}",
+                    SETTINGS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+                ),
+            };
+            errors.push(format!("{shown}: unknown key `{name}`; {hint}"));
+            continue;
+        };
+        match toml_value(key, item) {
+            Ok(value) => match setting(key).check(&value) {
+                Ok(()) => given.set(key, value, origin.clone()),
+                Err(rule) => errors.push(format!("{}: {rule}", origin.spelling(key, &value))),
+            },
+            Err(rule) => errors.push(format!("{shown}: {name} = {item}: {rule}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(given)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Converts a TOML value to the setting's type, or says what was expected.
+fn toml_value(key: Key, item: &toml::Value) -> Result<Value, String> {
+    let s = setting(key);
+    let wrong = || format!("expected {}, found {}", s.kind_name(), item.type_str());
+    match (s.kind, item) {
+        (Kind::Count { .. }, toml::Value::Integer(n)) => match u64::try_from(*n) {
+            Ok(n) => Ok(Value::Count(n)),
+            Err(_) => Err(format!("{n} is negative: {}", s.rule())),
+        },
+        (Kind::Flag, toml::Value::Boolean(b)) => Ok(Value::Flag(*b)),
+        (Kind::Addresses, toml::Value::String(a)) => Ok(Value::Addresses(vec![a.clone()])),
+        (Kind::Addresses, toml::Value::Array(list)) => list
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(wrong))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Addresses),
+        (Kind::Duration { .. }, toml::Value::String(t)) => {
+            daemon_config::parse_duration(t).map(Value::Duration)
+        }
+        (Kind::Duration { .. }, toml::Value::Integer(n)) => match u64::try_from(*n) {
+            Ok(n) => Ok(Value::Duration(std::time::Duration::from_secs(n))),
+            Err(_) => Err(format!("{n} is negative: {}", s.rule())),
+        },
+        _ => Err(wrong()),
+    }
+}
+
+/// `--print-config`: the effective value of every setting and where it came from, as TOML that
+/// can serve as a config file.
+pub(crate) fn print_config(config: &Config) -> String {
+    let mut out = String::new();
+    for s in SETTINGS {
+        let value = match config.value(s.key) {
+            Value::Addresses(list) => {
+                let quoted: Vec<String> = list.iter().map(|a| format!("{a:?}")).collect();
+                format!("[{}]", quoted.join(", "))
+            }
+            Value::Duration(d) => format!("{:?}", daemon_config::format_duration(d)),
+            other => other.to_string(),
+        };
+        let line = format!("{} = {value}", s.name);
+        out.push_str(&format!("{line:<40} # {}\n", config.origin(s.key).label()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Result<(Given, Vec<String>), Vec<String>> {
+        from_env(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn the_environment_sets_values_and_warns_of_strangers() {
+        let (g, warnings) = env(&[("DAEMON_PREFORK", "3"), ("DAEMON_MAX_SPARES", "2"), ("PATH", "/bin")]).unwrap();
+        assert_eq!(g.get(Key::Prefork), Some(&(Value::Count(3), Origin::Env)));
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("did you mean DAEMON_MAX_SPARE?"), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_file_uses_the_attribute_keys() {
+        let g = parse_file("d.toml", "prefork = 3\nlisten = [\"127.0.0.1:0\"]\ngraceful_timeout = \"5s\"\ndetach = false\n").unwrap();
+        assert_eq!(g.get(Key::Prefork).map(|v| &v.0), Some(&Value::Count(3)));
+        assert_eq!(g.get(Key::GracefulTimeout).map(|v| &v.0), Some(&Value::Duration(std::time::Duration::from_secs(5))));
+        let errors = parse_file("d.toml", "max_spares = 2\nprefork = \"four\"\nclients = -1\n").unwrap_err();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("did you mean `max_spare`?")));
+        assert!(errors.iter().any(|e| e.contains("expected a whole number, found string")));
+        assert!(errors.iter().any(|e| e.contains("-1 is negative")));
+        assert!(parse_file("d.toml", "prefork = ").unwrap_err()[0].contains("not valid TOML"));
+    }
+
+    #[test]
+    fn one_wrong_value_reads_the_same_from_every_source() {
+        let cli = crate::cli::parse(vec!["p".into(), "--workers".into(), "0".into()]).err().map(|e| e.0);
+        let env = env(&[("DAEMON_PREFORK", "0")]).unwrap_err().remove(0);
+        let file = parse_file("d.toml", "prefork = 0").unwrap_err().remove(0);
+        let rule = "0 is too few: prefork must be between 1 and 4096";
+        assert_eq!(cli.as_deref(), Some(format!("--workers 0: {rule}").as_str()));
+        assert_eq!(env, format!("DAEMON_PREFORK=0: {rule}"));
+        assert_eq!(file, format!("d.toml: prefork = 0: {rule}"));
+    }
+
+    #[test]
+    fn precedence_is_cli_env_file_attributes_defaults() {
+        let dir = std::env::temp_dir().join(format!("daemon-sources-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("d.toml");
+        std::fs::write(&path, "prefork = 3\nmin_spare = 2\nrequests = 7\n").unwrap();
+        let mut attributes = Given::new();
+        attributes.set(Key::Prefork, Value::Count(2), Origin::Attribute);
+        attributes.set(Key::Clients, Value::Count(5), Origin::Attribute);
+        let (env, _) = env(&[("DAEMON_MIN_SPARE", "3"), ("DAEMON_REQUESTS", "8")]).unwrap();
+        let mut cli = Given::new();
+        cli.set(Key::Requests, Value::Count(9), Origin::CommandLine);
+        let layers = Layers { attributes, file: Some(path.clone()), env, cli, model: Model::Async };
+        let c = layers.resolve().unwrap();
+        assert_eq!((c.workers, c.min_spare, c.requests, c.clients), (3, 3, 9, 5));
+        assert_eq!(c.origin(Key::Prefork), Origin::File(path.display().to_string()));
+        assert_eq!(c.origin(Key::MinSpare), Origin::Env);
+        assert_eq!(c.origin(Key::Requests), Origin::CommandLine);
+        assert_eq!(c.origin(Key::Clients), Origin::Attribute);
+        assert_eq!(c.origin(Key::MaxSpare), Origin::Default);
+        let printed = print_config(&c);
+        assert!(printed.contains("requests = 9") && printed.contains("# command line"), "{printed}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
