@@ -25,7 +25,7 @@ impl Origin {
             (Origin::Attribute, Value::Addresses(list)) => {
                 format!("#[daemon::main({} = {:?})]", s.name, list.join(","))
             }
-            (Origin::Attribute, Value::Duration(_)) => {
+            (Origin::Attribute, Value::Duration(_) | Value::Text(_)) => {
                 format!("#[daemon::main({} = \"{value}\")]", s.name)
             }
             (Origin::Attribute, _) => format!("#[daemon::main({} = {value})]", s.name),

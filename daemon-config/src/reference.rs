@@ -18,6 +18,8 @@ pub fn reference_table() -> String {
             Kind::Duration { min, max } => {
                 format!("duration, {} to {}", format_duration(min), format_duration(max))
             }
+            Kind::Path => "path".to_string(),
+            Kind::Name => "user or group name".to_string(),
         };
         let reload = match s.reload {
             Reload::Applies => "applied",

@@ -71,6 +71,10 @@ pub struct Config {
     pub detach: bool,
     pub foreground: bool,
     pub graceful_timeout: Duration,
+    pub pid_file: Option<String>,
+    pub log_file: Option<String>,
+    pub user: Option<String>,
+    pub group: Option<String>,
     origins: BTreeMap<Key, Origin>,
 }
 
@@ -93,6 +97,10 @@ impl Config {
             Key::Detach => Value::Flag(self.detach),
             Key::Foreground => Value::Flag(self.foreground),
             Key::GracefulTimeout => Value::Duration(self.graceful_timeout),
+            Key::PidFile => Value::Text(self.pid_file.clone().unwrap_or_default()),
+            Key::LogFile => Value::Text(self.log_file.clone().unwrap_or_default()),
+            Key::User => Value::Text(self.user.clone().unwrap_or_default()),
+            Key::Group => Value::Text(self.group.clone().unwrap_or_default()),
         }
     }
 
@@ -203,6 +211,10 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
         Some((Value::Duration(d), _)) => *d,
         _ => Duration::from_secs(30),
     };
+    let text = |key: Key| match ok.get(&key) {
+        Some((Value::Text(t), _)) => Some(t.clone()),
+        _ => None,
+    };
     for key in [Key::Prefork, Key::MaxSpare, Key::MaxChildren, Key::MinSpare, Key::Clients] {
         origins.entry(key).or_insert(Origin::Default);
     }
@@ -217,6 +229,10 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
         detach: flag(Key::Detach),
         foreground: flag(Key::Foreground),
         graceful_timeout,
+        pid_file: text(Key::PidFile),
+        log_file: text(Key::LogFile),
+        user: text(Key::User),
+        group: text(Key::Group),
         origins,
     })
 }

@@ -17,6 +17,10 @@ pub enum Key {
     Detach,
     Foreground,
     GracefulTimeout,
+    PidFile,
+    LogFile,
+    User,
+    Group,
 }
 
 /// The type of a setting's value, with its bounds.
@@ -30,6 +34,10 @@ pub enum Kind {
     Addresses,
     /// A duration in `min..=max`.
     Duration { min: Duration, max: Duration },
+    /// A file's path.
+    Path,
+    /// A user or group name (or numeric id).
+    Name,
 }
 
 /// What a reload (HUP) may do with a setting.
@@ -48,6 +56,7 @@ pub enum Value {
     Flag(bool),
     Addresses(Vec<String>),
     Duration(Duration),
+    Text(String),
 }
 
 impl fmt::Display for Value {
@@ -57,6 +66,7 @@ impl fmt::Display for Value {
             Value::Flag(b) => write!(f, "{b}"),
             Value::Addresses(list) => write!(f, "{}", list.join(",")),
             Value::Duration(d) => f.write_str(&crate::format_duration(*d)),
+            Value::Text(t) => f.write_str(t),
         }
     }
 }
@@ -184,6 +194,46 @@ pub static SETTINGS: &[Setting] = &[
         reload: Reload::Applies,
         summary: "how long a stopping worker may finish its work before it is killed",
     },
+    Setting {
+        key: Key::PidFile,
+        name: "pid_file",
+        flag: "--pid-file",
+        env: "DAEMON_PID_FILE",
+        kind: Kind::Path,
+        default: "none",
+        reload: Reload::NeedsRestart,
+        summary: "the manager's pid, written atomically and locked while it runs; stop, reload and status find the daemon by it",
+    },
+    Setting {
+        key: Key::LogFile,
+        name: "log_file",
+        flag: "--log-file",
+        env: "DAEMON_LOG_FILE",
+        kind: Kind::Path,
+        default: "none (standard error)",
+        reload: Reload::NeedsRestart,
+        summary: "where the manager's and workers' logs and their standard output and error go; USR1 and HUP reopen it",
+    },
+    Setting {
+        key: Key::User,
+        name: "user",
+        flag: "--user",
+        env: "DAEMON_USER",
+        kind: Kind::Name,
+        default: "none (keep the starting user)",
+        reload: Reload::NeedsRestart,
+        summary: "after binding and opening files as root, the manager becomes this user before forking workers",
+    },
+    Setting {
+        key: Key::Group,
+        name: "group",
+        flag: "--group",
+        env: "DAEMON_GROUP",
+        kind: Kind::Name,
+        default: "the user's primary group",
+        reload: Reload::NeedsRestart,
+        summary: "the group to run as (with `user`, or alone)",
+    },
 ];
 
 /// The rule book's row for a key.
@@ -244,6 +294,7 @@ impl Setting {
                     .collect(),
             ),
             Kind::Duration { .. } => Value::Duration(crate::parse_duration(text)?),
+            Kind::Path | Kind::Name => Value::Text(text.trim().to_string()),
         };
         self.check(&value)?;
         Ok(value)
@@ -286,6 +337,25 @@ impl Setting {
                 }
                 Ok(())
             }
+            (Kind::Path, Value::Text(p)) => {
+                if p.is_empty() {
+                    return Err("an empty path: write the file's path, such as `/run/hello.pid`".into());
+                }
+                if p.contains('\0') {
+                    return Err("a path cannot contain a NUL byte".into());
+                }
+                Ok(())
+            }
+            (Kind::Name, Value::Text(n)) => {
+                let ok = !n.is_empty()
+                    && n.len() <= 32
+                    && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '$'));
+                if ok {
+                    Ok(())
+                } else {
+                    Err(format!("`{n}` is not a user or group name: use letters, digits, `_`, `-` or `.`, such as `www-data`"))
+                }
+            }
             (_, other) => Err(format!("{other} is not {}", self.kind_name())),
         }
     }
@@ -302,6 +372,8 @@ impl Setting {
                 crate::format_duration(min),
                 crate::format_duration(max)
             ),
+            Kind::Path => format!("{} takes a file's path", self.name),
+            Kind::Name => format!("{} takes a user or group name", self.name),
         }
     }
 
@@ -312,6 +384,8 @@ impl Setting {
             Kind::Flag => "a flag",
             Kind::Addresses => "an address or a list of addresses",
             Kind::Duration { .. } => "a duration such as \"30s\"",
+            Kind::Path => "a path such as \"/run/hello.pid\"",
+            Kind::Name => "a name such as \"www-data\"",
         }
     }
 }
@@ -352,6 +426,10 @@ mod tests {
             Key::Detach,
             Key::Foreground,
             Key::GracefulTimeout,
+            Key::PidFile,
+            Key::LogFile,
+            Key::User,
+            Key::Group,
         ];
         assert_eq!(keys.len(), SETTINGS.len());
         for key in keys {

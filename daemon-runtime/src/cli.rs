@@ -19,6 +19,8 @@ pub(crate) struct Run {
     pub config: Option<std::path::PathBuf>,
     /// `--print-config`: print the effective configuration and exit.
     pub print_config: bool,
+    /// `start`, `stop`, `reload` or `status`; none runs the daemon as configured.
+    pub command: Option<crate::control::Control>,
 }
 
 /// A command line that cannot be understood; the message names the flag, the value and the rule.
@@ -39,6 +41,8 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
     let mut listen: Vec<String> = Vec::new();
     let mut config = None;
     let mut print_config = false;
+    let mut command: Option<String> = None;
+    let (mut graceful, mut json) = (false, false);
     loop {
         let arg = parser.next().map_err(|e| CliError(e.to_string()))?;
         let Some(arg) = arg else { break };
@@ -46,6 +50,8 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
             Arg::Short('h') | Arg::Long("help") => return Ok(Command::Help),
             Arg::Short('V') | Arg::Long("version") => return Ok(Command::Version),
             Arg::Long("print-config") => print_config = true,
+            Arg::Long("graceful") => graceful = true,
+            Arg::Long("json") => json = true,
             Arg::Long("config") => {
                 let path = parser
                     .value()
@@ -91,9 +97,22 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
             Arg::Short(c) => {
                 return Err(CliError(format!("unknown option -{c}; see --help")));
             }
+            Arg::Value(v) if command.is_none() => {
+                let word = v.to_string_lossy().into_owned();
+                if !COMMANDS.contains(&word.as_str()) {
+                    let hint = suggest(&word, COMMANDS.iter().copied())
+                        .map(|c| format!("did you mean `{c}`? "))
+                        .unwrap_or_default();
+                    return Err(CliError(format!(
+                        "unknown command `{word}`; {hint}the commands are {}",
+                        COMMANDS.join(", ")
+                    )));
+                }
+                command = Some(word);
+            }
             Arg::Value(v) => {
                 return Err(CliError(format!(
-                    "unexpected argument `{}`: this program takes only options; see --help",
+                    "unexpected argument `{}`: give one command at most; see --help",
                     v.to_string_lossy()
                 )));
             }
@@ -105,8 +124,25 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
         s.check(&value).map_err(|rule| CliError(format!("--listen {value}: {rule}")))?;
         given.set(Key::Listen, value, Origin::CommandLine);
     }
-    Ok(Command::Run(Run { given, config, print_config }))
+    use crate::control::Control;
+    let command = match command.as_deref() {
+        None => None,
+        Some("start") => Some(Control::Start),
+        Some("stop") => Some(Control::Stop { graceful }),
+        Some("reload") => Some(Control::Reload),
+        Some(_) => Some(Control::Status { json }),
+    };
+    if graceful && !matches!(command, Some(Control::Stop { .. })) {
+        return Err(CliError("--graceful goes with the stop command: `stop --graceful`".into()));
+    }
+    if json && !matches!(command, Some(Control::Status { .. })) {
+        return Err(CliError("--json goes with the status command: `status --json`".into()));
+    }
+    Ok(Command::Run(Run { given, config, print_config, command }))
 }
+
+/// The control commands.
+const COMMANDS: [&str; 4] = ["start", "stop", "reload", "status"];
 
 fn os_to_string(flag: &str, v: OsString) -> Result<String, CliError> {
     v.into_string()
@@ -116,7 +152,13 @@ fn os_to_string(flag: &str, v: OsString) -> Result<String, CliError> {
 /// The help text, generated from the rule book; `current` shows what the attributes set.
 pub(crate) fn help(program: &str, name: &str, version: &str, current: &Given) -> String {
     let mut out = format!(
-        "{name} {version}\n\nUsage: {program} [OPTIONS]\n\nOptions override the values of #[daemon::main]:\n"
+        "{name} {version}\n\nUsage: {program} [COMMAND] [OPTIONS]\n\n\
+         Commands (none: run as configured, in the foreground unless `detach` is set):\n\
+         \x20 start                       detach; exit 0 once the workers accept, 1 with the reason if start-up fails\n\
+         \x20 stop [--graceful]           TERM (or QUIT) the manager named by the pid file, and wait until it is gone\n\
+         \x20 reload                      HUP: re-read the config file, reopen logs, replace the workers\n\
+         \x20 status [--json]             the scoreboard; exit 0 running, 1 dead with a pid file, 3 not running\n\n\
+         Options override the values of #[daemon::main]:\n"
     );
     for s in SETTINGS {
         let arg = match s.kind {
@@ -124,6 +166,8 @@ pub(crate) fn help(program: &str, name: &str, version: &str, current: &Given) ->
             Kind::Count { .. } => " N".to_string(),
             Kind::Addresses => " IP:PORT".to_string(),
             Kind::Duration { .. } => " DURATION".to_string(),
+            Kind::Path => " PATH".to_string(),
+            Kind::Name => " NAME".to_string(),
         };
         let left = format!("{}{arg}", s.flag);
         out.push_str(&format!("  {left:<28}{}\n", s.summary));

@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::fmt::Debug;
+use std::path::{Path, PathBuf};
 
 use daemon_config::{Given, Key, Model, Origin, Value};
 use tracing::{error, info, info_span, warn};
@@ -10,7 +11,12 @@ use tracing::{error, info, info_span, warn};
 use crate::cli::{self, Command};
 use crate::hooks::{Handler, Hooks};
 use crate::listener::bind_all;
-use crate::manager::Manager;
+use crate::control::{self, Control};
+use crate::detach::{self, Readiness};
+use crate::logfile::LogFile;
+use crate::manager::{Housework, Manager};
+use crate::pidfile::PidFile;
+use crate::privileges;
 use crate::sources::{self, Layers};
 
 /// A value written in `#[daemon::main(...)]`, as the macro emits it.
@@ -21,6 +27,8 @@ pub enum Attr {
     Addresses(&'static [&'static str]),
     /// Milliseconds.
     Duration(u64),
+    /// A path or a name.
+    Text(&'static str),
 }
 
 impl Attr {
@@ -30,6 +38,7 @@ impl Attr {
             Attr::Flag(b) => Value::Flag(b),
             Attr::Addresses(list) => Value::Addresses(list.iter().map(|s| s.to_string()).collect()),
             Attr::Duration(ms) => Value::Duration(std::time::Duration::from_millis(ms)),
+            Attr::Text(t) => Value::Text(t.to_string()),
         }
     }
 }
@@ -122,9 +131,12 @@ where
         Handler::Async(_) => Model::Async,
         Handler::Sync(_) => Model::Sync,
     };
-    let file = run.config.or_else(|| std::env::var_os(sources::CONFIG_ENV).map(Into::into));
+    let file = run
+        .config
+        .or_else(|| std::env::var_os(sources::CONFIG_ENV).map(Into::into))
+        .map(|p| absolute(&p));
     let layers = Layers { attributes: given, file, env, cli: run.given, model };
-    let config = match layers.resolve() {
+    let mut config = match layers.resolve() {
         Ok(c) => c,
         Err(problems) => {
             for p in problems {
@@ -137,44 +149,95 @@ where
         print!("{}", sources::print_config(&config));
         return 0;
     }
+    // Paths are taken relative to where the program starts, before a detach moves to `/`.
+    let pid_file = config.pid_file.as_deref().map(|p| absolute(Path::new(p)));
+    let log_path = config.log_file.as_deref().map(|p| absolute(Path::new(p)));
+    config.pid_file = pid_file.as_deref().map(|p| p.display().to_string());
+    config.log_file = log_path.as_deref().map(|p| p.display().to_string());
+    let detach = match run.command {
+        Some(Control::Start) => true,
+        Some(command) => {
+            let wait = config.graceful_timeout + std::time::Duration::from_secs(10);
+            return control::run(command, pid_file.as_deref(), &program, wait);
+        }
+        None => config.detaches(),
+    };
+    let identity = match privileges::resolve(config.user.as_deref(), config.group.as_deref()) {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("{program}: error: {e}");
+            return 2;
+        }
+    };
+    if detach && log_path.is_none() {
+        eprintln!("{program}: warning: detaching without a log file: logs go to /dev/null (set log_file or --log-file)");
+    }
 
     crate::logging::init();
+    let mut readiness = if detach {
+        match detach::detach(&program) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{program}: error: cannot detach: {e}");
+                return 1;
+            }
+        }
+    } else {
+        Readiness::none()
+    };
+    // From here on, a failure is also told to the process that waits for the daemon to start.
+    let mut fail = |why: String| {
+        error!("{why}");
+        readiness.failed(&why);
+        1
+    };
+    let span = info_span!("manager", pid = std::process::id());
+    let _entered = span.enter();
+    let log_file = match log_path.as_deref().map(LogFile::open).transpose() {
+        Ok(l) => l,
+        Err(e) => {
+            let shown = log_path.as_deref().map(Path::display).map(|p| p.to_string()).unwrap_or_default();
+            return fail(format!("cannot open the log file {shown}: {e}"));
+        }
+    };
     for w in env_warnings {
         warn!("{w}");
     }
-    let span = info_span!("manager", pid = std::process::id());
-    let _entered = span.enter();
-    if config.detaches() {
-        warn!("detach is not available in this version: running in the foreground");
-    }
     let listeners = match bind_all(&config.listen) {
         Ok(l) => l,
-        Err(e) => {
-            error!("{e}");
-            return 1;
-        }
+        Err(e) => return fail(e.to_string()),
     };
     for l in &listeners {
         info!(addr = %l.addr, "listening");
     }
+    let pid_lock = match pid_file.as_deref().map(PidFile::acquire).transpose() {
+        Ok(p) => p,
+        Err(e) => return fail(e.to_string()),
+    };
+    if let Err(e) = privileges::drop_to(identity) {
+        return fail(e.to_string());
+    }
     if let Err(e) = main().into_result() {
-        error!(error = %e, "main returned an error; not starting");
-        return 1;
+        return fail(format!("main returned an error; not starting: {e}"));
     }
     if let Some(n) = crate::sys::threads().filter(|n| *n > 1) {
-        error!(
-            threads = n,
-            "main's body left other threads running; fork() copies only the calling thread, so \
-             their locks would stay held in every worker: join them before main returns, or start \
-             them in an #[daemon::on_child] hook"
-        );
-        return 1;
+        return fail(format!(
+            "main's body left {n} threads running; fork() copies only the calling thread, so \
+             their locks would stay held in every worker: join them before main returns, or \
+             start them in an #[daemon::on_child] hook"
+        ));
     }
-    match Manager::new(config, layers, hooks, listeners) {
+    let housework = Housework { readiness, pid_file: pid_lock, log_file };
+    match Manager::new(config, layers, hooks, listeners, housework) {
         Ok(manager) => manager.run(),
-        Err(e) => {
+        Err((e, mut housework)) => {
             error!("{e}");
+            housework.readiness.failed(&e.to_string());
             1
         }
     }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 
 use daemon_config::{setting, Config, Key, Reload};
 use nix::errno::Errno;
@@ -20,6 +21,11 @@ use crate::hooks::Hooks;
 use crate::listener::Listener;
 use crate::policy::{self, Limits, Phase, WorkerView};
 use crate::scoreboard::{Scoreboard, State, SLOTS};
+use crate::control;
+use crate::detach::Readiness;
+use crate::logfile::LogFile;
+use crate::notify;
+use crate::pidfile::PidFile;
 use crate::signals;
 use crate::sources::Layers;
 use crate::sys::{fork, monotonic_ms, Forked};
@@ -55,10 +61,22 @@ enum StopKind {
     Fast,
 }
 
-/// Descriptors that are the manager's alone; a worker closes them first thing.
+/// Descriptors that are the manager's alone; a worker closes them first thing (dropping the pid
+/// file here closes this process's copy without removing the file, so its lock stays the
+/// manager's).
 struct Own {
     signals: SignalFd,
     wake_read: OwnedFd,
+    status: Option<UnixListener>,
+    housework: Housework,
+}
+
+/// What the entry point set up for the manager to keep: the detach readiness pipe, the pid file
+/// and the log file.
+pub(crate) struct Housework {
+    pub readiness: Readiness,
+    pub pid_file: Option<PidFile>,
+    pub log_file: Option<LogFile>,
 }
 
 pub(crate) struct Manager {
@@ -81,6 +99,12 @@ pub(crate) struct Manager {
     fork_not_before_ms: u64,
     waiting_for_pool: bool,
     pid: Pid,
+    /// Processes the program handed over with `daemon::foreign_child`.
+    foreign: BTreeMap<Pid, Option<u64>>,
+    /// When the next WATCHDOG=1 is due, if systemd asked for them.
+    watchdog: Option<(u64, u64)>,
+    /// The last STATUS= sent (busy, idle).
+    told_status: Option<(u32, u32)>,
 }
 
 /// Why the manager could not start.
@@ -101,12 +125,35 @@ impl Manager {
         layers: Layers,
         hooks: Hooks,
         listeners: Vec<Listener>,
-    ) -> Result<Manager, StartError> {
-        let board = Scoreboard::new().map_err(|e| StartError(format!("cannot map the scoreboard: {e}")))?;
-        let signals = signals::manager_signalfd()
-            .map_err(|e| StartError(format!("cannot set up signal handling: {e}")))?;
-        let (wake_read, wake_write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
-            .map_err(|e| StartError(format!("cannot create the wake pipe: {e}")))?;
+        housework: Housework,
+    ) -> Result<Manager, (StartError, Housework)> {
+        let setup = || -> Result<_, StartError> {
+            let board =
+                Scoreboard::new().map_err(|e| StartError(format!("cannot map the scoreboard: {e}")))?;
+            let signals = signals::manager_signalfd()
+                .map_err(|e| StartError(format!("cannot set up signal handling: {e}")))?;
+            let (wake_read, wake_write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
+                .map_err(|e| StartError(format!("cannot create the wake pipe: {e}")))?;
+            Ok((board, signals, wake_read, wake_write))
+        };
+        let (board, signals, wake_read, wake_write) = match setup() {
+            Ok(parts) => parts,
+            Err(e) => return Err((e, housework)),
+        };
+        let pid = nix::unistd::getpid();
+        // Without a pid file nothing can find the status channel; with one, a failure to open it
+        // costs `status`, not the daemon.
+        let status = housework.pid_file.as_ref().and_then(|_| match control::status_listener(pid.as_raw()) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                warn!(error = %e, "cannot open the status channel; `status` will not answer");
+                None
+            }
+        });
+        let watchdog = notify::watchdog_interval().map(|d| {
+            let every = d.as_millis() as u64;
+            (every, monotonic_ms() + every)
+        });
         let limits = Limits {
             workers: config.workers,
             min_spare: config.min_spare,
@@ -121,7 +168,7 @@ impl Manager {
             board,
             listeners,
             hooks,
-            own: Some(Own { signals, wake_read }),
+            own: Some(Own { signals, wake_read, status, housework }),
             wake_write,
             records: BTreeMap::new(),
             by_pid: HashMap::new(),
@@ -131,7 +178,10 @@ impl Manager {
             failed_starts: 0,
             fork_not_before_ms: 0,
             waiting_for_pool: true,
-            pid: nix::unistd::getpid(),
+            pid,
+            foreign: BTreeMap::new(),
+            watchdog,
+            told_status: None,
         })
     }
 
@@ -148,18 +198,82 @@ impl Manager {
         );
         self.board.announce_ready(true);
         loop {
+            self.adopt_foreign();
             self.reap();
-            if self.stop.is_some() && self.records.is_empty() {
+            if self.stop.is_some() && self.records.is_empty() && self.foreign.is_empty() {
                 break;
             }
             let now = monotonic_ms();
             let recheck = if self.stop.is_none() { self.manage(now) } else { None };
             self.enforce_deadlines(now);
+            self.feed_watchdog(now);
             let deadline = self.next_deadline(recheck);
             self.wait(deadline);
         }
         info!(wakes = self.board.wakes(), "manager stopped: every worker is gone");
+        if let Some(own) = self.own.take() {
+            if let Some(p) = own.housework.pid_file {
+                p.remove();
+            }
+        }
         0
+    }
+
+    /// Takes over the processes the program registered with `daemon::foreign_child`.
+    fn adopt_foreign(&mut self) {
+        for pid in crate::foreign::take() {
+            info!(pid, "watching a foreign child");
+            let pid = Pid::from_raw(pid);
+            if self.stop.is_some() {
+                send(pid, Signal::SIGTERM);
+            }
+            self.foreign.insert(pid, None);
+        }
+    }
+
+    fn feed_watchdog(&mut self, now: u64) {
+        if let Some((every, due)) = self.watchdog {
+            if now >= due {
+                notify::watchdog();
+                self.watchdog = Some((every, now + every));
+            }
+        }
+    }
+
+    /// What `status` prints, as JSON.
+    fn snapshot(&self) -> serde_json::Value {
+        let now = monotonic_ms();
+        let workers: Vec<serde_json::Value> = self
+            .records
+            .iter()
+            .map(|(&slot, rec)| {
+                let v = self.board.view(slot);
+                serde_json::json!({
+                    "slot": slot,
+                    "pid": rec.pid.as_raw(),
+                    "state": v.state.letter().to_string(),
+                    "generation": rec.generation,
+                    "requests": v.requests,
+                    "active": v.active,
+                    "age_ms": now.saturating_sub(v.started_ms),
+                    "last_heartbeat_ms": now.saturating_sub(v.heartbeat_ms),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "pid": self.pid.as_raw(),
+            "mode": "prefork",
+            "generation": self.generation,
+            "scoreboard": self.letters(),
+            "limits": {
+                "workers": self.limits.workers,
+                "min_spare": self.limits.min_spare,
+                "max_spare": self.limits.max_spare,
+                "max_children": self.limits.max_children,
+            },
+            "stopping": self.stop.is_some(),
+            "workers": workers,
+        })
     }
 
     fn views(&self) -> Vec<WorkerView> {
@@ -196,6 +310,18 @@ impl Manager {
                     scoreboard = %self.letters(),
                     "pool ready: every worker accepts"
                 );
+                if let Some(own) = self.own.as_mut() {
+                    own.housework.readiness.ready();
+                }
+                notify::ready(&format!("{ready} workers accepting on {}", addrs.join(",")));
+            }
+        }
+        if notify::enabled() {
+            let c = policy::count(&views);
+            let idle = c.spares;
+            if self.told_status != Some((c.busy, idle)) {
+                self.told_status = Some((c.busy, idle));
+                notify::status(&format!("{} busy, {idle} idle, {} workers", c.busy, c.pool));
             }
         }
         let plan = policy::plan(&views, &self.limits, now, self.last_retire_ms);
@@ -229,7 +355,9 @@ impl Manager {
             .filter_map(|r| r.stopping.as_ref())
             .filter(|s| !s.killed)
             .map(|s| s.kill_at_ms);
-        recheck.into_iter().chain(kills).min()
+        let foreign = self.foreign.values().flatten().copied();
+        let watchdog = self.watchdog.map(|(_, due)| due);
+        recheck.into_iter().chain(kills).chain(foreign).chain(watchdog).min()
     }
 
     /// Sleeps until a signal, a wake-up from a worker, or the deadline.
@@ -243,15 +371,25 @@ impl Manager {
                 PollTimeout::try_from(ms.saturating_add(1)).unwrap_or(PollTimeout::MAX)
             }
         };
-        let mut fds = [
+        let mut fds = vec![
             PollFd::new(own.signals.as_fd(), PollFlags::POLLIN),
             PollFd::new(own.wake_read.as_fd(), PollFlags::POLLIN),
         ];
+        if let Some(status) = own.status.as_ref() {
+            fds.push(PollFd::new(status.as_fd(), PollFlags::POLLIN));
+        }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => {
                 error!(error = %e, "poll failed");
                 return;
+            }
+        }
+        let asked = fds.get(2).and_then(|f| f.revents()).is_some_and(|r| r.contains(PollFlags::POLLIN));
+        drop(fds);
+        if asked {
+            if let Some(status) = own.status.as_ref() {
+                control::answer(status, || self.snapshot());
             }
         }
         let mut buf = [0u8; 256];
@@ -279,8 +417,11 @@ impl Manager {
                 }
             }
             Signal::SIGTTOU => self.shrink_by_one(),
-            Signal::SIGHUP => self.reload(),
-            Signal::SIGUSR1 => info!("USR1: no log file to reopen (logs go to standard error)"),
+            Signal::SIGHUP => {
+                self.reopen_logs();
+                self.reload();
+            }
+            Signal::SIGUSR1 => self.reopen_logs(),
             other => warn!(signal = %other, "this version of the manager does not act on this signal; ignored"),
         }
     }
@@ -309,12 +450,31 @@ impl Manager {
         self.retire(slot, now);
     }
 
+    /// USR1 (and HUP): reopen the log file here, then in every worker.
+    fn reopen_logs(&mut self) {
+        let Some(log) = self.own.as_ref().and_then(|o| o.housework.log_file.as_ref()) else {
+            info!("no log file to reopen (logs go to standard error)");
+            return;
+        };
+        match log.reopen() {
+            Ok(()) => info!(path = %log.path().display(), "log file reopened"),
+            Err(e) => {
+                error!(path = %log.path().display(), error = %e, "cannot reopen the log file; still writing to the old one");
+                return;
+            }
+        }
+        for rec in self.records.values() {
+            send(rec.pid, Signal::SIGUSR1);
+        }
+    }
+
     /// HUP: read the config file again; if it is good, apply it and start a new generation of
     /// workers, which replaces the old one as it finishes its work. A bad file changes nothing.
     fn reload(&mut self) {
         if self.stop.is_some() {
             return;
         }
+        notify::reloading();
         let new = match self.layers.resolve() {
             Ok(c) => c,
             Err(problems) => {
@@ -322,6 +482,7 @@ impl Manager {
                     error!("{p}");
                 }
                 error!(problems = problems.len(), "HUP: the new configuration is refused; the running one stays");
+                notify::ready("reload refused; running configuration kept");
                 return;
             }
         };
@@ -351,6 +512,8 @@ impl Manager {
     /// A new generation of workers replaces the old one, which finishes its work first.
     fn new_generation(&mut self) {
         self.generation += 1;
+        self.waiting_for_pool = true;
+        self.board.announce_ready(true);
         info!(
             generation = self.generation,
             workers = self.limits.workers,
@@ -378,8 +541,15 @@ impl Manager {
             StopKind::Fast => (Signal::SIGTERM, "fast stop: workers end now"),
         };
         info!(signal = %sig, workers = self.records.len(), "{how}");
+        if self.stop.is_none() {
+            notify::stopping();
+        }
         self.stop = Some(kind);
         let kill_at_ms = monotonic_ms().saturating_add(self.config.graceful_timeout.as_millis() as u64);
+        for (&pid, kill_at) in self.foreign.iter_mut() {
+            send(pid, Signal::SIGTERM);
+            kill_at.get_or_insert(kill_at_ms);
+        }
         for rec in self.records.values_mut() {
             send(rec.pid, signal);
             let keep = rec.stopping.as_ref().map_or(u64::MAX, |s| s.kill_at_ms);
@@ -402,6 +572,13 @@ impl Manager {
     }
 
     fn enforce_deadlines(&mut self, now: u64) {
+        for (&pid, kill_at) in self.foreign.iter_mut() {
+            if kill_at.is_some_and(|at| at <= now) {
+                warn!(pid = pid.as_raw(), "foreign child did not stop within graceful_timeout: KILL");
+                send(pid, Signal::SIGKILL);
+                *kill_at = None;
+            }
+        }
         for (&slot, rec) in self.records.iter_mut() {
             if let Some(s) = rec.stopping.as_mut() {
                 if !s.killed && s.kill_at_ms <= now {
@@ -475,7 +652,11 @@ impl Manager {
 
     fn on_exit(&mut self, pid: Pid, status: WaitStatus) {
         let Some(slot) = self.by_pid.remove(&pid) else {
-            debug!(pid = pid.as_raw(), ?status, "reaped a process that was not a worker");
+            if self.foreign.remove(&pid).is_some() {
+                info!(pid = pid.as_raw(), ?status, "foreign child exited");
+            } else {
+                debug!(pid = pid.as_raw(), ?status, "reaped a process that was not a worker");
+            }
             return;
         };
         let view = self.board.view(slot);

@@ -109,6 +109,7 @@ pub(crate) struct SlotView {
     pub active: u32,
     pub requests: u64,
     pub started_ms: u64,
+    pub heartbeat_ms: u64,
 }
 
 impl Scoreboard {
@@ -172,6 +173,7 @@ impl Scoreboard {
             active: s.active.load(Ordering::Relaxed),
             requests: s.requests.load(Ordering::Relaxed),
             started_ms: s.started_ms.load(Ordering::Relaxed),
+            heartbeat_ms: s.heartbeat_ms.load(Ordering::Relaxed),
         }
     }
 

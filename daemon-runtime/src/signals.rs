@@ -33,12 +33,11 @@ pub(crate) fn manager_signalfd() -> nix::Result<SignalFd> {
 }
 
 /// A worker's signals: the manager's control signals are ignored (they are the manager's, and a
-/// stray TTIN would stop the process), TERM, INT and ALRM end the worker at once, and QUIT is
-/// read from the returned descriptor, to stop gracefully.
+/// stray TTIN would stop the process), TERM, INT and ALRM end the worker at once, and QUIT (stop
+/// gracefully) and USR1 (reopen the log file) are read from the returned descriptor.
 pub(crate) fn worker_signalfd() -> nix::Result<SignalFd> {
     for s in [
         Signal::SIGHUP,
-        Signal::SIGUSR1,
         Signal::SIGUSR2,
         Signal::SIGWINCH,
         Signal::SIGTTIN,
@@ -49,10 +48,11 @@ pub(crate) fn worker_signalfd() -> nix::Result<SignalFd> {
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGALRM, Signal::SIGCHLD] {
         set_disposition(s, false)?;
     }
-    let quit = SigSet::from(Signal::SIGQUIT);
-    // QUIT stays blocked (a pending one is read from the descriptor); everything else unblocks.
-    quit.thread_set_mask()?;
-    SignalFd::with_flags(&quit, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+    let mut read = SigSet::from(Signal::SIGQUIT);
+    read.add(Signal::SIGUSR1);
+    // These stay blocked (a pending one is read from the descriptor); everything else unblocks.
+    read.thread_set_mask()?;
+    SignalFd::with_flags(&read, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
 }
 
 /// Reads every pending signal from a signalfd.

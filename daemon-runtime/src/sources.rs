@@ -134,6 +134,7 @@ fn toml_value(key: Key, item: &toml::Value) -> Result<Value, String> {
         (Kind::Duration { .. }, toml::Value::String(t)) => {
             daemon_config::parse_duration(t).map(Value::Duration)
         }
+        (Kind::Path | Kind::Name, toml::Value::String(t)) => Ok(Value::Text(t.clone())),
         (Kind::Duration { .. }, toml::Value::Integer(n)) => match u64::try_from(*n) {
             Ok(n) => Ok(Value::Duration(std::time::Duration::from_secs(n))),
             Err(_) => Err(format!("{n} is negative: {}", s.rule())),
@@ -153,6 +154,11 @@ pub(crate) fn print_config(config: &Config) -> String {
                 format!("[{}]", quoted.join(", "))
             }
             Value::Duration(d) => format!("{:?}", daemon_config::format_duration(d)),
+            Value::Text(t) if t.is_empty() => {
+                out.push_str(&format!("{:<40} # {}\n", format!("# {} (not set)", s.name), "default"));
+                continue;
+            }
+            Value::Text(t) => format!("{t:?}"),
             other => other.to_string(),
         };
         let line = format!("{} = {value}", s.name);

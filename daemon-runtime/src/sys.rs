@@ -126,3 +126,22 @@ pub(crate) fn set_disposition(signal: nix::sys::signal::Signal, ignore: bool) ->
     // SAFETY: SIG_IGN and SIG_DFL are not functions, so no handler code runs in signal context.
     unsafe { sigaction(signal, &action) }.map(|_| ())
 }
+
+/// Takes an exclusive flock(2) on `file` without waiting. `Ok(false)`: another open file holds it.
+///
+/// The lock is released only when every descriptor of this open file is closed; closing one copy
+/// (as a worker does with the manager's pid file) never releases it, unlike an explicit unlock.
+pub(crate) fn try_lock_exclusive(file: &std::fs::File) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) on a descriptor `file` owns; no memory is passed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(err)
+    }
+}

@@ -22,6 +22,7 @@ use crate::child::Child;
 use crate::connection::Connection;
 use crate::hooks::{BoxFuture, Handler, Hooks};
 use crate::listener::Listener;
+use crate::logfile::LogFile;
 use crate::scoreboard::{State, WorkerSlot};
 use crate::signals;
 use crate::sys::{alarm, exit_now, own_fd};
@@ -71,6 +72,7 @@ pub(crate) fn run(setup: Setup<'_>) -> ! {
         slot: Arc::clone(&slot),
         listeners: setup.listeners,
         quit,
+        log_file: setup.config.log_file.as_deref().map(|p| LogFile::at(std::path::Path::new(p))),
         quota,
         clients: setup.config.clients,
         graceful_secs: graceful_secs(setup.config),
@@ -113,35 +115,62 @@ enum Wake {
     Ready(usize),
 }
 
-const QUIT: u64 = u64::MAX;
+const SIGNALS: u64 = u64::MAX;
 const ROOM: u64 = u64::MAX - 1;
 
 /// Waits for a connection on the shared listeners. Each listener is registered with
 /// EPOLLEXCLUSIVE, so a new connection wakes one waiting worker, not all of them; a worker with
 /// no room does not wait on the listeners at all, so it is never the one woken.
-struct Acceptor {
+struct Acceptor<'a> {
     open: Epoll,
     full: Option<Epoll>,
+    signals: &'a SignalFd,
+    log_file: Option<LogFile>,
 }
 
-impl Acceptor {
-    fn new(listeners: &[Listener], quit: &SignalFd, room: Option<&EventFd>) -> nix::Result<Acceptor> {
+impl<'a> Acceptor<'a> {
+    fn new(
+        listeners: &[Listener],
+        quit: &'a SignalFd,
+        room: Option<&EventFd>,
+        log_file: Option<LogFile>,
+    ) -> nix::Result<Acceptor<'a>> {
         let open = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         for (i, l) in listeners.iter().enumerate() {
             open.add(l.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE, i as u64))?;
         }
-        open.add(quit.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, QUIT))?;
+        open.add(quit.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))?;
         let full = match room {
             None => None,
             Some(room) => {
                 open.add(room.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, ROOM))?;
                 let full = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-                full.add(quit.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, QUIT))?;
+                full.add(quit.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))?;
                 full.add(room.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, ROOM))?;
                 Some(full)
             }
         };
-        Ok(Acceptor { open, full })
+        Ok(Acceptor { open, full, signals: quit, log_file })
+    }
+
+    /// Handles the signals read from the worker's signalfd: USR1 reopens the log file here;
+    /// returns whether QUIT came.
+    fn quit_requested(&self) -> bool {
+        let mut quit = false;
+        for sig in signals::drain(self.signals) {
+            match sig {
+                Signal::SIGQUIT => quit = true,
+                Signal::SIGUSR1 => {
+                    if let Some(log) = &self.log_file {
+                        if let Err(e) = log.reopen() {
+                            error!(error = %e, "cannot reopen the log file; still writing to the old one");
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        quit
     }
 
     fn wait(&self, has_room: bool) -> io::Result<Wake> {
@@ -155,13 +184,13 @@ impl Acceptor {
                 Ok(n) => {
                     // Quit first: a stopping worker takes nothing more.
                     let ready = &events[..n];
-                    if ready.iter().any(|e| e.data() == QUIT) {
+                    if ready.iter().any(|e| e.data() == SIGNALS) && self.quit_requested() {
                         return Ok(Wake::Quit);
                     }
                     if ready.iter().any(|e| e.data() == ROOM) {
                         return Ok(Wake::Room);
                     }
-                    if let Some(e) = ready.first() {
+                    if let Some(e) = ready.iter().find(|e| e.data() != SIGNALS) {
                         return Ok(Wake::Ready(e.data() as usize));
                     }
                 }
@@ -198,6 +227,7 @@ struct Serving<'a> {
     slot: Arc<WorkerSlot>,
     listeners: &'a [Listener],
     quit: SignalFd,
+    log_file: Option<LogFile>,
     quota: Option<u64>,
     clients: u32,
     graceful_secs: u32,
@@ -213,7 +243,7 @@ impl Serving<'_> {
 
     /// The classic model: one connection at a time, the handler blocks.
     fn blocking(&self, handler: fn(TcpStream) -> io::Result<()>) -> i32 {
-        let acceptor = match Acceptor::new(self.listeners, &self.quit, None) {
+        let acceptor = match Acceptor::new(self.listeners, &self.quit, None, self.log_file.clone()) {
             Ok(a) => a,
             Err(e) => {
                 error!(error = %e, "cannot wait on the listeners");
@@ -272,7 +302,7 @@ impl Serving<'_> {
                 return 1;
             }
         };
-        let acceptor = match Acceptor::new(self.listeners, &self.quit, Some(&room)) {
+        let acceptor = match Acceptor::new(self.listeners, &self.quit, Some(&room), self.log_file.clone()) {
             Ok(a) => a,
             Err(e) => {
                 error!(error = %e, "cannot wait on the listeners");

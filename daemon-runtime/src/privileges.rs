@@ -1,0 +1,99 @@
+//! Dropping privileges: after the listeners are bound and the pid and log files opened as root,
+//! the manager drops its supplementary groups, then its gid, then its uid, and checks that it
+//! cannot become root again. Workers are forked after, so they never run as root.
+
+use nix::unistd::{getegid, geteuid, getgid, getuid, setgid, setgroups, setuid, Gid, Group, Uid, User};
+
+/// Why privileges could not be dropped.
+#[derive(Debug)]
+pub struct PrivilegeError(pub String);
+
+impl std::fmt::Display for PrivilegeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who the manager will become.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Identity {
+    pub uid: Option<Uid>,
+    pub gid: Option<Gid>,
+}
+
+/// Looks the names up; fails for an unknown user or group, or for a change that needs root while
+/// the process is not root.
+pub(crate) fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Identity, PrivilegeError> {
+    let mut id = Identity { uid: None, gid: None };
+    if let Some(name) = user {
+        let u = lookup_user(name)?;
+        id.uid = Some(u.uid);
+        id.gid = Some(u.gid);
+    }
+    if let Some(name) = group {
+        id.gid = Some(lookup_group(name)?);
+    }
+    let changes = id.uid.is_some_and(|u| u != geteuid()) || id.gid.is_some_and(|g| g != getegid());
+    if changes && !geteuid().is_root() {
+        let what = match (user, group) {
+            (Some(u), _) => format!("user = {u}"),
+            (None, Some(g)) => format!("group = {g}"),
+            (None, None) => String::new(),
+        };
+        return Err(PrivilegeError(format!(
+            "{what} needs root: this process runs as uid {}; start it as root, or remove the setting",
+            geteuid()
+        )));
+    }
+    Ok(id)
+}
+
+fn lookup_user(name: &str) -> Result<User, PrivilegeError> {
+    let found = match name.parse::<u32>() {
+        Ok(n) => User::from_uid(Uid::from_raw(n)),
+        Err(_) => User::from_name(name),
+    };
+    match found {
+        Ok(Some(u)) => Ok(u),
+        Ok(None) => Err(PrivilegeError(format!(
+            "user = {name}: no such user on this machine; create it (useradd --system {name}) or name another"
+        ))),
+        Err(e) => Err(PrivilegeError(format!("user = {name}: cannot look it up: {e}"))),
+    }
+}
+
+fn lookup_group(name: &str) -> Result<Gid, PrivilegeError> {
+    let found = match name.parse::<u32>() {
+        Ok(n) => Group::from_gid(Gid::from_raw(n)),
+        Err(_) => Group::from_name(name),
+    };
+    match found {
+        Ok(Some(g)) => Ok(g.gid),
+        Ok(None) => Err(PrivilegeError(format!(
+            "group = {name}: no such group on this machine; create it (groupadd --system {name}) or name another"
+        ))),
+        Err(e) => Err(PrivilegeError(format!("group = {name}: cannot look it up: {e}"))),
+    }
+}
+
+/// Becomes `id`, for good.
+pub(crate) fn drop_to(id: Identity) -> Result<(), PrivilegeError> {
+    let fail = |what: &str, e: nix::Error| PrivilegeError(format!("cannot {what}: {e}"));
+    if !geteuid().is_root() {
+        return Ok(());
+    }
+    if let Some(gid) = id.gid {
+        setgroups(&[gid]).map_err(|e| fail("drop supplementary groups", e))?;
+        setgid(gid).map_err(|e| fail("change group", e))?;
+    }
+    if let Some(uid) = id.uid {
+        setuid(uid).map_err(|e| fail("change user", e))?;
+        if !uid.is_root() && (setuid(Uid::from_raw(0)).is_ok() || geteuid().is_root()) {
+            return Err(PrivilegeError("the process could become root again after dropping privileges".into()));
+        }
+    }
+    if id.gid.is_some_and(|g| getgid() != g || getegid() != g) || id.uid.is_some_and(|u| getuid() != u || geteuid() != u) {
+        return Err(PrivilegeError("the process did not become the configured user and group".into()));
+    }
+    Ok(())
+}
