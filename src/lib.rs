@@ -24,7 +24,7 @@
 
 pub use daemon_macros::{main, on_accept, on_child, on_shutdown};
 pub use daemon_runtime::config;
-pub use daemon_runtime::{Child, Connection};
+pub use daemon_runtime::{foreign_child, Child, Connection};
 
 #[doc(hidden)]
 pub mod __private {

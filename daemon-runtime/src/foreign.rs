@@ -10,13 +10,10 @@ static HANDED_OVER: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 /// it TERM when the daemon stops (KILL after `graceful_timeout`); the daemon's stop waits for it.
 ///
 /// ```no_run
-/// #[daemon::main]
-/// fn main() -> std::io::Result<()> {
-///     let helper = std::process::Command::new("sleep").arg("1000").spawn()?;
-///     daemon::foreign_child(helper.id());
-///     Ok(())
-/// }
-/// # #[daemon::on_accept] fn serve(_: std::net::TcpStream) -> std::io::Result<()> { Ok(()) }
+/// // In `main`'s body, under #[daemon::main] (the facade re-exports this as daemon::foreign_child):
+/// let helper = std::process::Command::new("sleep").arg("1000").spawn()?;
+/// daemon_runtime::foreign_child(helper.id());
+/// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn foreign_child(pid: u32) {
     let Ok(pid) = i32::try_from(pid) else { return };
