@@ -144,11 +144,11 @@ impl Hooks {
     label = "this handler does not take a `daemon::Connection` and return `std::io::Result<()>`",
     note = "a plain (non-async) handler takes a `std::net::TcpStream` instead"
 )]
-pub trait AsyncAcceptHandler {
+pub trait AsyncAcceptHandler<Args> {
     fn call(self, conn: Connection) -> BoxFuture;
 }
 
-impl<F, Fut> AsyncAcceptHandler for F
+impl<F, Fut> AsyncAcceptHandler<(Connection,)> for F
 where
     F: FnOnce(Connection) -> Fut,
     Fut: Future<Output = io::Result<()>> + 'static,
@@ -158,22 +158,46 @@ where
     }
 }
 
+/// A type no value has. The second impls below, over it, make a mismatched handler a plain
+/// "trait not implemented" (which shows the messages above) instead of rustc's closure-argument
+/// mismatch, which cannot carry them; no function can ever take a `Never`.
+pub enum Never {}
+
+impl<F, Fut> AsyncAcceptHandler<(Never,)> for F
+where
+    F: FnOnce(Never) -> Fut,
+    Fut: Future<Output = io::Result<()>> + 'static,
+{
+    fn call(self, _conn: Connection) -> BoxFuture {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
 /// Implemented by every `fn(std::net::TcpStream) -> std::io::Result<()>`.
 #[diagnostic::on_unimplemented(
     message = "`#[daemon::on_accept]` on a plain fn needs the signature `fn(std::net::TcpStream) -> std::io::Result<()>`",
     label = "this handler does not take a `std::net::TcpStream` and return `std::io::Result<()>`",
     note = "an async handler takes a `daemon::Connection` instead"
 )]
-pub trait SyncAcceptHandler {
+pub trait SyncAcceptHandler<Args> {
     fn call(self, stream: TcpStream) -> io::Result<()>;
 }
 
-impl<F> SyncAcceptHandler for F
+impl<F> SyncAcceptHandler<(TcpStream,)> for F
 where
     F: FnOnce(TcpStream) -> io::Result<()>,
 {
     fn call(self, stream: TcpStream) -> io::Result<()> {
         self(stream)
+    }
+}
+
+impl<F> SyncAcceptHandler<(Never,)> for F
+where
+    F: FnOnce(Never) -> io::Result<()>,
+{
+    fn call(self, _stream: TcpStream) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -206,12 +230,12 @@ where
 }
 
 /// Calls an async accept handler through [`AsyncAcceptHandler`].
-pub fn call_async_accept<H: AsyncAcceptHandler>(handler: H, conn: Connection) -> BoxFuture {
+pub fn call_async_accept<Args, H: AsyncAcceptHandler<Args>>(handler: H, conn: Connection) -> BoxFuture {
     handler.call(conn)
 }
 
 /// Calls a plain accept handler through [`SyncAcceptHandler`].
-pub fn call_sync_accept<H: SyncAcceptHandler>(handler: H, stream: TcpStream) -> io::Result<()> {
+pub fn call_sync_accept<Args, H: SyncAcceptHandler<Args>>(handler: H, stream: TcpStream) -> io::Result<()> {
     handler.call(stream)
 }
 

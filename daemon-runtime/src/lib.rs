@@ -18,7 +18,7 @@ mod logging;
 mod manager;
 mod notify;
 mod pidfile;
-mod policy;
+pub mod policy;
 mod privileges;
 mod scoreboard;
 mod signals;
@@ -28,6 +28,39 @@ mod worker;
 
 #[doc(hidden)]
 pub mod __private;
+
+/// Hooks for the micro-benchmarks (`cargo bench -p daemon-runtime`); not an API.
+#[doc(hidden)]
+pub mod __bench {
+    use std::os::fd::OwnedFd;
+
+    use crate::scoreboard::{Scoreboard, WorkerSlot};
+
+    /// A scoreboard with one worker slot, as a worker holds it.
+    pub struct Board {
+        _board: Scoreboard,
+        slot: WorkerSlot,
+        _wake: OwnedFd,
+    }
+
+    impl Board {
+        pub fn new(clients: u32) -> nix::Result<Board> {
+            let board = Scoreboard::new()?;
+            board.set_thresholds(1, 4);
+            let (wake, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)?;
+            board.prepare(0, 1);
+            let slot = board.worker_slot(0, clients, write);
+            slot.ready();
+            Ok(Board { _board: board, slot, _wake: wake })
+        }
+
+        /// One connection's two scoreboard transitions: accepted, then done.
+        pub fn connection(&self) {
+            self.slot.begin_connection();
+            self.slot.end_connection();
+        }
+    }
+}
 
 pub use child::Child;
 pub use connection::Connection;

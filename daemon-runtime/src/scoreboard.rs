@@ -10,7 +10,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
-use crate::sys::{monotonic_ms, Shared, ZeroValid};
+use crate::sys::{coarse_ms, monotonic_ms, Shared, ZeroValid};
 
 /// The scoreboard has room for the largest pool the rule book accepts, so a reload can grow the
 /// pool without remapping. Untouched slots cost address space, not memory.
@@ -213,7 +213,7 @@ impl WorkerSlot {
     pub(crate) fn set_state(&self, state: State) {
         let s = self.slot();
         s.state.store(state as u8, Ordering::Release);
-        s.heartbeat_ms.store(monotonic_ms(), Ordering::Relaxed);
+        s.heartbeat_ms.store(coarse_ms(), Ordering::Relaxed);
     }
 
     /// The worker can accept: count it idle.

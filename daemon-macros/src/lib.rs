@@ -1,0 +1,147 @@
+//! The attributes of `daemon`: `#[daemon::main]`, `#[daemon::on_child]`,
+//! `#[daemon::on_accept]` and `#[daemon::on_shutdown]`. Use them through the `daemon` crate,
+//! which re-exports them; this crate is its compile-time half.
+//!
+//! Each attribute is built in three stages, as in serde_derive: `parse` reads the tokens without
+//! judging them, `check` compares them with the rule book of `daemon-config` (the same rules the
+//! runtime applies to the command line) and records every problem in a context (`ctxt::Ctxt`),
+//! and `emit` writes the expansion, with every path it names taken from one table
+//! (`paths::Paths`). When there are problems, all of them are reported, each at its own token,
+//! and the item is still emitted, so that nothing else fails because of them.
+
+mod args;
+mod ctxt;
+mod hooks;
+mod item;
+mod main_fn;
+mod paths;
+
+use proc_macro::TokenStream;
+
+/// Turns `fn main` into a pre-forking daemon, configured by the attribute's keys.
+///
+/// ```ignore
+/// #[daemon::main(prefork = 4, max_spare = 3, listen = "0.0.0.0:8080", detach)]
+/// fn main() {
+///     // Runs once, in the manager, after the listeners are bound and before the first fork.
+/// }
+/// ```
+///
+/// The body runs once, in the manager process, before any worker is forked: load configuration
+/// and preload data there; the workers inherit it. It may return `()` or `Result<(), E>` (with
+/// `E: Debug`): an `Err` stops the daemon before it forks. `fn main` must be a plain,
+/// synchronous `fn main()` with no parameters: an async runtime does not survive `fork`, so the
+/// manager never starts one. Async code goes in the [`macro@on_accept`] handler, which runs on
+/// each worker's own runtime.
+///
+/// # Keys
+///
+/// Every key is optional. Values are checked while the program compiles, by the same rules as
+/// the command line, environment and config file (see the README's reference table); a mistake
+/// is a compile error at the offending token.
+///
+/// | key | value | example |
+/// |---|---|---|
+/// | `prefork` | whole number, 1 to 4096: workers at start, and the pool's floor | `prefork = 4` |
+/// | `min_spare` | whole number, 0 to 4096: fewer idle workers and the manager forks more | `min_spare = 1` |
+/// | `max_spare` | whole number, 1 to 4096: more idle workers and the surplus is retired | `max_spare = 3` |
+/// | `max_children` | whole number, 1 to 4096: the most workers alive at once | `max_children = 16` |
+/// | `requests` | whole number: connections a worker serves before it is recycled (0 = no limit) | `requests = 10000` |
+/// | `clients` | whole number: connections one async worker serves at once | `clients = 1000` |
+/// | `listen` | `"IP:PORT"`, or a list of them | `listen = ["127.0.0.1:8080", "[::1]:8080"]` |
+/// | `detach` | flag: run in the background | `detach`, or `detach = false` |
+/// | `foreground` | flag: stay in the foreground even with `detach` | `foreground` |
+/// | `graceful_timeout` | duration, 0s to 24h: `"500ms"`, `"30s"`, `"2m"`, `"1h"`, or a number of seconds | `graceful_timeout = "30s"` |
+/// | `pid_file` | path | `pid_file = "/run/app.pid"` |
+/// | `log_file` | path | `log_file = "/var/log/app.log"` |
+/// | `user`, `group` | user or group name to run as | `user = "www-data"` |
+/// | `crate` | where the generated code finds the `daemon` crate (default `::daemon`) | `crate = "my_deps::daemon"` |
+///
+/// Relations are checked too: `min_spare` may not exceed `max_spare`, `prefork` may not exceed
+/// `max_children`, and `detach` and `foreground` may not both be set.
+///
+/// # Expansion
+///
+/// ```ignore
+/// fn main() {
+///     ::daemon::__private::run(
+///         &[(::daemon::__private::Key::Prefork, ::daemon::__private::Attr::Count(4)), /* ... */],
+///         ::daemon::__private::Package { name: env!("CARGO_PKG_NAME"), version: env!("CARGO_PKG_VERSION") },
+///         move || { /* the body */ },
+///     )
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    main_fn::expand(args.into(), item.into()).into()
+}
+
+/// Runs a function in every new worker, after `fork` and before the worker accepts connections.
+///
+/// ```ignore
+/// #[daemon::on_child]
+/// fn init(child: &daemon::Child) {
+///     // Open per-worker resources: database connections, random seeds, threads.
+/// }
+/// ```
+///
+/// The function is `fn(&daemon::Child)` or `fn()`, synchronous (the worker's async runtime does
+/// not exist yet), not generic, and returns nothing. A program may have any number of them, in
+/// any module; they run in the order of their module path, then name. A hook that panics ends
+/// the worker, and the manager forks a replacement after a pause.
+///
+/// The attribute takes no arguments, except `crate = "path"` (see [`macro@main`]).
+#[proc_macro_attribute]
+pub fn on_child(args: TokenStream, item: TokenStream) -> TokenStream {
+    hooks::expand(hooks::Hook::Child, args.into(), item.into()).into()
+}
+
+/// Runs a function in a worker as it stops gracefully (QUIT, recycling, retirement), after it
+/// has finished its connections.
+///
+/// ```ignore
+/// #[daemon::on_shutdown]
+/// fn flush(child: &daemon::Child) {
+///     // Flush buffers, say goodbye to peers.
+/// }
+/// ```
+///
+/// The shape and rules are those of [`macro@on_child`]: `fn(&daemon::Child)` or `fn()`,
+/// synchronous, returning nothing; any number of them. A worker stopped by TERM or KILL does not
+/// run them.
+#[proc_macro_attribute]
+pub fn on_shutdown(args: TokenStream, item: TokenStream) -> TokenStream {
+    hooks::expand(hooks::Hook::Shutdown, args.into(), item.into()).into()
+}
+
+/// The function that serves each connection. A program has exactly one (checked when it
+/// starts).
+///
+/// Two shapes are accepted:
+///
+/// ```ignore
+/// // Async: each worker runs its own current-thread tokio runtime and serves up to `clients`
+/// // connections at once.
+/// #[daemon::on_accept]
+/// async fn serve(mut conn: daemon::Connection) -> std::io::Result<()> {
+///     use tokio::io::AsyncWriteExt;
+///     conn.write_all(b"hello\n").await
+/// }
+///
+/// // Blocking, the classic model: one connection at a time per worker.
+/// #[daemon::on_accept]
+/// fn serve(mut stream: std::net::TcpStream) -> std::io::Result<()> {
+///     use std::io::Write;
+///     stream.write_all(b"hello\n")
+/// }
+/// ```
+///
+/// `async` chooses the model. The function takes exactly one parameter, is not generic, and
+/// returns `std::io::Result<()>`; an `Err` ends that connection and is logged. A wrong parameter
+/// or return type is a compile error at the function's name that spells out the signature.
+///
+/// The attribute takes no arguments, except `crate = "path"` (see [`macro@main`]).
+#[proc_macro_attribute]
+pub fn on_accept(args: TokenStream, item: TokenStream) -> TokenStream {
+    hooks::expand(hooks::Hook::Accept, args.into(), item.into()).into()
+}

@@ -1,0 +1,120 @@
+//! Every path the generated code names, in one table. All of the runtime's are under one crate
+//! path: `::daemon` by default, or what the attribute's `crate = "..."` says (for a program that
+//! renames the dependency or re-exports it). The generated code imports nothing, so it works
+//! whatever the user's module has in scope.
+
+use daemon_config::Key;
+use proc_macro2::TokenStream;
+use quote::quote;
+
+pub struct Paths {
+    krate: syn::Path,
+}
+
+impl Paths {
+    pub fn new(krate: Option<syn::Path>) -> Paths {
+        Paths {
+            krate: krate.unwrap_or_else(|| syn::parse_quote!(::daemon)),
+        }
+    }
+
+    /// `<crate>::__private`, where the facade re-exports the runtime's items for macros.
+    fn private(&self, item: TokenStream) -> TokenStream {
+        let krate = &self.krate;
+        quote!(#krate::__private::#item)
+    }
+
+    // ---- #[daemon::main] ----
+
+    pub fn run(&self) -> TokenStream {
+        self.private(quote!(run))
+    }
+
+    pub fn package(&self) -> TokenStream {
+        self.private(quote!(Package))
+    }
+
+    pub fn attr(&self) -> TokenStream {
+        self.private(quote!(Attr))
+    }
+
+    /// `<crate>::__private::Key::<Variant>`. The match is exhaustive, so a key added to the rule
+    /// book does not compile here until it has its variant.
+    pub fn key(&self, key: Key) -> TokenStream {
+        let variant = match key {
+            Key::Prefork => quote!(Prefork),
+            Key::MinSpare => quote!(MinSpare),
+            Key::MaxSpare => quote!(MaxSpare),
+            Key::MaxChildren => quote!(MaxChildren),
+            Key::Requests => quote!(Requests),
+            Key::Clients => quote!(Clients),
+            Key::Listen => quote!(Listen),
+            Key::Detach => quote!(Detach),
+            Key::Foreground => quote!(Foreground),
+            Key::GracefulTimeout => quote!(GracefulTimeout),
+            Key::PidFile => quote!(PidFile),
+            Key::LogFile => quote!(LogFile),
+            Key::User => quote!(User),
+            Key::Group => quote!(Group),
+        };
+        self.private(quote!(Key::#variant))
+    }
+
+    pub fn env(&self) -> TokenStream {
+        quote!(::core::env!)
+    }
+
+    // ---- hooks ----
+
+    pub fn module_path(&self) -> TokenStream {
+        quote!(::core::module_path!())
+    }
+
+    pub fn submit(&self) -> TokenStream {
+        self.private(quote!(inventory::submit!))
+    }
+
+    pub fn child(&self) -> TokenStream {
+        self.private(quote!(Child))
+    }
+
+    pub fn on_child(&self) -> TokenStream {
+        self.private(quote!(OnChild))
+    }
+
+    pub fn on_shutdown(&self) -> TokenStream {
+        self.private(quote!(OnShutdown))
+    }
+
+    pub fn call_child_hook(&self) -> TokenStream {
+        self.private(quote!(call_child_hook))
+    }
+
+    pub fn on_accept(&self) -> TokenStream {
+        self.private(quote!(OnAccept))
+    }
+
+    pub fn connection(&self) -> TokenStream {
+        self.private(quote!(Connection))
+    }
+
+    pub fn box_future(&self) -> TokenStream {
+        self.private(quote!(BoxFuture))
+    }
+
+    pub fn call_async_accept(&self) -> TokenStream {
+        self.private(quote!(call_async_accept))
+    }
+
+    pub fn call_sync_accept(&self) -> TokenStream {
+        self.private(quote!(call_sync_accept))
+    }
+
+    pub fn tcp_stream(&self) -> TokenStream {
+        quote!(::std::net::TcpStream)
+    }
+
+    pub fn io_result(&self) -> TokenStream {
+        quote!(::std::io::Result)
+    }
+}

@@ -1,0 +1,2 @@
+#[daemon::main]
+async fn main() {}

@@ -1,0 +1,4 @@
+#[daemon::main]
+fn main() -> i32 {
+    0
+}

@@ -1,0 +1,2 @@
+#[daemon::main(max_children = 100000)]
+fn main() {}

@@ -1,0 +1,2 @@
+#[daemon::main(requests = true)]
+fn main() {}

@@ -1,0 +1,2 @@
+#[daemon::main(clients = 2.5)]
+fn main() {}

@@ -1,0 +1,2 @@
+#[daemon::main(prefork, detach)]
+fn main() {}

@@ -1,0 +1,2 @@
+#[daemon::main(max_spare = -1)]
+fn main() {}

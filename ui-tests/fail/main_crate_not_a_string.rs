@@ -1,0 +1,2 @@
+#[daemon::main(crate = daemon)]
+fn main() {}

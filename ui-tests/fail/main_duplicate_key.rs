@@ -1,0 +1,2 @@
+#[daemon::main(prefork = 4, max_spare = 3, prefork = 8)]
+fn main() {}

@@ -1,0 +1,2 @@
+#[daemon::main(graceful_timeout = "2 days")]
+fn main() {}

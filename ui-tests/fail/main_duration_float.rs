@@ -1,0 +1,2 @@
+#[daemon::main(graceful_timeout = 1.5)]
+fn main() {}

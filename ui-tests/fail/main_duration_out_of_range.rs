@@ -1,0 +1,2 @@
+#[daemon::main(graceful_timeout = "48h")]
+fn main() {}

@@ -1,0 +1,6 @@
+struct Failure;
+
+#[daemon::main]
+fn main() -> Result<(), Failure> {
+    Err(Failure)
+}

@@ -1,0 +1,2 @@
+#[daemon::main(detach = "yes")]
+fn main() {}

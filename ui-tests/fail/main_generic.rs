@@ -1,0 +1,4 @@
+#[daemon::main]
+fn main<T: Default>() {
+    let _ = T::default();
+}

@@ -1,0 +1,2 @@
+#[daemon::main(listen = [])]
+fn main() {}

@@ -1,0 +1,2 @@
+#[daemon::main(listen = 8080)]
+fn main() {}

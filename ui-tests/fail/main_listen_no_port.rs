@@ -1,0 +1,2 @@
+#[daemon::main(listen = "localhost")]
+fn main() {}

@@ -1,0 +1,2 @@
+#[daemon::main(prefork = 4)]
+struct Server;

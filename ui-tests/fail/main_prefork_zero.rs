@@ -1,0 +1,2 @@
+#[daemon::main(prefork = 0)]
+fn main() {}

@@ -1,0 +1,2 @@
+#[daemon::main(prefork = 4, max_spares = 3)]
+fn main() {}

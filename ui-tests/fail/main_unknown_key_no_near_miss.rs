@@ -1,0 +1,2 @@
+#[daemon::main(colour = "blue")]
+fn main() {}

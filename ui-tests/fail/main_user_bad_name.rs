@@ -1,0 +1,2 @@
+#[daemon::main(user = "web server")]
+fn main() {}

@@ -1,0 +1,5 @@
+#[daemon::main]
+fn main() {}
+
+#[daemon::on_shutdown]
+static FLUSHED: bool = false;

@@ -1,0 +1,31 @@
+//! Every key of #[daemon::main] the test can use without root or files, in each accepted form.
+
+#[daemon::main(
+    prefork = 2,
+    min_spare = 1,
+    max_spare = 3,
+    max_children = 8,
+    requests = 10_000,
+    clients = 64,
+    listen = ["127.0.0.1:0", "127.0.0.1:0"],
+    detach = false,
+    foreground,
+    graceful_timeout = "1500ms",
+)]
+fn main() {
+    stop_before_forking();
+}
+
+#[daemon::on_accept]
+async fn serve(conn: daemon::Connection) -> std::io::Result<()> {
+    drop(conn);
+    Ok(())
+}
+
+// trybuild runs every pass case after building it, and a daemon would serve until stopped: each
+// main body calls this once the runtime has checked the configuration, bound the listeners and
+// collected the hooks, so the case ends there, before the manager forks. (tests/ui.rs points
+// `listen` at a free port and keeps `detach` in the foreground.)
+fn stop_before_forking() {
+    std::process::exit(0);
+}
