@@ -20,7 +20,7 @@ use proc_macro::TokenStream;
 
 /// Turns `fn main` into a pre-forking daemon, configured by the attribute's keys.
 ///
-/// ```ignore
+/// ```no_run
 /// #[daemon::main(prefork = 4, max_spare = 3, listen = "0.0.0.0:8080", detach)]
 /// fn main() {
 ///     // Runs once, in the manager, after the listeners are bound and before the first fork.
@@ -62,7 +62,7 @@ use proc_macro::TokenStream;
 ///
 /// # Expansion
 ///
-/// ```ignore
+/// ```no_run
 /// fn main() {
 ///     ::daemon::__private::run(
 ///         &[(::daemon::__private::Key::Prefork, ::daemon::__private::Attr::Count(4)), /* ... */],
@@ -78,7 +78,7 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Runs a function in every new worker, after `fork` and before the worker accepts connections.
 ///
-/// ```ignore
+/// ```no_run
 /// #[daemon::on_child]
 /// fn init(child: &daemon::Child) {
 ///     // Open per-worker resources: database connections, random seeds, threads.
@@ -99,7 +99,7 @@ pub fn on_child(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Runs a function in a worker as it stops gracefully (QUIT, recycling, retirement), after it
 /// has finished its connections.
 ///
-/// ```ignore
+/// ```no_run
 /// #[daemon::on_shutdown]
 /// fn flush(child: &daemon::Child) {
 ///     // Flush buffers, say goodbye to peers.
@@ -119,7 +119,7 @@ pub fn on_shutdown(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// Two shapes are accepted:
 ///
-/// ```ignore
+/// ```no_run
 /// // Async: each worker runs its own current-thread tokio runtime and serves up to `clients`
 /// // connections at once.
 /// #[daemon::on_accept]
@@ -127,7 +127,9 @@ pub fn on_shutdown(args: TokenStream, item: TokenStream) -> TokenStream {
 ///     use tokio::io::AsyncWriteExt;
 ///     conn.write_all(b"hello\n").await
 /// }
+/// ```
 ///
+/// ```no_run
 /// // Blocking, the classic model: one connection at a time per worker.
 /// #[daemon::on_accept]
 /// fn serve(mut stream: std::net::TcpStream) -> std::io::Result<()> {

@@ -23,11 +23,14 @@ pub struct Connection {
     stream: TcpStream,
     peer: SocketAddr,
     stop: watch::Receiver<bool>,
+    /// Whether a read has returned data yet: a connection accepted before a stop gets its first
+    /// request read and served, whatever the stop.
+    has_read: bool,
 }
 
 impl Connection {
     pub(crate) fn new(stream: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) -> Self {
-        Connection { stream, peer, stop }
+        Connection { stream, peer, stop, has_read: false }
     }
 
     /// The client's address.
@@ -53,20 +56,29 @@ impl Connection {
     }
 
     /// Reads into `buf` like [`tokio::io::AsyncReadExt::read`], unless the worker is asked to stop
-    /// gracefully before any data arrives: then `Ok(None)`. The way to wait for the next request
-    /// on a keep-alive connection.
+    /// gracefully while the connection is idle between requests: then `Ok(None)`. The way to wait
+    /// for the next request on a keep-alive connection.
+    ///
+    /// The first read of a connection is never given up: the worker accepted it, so its request
+    /// is served (a stop is bounded by `graceful_timeout`). Data that has already arrived is read
+    /// even when a stop is pending.
     pub async fn read_or_stop(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         use tokio::io::AsyncReadExt;
-        if self.is_stopping() {
-            return Ok(None);
-        }
         let stream = &mut self.stream;
-        let stop = &mut self.stop;
-        tokio::select! {
-            biased;
-            read = stream.read(buf) => read.map(Some),
-            _ = stop.wait_for(|stopping| *stopping) => Ok(None),
+        let read = if !self.has_read {
+            stream.read(buf).await.map(Some)
+        } else {
+            let stop = &mut self.stop;
+            tokio::select! {
+                biased;
+                read = stream.read(buf) => read.map(Some),
+                _ = stop.wait_for(|stopping| *stopping) => Ok(None),
+            }
+        };
+        if matches!(read, Ok(Some(n)) if n > 0) {
+            self.has_read = true;
         }
+        read
     }
 
     /// The underlying stream.

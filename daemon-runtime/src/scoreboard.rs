@@ -216,11 +216,13 @@ impl WorkerSlot {
         s.heartbeat_ms.store(coarse_ms(), Ordering::Relaxed);
     }
 
-    /// The worker can accept: count it idle.
+    /// The worker can accept: count it idle (unless connections already fill it).
     pub(crate) fn ready(&self) {
-        self.set_state(State::Waiting);
+        let active = self.active();
+        self.set_state(if active == 0 { State::Waiting } else { State::Request });
         let announce = self.header().announce_ready.load(Ordering::Relaxed);
-        if !self.enter_idle() && announce {
+        let woke = active < self.capacity && self.enter_idle();
+        if !woke && announce {
             self.wake_manager();
         }
     }

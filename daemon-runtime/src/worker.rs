@@ -320,6 +320,9 @@ impl Serving<'_> {
         let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel::<TcpStream>();
         let span = tracing::Span::current();
 
+        // Ready before the acceptor runs: a connection it takes at once must find the worker
+        // counted, so taking it counts the worker busy.
+        self.slot.ready();
         std::thread::scope(|scope| {
             let accepting = std::thread::Builder::new()
                 .name("acceptor".into())
@@ -333,9 +336,9 @@ impl Serving<'_> {
                 });
             if let Err(e) = accepting {
                 error!(error = %e, "cannot start the acceptor thread");
+                self.slot.exiting();
                 return 1;
             }
-            self.slot.ready();
             let local = tokio::task::LocalSet::new();
             local.block_on(&runtime, async {
                 let mut tasks = tokio::task::JoinSet::new();

@@ -1,6 +1,6 @@
 //! The expansion of a hook: the user's function, unchanged, and its registration:
 //!
-//! ```ignore
+//! ```text
 //! fn init(child: &daemon::Child) { ... }
 //! const _: () = {
 //!     fn __daemon_hook(child: &::daemon::__private::Child) {

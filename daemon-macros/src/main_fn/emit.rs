@@ -1,6 +1,6 @@
 //! The expansion of `#[daemon::main]`:
 //!
-//! ```ignore
+//! ```text
 //! fn main() {
 //!     ::daemon::__private::run(
 //!         &[(::daemon::__private::Key::Prefork, ::daemon::__private::Attr::Count(4)), ...],

@@ -1,0 +1,57 @@
+//! The generated binary's command line: a mistake stops the start with status 2 and a message
+//! that names the flag, the value and the rule.
+
+mod support;
+
+use support::{Daemon, SOON};
+
+/// Runs `lab` with `args` (listening on a free port, should it start at all) and returns its exit
+/// code, standard output and standard error.
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let mut all = vec!["--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut d = Daemon::start("lab", &all);
+    let status = d.wait_exit(SOON);
+    (status.code(), d.stdout_after_exit(), d.stderr_after_exit())
+}
+
+#[test]
+fn a_bad_value_names_the_flag_the_value_and_the_rule() {
+    let (code, _, err) = run(&["--workers", "0"]);
+    assert_eq!(code, Some(2), "--workers 0: {err}");
+    assert!(err.contains("--workers 0"), "the flag and the value are not named: {err}");
+    assert!(err.contains("between 1 and 4096"), "the rule is not named: {err}");
+    assert!(!err.contains("listening"), "it started before it refused: {err}");
+
+    let (code, _, err) = run(&["--graceful-timeout", "soon"]);
+    assert_eq!(code, Some(2), "--graceful-timeout soon: {err}");
+    assert!(err.contains("--graceful-timeout soon"), "{err}");
+
+    let (code, _, err) = run(&["--listen", "nowhere"]);
+    assert_eq!(code, Some(2), "--listen nowhere: {err}");
+    assert!(err.contains("nowhere") && err.contains("IP:PORT"), "{err}");
+}
+
+#[test]
+fn an_unknown_flag_gets_a_suggestion() {
+    let (code, _, err) = run(&["--wrokers", "3"]);
+    assert_eq!(code, Some(2), "--wrokers 3: {err}");
+    assert!(err.contains("--wrokers"), "the unknown flag is not named: {err}");
+    assert!(err.contains("--workers"), "no suggestion of --workers: {err}");
+}
+
+#[test]
+fn help_and_version_exit_zero_without_starting() {
+    let (code, out, err) = run(&["--help"]);
+    assert_eq!(code, Some(0), "--help: {err}");
+    for flag in
+        ["--workers", "--min-spare", "--max-spare", "--max-children", "--requests", "--listen"]
+    {
+        assert!(out.contains(flag), "--help does not list {flag}: {out}");
+    }
+    assert!(!err.contains("listening"), "--help started the daemon: {err}");
+
+    let (code, out, err) = run(&["--version"]);
+    assert_eq!(code, Some(0), "--version: {err}");
+    assert!(out.contains(env!("CARGO_PKG_VERSION")), "--version printed {out:?}");
+}

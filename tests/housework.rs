@@ -1,0 +1,405 @@
+//! Daemon housework with real processes and files: detach, pid file, log file and its reopening,
+//! privileges, control commands, start-stop-daemon, systemd's notify protocol, foreign children,
+//! and the axum example.
+
+mod support;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// A directory of this test's own, removed at the end.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("daemon-housework-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        TempDir(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs an example binary to completion (a control command, a `start`), with a deadline.
+fn run(example_name: &str, args: &[&str]) -> Output {
+    run_program(&example(example_name), args)
+}
+
+fn run_program(program: &Path, args: &[&str]) -> Output {
+    let mut command = Command::new(program);
+    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).env("RUST_LOG", "info");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("DAEMON_") {
+            command.env_remove(key);
+        }
+    }
+    let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    let deadline = Instant::now() + SOON;
+    loop {
+        if child.try_wait().expect("wait for a command").is_some() {
+            return child.wait_with_output().expect("collect a command's output");
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("collect a command's output");
+            panic!("{} {args:?} did not finish within {SOON:?}: {out:?}", program.display());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A daemon started with the `start` command: detached from us, found by its pid file, killed (with
+/// its workers) at the end of the test whatever happened.
+struct Detached {
+    pid_file: PathBuf,
+    log: PathBuf,
+    manager: i32,
+}
+
+impl Detached {
+    fn start(dir: &TempDir, extra: &[&str]) -> Detached {
+        let pid_file = dir.path("lab.pid");
+        let log = dir.path("lab.log");
+        let (p, l) = (pid_file.display().to_string(), log.display().to_string());
+        let mut args = vec!["start", "--listen", "127.0.0.1:0", "--pid-file", &p, "--log-file", &l];
+        args.extend_from_slice(extra);
+        let out = run("lab", &args);
+        assert!(out.status.success(), "start failed: {out:?}");
+        let manager = read_pid(&pid_file).expect("start returned before the pid file was written");
+        Detached { pid_file, log, manager }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn port(&self) -> u16 {
+        port_in(&self.log_text()).expect("the log names the port")
+    }
+
+    fn control(&self, args: &[&str]) -> Output {
+        let p = self.pid_file.display().to_string();
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--pid-file", &p]);
+        run("lab", &all)
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        let workers = children(self.manager);
+        for pid in std::iter::once(self.manager).chain(workers) {
+            if alive(pid) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        poll_until(SOON, || !alive(self.manager));
+    }
+}
+
+fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn port_in(log: &str) -> Option<u16> {
+    let rest = log.split("listening addr=").nth(1)?;
+    let addr: std::net::SocketAddr = rest.split_whitespace().next()?.parse().ok()?;
+    Some(addr.port())
+}
+
+fn getsid(pid: i32) -> i32 {
+    nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(pid))).map(|p| p.as_raw()).unwrap_or(-1)
+}
+
+#[test]
+fn start_detaches_and_returns_once_the_workers_accept() {
+    let dir = TempDir::new("start");
+    let d = Detached::start(&dir, &["--workers", "2"]);
+    // `start` returned: the daemon must already accept, with no retry.
+    let (status, body) = http_get(d.port(), "/").expect("the daemon accepts as soon as start returns");
+    assert_eq!((status, body.as_str()), (200, "hello\n"));
+    assert!(alive(d.manager));
+    assert_ne!(getsid(d.manager), getsid(std::process::id() as i32), "the daemon has a session of its own");
+    let cwd = std::fs::read_link(format!("/proc/{}/cwd", d.manager)).expect("the manager's cwd");
+    assert_eq!(cwd, Path::new("/"), "a detached daemon does not hold its start directory");
+    wait_until(SOON, "two workers", || children(d.manager).len() == 2);
+
+    let out = d.control(&["stop"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!alive(d.manager), "stop returns once the manager is gone");
+    assert!(!d.pid_file.exists(), "the pid file is removed at exit");
+}
+
+#[test]
+fn a_failed_start_says_why_and_exits_non_zero() {
+    let dir = TempDir::new("fail");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = taken.local_addr().expect("its address").to_string();
+    let (p, l) = (dir.path("lab.pid").display().to_string(), dir.path("lab.log").display().to_string());
+    let out = run("lab", &["start", "--listen", &addr, "--pid-file", &p, "--log-file", &l]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("cannot listen on {addr}")) && err.contains("in use"), "{err}");
+    assert!(!dir.path("lab.pid").exists(), "a failed start leaves no pid file");
+
+    let out = run("lab", &["start", "--user", "no-such-user-here", "--pid-file", &p]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(text(&out.stderr).contains("no such user"), "{out:?}");
+}
+
+#[test]
+fn the_pid_file_is_locked_and_a_stale_one_is_replaced() {
+    let dir = TempDir::new("pidfile");
+    let first = Detached::start(&dir, &["--workers", "2"]);
+    assert_eq!(read_pid(&first.pid_file), Some(first.manager));
+
+    // A second start with the same pid file refuses, naming the running manager.
+    let (p, l) = (first.pid_file.display().to_string(), first.log.display().to_string());
+    let out = run("lab", &["start", "--listen", "127.0.0.1:0", "--pid-file", &p, "--log-file", &l]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("already running") && err.contains(&first.manager.to_string()), "{err}");
+
+    // Workers do not hold the pid file, so its lock dies with the manager alone.
+    let workers = wait_for(SOON, "two workers", || Some(children(first.manager)).filter(|w| w.len() == 2));
+    for w in &workers {
+        let fds = std::fs::read_dir(format!("/proc/{w}/fd")).expect("a worker's descriptors");
+        for fd in fds.flatten() {
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            assert_ne!(target, first.pid_file, "worker {w} holds the pid file");
+        }
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first.manager), Signal::SIGKILL).expect("kill -9 the manager");
+    wait_until(SOON, "the manager to die", || !alive(first.manager));
+    let out = first.control(&["status"]);
+    assert_eq!(out.status.code(), Some(1), "dead with a pid file: {out:?}");
+    // Orphaned workers stop on their own (their parent-death signal).
+    wait_until(SOON, "orphaned workers to leave", || workers.iter().all(|w| !alive(*w)));
+
+    let second = Detached::start(&dir, &["--workers", "1"]);
+    assert_ne!(second.manager, first.manager);
+    assert_eq!(read_pid(&second.pid_file), Some(second.manager), "the stale pid file was replaced");
+    assert!(second.log_text().contains("replaced a stale pid file"));
+}
+
+#[test]
+fn the_log_file_reopens_on_usr1_and_loses_nothing() {
+    let dir = TempDir::new("log");
+    let d = Detached::start(&dir, &["--workers", "1"]);
+    let port = d.port();
+    assert_eq!(http_get(port, "/before").expect("a request").0, 404);
+    let rotated = dir.path("lab.log.1");
+    std::fs::rename(&d.log, &rotated).expect("mv log log.1");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.manager), Signal::SIGUSR1).expect("USR1");
+    wait_until(SOON, "the manager to reopen the log", || d.log_text().contains("log file reopened"));
+    // The worker reopens on its next wake-up; keep asking until its lines reach the new file.
+    wait_until(SOON, "a worker's request line in the new log", || {
+        let _ = http_get(port, "/after");
+        d.log_text().contains("path=\"/after\"")
+    });
+    let old = std::fs::read_to_string(&rotated).expect("log.1");
+    assert!(old.contains("path=\"/before\""), "the old lines stay in log.1");
+    for line in old.lines().chain(d.log_text().lines()).filter(|l| !l.trim().is_empty()) {
+        assert!(
+            line.contains("manager{pid=") || (line.contains("worker{slot=") && line.contains(" pid=")),
+            "every line names its role, pid and slot: {line}"
+        );
+    }
+}
+
+#[test]
+fn status_prints_the_scoreboard_with_lsb_exit_codes() {
+    let dir = TempDir::new("status");
+    let missing = dir.path("none.pid").display().to_string();
+    let out = run("lab", &["status", "--pid-file", &missing]);
+    assert_eq!(out.status.code(), Some(3), "not running: {out:?}");
+
+    let d = Detached::start(&dir, &["--workers", "3"]);
+    wait_until(SOON, "three waiting workers", || {
+        text(&d.control(&["status"]).stdout).contains("[www]")
+    });
+    let out = d.control(&["status"]);
+    assert_eq!(out.status.code(), Some(0));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("slot") && shown.contains("requests") && shown.contains("last heartbeat"), "{shown}");
+    for w in children(d.manager) {
+        assert!(shown.contains(&w.to_string()), "worker {w} in the table: {shown}");
+    }
+    let out = d.control(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let json = text(&out.stdout);
+    for field in ["\"pid\":", "\"mode\":\"prefork\"", "\"generation\":1", "\"workers\":[", "\"age_ms\":", "\"last_heartbeat_ms\":", "\"requests\":"] {
+        assert!(json.contains(field), "{field} in {json}");
+    }
+    assert_eq!(json.matches("\"slot\":").count(), 3, "{json}");
+}
+
+#[test]
+fn reload_replaces_workers_and_a_graceful_stop_finishes_requests() {
+    let dir = TempDir::new("reload");
+    let d = Detached::start(&dir, &["--workers", "2"]);
+    let before = wait_for(SOON, "two workers", || Some(children(d.manager)).filter(|w| w.len() == 2));
+    let out = d.control(&["reload"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_until(SOON, "a new generation of two workers", || {
+        let now = children(d.manager);
+        now.len() == 2 && now.iter().all(|w| !before.contains(w))
+    });
+    let port = d.port();
+    let pending = std::thread::spawn(move || http_get(port, "/sleep/1500"));
+    wait_until(SOON, "the request to start", || d.log_text().contains("path=\"/sleep/1500\""));
+    let out = d.control(&["stop", "--graceful"]);
+    assert!(out.status.success(), "{out:?}");
+    let (status, body) = pending.join().expect("the request thread").expect("the in-flight request");
+    assert_eq!((status, body.as_str()), (200, "slept 1500\n"));
+    assert!(!alive(d.manager));
+}
+
+#[test]
+fn start_stop_daemon_starts_and_stops_it() {
+    let ssd = ["/sbin/start-stop-daemon", "/usr/sbin/start-stop-daemon"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("start-stop-daemon (Debian's dpkg ships it; .ci/run installs dpkg)");
+    let dir = TempDir::new("ssd");
+    let bin = example("lab");
+    let (p, l) = (dir.path("lab.pid").display().to_string(), dir.path("lab.log").display().to_string());
+    let b = bin.display().to_string();
+    let start = ["--start", "--pidfile", &p, "--exec", &b, "--", "start", "--pid-file", &p, "--log-file", &l, "--listen", "127.0.0.1:0"];
+    let out = run_program(&ssd, &start);
+    assert!(out.status.success(), "{out:?}");
+    let manager = read_pid(Path::new(&p)).expect("a pid file");
+    let guard = Detached { pid_file: p.clone().into(), log: l.clone().into(), manager };
+    assert_eq!(http_get(guard.port(), "/").expect("serving").0, 200);
+    // Already running: start-stop-daemon sees it by the pid file and the executable.
+    let again = run_program(&ssd, &start);
+    assert_eq!(again.status.code(), Some(1), "{again:?}");
+
+    let workers = children(manager);
+    let out = run_program(&ssd, &["--stop", "--pidfile", &p, "--retry", "QUIT/30/KILL/5"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!alive(manager));
+    wait_until(SOON, "no worker left", || workers.iter().all(|w| !alive(*w)));
+    assert!(!Path::new(&p).exists());
+}
+
+#[test]
+fn privileges_are_dropped_before_the_workers_fork() {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        let out = run("lab", &["--user", "nobody", "--listen", "127.0.0.1:0"]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(text(&out.stderr).contains("needs root"), "{out:?}");
+        return;
+    }
+    let d = Daemon::serve("lab", &["--user", "nobody", "--workers", "2"]);
+    let workers = d.wait_for_workers(2, SOON);
+    assert_eq!(d.get("/").0, 200);
+    for pid in std::iter::once(d.pid()).chain(workers) {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+        let field = |name: &str| {
+            status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.split_whitespace().collect::<Vec<_>>()).unwrap_or_default()
+        };
+        assert_eq!(field("Uid:"), ["65534"; 4], "pid {pid} runs as nobody");
+        assert!(field("Gid:").iter().all(|g| *g != "0"), "pid {pid} keeps no root group: {:?}", field("Gid:"));
+        assert!(field("Groups:").iter().all(|g| *g != "0"), "pid {pid} keeps no supplementary root group");
+    }
+}
+
+#[test]
+fn systemd_hears_ready_reloading_status_stopping_and_the_watchdog() {
+    let dir = TempDir::new("notify");
+    let socket_path = dir.path("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind NOTIFY_SOCKET");
+    socket.set_read_timeout(Some(Duration::from_millis(200))).expect("a read timeout");
+    let path = socket_path.display().to_string();
+    let mut d = Daemon::start_with_env(
+        "lab",
+        &["--listen", "127.0.0.1:0", "--workers", "2"],
+        &[("NOTIFY_SOCKET", path.as_str()), ("WATCHDOG_USEC", "200000")],
+    );
+    let mut heard: Vec<String> = Vec::new();
+    let listen_for = |what: &str, heard: &mut Vec<String>| {
+        let found = poll_until(SOON, || {
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = socket.recv(&mut buf) {
+                heard.push(text(&buf[..n]));
+            }
+            heard.iter().any(|m| m.contains(what))
+        });
+        assert!(found, "no {what} in {heard:?}");
+        heard.iter().position(|m| m.contains(what)).map(|i| heard.remove(i)).unwrap_or_default()
+    };
+    let ready = listen_for("READY=1", &mut heard);
+    assert!(ready.contains("STATUS="), "{ready}");
+    listen_for("WATCHDOG=1", &mut heard);
+    listen_for("WATCHDOG=1", &mut heard);
+    d.signal(Signal::SIGHUP);
+    let reloading = listen_for("RELOADING=1", &mut heard);
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    listen_for("READY=1", &mut heard);
+    d.signal(Signal::SIGTERM);
+    listen_for("STOPPING=1", &mut heard);
+    assert!(d.wait_exit(SOON).success());
+}
+
+#[test]
+fn a_foreign_child_is_reaped_and_stopped_with_the_daemon() {
+    let mut d = Daemon::start_with_env("lab", &["--listen", "127.0.0.1:0", "--workers", "1"], &[("LAB_FOREIGN_CHILDREN", "2")]);
+    let watching = |d: &Daemon| -> Vec<i32> {
+        d.lines()
+            .iter()
+            .filter(|l| l.contains("watching a foreign child"))
+            // The child's pid is the last field; the first `pid=` is the manager's span.
+            .filter_map(|l| l.rsplit("pid=").next()?.split_whitespace().next()?.parse().ok())
+            .collect()
+    };
+    let pids = wait_for(SOON, "two foreign children", || Some(watching(&d)).filter(|p| p.len() == 2));
+    let (first, second) = (pids[0], pids[1]);
+    // One exits on its own: the manager reaps it (no zombie left).
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), Signal::SIGTERM).expect("TERM the first");
+    d.wait_for_line("foreign child exited", SOON);
+    wait_until(SOON, "the first to be reaped", || !Path::new(&format!("/proc/{first}")).exists());
+    // The other is stopped with the daemon, and the daemon waits for it.
+    assert!(alive(second));
+    d.signal(Signal::SIGTERM);
+    assert!(d.wait_exit(SOON).success());
+    wait_until(SOON, "the second to be gone", || !alive(second));
+}
+
+#[test]
+fn axum_serves_from_the_pool_and_stops_gracefully() {
+    let mut d = Daemon::serve("axum", &["--workers", "2"]);
+    assert_eq!(d.get("/"), (200, "hello from axum\n".to_string()));
+    let (status, body) = d.get("/worker");
+    assert_eq!(status, 200);
+    assert!(body.starts_with("slot "), "{body}");
+    d.wait_for_line_where("a request log line", SOON, |l| l.contains("request") && l.contains("status=200") && l.contains("path=\"/worker\""));
+    let pending = d.get_in_background("/sleep/1000");
+    d.wait_for_line("sleeping ms=1000", SOON);
+    d.signal(Signal::SIGQUIT);
+    let (status, body) = pending.join().expect("the in-flight request");
+    assert_eq!((status, body.as_str()), (200, "slept 1000\n"));
+    assert!(d.wait_exit(SOON).success());
+}

@@ -1,0 +1,77 @@
+//! Stopping the daemon: QUIT finishes what is in flight, TERM does not wait, and workers do not
+//! outlive their manager.
+
+mod support;
+
+use support::{has_field, wait_until, Daemon, Signal, SOON};
+
+#[test]
+fn quit_lets_an_in_flight_request_finish_then_everything_exits() {
+    let mut d = Daemon::serve("lab", &["--workers", "2"]);
+    let workers = d.wait_for_workers(2, SOON);
+
+    let request = d.get_in_background("/sleep/1500");
+    // The request has reached a worker: the lab logs it before it starts to sleep.
+    d.wait_for_request("/sleep/1500", SOON);
+    d.signal(Signal::SIGQUIT);
+
+    let answer = request.join().expect("the in-flight request failed after QUIT");
+    assert_eq!(answer, (200, "slept 1500\n".to_string()));
+    let status = d.wait_exit(SOON);
+    assert_eq!(status.code(), Some(0), "the manager's exit after QUIT: {status}");
+    for pid in &workers {
+        assert!(!d.worker_alive(*pid), "worker {pid} is alive after its manager exited");
+    }
+    // A graceful stop runs the on_shutdown hooks, in every worker.
+    let log = d.stderr_after_exit();
+    for pid in workers {
+        assert!(
+            log.lines().any(|l| l.contains("lab worker on_shutdown") && has_field(l, "pid", pid)),
+            "worker {pid} did not run its on_shutdown hook"
+        );
+    }
+}
+
+#[test]
+fn term_stops_every_worker_without_waiting_for_requests() {
+    let mut d = Daemon::serve("lab", &["--workers", "3"]);
+    let workers = d.wait_for_workers(3, SOON);
+
+    // A request that would outlast the test: a fast stop must not wait for it.
+    let request = d.get_in_background("/sleep/60000");
+    d.wait_for_request("/sleep/60000", SOON);
+    d.signal(Signal::SIGTERM);
+
+    let status = d.wait_exit(SOON);
+    assert_eq!(status.code(), Some(0), "the manager's exit after TERM: {status}");
+    wait_until(SOON, "every worker to be gone", || workers.iter().all(|&p| !d.worker_alive(p)));
+    // Its worker was ended under it: the connection closed with no answer (not a timeout).
+    match request.join() {
+        Ok(answer) => panic!("the request in flight at TERM was answered: {answer:?}"),
+        Err(e) => assert!(
+            !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            "the request in flight at TERM hung until its timeout: {e}"
+        ),
+    }
+}
+
+#[test]
+fn int_is_a_fast_stop_too() {
+    let mut d = Daemon::serve("lab", &["--workers", "2"]);
+    let workers = d.wait_for_workers(2, SOON);
+    d.signal(Signal::SIGINT);
+    let status = d.wait_exit(SOON);
+    assert_eq!(status.code(), Some(0), "the manager's exit after INT: {status}");
+    wait_until(SOON, "every worker to be gone", || workers.iter().all(|&p| !d.worker_alive(p)));
+}
+
+#[test]
+fn workers_leave_when_their_manager_dies() {
+    let mut d = Daemon::serve("lab", &["--workers", "2"]);
+    let workers = d.wait_for_workers(2, SOON);
+    d.signal(Signal::SIGKILL);
+    d.wait_exit(SOON);
+    wait_until(SOON, "the orphaned workers to exit", || {
+        workers.iter().all(|&p| !d.worker_alive(p))
+    });
+}
