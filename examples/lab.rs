@@ -44,6 +44,17 @@ fn main() -> std::io::Result<()> {
             daemon::foreign_child(helper.id());
         }
     }
+    // LAB_OWN_SUBSCRIBER=1: the program installs its own tracing subscriber (no timestamps, with
+    // targets), which the runtime must keep for the manager and every worker.
+    if std::env::var_os("LAB_OWN_SUBSCRIBER").is_some() {
+        tracing_subscriber::fmt()
+            .without_time()
+            .with_ansi(false)
+            .with_target(true)
+            .with_writer(std::io::stderr)
+            .init();
+        tracing::info!("lab installed its own subscriber");
+    }
     Ok(())
 }
 

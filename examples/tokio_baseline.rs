@@ -7,10 +7,12 @@
 //! cargo run --release --example tokio_baseline -- --listen 127.0.0.1:8082 --workers 2
 //! ```
 //!
-//! `--workers N` starts N threads in one process, each running a current-thread tokio runtime
-//! that accepts on one shared listening socket (backlog 1024, like the framework's) and serves
-//! its connections itself. The workspace's tokio is built without the `rt-multi-thread` feature,
-//! so a work-stealing multi-thread runtime is not available to the examples.
+//! `--workers N` starts N serving threads in one process, each running a current-thread tokio
+//! runtime, and an acceptor thread that accepts on the listening socket (backlog 1024, like the
+//! framework's) and hands the connections to the serving threads in turn, over a channel: the
+//! framework's worker (acceptor thread, hand-off, current-thread runtime) without the processes.
+//! The workspace's tokio is built without the `rt-multi-thread` feature, so a work-stealing
+//! multi-thread runtime is not available to the examples.
 //!
 //! The handler talks to a `daemon::Connection`; here that is a thin local type over a tokio
 //! `TcpStream` whose `read_or_stop` is a plain read (nothing ever asks this server to stop
@@ -69,49 +71,66 @@ fn args() -> Result<(SocketAddr, usize), String> {
 
 fn run(addr: SocketAddr, threads: usize) -> std::io::Result<()> {
     // tokio's TcpSocket registers with a reactor as it listens: bind in a throwaway runtime, then
-    // hand the plain socket to each thread.
-    let listener = tokio::runtime::Builder::new_current_thread().enable_io().build()?.block_on(async {
-        let socket =
-            if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-        socket.set_reuseaddr(true)?;
-        socket.bind(addr)?;
-        socket.listen(1024)?.into_std()
-    })?;
-    eprintln!("tokio_baseline: listening addr={} threads={threads}", listener.local_addr()?);
-    let mut handles = Vec::with_capacity(threads);
-    for i in 0..threads {
-        let listener = listener.try_clone()?;
-        let handle = std::thread::Builder::new().name(format!("serve-{i}")).spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(accept_loop(listener))
+    // accept on the plain socket.
+    let listener = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?
+        .block_on(async {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            socket.listen(1024)?.into_std()
         })?;
-        handles.push(handle);
+    listener.set_nonblocking(false)?;
+    let mut serving = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name(format!("serve-{i}"))
+            .spawn(move || serve_thread(rx))?;
+        serving.push(tx);
     }
-    for handle in handles {
-        match handle.join() {
-            Ok(result) => result?,
-            Err(_) => return Err(std::io::Error::other("a serving thread panicked")),
-        }
-    }
-    Ok(())
-}
-
-async fn accept_loop(listener: std::net::TcpListener) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::from_std(listener)?;
+    eprintln!("tokio_baseline: listening addr={} threads={threads}", listener.local_addr()?);
+    // The acceptor: hands the connections to the serving threads in turn.
+    let mut next = 0;
     loop {
-        match listener.accept().await {
+        match listener.accept() {
             Ok((stream, _peer)) => {
-                tokio::spawn(async move {
-                    let _ = serve(daemon::Connection::new(stream)).await;
-                });
+                stream.set_nonblocking(true)?;
+                if serving[next].send(stream).is_err() {
+                    return Err(std::io::Error::other("a serving thread ended"));
+                }
+                next = (next + 1) % threads;
             }
             // Out of descriptors or a connection reset before it was accepted: keep accepting.
             Err(e) => {
                 eprintln!("tokio_baseline: accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
     }
+}
+
+/// One serving thread: a current-thread runtime that serves the connections it is handed.
+fn serve_thread(
+    mut accepted: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        while let Some(stream) = accepted.recv().await {
+            let stream = tokio::net::TcpStream::from_std(stream)?;
+            tokio::spawn(async move {
+                let _ = serve(daemon::Connection::new(stream)).await;
+            });
+        }
+        Ok(())
+    })
 }
 
 /// What the copied handler needs of `daemon::Connection`, over a plain tokio stream.

@@ -403,3 +403,41 @@ fn axum_serves_from_the_pool_and_stops_gracefully() {
     assert_eq!((status, body.as_str()), (200, "slept 1000\n"));
     assert!(d.wait_exit(SOON).success());
 }
+
+#[test]
+fn a_program_that_installs_its_own_subscriber_keeps_it() {
+    let d = Daemon::start_with_env("lab", &["--listen", "127.0.0.1:0", "--workers", "1"], &[("LAB_OWN_SUBSCRIBER", "1")]);
+    // The runtime's own lines come first, in its format (a timestamp first)...
+    let listening = d.wait_for_line("listening addr=", SOON);
+    let port: u16 = listening.rsplit(':').next().and_then(|p| p.trim().parse().ok()).expect("a port");
+    d.wait_for_line("lab installed its own subscriber", SOON);
+    d.wait_for_workers(1, SOON);
+    assert_eq!(http_get(port, "/").expect("a request").0, 200);
+    // ...then the program's, in the manager and in the worker: no timestamp, with the target.
+    let line = d.wait_for_line("path=\"/\"", SOON);
+    let text = line.split_once("| ").map(|(_, t)| t).unwrap_or(&line);
+    assert!(text.trim_start().starts_with("INFO"), "the program's format, without time: {line}");
+    assert!(text.contains("worker{slot=0") && text.contains("lab:"), "{line}");
+}
+
+#[test]
+fn only_the_daemons_user_reads_its_status() {
+    let dir = TempDir::new("status-owner");
+    let d = Detached::start(&dir, &["--workers", "1"]);
+    assert_eq!(d.control(&["status"]).status.code(), Some(0), "the owner reads it");
+    if !nix::unistd::geteuid().is_root() {
+        // Without root this test cannot act as another user; the owner's read above is its check.
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let p = d.pid_file.display().to_string();
+    let out = Command::new(example("lab"))
+        .args(["status", "--pid-file", &p])
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run status as nobody");
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(text(&out.stderr).contains("permission denied"), "{out:?}");
+}

@@ -172,7 +172,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Flag,
         default: "off",
         reload: Reload::NeedsRestart,
-        summary: "leave the terminal and run in the background (this version warns and stays in the foreground)",
+        summary: "run in the background (double fork, setsid, chdir /); the starting process exits 0 once the workers accept, or 1 with the reason",
     },
     Setting {
         key: Key::Foreground,

@@ -173,61 +173,72 @@ where
         eprintln!("{program}: warning: detaching without a log file: logs go to /dev/null (set log_file or --log-file)");
     }
 
-    crate::logging::init();
-    let mut readiness = if detach {
-        match detach::detach(&program) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("{program}: error: cannot detach: {e}");
-                return 1;
+    // Our subscriber is the default while the daemon starts and `main`'s body runs; afterwards
+    // it becomes the global one, unless that body installed the program's own.
+    let ours = crate::logging::dispatch();
+    let started = tracing::dispatcher::with_default(&ours, || {
+        let mut readiness = if detach {
+            match detach::detach(&program) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("{program}: error: cannot detach: {e}");
+                    return Err(1);
+                }
             }
+        } else {
+            Readiness::none()
+        };
+        // From here on, a failure is also told to the process that waits for the daemon to start.
+        let mut fail = |why: String| {
+            error!("{why}");
+            readiness.failed(&why);
+            Err(1)
+        };
+        let span = info_span!("manager", pid = std::process::id());
+        let _entered = span.enter();
+        let log_file = match log_path.as_deref().map(LogFile::open).transpose() {
+            Ok(l) => l,
+            Err(e) => {
+                let shown = log_path.as_deref().map(Path::display).map(|p| p.to_string()).unwrap_or_default();
+                return fail(format!("cannot open the log file {shown}: {e}"));
+            }
+        };
+        for w in env_warnings {
+            warn!("{w}");
         }
-    } else {
-        Readiness::none()
+        let listeners = match bind_all(&config.listen) {
+            Ok(l) => l,
+            Err(e) => return fail(e.to_string()),
+        };
+        for l in &listeners {
+            info!(addr = %l.addr, "listening");
+        }
+        let pid_lock = match pid_file.as_deref().map(PidFile::acquire).transpose() {
+            Ok(p) => p,
+            Err(e) => return fail(e.to_string()),
+        };
+        if let Err(e) = privileges::drop_to(identity) {
+            return fail(e.to_string());
+        }
+        if let Err(e) = main().into_result() {
+            return fail(format!("main returned an error; not starting: {e}"));
+        }
+        if let Some(n) = crate::sys::threads().filter(|n| *n > 1) {
+            return fail(format!(
+                "main's body left {n} threads running; fork() copies only the calling thread, so \
+                 their locks would stay held in every worker: join them before main returns, or \
+                 start them in an #[daemon::on_child] hook"
+            ));
+        }
+        Ok((Housework { readiness, pid_file: pid_lock, log_file }, listeners))
+    });
+    let (housework, listeners) = match started {
+        Ok(parts) => parts,
+        Err(code) => return code,
     };
-    // From here on, a failure is also told to the process that waits for the daemon to start.
-    let mut fail = |why: String| {
-        error!("{why}");
-        readiness.failed(&why);
-        1
-    };
+    crate::logging::install(ours);
     let span = info_span!("manager", pid = std::process::id());
     let _entered = span.enter();
-    let log_file = match log_path.as_deref().map(LogFile::open).transpose() {
-        Ok(l) => l,
-        Err(e) => {
-            let shown = log_path.as_deref().map(Path::display).map(|p| p.to_string()).unwrap_or_default();
-            return fail(format!("cannot open the log file {shown}: {e}"));
-        }
-    };
-    for w in env_warnings {
-        warn!("{w}");
-    }
-    let listeners = match bind_all(&config.listen) {
-        Ok(l) => l,
-        Err(e) => return fail(e.to_string()),
-    };
-    for l in &listeners {
-        info!(addr = %l.addr, "listening");
-    }
-    let pid_lock = match pid_file.as_deref().map(PidFile::acquire).transpose() {
-        Ok(p) => p,
-        Err(e) => return fail(e.to_string()),
-    };
-    if let Err(e) = privileges::drop_to(identity) {
-        return fail(e.to_string());
-    }
-    if let Err(e) = main().into_result() {
-        return fail(format!("main returned an error; not starting: {e}"));
-    }
-    if let Some(n) = crate::sys::threads().filter(|n| *n > 1) {
-        return fail(format!(
-            "main's body left {n} threads running; fork() copies only the calling thread, so \
-             their locks would stay held in every worker: join them before main returns, or \
-             start them in an #[daemon::on_child] hook"
-        ));
-    }
-    let housework = Housework { readiness, pid_file: pid_lock, log_file };
     match Manager::new(config, layers, hooks, listeners, housework) {
         Ok(manager) => manager.run(),
         Err((e, mut housework)) => {

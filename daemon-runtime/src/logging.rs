@@ -1,17 +1,16 @@
-//! The runtime's log output: a tracing subscriber on standard error, unless the program set its
-//! own. Lines carry the role and pid (`manager{pid=..}`) or the worker's slot and pid
+//! The runtime's log output: a tracing subscriber on standard error, unless the program installs
+//! its own in `main`'s body. Lines carry the role and pid (`manager{pid=..}`) or the worker's slot and pid
 //! (`worker{slot=.. pid=..}`) from the span each process enters.
 
 use std::io::IsTerminal;
 
-use tracing::Level;
+use tracing::{Dispatch, Level};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 
-/// Installs the subscriber. `RUST_LOG` filters it (`info` by default; `debug`, or
-/// `my_crate=debug,info`).
-pub(crate) fn init() {
+/// The runtime's subscriber, not installed yet. `RUST_LOG` filters it (`info` by default;
+/// `debug`, or `my_crate=debug,info`).
+pub(crate) fn dispatch() -> Dispatch {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|s| s.parse::<Targets>().ok())
@@ -20,6 +19,13 @@ pub(crate) fn init() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
-    // An error means the program installed its own subscriber, which then wins.
-    let _ = tracing_subscriber::registry().with(layer).with(filter).try_init();
+    Dispatch::new(tracing_subscriber::registry().with(layer).with(filter))
+}
+
+/// Makes `ours` the global subscriber, unless the program installed its own (in `main`'s body),
+/// which then wins for the manager and every worker.
+pub(crate) fn install(ours: Dispatch) {
+    // An error means a global subscriber exists: the program's, which stays. (`has_been_set`
+    // cannot tell: it is true after our own scoped default too.)
+    let _ = tracing::dispatcher::set_global_default(ours);
 }
