@@ -4,6 +4,17 @@ use proc_macro2::TokenStream;
 use quote::{quote, ToTokens};
 use syn::{FnArg, Item, Pat, PatType, Signature, Type};
 
+/// The item an attribute is on. Any item parses, so that "not a function" gets its own message.
+pub fn parse(cx: &mut crate::ctxt::Ctxt, tokens: TokenStream) -> Option<Item> {
+    match syn::parse2(tokens) {
+        Ok(item) => Some(item),
+        Err(e) => {
+            cx.syn_error(e);
+            None
+        }
+    }
+}
+
 /// A name for an item that is not a function, and the tokens to point at (its keyword and name,
 /// not its whole body).
 pub fn describe(item: &Item) -> (&'static str, TokenStream) {

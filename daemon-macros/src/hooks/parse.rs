@@ -43,15 +43,7 @@ pub fn args(cx: &mut Ctxt, hook: Hook, tokens: TokenStream) -> Option<syn::Path>
     krate
 }
 
-pub fn item(cx: &mut Ctxt, tokens: TokenStream) -> Option<syn::Item> {
-    match syn::parse2(tokens) {
-        Ok(item) => Some(item),
-        Err(e) => {
-            cx.syn_error(e);
-            None
-        }
-    }
-}
+pub use crate::item::parse as item;
 
 #[cfg(test)]
 mod tests {

@@ -16,13 +16,4 @@ pub fn args(cx: &mut Ctxt, tokens: TokenStream) -> Vec<Arg> {
     }
 }
 
-/// The item the attribute is on. Any item parses, so that "not a function" gets its own message.
-pub fn item(cx: &mut Ctxt, tokens: TokenStream) -> Option<syn::Item> {
-    match syn::parse2(tokens) {
-        Ok(item) => Some(item),
-        Err(e) => {
-            cx.syn_error(e);
-            None
-        }
-    }
-}
+pub use crate::item::parse as item;
