@@ -179,3 +179,45 @@ fn a_crashed_worker_is_replaced() {
         pool = now;
     }
 }
+
+#[test]
+fn a_burst_of_connections_is_shared_between_the_workers() {
+    // A worker accepts only while it holds no more than its fair share (the pool's average,
+    // rounded up, plus one), so 64 connections on 4 workers put at most 18 on any one of them,
+    // however the scheduler runs the workers.
+    let d = Daemon::serve("lab", &["--workers", "4"]);
+    d.wait_for_workers(4, SOON);
+    let mut streams: Vec<std::net::TcpStream> = (0..64).map(|_| d.connect()).collect();
+    let mut per_worker: std::collections::HashMap<i32, usize> = std::collections::HashMap::new();
+    for stream in &mut streams {
+        stream.write_all(b"GET /pid HTTP/1.1\r\nHost: lab\r\n\r\n").expect("send a request");
+        // Keep every connection open (keep-alive): read one response by its Content-Length.
+        let body = read_one_response(stream);
+        *per_worker.entry(pid_of(&body)).or_default() += 1;
+    }
+    let most = per_worker.values().copied().max().unwrap_or(0);
+    assert!(most <= 18, "one worker holds {most} of 64 connections: {per_worker:?}");
+    assert_eq!(per_worker.values().sum::<usize>(), 64);
+}
+
+/// Reads one `200` response from a keep-alive connection, leaving the connection open.
+fn read_one_response(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).expect("a response head");
+        assert_eq!(n, 1, "the connection closed before a whole response head: {raw:?}");
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&raw).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+        .and_then(|v| v.parse().ok())
+        .expect("a Content-Length");
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).expect("the body");
+    String::from_utf8_lossy(&body).to_string()
+}

@@ -68,6 +68,11 @@ pub(crate) struct Header {
     announce_ready: AtomicBool,
     /// How many times workers woke the manager (for `status` and benchmarks).
     wakes: AtomicU64,
+    /// Connections in flight in the whole pool, and workers accepting: a worker holding more than
+    /// its fair share lets the others accept (see `WorkerSlot::over_share`). Hints, corrected by
+    /// the manager when it reaps a worker.
+    active_total: AtomicI64,
+    accepting: AtomicI64,
 }
 
 /// One worker's line on the scoreboard. A cache line each, so workers never share one.
@@ -76,6 +81,8 @@ pub(crate) struct Slot {
     state: AtomicU8,
     /// Counted in `Header::idle`.
     room: AtomicBool,
+    /// Counted in `Header::accepting`.
+    accepting: AtomicBool,
     pid: AtomicI32,
     generation: AtomicU32,
     /// Connections in flight.
@@ -157,10 +164,15 @@ impl Scoreboard {
     /// Empties a slot whose worker is gone, taking back its share of the idle count.
     pub(crate) fn clear(&self, i: usize) {
         let s = self.slot(i);
+        let h = &self.board.get().header;
         if s.room.swap(false, Ordering::AcqRel) {
-            self.board.get().header.idle.fetch_sub(1, Ordering::AcqRel);
+            h.idle.fetch_sub(1, Ordering::AcqRel);
         }
-        s.active.store(0, Ordering::Relaxed);
+        if s.accepting.swap(false, Ordering::AcqRel) {
+            h.accepting.fetch_sub(1, Ordering::AcqRel);
+        }
+        let active = s.active.swap(0, Ordering::AcqRel);
+        h.active_total.fetch_sub(i64::from(active), Ordering::AcqRel);
         s.pid.store(0, Ordering::Relaxed);
         s.state.store(State::Empty as u8, Ordering::Release);
     }
@@ -218,6 +230,9 @@ impl WorkerSlot {
 
     /// The worker can accept: count it idle (unless connections already fill it).
     pub(crate) fn ready(&self) {
+        if !self.slot().accepting.swap(true, Ordering::AcqRel) {
+            self.header().accepting.fetch_add(1, Ordering::AcqRel);
+        }
         let active = self.active();
         self.set_state(if active == 0 { State::Waiting } else { State::Request });
         let announce = self.header().announce_ready.load(Ordering::Relaxed);
@@ -232,6 +247,7 @@ impl WorkerSlot {
         let s = self.slot();
         s.requests.fetch_add(1, Ordering::Relaxed);
         let active = s.active.fetch_add(1, Ordering::AcqRel) + 1;
+        self.header().active_total.fetch_add(1, Ordering::Relaxed);
         if active == 1 {
             self.set_state(State::Request);
         }
@@ -246,6 +262,7 @@ impl WorkerSlot {
     pub(crate) fn end_connection(&self) {
         let s = self.slot();
         let active = s.active.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
+        self.header().active_total.fetch_sub(1, Ordering::Relaxed);
         let exiting = s.state.load(Ordering::Acquire) == State::Exiting as u8;
         if exiting {
             return;
@@ -267,7 +284,22 @@ impl WorkerSlot {
     pub(crate) fn exiting(&self) {
         self.set_state(State::Exiting);
         self.leave_idle();
+        if self.slot().accepting.swap(false, Ordering::AcqRel) {
+            self.header().accepting.fetch_sub(1, Ordering::AcqRel);
+        }
         self.wake_manager();
+    }
+
+    /// Whether this worker holds more than its fair share of the pool's connections (the pool's
+    /// average, rounded up, plus one). Such a worker leaves the next connections to the others:
+    /// on a burst, the worker that happens to be running would otherwise take nearly all of them.
+    /// The least loaded worker is never over its share, so someone always accepts.
+    pub(crate) fn over_share(&self) -> bool {
+        let h = self.header();
+        let workers = h.accepting.load(Ordering::Relaxed).max(1);
+        let total = h.active_total.load(Ordering::Relaxed).max(0);
+        let share = (total + workers - 1) / workers + 1;
+        i64::from(self.active()) > share
     }
 
     /// Returns whether the manager was woken.

@@ -116,6 +116,9 @@ enum Wake {
 }
 
 const SIGNALS: u64 = u64::MAX;
+
+/// How long a worker over its fair share of connections waits before it looks again.
+const HOLD_BACK_MS: u16 = 2;
 const ROOM: u64 = u64::MAX - 1;
 
 /// Waits for a connection on the shared listeners. Each listener is registered with
@@ -124,13 +127,14 @@ const ROOM: u64 = u64::MAX - 1;
 struct Acceptor<'a> {
     open: Epoll,
     full: Option<Epoll>,
+    listeners: &'a [Listener],
     signals: &'a SignalFd,
     log_file: Option<LogFile>,
 }
 
 impl<'a> Acceptor<'a> {
     fn new(
-        listeners: &[Listener],
+        listeners: &'a [Listener],
         quit: &'a SignalFd,
         room: Option<&EventFd>,
         log_file: Option<LogFile>,
@@ -150,7 +154,21 @@ impl<'a> Acceptor<'a> {
                 Some(full)
             }
         };
-        Ok(Acceptor { open, full, signals: quit, log_file })
+        Ok(Acceptor { open, full, listeners, signals: quit, log_file })
+    }
+
+    /// Sends this worker to the back of the line for listener `i`. The kernel wakes the first
+    /// exclusive waiter in a socket's wait queue, and an epoll's entry keeps the place it got when
+    /// it was added, so without this the first worker forked would take nearly every connection
+    /// whenever it waits; re-adding the entry puts it at the tail, so waiting workers take turns.
+    fn rotate(&self, i: usize) {
+        let Some(listener) = self.listeners.get(i) else { return };
+        let event = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE, i as u64);
+        if self.open.delete(listener.as_fd()).is_ok() {
+            if let Err(e) = self.open.add(listener.as_fd(), event) {
+                error!(error = %e, "cannot wait on a listener again; this worker stops accepting from it");
+            }
+        }
     }
 
     /// Handles the signals read from the worker's signalfd: USR1 reopens the log file here;
@@ -173,14 +191,21 @@ impl<'a> Acceptor<'a> {
         quit
     }
 
-    fn wait(&self, has_room: bool) -> io::Result<Wake> {
+    /// Waits for a connection (with room) or for room (without). `recheck` bounds the wait
+    /// without room, for a worker that only holds back its share and must look again soon.
+    fn wait(&self, has_room: bool, recheck: Option<u16>) -> io::Result<Wake> {
         let epoll = match (&self.full, has_room) {
             (Some(full), false) => full,
             _ => &self.open,
         };
+        let timeout = match recheck {
+            Some(ms) if !has_room => EpollTimeout::from(ms),
+            _ => EpollTimeout::NONE,
+        };
         let mut events = [EpollEvent::empty(); 4];
         loop {
-            match epoll.wait(&mut events, EpollTimeout::NONE) {
+            match epoll.wait(&mut events, timeout) {
+                Ok(0) => return Ok(Wake::Room),
                 Ok(n) => {
                     // Quit first: a stopping worker takes nothing more.
                     let ready = &events[..n];
@@ -253,7 +278,7 @@ impl Serving<'_> {
         self.slot.ready();
         let mut served = 0u64;
         loop {
-            let i = match acceptor.wait(true) {
+            let i = match acceptor.wait(true, None) {
                 Ok(Wake::Quit) => {
                     self.stopping("QUIT");
                     return 0;
@@ -274,6 +299,7 @@ impl Serving<'_> {
                     return 1;
                 }
             };
+            acceptor.rotate(i);
             self.slot.begin_connection();
             match catch_unwind(AssertUnwindSafe(|| handler(stream))) {
                 Ok(Ok(())) => {}
@@ -396,8 +422,11 @@ impl Serving<'_> {
     fn accept_loop(&self, acceptor: &Acceptor, room: &EventFd, conns: &tokio::sync::mpsc::UnboundedSender<TcpStream>) {
         let mut served = 0u64;
         loop {
-            let has_room = self.slot.active() < self.clients;
-            let i = match acceptor.wait(has_room) {
+            let full = self.slot.active() >= self.clients;
+            // Holding back a fair share is brief: look again within a millisecond or two.
+            let holding_back = !full && self.slot.over_share();
+            let recheck = holding_back.then_some(HOLD_BACK_MS);
+            let i = match acceptor.wait(!full && !holding_back, recheck) {
                 Ok(Wake::Quit) => return self.stopping("QUIT"),
                 Ok(Wake::Room) => {
                     let _ = room.read();
@@ -410,24 +439,25 @@ impl Serving<'_> {
                 }
             };
             let Some(listener) = self.listeners.get(i) else { continue };
-            // Take what is queued while there is room, then wait again.
-            while self.slot.active() < self.clients {
-                let stream = match accept(listener.as_fd(), true) {
-                    Ok(Some(s)) => s,
-                    Ok(None) => break,
-                    Err(e) => {
-                        error!(error = %e, "accept failed");
-                        return self.stopping("accept failed");
-                    }
-                };
-                self.slot.begin_connection();
-                if conns.send(stream).is_err() {
-                    return;
+            // One connection per wake-up (nginx's `multi_accept off`): a burst is shared by the
+            // workers that are woken for it, instead of going to whichever drains the queue first.
+            // More queued connections keep the listener ready, so the next wait returns at once.
+            let stream = match accept(listener.as_fd(), true) {
+                Ok(Some(s)) => s,
+                Ok(None) => continue,
+                Err(e) => {
+                    error!(error = %e, "accept failed");
+                    return self.stopping("accept failed");
                 }
-                served += 1;
-                if self.quota.is_some_and(|q| served >= q) {
-                    return self.stopping("served its quota of requests");
-                }
+            };
+            acceptor.rotate(i);
+            self.slot.begin_connection();
+            if conns.send(stream).is_err() {
+                return;
+            }
+            served += 1;
+            if self.quota.is_some_and(|q| served >= q) {
+                return self.stopping("served its quota of requests");
             }
         }
     }
