@@ -21,6 +21,7 @@ fn main() {
     // Runs once in the manager, before the workers are forked. Nothing to load here.
 }
 
+// ---- begin hello handler (examples/tokio_baseline.rs serves the same code; tests/baseline.rs checks it) ----
 /// Room for a request head, and for whatever follows it in the same read.
 const BUFFER: usize = 8 * 1024;
 
@@ -155,3 +156,4 @@ fn parse_length(digits: &[u8]) -> Option<usize> {
     }
     Some(digits.iter().fold(0, |n, &d| n * 10 + usize::from(d - b'0')))
 }
+// ---- end hello handler ----

@@ -195,8 +195,8 @@ mod daemon {
     }
 }
 
-// ---- begin hello handler: verbatim from examples/hello.rs, from "/// Room for a request head"
-// ---- to the end of that file, less its `#[daemon::on_accept]` line (bench/run checks this) ----
+// ---- begin hello handler: verbatim from examples/hello.rs, between the same markers, less its
+// ---- `#[daemon::on_accept]` line (tests/baseline.rs and `bench/run --check` compare them) ----
 /// Room for a request head, and for whatever follows it in the same read.
 const BUFFER: usize = 8 * 1024;
 
