@@ -13,6 +13,7 @@
 //! | `GET /sleep/MS`  | `slept MS`, after waiting MS milliseconds (the worker stays free) |
 //! | `GET /spin/MS`   | `spun MS`, after a busy loop of MS milliseconds (the worker blocks) |
 //! | `GET /abort`     | nothing: the worker aborts                                        |
+//! | `GET /panic`     | nothing: the handler panics (the worker drops the connection, lives on) |
 //! | `GET /exit/CODE` | nothing: the worker exits with status CODE                        |
 //! | `GET /alloc/MB`  | allocates MB MiB, touches every page and keeps it                 |
 //! | anything else    | 404                                                               |
@@ -31,7 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[daemon::main(listen = "127.0.0.1:8081")]
 fn main() -> std::io::Result<()> {
-    tracing::info!("lab: GET / /pid /sleep/MS /spin/MS /abort /exit/CODE /alloc/MB");
+    tracing::info!("lab: GET / /pid /sleep/MS /spin/MS /abort /panic /exit/CODE /alloc/MB");
     // LAB_FOREIGN_CHILDREN=N: start N helper processes that are not workers, for the manager to
     // reap when they exit and to stop with the pool.
     if let Some(n) = std::env::var("LAB_FOREIGN_CHILDREN").ok().and_then(|n| n.parse::<u32>().ok())
@@ -162,6 +163,7 @@ async fn route(method: &str, path: &str) -> (u16, String) {
             Err(_) => (400, "usage: /spin/MILLISECONDS\n".to_string()),
         },
         ("abort", None) => std::process::abort(),
+        ("panic", None) => panic!("lab: GET /panic"),
         ("exit", Some(code)) => match code.parse::<i32>() {
             Ok(code) => std::process::exit(code),
             Err(_) => (400, "usage: /exit/CODE\n".to_string()),

@@ -181,6 +181,23 @@ fn a_crashed_worker_is_replaced() {
 }
 
 #[test]
+fn a_panicking_handler_loses_its_connection_not_its_worker() {
+    // One connection at a time: if the panicked connection kept its place, the worker would
+    // never accept again.
+    let d = Daemon::serve("lab", &["--workers", "1", "--clients", "1", "--min-spare", "0"]);
+    let pool = d.wait_for_workers(1, SOON);
+    for _ in 0..3 {
+        let answer = d.try_get("/panic");
+        assert!(answer.is_err(), "GET /panic was answered: {answer:?}");
+        let (status, pid) = d.get("/pid");
+        assert_eq!(status, 200);
+        assert_eq!(pid.trim(), pool[0].to_string(), "another worker answered after the panic");
+    }
+    d.wait_for_line("the on_accept handler panicked", SOON);
+    assert_eq!(d.workers(), pool, "the pool changed after panics in a handler");
+}
+
+#[test]
 fn a_burst_of_connections_is_shared_between_the_workers() {
     // A worker accepts only while it holds no more than its fair share (the pool's average,
     // rounded up, plus one), so 64 connections on 4 workers put at most 18 on any one of them,

@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::io::{Read, Write};
+
 use support::{has_field, wait_until, Daemon, Signal, SOON};
 
 #[test]
@@ -74,4 +76,35 @@ fn workers_leave_when_their_manager_dies() {
     wait_until(SOON, "the orphaned workers to exit", || {
         workers.iter().all(|&p| !d.worker_alive(p))
     });
+}
+
+#[test]
+fn quit_lets_go_of_idle_keep_alive_connections_at_once() {
+    // A graceful timeout far beyond the test's deadlines: the worker can only be gone in time
+    // because it let go of its idle connections, not because its time ran out.
+    let mut d = Daemon::serve("hello", &["--workers", "1", "--graceful-timeout", "600s"]);
+    let workers = d.wait_for_workers(1, SOON);
+    let mut idle: Vec<std::net::TcpStream> = (0..3).map(|_| d.connect()).collect();
+    for conn in &mut idle {
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("a request");
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 256];
+        while !answer.ends_with(b"hello\n") {
+            let n = conn.read(&mut chunk).expect("an answer on the keep-alive connection");
+            assert!(n > 0, "the connection closed before its answer: {:?}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&chunk[..n]);
+        }
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&answer));
+    }
+
+    d.signal(Signal::SIGQUIT);
+    for conn in &mut idle {
+        // The server closes it: end of stream, not the read timeout of the test's connection.
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest).expect("the idle connection to be closed by the server");
+        assert!(rest.is_empty(), "an idle connection got bytes at QUIT: {:?}", String::from_utf8_lossy(&rest));
+    }
+    let status = d.wait_exit(SOON);
+    assert_eq!(status.code(), Some(0), "the manager's exit after QUIT: {status}");
+    assert!(!d.worker_alive(workers[0]), "the worker outlived its manager");
 }

@@ -4,11 +4,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+
+use crate::stop::{Slot, Stop};
 
 /// A client connection, served by an `async fn(daemon::Connection)` handler.
 ///
@@ -22,15 +24,20 @@ use tokio::sync::watch;
 pub struct Connection {
     stream: TcpStream,
     peer: SocketAddr,
-    stop: watch::Receiver<bool>,
+    stop: Arc<Stop>,
+    /// Where a read waiting between requests leaves its waker for the stop.
+    slot: Arc<Slot>,
+    /// A copy of the waker left in `slot`: the same task parks again without touching the slot.
+    parked: Option<Waker>,
     /// Whether a read has returned data yet: a connection accepted before a stop gets its first
     /// request read and served, whatever the stop.
     has_read: bool,
 }
 
 impl Connection {
-    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) -> Self {
-        Connection { stream, peer, stop, has_read: false }
+    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, stop: Arc<Stop>) -> Self {
+        let slot = stop.slot();
+        Connection { stream, peer, stop, slot, parked: None, has_read: false }
     }
 
     /// The client's address.
@@ -41,18 +48,14 @@ impl Connection {
     /// Whether the worker has been asked to stop gracefully: finish the request in hand, then
     /// return.
     pub fn is_stopping(&self) -> bool {
-        *self.stop.borrow()
+        self.stop.is_raised()
     }
 
     /// A future that completes when the worker is asked to stop gracefully (at once if it
     /// already was). It borrows nothing, so it can be raced against reads and writes on this
     /// connection, or moved into another task.
     pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut stop = self.stop.clone();
-        async move {
-            // An error means the stop signal's sender is gone, which happens only after a stop.
-            let _ = stop.wait_for(|stopping| *stopping).await;
-        }
+        self.stop.raised()
     }
 
     /// Reads into `buf` like [`tokio::io::AsyncReadExt::read`], unless the worker is asked to stop
@@ -63,18 +66,27 @@ impl Connection {
     /// is served (a stop is bounded by `graceful_timeout`). Data that has already arrived is read
     /// even when a stop is pending.
     pub async fn read_or_stop(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        use tokio::io::AsyncReadExt;
-        let stream = &mut self.stream;
-        let read = if !self.has_read {
-            stream.read(buf).await.map(Some)
-        } else {
-            let stop = &mut self.stop;
-            tokio::select! {
-                biased;
-                read = stream.read(buf) => read.map(Some),
-                _ = stop.wait_for(|stopping| *stopping) => Ok(None),
+        let read = std::future::poll_fn(|cx| {
+            let mut out = ReadBuf::new(&mut *buf);
+            // The read first: data that has arrived is served, stop or not.
+            if let Poll::Ready(done) = Pin::new(&mut self.stream).poll_read(cx, &mut out) {
+                return Poll::Ready(done.map(|()| Some(out.filled().len())));
             }
-        };
+            if !self.has_read {
+                return Poll::Pending;
+            }
+            // Only the stop takes a waker out of the slot, so while ours is the same, the slot
+            // still holds it, or the stop has been raised and the check below sees it.
+            if !self.parked.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                self.slot.park(cx.waker());
+                self.parked = Some(cx.waker().clone());
+            }
+            if self.stop.is_raised() {
+                return Poll::Ready(Ok(None));
+            }
+            Poll::Pending
+        })
+        .await;
         if matches!(read, Ok(Some(n)) if n > 0) {
             self.has_read = true;
         }

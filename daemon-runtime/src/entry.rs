@@ -86,7 +86,7 @@ where
     let args: Vec<OsString> = std::env::args_os().collect();
     let program = args
         .first()
-        .map(|a| std::path::Path::new(a))
+        .map(std::path::Path::new)
         .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| package.name.to_string());

@@ -23,6 +23,7 @@ mod privileges;
 mod scoreboard;
 mod signals;
 mod sources;
+mod stop;
 mod sys;
 mod worker;
 
