@@ -6,7 +6,6 @@ use std::io;
 use std::net::TcpStream;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -22,12 +21,12 @@ use tracing::{debug, error, info, info_span, warn};
 
 use crate::child::Child;
 use crate::connection::Connection;
-use crate::stop::Stop;
 use crate::hooks::{BoxFuture, Handler, Hooks};
 use crate::listener::Listener;
 use crate::logfile::LogFile;
 use crate::scoreboard::{State, WorkerSlot};
 use crate::signals;
+use crate::stop::Stop;
 use crate::sys::{alarm, exit_now, own_fd};
 
 /// What a worker takes from the manager at fork.
@@ -375,10 +374,16 @@ impl Serving<'_> {
                 return 1;
             }
             runtime.block_on(async {
-                let live = Rc::new(Live::default());
+                let drained = Rc::new(tokio::sync::Notify::new());
                 while let Some(stream) = conn_rx.recv().await {
                     // Frees the connection's place however the task ends, a panic included.
-                    let done = Finished::new(Arc::clone(&self.slot), Arc::clone(&room), self.clients, &live);
+                    let done = Finished {
+                        slot: Arc::clone(&self.slot),
+                        room: Arc::clone(&room),
+                        clients: self.clients,
+                        drained: Rc::clone(&drained),
+                        in_handler: false,
+                    };
                     let peer = match stream.peer_addr() {
                         Ok(p) => p,
                         Err(_) => continue, // the client is already gone
@@ -400,8 +405,12 @@ impl Serving<'_> {
                         done.in_handler = false;
                     });
                 }
-                // The acceptor is done: serve the connections in hand to their end.
-                live.drained().await;
+                // The acceptor is done and every connection it took has been received: serve them
+                // to their end. The last one's guard notifies; notify_one leaves a permit if this
+                // is not waiting yet, and a stale permit only means one more check.
+                while self.slot.active() > 0 {
+                    drained.notified().await;
+                }
             });
             0
         })
@@ -458,16 +467,10 @@ struct Finished {
     slot: Arc<WorkerSlot>,
     room: Arc<EventFd>,
     clients: u32,
-    live: Rc<Live>,
+    /// Notified when the worker's last connection is done.
+    drained: Rc<tokio::sync::Notify>,
     /// Set while the handler runs: dropped then, the task is being dropped after a panic.
     in_handler: bool,
-}
-
-impl Finished {
-    fn new(slot: Arc<WorkerSlot>, room: Arc<EventFd>, clients: u32, live: &Rc<Live>) -> Finished {
-        live.count.set(live.count.get() + 1);
-        Finished { slot, room, clients, live: Rc::clone(live), in_handler: false }
-    }
 }
 
 impl Drop for Finished {
@@ -481,28 +484,8 @@ impl Drop for Finished {
         if was_full {
             let _ = self.room.write(1);
         }
-        let left = self.live.count.get().saturating_sub(1);
-        self.live.count.set(left);
-        if left == 0 {
-            self.live.none.notify_one();
-        }
-    }
-}
-
-/// The connections this worker's runtime is serving.
-#[derive(Default)]
-struct Live {
-    count: Cell<usize>,
-    none: tokio::sync::Notify,
-}
-
-impl Live {
-    /// Completes when no connection is left.
-    async fn drained(&self) {
-        // notify_one leaves a permit if nobody waits yet, so a last connection ending between
-        // the check and the wait is not missed (a stale permit only means one more check).
-        while self.count.get() > 0 {
-            self.none.notified().await;
+        if self.slot.active() == 0 {
+            self.drained.notify_one();
         }
     }
 }
