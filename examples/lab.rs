@@ -23,7 +23,8 @@
 //! at info level with its method and path, so a test can tell when a request has arrived.
 //!
 //! With `LAB_FOREIGN_CHILDREN=N` in its environment, `main` also starts N `sleep` processes and
-//! hands them to the manager with `daemon::foreign_child`.
+//! hands them to the manager with `daemon::foreign_child`. With `LAB_ON_CHILD=panic` every
+//! worker's `on_child` hook panics; with `LAB_ON_CHILD=sleep:MS` it takes MS milliseconds.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -62,6 +63,16 @@ fn main() -> std::io::Result<()> {
 #[daemon::on_child]
 fn up(child: &daemon::Child) {
     tracing::info!(generation = child.generation(), "lab worker up");
+    // LAB_ON_CHILD=panic, or sleep:MS: a worker that cannot start, or is slow to.
+    match std::env::var("LAB_ON_CHILD").as_deref() {
+        Ok("panic") => panic!("lab: LAB_ON_CHILD=panic"),
+        Ok(other) => {
+            if let Some(ms) = other.strip_prefix("sleep:").and_then(|ms| ms.parse().ok()) {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+        }
+        Err(_) => {}
+    }
 }
 
 #[daemon::on_shutdown]

@@ -1,6 +1,8 @@
 //! Write Unix pre-forking daemons with attributes.
 //!
 //! ```no_run
+//! use daemon::prelude::*;
+//!
 //! #[daemon::main(prefork = 4, max_spare = 3)]
 //! fn main() {
 //!     // Runs once, in the manager, before any fork: load and preload here.
@@ -9,15 +11,17 @@
 //! #[daemon::on_child]
 //! fn init(child: &daemon::Child) {
 //!     // Runs in every new worker, after fork, before it accepts.
-//!     let _ = child.slot();
+//!     info!(slot = child.slot(), "worker up");
 //! }
 //!
 //! #[daemon::on_accept]
 //! async fn serve(mut conn: daemon::Connection) -> std::io::Result<()> {
-//!     use tokio::io::AsyncWriteExt;
 //!     conn.write_all(b"hello\n").await
 //! }
 //! ```
+//!
+//! `daemon` is the one dependency such a program needs: [`prelude`] brings tokio's I/O traits and
+//! the tracing macros, and [`tokio`] and [`tracing`] are re-exported whole.
 //!
 //! See the README for the attributes' keys, the command line of the generated binary, and the
 //! signals the manager understands.
@@ -25,6 +29,23 @@
 pub use daemon_macros::{main, on_accept, on_child, on_shutdown};
 pub use daemon_runtime::config;
 pub use daemon_runtime::{foreign_child, Child, Connection};
+
+/// The tokio crate the workers run async handlers on, for a program that needs no other
+/// dependency: `daemon::tokio::time::sleep(...)`, `daemon::tokio::task::spawn_local(...)`.
+pub use daemon_runtime::tokio;
+
+/// The tracing crate the daemon logs with: `daemon::tracing::info!(...)` lands in the daemon's
+/// log, with the role, pid and slot of the process that wrote it.
+pub use daemon_runtime::tracing;
+
+/// What a handler needs in scope, in one line: `use daemon::prelude::*;` brings tokio's I/O
+/// traits (`read`, `write_all`, `read_line`, ...), the `Connection` and `Child` types, and the
+/// tracing macros.
+pub mod prelude {
+    pub use crate::tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    pub use crate::tracing::{debug, error, info, trace, warn};
+    pub use crate::{Child, Connection};
+}
 
 #[doc(hidden)]
 pub mod __private {

@@ -55,3 +55,32 @@ fn help_and_version_exit_zero_without_starting() {
     assert_eq!(code, Some(0), "--version: {err}");
     assert!(out.contains(env!("CARGO_PKG_VERSION")), "--version printed {out:?}");
 }
+
+/// Runs `lab` with extra environment variables given as raw bytes.
+fn run_with_raw_env(args: &[&str], env: &[(&[u8], &[u8])]) -> std::process::Output {
+    use std::os::unix::ffi::OsStrExt;
+    let mut all = vec!["--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut command = support::command(&support::example("lab"), &all);
+    for (name, value) in env {
+        command.env(std::ffi::OsStr::from_bytes(name), std::ffi::OsStr::from_bytes(value));
+    }
+    support::finish(command)
+}
+
+#[test]
+fn an_environment_that_is_not_utf8_is_judged_only_where_it_is_ours() {
+    // Somebody else's variable, in any encoding, is not our business.
+    let out = run_with_raw_env(&["--print-config"], &[(b"FOO", b"\xff\xfe")]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(support::text(&out.stdout).contains("prefork = "), "{out:?}");
+    // One of ours is an error that names it.
+    for name in [&b"DAEMON_PREFORK"[..], b"DAEMON_CONFIG"] {
+        let out = run_with_raw_env(&["--print-config"], &[(name, b"4\xff")]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let err = support::text(&out.stderr);
+        let shown = String::from_utf8_lossy(name);
+        assert!(err.contains(&format!("{shown}=4\u{fffd}: not valid UTF-8")), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -121,14 +121,17 @@ fn the_attribute_is_the_fallback_below_every_run_time_source() {
 fn reload_applies_a_good_file_and_keeps_the_running_one_on_a_bad_one() {
     let file = ConfigFile::new("reload", "prefork = 2\n");
     let d = Daemon::serve("lab", &["--config", &file.arg()]);
-    d.wait_for_workers(2, SOON);
 
+    let two = d.wait_for_workers(2, SOON);
     file.write("prefork = 3\n");
     d.signal(Signal::SIGHUP);
     d.wait_for_line("configuration applied", SOON);
-    let three = d.wait_for_workers(3, SOON);
     d.wait_for_line_where("the new generation to be ready", SOON, |l| {
         l.contains("pool ready") && l.contains("workers=3")
+    });
+    // Three workers of the new generation alone: the old ones may take a moment to leave.
+    let three = wait_for(SOON, "three new workers and no old one", || {
+        Some(d.workers()).filter(|w| w.len() == 3 && w.iter().all(|p| !two.contains(p)))
     });
 
     file.write("prefork = 0\nmax_spares = 1\n");
@@ -148,4 +151,113 @@ fn a_misspelt_environment_variable_is_named_not_ignored() {
     let warning = d.wait_for_line("DAEMON_MAX_SPARES", SOON);
     assert!(warning.contains("did you mean DAEMON_MAX_SPARE?"), "{warning}");
     d.wait_for_workers(1, SOON);
+}
+
+/// Starts `lab` detached, in `dir`, with `args` (relative paths are the point), and returns it.
+fn start_in(dir: &TempDir, args: &[&str], pid_file: &str, log_file: &str) -> Detached {
+    let mut all = vec!["start", "--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut start = command(&example("lab"), &all);
+    start.current_dir(&dir.0);
+    let out = finish(start);
+    assert!(out.status.success(), "start: {out:?}");
+    let pid_file = dir.path(pid_file);
+    let manager = read_pid(&pid_file).expect("the pid file, in the start directory");
+    Detached { pid_file, log: dir.path(log_file), manager }
+}
+
+/// Rotates the log file, reopens it (USR1), and makes requests until one of the current
+/// workers' lines is in the running log file; returns the request's path.
+fn request_line_after_reopen(d: &Detached, dir: &TempDir) -> String {
+    let port = d.port();
+    std::fs::rename(&d.log, dir.path("rotated.log")).expect("mv the log file away");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.manager), Signal::SIGUSR1).expect("USR1");
+    let marker = format!("/after-reload-{}-{}", std::process::id(), d.manager);
+    wait_until(SOON, "a new worker's request line in the running log file", || {
+        let _ = http_get(port, &marker);
+        d.log_text().contains(&format!("path=\"{marker}\""))
+    });
+    let root_log = std::fs::read_to_string("/rel.log").unwrap_or_default();
+    assert!(!root_log.contains(&marker), "a worker wrote to /rel.log: the relative path was taken from /");
+    marker
+}
+
+/// Waits until every worker is of `generation`, the pool `size` strong.
+fn wait_for_generation(d: &Detached, generation: u32, size: usize) {
+    wait_until(SOON, &format!("generation {generation} of {size} workers"), || {
+        let s = text(&d.control(&["status", "--json"]).stdout);
+        s.matches(&format!("\"generation\":{generation}")).count() == size + 1 && s.matches("\"slot\":").count() == size
+    });
+}
+
+/// A relative path on the command line means the same after a reload as at start, although a
+/// detached daemon runs in `/`.
+#[test]
+fn relative_paths_mean_the_same_after_a_reload() {
+    let dir = TempDir::new("relative");
+    std::fs::write(dir.path("lab.toml"), "prefork = 2\n").expect("write the config file");
+    let d = start_in(&dir, &["--config", "lab.toml", "--pid-file", "rel.pid", "--log-file", "rel.log"], "rel.pid", "rel.log");
+    std::fs::write(dir.path("lab.toml"), "prefork = 3\n").expect("rewrite the config file");
+    let mut reload = command(&example("lab"), &["reload", "--pid-file", "rel.pid"]);
+    reload.current_dir(&dir.0);
+    let out = finish(reload);
+    assert!(out.status.success(), "reload: {out:?}");
+    wait_for_generation(&d, 2, 3);
+    request_line_after_reopen(&d, &dir);
+}
+
+/// Settings that need a restart keep their running value through a reload, in the manager and in
+/// every worker alike, and the manager says which ones it did not apply.
+#[test]
+fn a_reload_moves_no_setting_that_needs_a_restart_half_way() {
+    let dir = TempDir::new("restart-keys");
+    std::fs::write(dir.path("lab.toml"), "prefork = 2\nlog_file = \"rel.log\"\npid_file = \"rel.pid\"\n").expect("write the config file");
+    let d = start_in(&dir, &["--config", "lab.toml"], "rel.pid", "rel.log");
+    // The file now asks for other files (they need a restart) and another size (applied).
+    let (other_log, other_pid) = (dir.path("other.log"), dir.path("other.pid"));
+    std::fs::write(
+        dir.path("lab.toml"),
+        format!("prefork = 3\nlog_file = {:?}\npid_file = {:?}\n", other_log.display().to_string(), other_pid.display().to_string()),
+    )
+    .expect("rewrite the config file");
+    let out = d.control(&["reload"]);
+    assert!(out.status.success(), "reload: {out:?}");
+    wait_for_generation(&d, 2, 3);
+    let log = d.log_text();
+    for key in ["log_file", "pid_file"] {
+        assert!(
+            log.lines().any(|l| l.contains("only a restart can apply it") && l.contains(&format!("key={key}"))),
+            "no warning about {key}: {log}"
+        );
+    }
+    request_line_after_reopen(&d, &dir);
+    assert!(!other_log.exists(), "a worker opened the log file the reload did not apply");
+    assert!(!other_pid.exists(), "the pid file moved");
+    assert_eq!(read_pid(&d.pid_file), Some(d.manager));
+}
+
+#[test]
+fn durations_read_the_same_from_every_source() {
+    // A bare number is seconds, wherever it comes from.
+    let file = ConfigFile::new("bare-seconds", "graceful_timeout = 7\n");
+    let (code, out, err) = run(&["--config", &file.arg(), "--print-config"], &[("DAEMON_START_TIMEOUT", "90")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.lines().any(|l| l.starts_with("graceful_timeout = \"7s\"")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("start_timeout = \"90s\"")), "{out}");
+    // A fraction is named as one, with the same time in whole milliseconds.
+    let rule = "`1.5` is a fraction: durations are whole numbers; write `1500ms` for the same time";
+    let (code, _, cli) = run(&["--graceful-timeout", "1.5"], &[]);
+    assert_eq!(code, Some(2), "{cli}");
+    assert!(cli.contains(&format!("--graceful-timeout 1.5: {rule}")), "{cli}");
+    let (code, _, env) = run(&[], &[("DAEMON_GRACEFUL_TIMEOUT", "1.5")]);
+    assert_eq!(code, Some(2), "{env}");
+    assert!(env.contains(&format!("DAEMON_GRACEFUL_TIMEOUT=1.5: {rule}")), "{env}");
+    let file = ConfigFile::new("fraction", "graceful_timeout = 1.5\n");
+    let (code, _, from_file) = run(&["--config", &file.arg()], &[]);
+    assert_eq!(code, Some(2), "{from_file}");
+    assert!(from_file.contains(rule), "{from_file}");
+    // And the message for nonsense says what is accepted, bare seconds included.
+    let (code, _, err) = run(&["--graceful-timeout", "soon"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("a whole number of seconds (`30`) or a whole number with a unit"), "{err}");
 }

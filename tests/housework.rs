@@ -6,130 +6,10 @@ mod support;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use support::*;
-
-/// A directory of this test's own, removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("daemon-housework-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create a temporary directory");
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs an example binary to completion (a control command, a `start`), with a deadline.
-fn run(example_name: &str, args: &[&str]) -> Output {
-    run_program(&example(example_name), args)
-}
-
-fn run_program(program: &Path, args: &[&str]) -> Output {
-    let mut command = Command::new(program);
-    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).env("RUST_LOG", "info");
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("DAEMON_") {
-            command.env_remove(key);
-        }
-    }
-    let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-    let deadline = Instant::now() + SOON;
-    loop {
-        if child.try_wait().expect("wait for a command").is_some() {
-            return child.wait_with_output().expect("collect a command's output");
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("collect a command's output");
-            panic!("{} {args:?} did not finish within {SOON:?}: {out:?}", program.display());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A daemon started with the `start` command: detached from us, found by its pid file, killed (with
-/// its workers) at the end of the test whatever happened.
-struct Detached {
-    pid_file: PathBuf,
-    log: PathBuf,
-    manager: i32,
-}
-
-impl Detached {
-    fn start(dir: &TempDir, extra: &[&str]) -> Detached {
-        let pid_file = dir.path("lab.pid");
-        let log = dir.path("lab.log");
-        let (p, l) = (pid_file.display().to_string(), log.display().to_string());
-        let mut args = vec!["start", "--listen", "127.0.0.1:0", "--pid-file", &p, "--log-file", &l];
-        args.extend_from_slice(extra);
-        let out = run("lab", &args);
-        assert!(out.status.success(), "start failed: {out:?}");
-        let manager = read_pid(&pid_file).expect("start returned before the pid file was written");
-        Detached { pid_file, log, manager }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn port(&self) -> u16 {
-        port_in(&self.log_text()).expect("the log names the port")
-    }
-
-    fn control(&self, args: &[&str]) -> Output {
-        let p = self.pid_file.display().to_string();
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["--pid-file", &p]);
-        run("lab", &all)
-    }
-}
-
-impl Drop for Detached {
-    fn drop(&mut self) {
-        let workers = children(self.manager);
-        for pid in std::iter::once(self.manager).chain(workers) {
-            if alive(pid) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-            }
-        }
-        poll_until(SOON, || !alive(self.manager));
-    }
-}
-
-fn read_pid(path: &Path) -> Option<i32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-fn port_in(log: &str) -> Option<u16> {
-    let rest = log.split("listening addr=").nth(1)?;
-    let addr: std::net::SocketAddr = rest.split_whitespace().next()?.parse().ok()?;
-    Some(addr.port())
-}
-
-fn getsid(pid: i32) -> i32 {
-    nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(pid))).map(|p| p.as_raw()).unwrap_or(-1)
-}
 
 #[test]
 fn start_detaches_and_returns_once_the_workers_accept() {
@@ -420,24 +300,109 @@ fn a_program_that_installs_its_own_subscriber_keeps_it() {
     assert!(text.contains("worker{slot=0") && text.contains("lab:"), "{line}");
 }
 
-#[test]
-fn only_the_daemons_user_reads_its_status() {
-    let dir = TempDir::new("status-owner");
-    let d = Detached::start(&dir, &["--workers", "1"]);
-    assert_eq!(d.control(&["status"]).status.code(), Some(0), "the owner reads it");
-    if !nix::unistd::geteuid().is_root() {
-        // Without root this test cannot act as another user; the owner's read above is its check.
-        return;
+/// The manager's pid, from the first line its span is on.
+fn manager_in(log: &str) -> Option<i32> {
+    log.split("manager{pid=").nth(1)?.split('}').next()?.parse().ok()
+}
+
+/// `start` with `env` (and `prepare`, run in the child before exec), in a directory of its own:
+/// the output, the pid file's path and the log.
+fn start_with(tag: &str, extra: &[&str], env: &[(&str, &str)], limit_fds: Option<u64>) -> (Output, TempDir) {
+    let dir = TempDir::new(tag);
+    let (p, l) = (dir.path("lab.pid").display().to_string(), dir.path("lab.log").display().to_string());
+    let mut args = vec!["start", "--listen", "127.0.0.1:0", "--pid-file", &p, "--log-file", &l];
+    args.extend_from_slice(extra);
+    let mut start = command(&example("lab"), &args);
+    start.envs(env.iter().copied());
+    if let Some(n) = limit_fds {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is async-signal-safe.
+        unsafe {
+            start.pre_exec(move || {
+                let limit = libc::rlimit { rlim_cur: n, rlim_max: n };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
+    (finish(start), dir)
+}
+
+/// After a failed start: no pid file, and the manager (named in the log) is gone with its workers.
+fn assert_gone(dir: &TempDir) {
+    assert!(!dir.path("lab.pid").exists(), "a failed start leaves no pid file");
+    let log = std::fs::read_to_string(dir.path("lab.log")).unwrap_or_default();
+    let manager = manager_in(&log).unwrap_or_else(|| panic!("no manager in the log: {log}"));
+    wait_until(SOON, "the manager of a failed start to be gone", || !alive(manager));
+}
+
+#[test]
+fn start_fails_with_the_workers_reason_when_none_can_start() {
+    let (out, dir) = start_with("no-worker", &["--workers", "2"], &[("LAB_ON_CHILD", "panic")], None);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("no worker could start") && err.contains("LAB_ON_CHILD=panic"), "{err}");
+    assert_gone(&dir);
+
+    // The case: workers that run out of descriptors before they are ready.
+    let (out, dir) = start_with("no-fds", &["--workers", "2"], &[], Some(12));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("Too many open files"), "{out:?}");
+    assert_gone(&dir);
+
+    // In the foreground too: the manager exits 1 rather than retry for ever.
+    let mut d = Daemon::start_with_env("lab", &["--listen", "127.0.0.1:0", "--workers", "2"], &[("LAB_ON_CHILD", "panic")]);
+    let status = d.wait_exit(SOON);
+    assert_eq!(status.code(), Some(1), "{status}");
+    assert!(d.stderr_after_exit().contains("start failed: no worker could start"));
+}
+
+#[test]
+fn start_fails_once_start_timeout_passes_without_the_pool() {
+    let (out, dir) = start_with("slow", &["--workers", "2", "--start-timeout", "1s"], &[("LAB_ON_CHILD", "sleep:600000")], None);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("not ready within start_timeout (1s)") && err.contains("0 of 2 accept"), "{err}");
+    assert_gone(&dir);
+}
+
+#[test]
+fn the_daemon_keeps_no_descriptor_its_starter_left_open() {
+    use std::os::fd::{AsRawFd, OwnedFd};
     use std::os::unix::process::CommandExt;
-    let p = d.pid_file.display().to_string();
-    let out = Command::new(example("lab"))
-        .args(["status", "--pid-file", &p])
-        .uid(65534)
-        .gid(65534)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run status as nobody");
-    assert_eq!(out.status.code(), Some(4), "{out:?}");
-    assert!(text(&out.stderr).contains("permission denied"), "{out:?}");
+    // As `{ lab start ... 9>&1; echo started; } | cat` does: a pipe left open at fd 9.
+    let (read, write): (OwnedFd, OwnedFd) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe (close-on-exec, so no other test's child holds it)");
+    let dir = TempDir::new("inherited");
+    let (p, l) = (dir.path("lab.pid").display().to_string(), dir.path("lab.log").display().to_string());
+    let mut start = command(&example("lab"), &["start", "--listen", "127.0.0.1:0", "--pid-file", &p, "--log-file", &l, "--workers", "2"]);
+    let raw = write.as_raw_fd();
+    // SAFETY: dup2 is async-signal-safe; the new descriptor 9 does not close on exec.
+    unsafe {
+        start.pre_exec(move || {
+            if libc::dup2(raw, 9) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = finish(start);
+    assert!(out.status.success(), "{out:?}");
+    drop(write);
+    let d = Detached { pid_file: dir.path("lab.pid"), log: dir.path("lab.log"), manager: read_pid(&dir.path("lab.pid")).expect("a pid file") };
+    let workers = wait_for(SOON, "two workers", || Some(children(d.manager)).filter(|w| w.len() == 2));
+    let pipe = format!("pipe:[{}]", std::os::unix::fs::MetadataExt::ino(&std::fs::File::from(read.try_clone().expect("dup")).metadata().expect("fstat the pipe")));
+    for pid in std::iter::once(d.manager).chain(workers) {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the descriptors of a process of ours");
+        for fd in fds.flatten() {
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            assert_ne!(target.to_string_lossy(), pipe, "pid {pid} keeps the starter's pipe as {}", fd.path().display());
+        }
+    }
+    // Every writer is gone: the reader sees the end at once (a shell's `| cat` ends).
+    let mut reader = std::fs::File::from(read);
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut rest).expect("read to the end of the pipe");
 }

@@ -16,7 +16,11 @@ pub fn reference_table() -> String {
             Kind::Flag => "flag".to_string(),
             Kind::Addresses => "`IP:PORT`, or a list of them".to_string(),
             Kind::Duration { min, max } => {
-                format!("duration, {} to {}", format_duration(min), format_duration(max))
+                format!(
+                    "duration, {} to {}: `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds",
+                    format_duration(min),
+                    format_duration(max)
+                )
             }
             Kind::Path => "path".to_string(),
             Kind::Name => "user or group name".to_string(),

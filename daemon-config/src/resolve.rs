@@ -71,6 +71,7 @@ pub struct Config {
     pub detach: bool,
     pub foreground: bool,
     pub graceful_timeout: Duration,
+    pub start_timeout: Duration,
     pub pid_file: Option<String>,
     pub log_file: Option<String>,
     pub user: Option<String>,
@@ -97,6 +98,7 @@ impl Config {
             Key::Detach => Value::Flag(self.detach),
             Key::Foreground => Value::Flag(self.foreground),
             Key::GracefulTimeout => Value::Duration(self.graceful_timeout),
+            Key::StartTimeout => Value::Duration(self.start_timeout),
             Key::PidFile => Value::Text(self.pid_file.clone().unwrap_or_default()),
             Key::LogFile => Value::Text(self.log_file.clone().unwrap_or_default()),
             Key::User => Value::Text(self.user.clone().unwrap_or_default()),
@@ -107,6 +109,64 @@ impl Config {
     /// Whether the process should detach: `detach`, unless `foreground` overrides it.
     pub fn detaches(&self) -> bool {
         self.detach && !self.foreground
+    }
+
+    /// The value of a setting whose kind is a path, to read or replace; `None` for other keys.
+    pub fn path_mut(&mut self, key: Key) -> Option<&mut Option<String>> {
+        match key {
+            Key::PidFile => Some(&mut self.pid_file),
+            Key::LogFile => Some(&mut self.log_file),
+            Key::Prefork
+            | Key::MinSpare
+            | Key::MaxSpare
+            | Key::MaxChildren
+            | Key::Requests
+            | Key::Clients
+            | Key::Listen
+            | Key::Detach
+            | Key::Foreground
+            | Key::GracefulTimeout
+            | Key::StartTimeout
+            | Key::User
+            | Key::Group => None,
+        }
+    }
+
+    /// Takes `key`'s value (and its origin) from `other`.
+    fn take(&mut self, key: Key, other: &Config) {
+        match key {
+            Key::Prefork => self.workers = other.workers,
+            Key::MinSpare => self.min_spare = other.min_spare,
+            Key::MaxSpare => self.max_spare = other.max_spare,
+            Key::MaxChildren => self.max_children = other.max_children,
+            Key::Requests => self.requests = other.requests,
+            Key::Clients => self.clients = other.clients,
+            Key::Listen => self.listen.clone_from(&other.listen),
+            Key::Detach => self.detach = other.detach,
+            Key::Foreground => self.foreground = other.foreground,
+            Key::GracefulTimeout => self.graceful_timeout = other.graceful_timeout,
+            Key::StartTimeout => self.start_timeout = other.start_timeout,
+            Key::PidFile => self.pid_file.clone_from(&other.pid_file),
+            Key::LogFile => self.log_file.clone_from(&other.log_file),
+            Key::User => self.user.clone_from(&other.user),
+            Key::Group => self.group.clone_from(&other.group),
+        }
+        self.origins.insert(key, other.origin(key));
+    }
+
+    /// On reload: keeps `running`'s value of every setting the rule book marks "needs a
+    /// restart", so that none of them moves half way (in some processes and not others).
+    /// Returns those whose value in `self` differed, with the value that was not applied.
+    pub fn keep_restart_settings(&mut self, running: &Config) -> Vec<(Key, Value)> {
+        let mut kept = Vec::new();
+        for s in crate::SETTINGS.iter().filter(|s| s.reload == crate::Reload::NeedsRestart) {
+            let wanted = self.value(s.key);
+            if wanted != running.value(s.key) {
+                kept.push((s.key, wanted));
+            }
+            self.take(s.key, running);
+        }
+        kept
     }
 }
 
@@ -207,10 +267,12 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
         Some((Value::Addresses(list), _)) => list.clone(),
         _ => vec!["127.0.0.1:8080".to_string()],
     };
-    let graceful_timeout = match ok.get(&Key::GracefulTimeout) {
+    let duration = |key: Key, default: Duration| match ok.get(&key) {
         Some((Value::Duration(d), _)) => *d,
-        _ => Duration::from_secs(30),
+        _ => default,
     };
+    let graceful_timeout = duration(Key::GracefulTimeout, Duration::from_secs(30));
+    let start_timeout = duration(Key::StartTimeout, Duration::from_secs(60));
     let text = |key: Key| match ok.get(&key) {
         Some((Value::Text(t), _)) => Some(t.clone()),
         _ => None,
@@ -229,6 +291,7 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
         detach: flag(Key::Detach),
         foreground: flag(Key::Foreground),
         graceful_timeout,
+        start_timeout,
         pid_file: text(Key::PidFile),
         log_file: text(Key::LogFile),
         user: text(Key::User),
@@ -303,6 +366,29 @@ mod tests {
         let c = resolve(&g, Model::Async).unwrap();
         assert!(!c.detaches());
         assert_eq!(c.origin(Key::Foreground), Origin::CommandLine);
+    }
+
+    #[test]
+    fn a_reload_keeps_every_setting_that_needs_a_restart() {
+        let mut running_given = given(&[(Key::Prefork, 2)]);
+        running_given.set(Key::LogFile, Value::Text("/var/log/a.log".into()), Origin::CommandLine);
+        running_given.set(Key::User, Value::Text("www-data".into()), Origin::Attribute);
+        let running = resolve(&running_given, Model::Async).unwrap();
+        let mut new_given = given(&[(Key::Prefork, 5)]);
+        new_given.set(Key::LogFile, Value::Text("/var/log/b.log".into()), Origin::File("f".into()));
+        new_given.set(Key::PidFile, Value::Text("/run/b.pid".into()), Origin::File("f".into()));
+        new_given.set(Key::User, Value::Text("www-data".into()), Origin::File("f".into()));
+        let mut new = resolve(&new_given, Model::Async).unwrap();
+        let kept = new.keep_restart_settings(&running);
+        let keys: Vec<Key> = kept.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, [Key::PidFile, Key::LogFile], "changed and needing a restart");
+        assert_eq!(kept[1].1, Value::Text("/var/log/b.log".into()));
+        assert_eq!(new.workers, 5, "an applicable setting is applied");
+        assert_eq!((new.log_file.as_deref(), new.pid_file.as_deref()), (Some("/var/log/a.log"), None));
+        assert_eq!(new.origin(Key::LogFile), Origin::CommandLine);
+        for s in crate::SETTINGS.iter().filter(|s| s.reload == crate::Reload::NeedsRestart) {
+            assert_eq!(new.value(s.key), running.value(s.key), "{}", s.name);
+        }
     }
 
     #[test]

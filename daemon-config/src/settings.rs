@@ -17,6 +17,7 @@ pub enum Key {
     Detach,
     Foreground,
     GracefulTimeout,
+    StartTimeout,
     PidFile,
     LogFile,
     User,
@@ -87,6 +88,9 @@ pub struct Setting {
     pub reload: Reload,
     /// What the setting does, in one line.
     pub summary: &'static str,
+    /// The key written with a typical value, as in an attribute (`prefork = 4`): messages show it
+    /// as the fix.
+    pub example: &'static str,
 }
 
 /// The largest pool the rule book accepts; the scoreboard is sized for it.
@@ -103,6 +107,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "4 (or max_children, if that is smaller)",
         reload: Reload::Applies,
         summary: "workers forked at start; the pool never shrinks below it (TTIN/TTOU move it by one)",
+        example: "prefork = 4",
     },
     Setting {
         key: Key::MinSpare,
@@ -113,6 +118,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "1",
         reload: Reload::Applies,
         summary: "fewer idle workers than this and the manager forks more, up to max_children",
+        example: "min_spare = 1",
     },
     Setting {
         key: Key::MaxSpare,
@@ -123,6 +129,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "the larger of prefork and min_spare",
         reload: Reload::Applies,
         summary: "more idle workers than this and the manager retires the surplus gracefully, one a second, down to prefork",
+        example: "max_spare = 3",
     },
     Setting {
         key: Key::MaxChildren,
@@ -133,6 +140,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "prefork + max_spare",
         reload: Reload::Applies,
         summary: "the most worker processes alive at once, exiting ones included",
+        example: "max_children = 16",
     },
     Setting {
         key: Key::Requests,
@@ -143,6 +151,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "0 (no limit)",
         reload: Reload::Applies,
         summary: "connections a worker serves before it is recycled (up to a fifth fewer, at random, so workers do not all restart at once); 0 = no limit",
+        example: "requests = 10000",
     },
     Setting {
         key: Key::Clients,
@@ -153,6 +162,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "1000 for an async handler; a plain fn handler serves exactly 1",
         reload: Reload::Applies,
         summary: "connections one async worker serves at once; a worker is idle while it has room for one more",
+        example: "clients = 1000",
     },
     Setting {
         key: Key::Listen,
@@ -163,6 +173,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "127.0.0.1:8080",
         reload: Reload::NeedsRestart,
         summary: "addresses the manager binds before forking, shared by every worker (the flag repeats)",
+        example: "listen = \"127.0.0.1:8080\"",
     },
     Setting {
         key: Key::Detach,
@@ -173,6 +184,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "off",
         reload: Reload::NeedsRestart,
         summary: "run in the background (double fork, setsid, chdir /); the starting process exits 0 once the workers accept, or 1 with the reason",
+        example: "detach",
     },
     Setting {
         key: Key::Foreground,
@@ -183,6 +195,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "off",
         reload: Reload::NeedsRestart,
         summary: "stay in the foreground even when detach is set (for supervisors and debugging)",
+        example: "foreground",
     },
     Setting {
         key: Key::GracefulTimeout,
@@ -193,6 +206,18 @@ pub static SETTINGS: &[Setting] = &[
         default: "30s",
         reload: Reload::Applies,
         summary: "how long a stopping worker may finish its work before it is killed",
+        example: "graceful_timeout = \"30s\"",
+    },
+    Setting {
+        key: Key::StartTimeout,
+        name: "start_timeout",
+        flag: "--start-timeout",
+        env: "DAEMON_START_TIMEOUT",
+        kind: Kind::Duration { min: Duration::from_secs(1), max: Duration::from_secs(86_400) },
+        default: "60s",
+        reload: Reload::Applies,
+        summary: "how long the first workers may take to become ready; past it, or once as many workers as prefork have died before ready, the start fails (exit 1, with the workers' reason) and the daemon stops",
+        example: "start_timeout = \"60s\"",
     },
     Setting {
         key: Key::PidFile,
@@ -203,6 +228,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "none",
         reload: Reload::NeedsRestart,
         summary: "the manager's pid, written atomically and locked while it runs; stop, reload and status find the daemon by it",
+        example: "pid_file = \"/run/app.pid\"",
     },
     Setting {
         key: Key::LogFile,
@@ -213,6 +239,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "none (standard error)",
         reload: Reload::NeedsRestart,
         summary: "where the manager's and workers' logs and their standard output and error go; USR1 and HUP reopen it",
+        example: "log_file = \"/var/log/app.log\"",
     },
     Setting {
         key: Key::User,
@@ -223,6 +250,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "none (keep the starting user)",
         reload: Reload::NeedsRestart,
         summary: "after binding and opening files as root, the manager becomes this user before forking workers",
+        example: "user = \"www-data\"",
     },
     Setting {
         key: Key::Group,
@@ -233,6 +261,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "the user's primary group",
         reload: Reload::NeedsRestart,
         summary: "the group to run as (with `user`, or alone)",
+        example: "group = \"www-data\"",
     },
 ];
 
@@ -254,6 +283,11 @@ impl Key {
     /// Looks a key up by its attribute or file name.
     pub fn from_name(name: &str) -> Option<Key> {
         SETTINGS.iter().find(|s| s.name == name).map(|s| s.key)
+    }
+
+    /// The name of the key's variant in Rust (`MaxSpare`), for generated code.
+    pub fn variant(self) -> String {
+        format!("{self:?}")
     }
 
     /// Looks a key up by its command-line flag (with dashes).
@@ -426,6 +460,7 @@ mod tests {
             Key::Detach,
             Key::Foreground,
             Key::GracefulTimeout,
+            Key::StartTimeout,
             Key::PidFile,
             Key::LogFile,
             Key::User,

@@ -51,7 +51,8 @@ use proc_macro::TokenStream;
 /// | `listen` | `"IP:PORT"`, or a list of them | `listen = ["127.0.0.1:8080", "[::1]:8080"]` |
 /// | `detach` | flag: run in the background | `detach`, or `detach = false` |
 /// | `foreground` | flag: stay in the foreground even with `detach` | `foreground` |
-/// | `graceful_timeout` | duration, 0s to 24h: `"500ms"`, `"30s"`, `"2m"`, `"1h"`, or a number of seconds | `graceful_timeout = "30s"` |
+/// | `graceful_timeout` | duration, 0s to 24h: `"500ms"`, `"30s"`, `"2m"`, `"1h"`, or a whole number of seconds (fractions are refused: `"1500ms"`, not `1.5`) | `graceful_timeout = "30s"` |
+/// | `start_timeout` | duration, 1s to 24h: how long the first workers may take to become ready before the start fails | `start_timeout = "60s"` |
 /// | `pid_file` | path | `pid_file = "/run/app.pid"` |
 /// | `log_file` | path | `log_file = "/var/log/app.log"` |
 /// | `user`, `group` | user or group name to run as | `user = "www-data"` |

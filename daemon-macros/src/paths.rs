@@ -38,25 +38,9 @@ impl Paths {
         self.private(quote!(Attr))
     }
 
-    /// `<crate>::__private::Key::<Variant>`. The match is exhaustive, so a key added to the rule
-    /// book does not compile here until it has its variant.
+    /// `<crate>::__private::Key::<Variant>`, named as the rule book names it.
     pub fn key(&self, key: Key) -> TokenStream {
-        let variant = match key {
-            Key::Prefork => quote!(Prefork),
-            Key::MinSpare => quote!(MinSpare),
-            Key::MaxSpare => quote!(MaxSpare),
-            Key::MaxChildren => quote!(MaxChildren),
-            Key::Requests => quote!(Requests),
-            Key::Clients => quote!(Clients),
-            Key::Listen => quote!(Listen),
-            Key::Detach => quote!(Detach),
-            Key::Foreground => quote!(Foreground),
-            Key::GracefulTimeout => quote!(GracefulTimeout),
-            Key::PidFile => quote!(PidFile),
-            Key::LogFile => quote!(LogFile),
-            Key::User => quote!(User),
-            Key::Group => quote!(Group),
-        };
+        let variant = proc_macro2::Ident::new(&key.variant(), proc_macro2::Span::call_site());
         self.private(quote!(Key::#variant))
     }
 

@@ -155,9 +155,10 @@ pub(crate) fn help(program: &str, name: &str, version: &str, current: &Given) ->
         "{name} {version}\n\nUsage: {program} [COMMAND] [OPTIONS]\n\n\
          Commands (none: run as configured, in the foreground unless `detach` is set):\n\
          \x20 start                       detach; exit 0 once the workers accept, 1 with the reason if start-up fails\n\
-         \x20 stop [--graceful]           TERM (or QUIT) the manager named by the pid file, and wait until it is gone\n\
-         \x20 reload                      HUP: re-read the config file, reopen logs, replace the workers\n\
+         \x20 stop [--graceful]           stop the manager named by the pid file, as TERM (or QUIT) would, and wait until it is gone\n\
+         \x20 reload                      as HUP: re-read the config file, reopen logs, replace the workers; exit 1 if refused\n\
          \x20 status [--json]             the scoreboard; exit 0 running, 1 dead with a pid file, 3 not running\n\n\
+         The commands talk to the manager over its control channel, verified as its own; they signal nothing.\n\n\
          Options override the values of #[daemon::main]:\n"
     );
     for s in SETTINGS {

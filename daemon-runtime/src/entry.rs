@@ -44,7 +44,7 @@ impl Attr {
 }
 
 /// The program's name and version, for `--help` and `--version`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Package {
     pub name: &'static str,
     pub version: &'static str,
@@ -110,7 +110,7 @@ where
             return 2;
         }
     };
-    let (env, env_warnings) = match sources::from_env(std::env::vars()) {
+    let (env, env_warnings) = match sources::from_env(std::env::vars_os()) {
         Ok(found) => found,
         Err(errors) => {
             for e in errors {
@@ -131,12 +131,13 @@ where
         Handler::Async(_) => Model::Async,
         Handler::Sync(_) => Model::Sync,
     };
+    let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let file = run
         .config
         .or_else(|| std::env::var_os(sources::CONFIG_ENV).map(Into::into))
-        .map(|p| absolute(&p));
-    let layers = Layers { attributes: given, file, env, cli: run.given, model };
-    let mut config = match layers.resolve() {
+        .map(|p| base.join(p));
+    let layers = Layers { attributes: given, file, env, cli: run.given, model, base };
+    let config = match layers.resolve() {
         Ok(c) => c,
         Err(problems) => {
             for p in problems {
@@ -149,19 +150,29 @@ where
         print!("{}", sources::print_config(&config));
         return 0;
     }
-    // Paths are taken relative to where the program starts, before a detach moves to `/`.
-    let pid_file = config.pid_file.as_deref().map(|p| absolute(Path::new(p)));
-    let log_path = config.log_file.as_deref().map(|p| absolute(Path::new(p)));
-    config.pid_file = pid_file.as_deref().map(|p| p.display().to_string());
-    config.log_file = log_path.as_deref().map(|p| p.display().to_string());
+    // Absolute already: taken from where the program started, before a detach moves to `/`.
+    let pid_file = config.pid_file.as_deref().map(PathBuf::from);
+    let log_path = config.log_file.as_deref().map(PathBuf::from);
     let detach = match run.command {
         Some(Control::Start) => true,
         Some(command) => {
             let wait = config.graceful_timeout + std::time::Duration::from_secs(10);
-            return control::run(command, pid_file.as_deref(), &program, wait);
+            let user = match config.user.as_deref().map(privileges::uid_of).transpose() {
+                Ok(u) => u,
+                Err(e) => {
+                    eprintln!("{program}: error: {e}");
+                    return 2;
+                }
+            };
+            let caller = control::Caller { name: &program, package: package.name, user };
+            return control::run(command, pid_file.as_deref(), &caller, wait);
         }
         None => config.detaches(),
     };
+    // The daemon keeps none of the descriptors its starter left open (a pipe to a shell would
+    // never see its end): only 0, 1 and 2 stay. Before anything below opens what it keeps (the
+    // user database's connections among them).
+    crate::sys::close_from(3);
     let identity = match privileges::resolve(config.user.as_deref(), config.group.as_deref()) {
         Ok(id) => id,
         Err(e) => {
@@ -230,7 +241,7 @@ where
                  start them in an #[daemon::on_child] hook"
             ));
         }
-        Ok((Housework { readiness, pid_file: pid_lock, log_file }, listeners))
+        Ok((Housework { readiness, pid_file: pid_lock, log_file, package }, listeners))
     });
     let (housework, listeners) = match started {
         Ok(parts) => parts,
@@ -241,14 +252,11 @@ where
     let _entered = span.enter();
     match Manager::new(config, layers, hooks, listeners, housework) {
         Ok(manager) => manager.run(),
-        Err((e, mut housework)) => {
+        Err(failed) => {
+            let (e, mut housework) = *failed;
             error!("{e}");
             housework.readiness.failed(&e.to_string());
             1
         }
     }
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }

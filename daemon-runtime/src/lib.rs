@@ -64,6 +64,8 @@ pub mod __bench {
 }
 
 pub use child::Child;
+pub use tokio;
+pub use tracing;
 pub use connection::Connection;
 pub use daemon_config as config;
 pub use foreign::foreign_child;

@@ -5,9 +5,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::UnixListener;
 
-use daemon_config::{setting, Config, Key, Reload};
+use daemon_config::{setting, Config};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -19,9 +18,9 @@ use tracing::{debug, error, info, warn};
 
 use crate::hooks::Hooks;
 use crate::listener::Listener;
-use crate::policy::{self, Limits, Phase, WorkerView};
+use crate::policy::{self, Limits, Phase, StartFailure, StartWatch, WorkerView};
 use crate::scoreboard::{Scoreboard, State, SLOTS};
-use crate::control;
+use crate::control::{Channel, Request};
 use crate::detach::Readiness;
 use crate::logfile::LogFile;
 use crate::notify;
@@ -67,7 +66,8 @@ enum StopKind {
 struct Own {
     signals: SignalFd,
     wake_read: OwnedFd,
-    status: Option<UnixListener>,
+    /// The control channel, when there is a pid file to find it by.
+    channel: Option<Channel>,
     housework: Housework,
 }
 
@@ -77,6 +77,8 @@ pub(crate) struct Housework {
     pub readiness: Readiness,
     pub pid_file: Option<PidFile>,
     pub log_file: Option<LogFile>,
+    /// The program's package name and version, which the control channel's answers carry.
+    pub package: crate::entry::Package,
 }
 
 pub(crate) struct Manager {
@@ -98,6 +100,11 @@ pub(crate) struct Manager {
     failed_starts: u32,
     fork_not_before_ms: u64,
     waiting_for_pool: bool,
+    /// While the daemon starts: how its first workers are doing, and the last one's reason for
+    /// dying before it was ready.
+    starting: Option<(StartWatch, Option<String>)>,
+    /// The status the manager exits with once every worker is gone.
+    exit_code: i32,
     pid: Pid,
     /// Processes the program handed over with `daemon::foreign_child`.
     foreign: BTreeMap<Pid, Option<u64>>,
@@ -126,7 +133,7 @@ impl Manager {
         hooks: Hooks,
         listeners: Vec<Listener>,
         housework: Housework,
-    ) -> Result<Manager, (StartError, Housework)> {
+    ) -> Result<Manager, Box<(StartError, Housework)>> {
         let setup = || -> Result<_, StartError> {
             let board =
                 Scoreboard::new().map_err(|e| StartError(format!("cannot map the scoreboard: {e}")))?;
@@ -138,22 +145,26 @@ impl Manager {
         };
         let (board, signals, wake_read, wake_write) = match setup() {
             Ok(parts) => parts,
-            Err(e) => return Err((e, housework)),
+            Err(e) => return Err(Box::new((e, housework))),
         };
         let pid = nix::unistd::getpid();
-        // Without a pid file nothing can find the status channel; with one, a failure to open it
-        // costs `status`, not the daemon.
-        let status = housework.pid_file.as_ref().and_then(|_| match control::status_listener(pid.as_raw()) {
-            Ok(l) => Some(l),
+        // Without a pid file nothing can find the control channel; with one, the daemon has its
+        // channel or does not start.
+        let channel = match housework.pid_file.as_ref().map(|_| Channel::open(pid.as_raw() as u32)).transpose() {
+            Ok(c) => c,
             Err(e) => {
-                warn!(error = %e, "cannot open the status channel; `status` will not answer");
-                None
+                let why = StartError(format!("cannot open the control channel (for stop, reload and status): {e}"));
+                return Err(Box::new((why, housework)));
             }
-        });
+        };
+        if let Some(c) = &channel {
+            debug!(name = c.name(), "control channel open");
+        }
         let watchdog = notify::watchdog_interval().map(|d| {
             let every = d.as_millis() as u64;
             (every, monotonic_ms() + every)
         });
+        let start_timeout_ms = config.start_timeout.as_millis() as u64;
         let limits = Limits {
             workers: config.workers,
             min_spare: config.min_spare,
@@ -168,7 +179,7 @@ impl Manager {
             board,
             listeners,
             hooks,
-            own: Some(Own { signals, wake_read, status, housework }),
+            own: Some(Own { signals, wake_read, channel, housework }),
             wake_write,
             records: BTreeMap::new(),
             by_pid: HashMap::new(),
@@ -178,6 +189,15 @@ impl Manager {
             failed_starts: 0,
             fork_not_before_ms: 0,
             waiting_for_pool: true,
+            starting: Some((
+                StartWatch {
+                    deadline_ms: monotonic_ms().saturating_add(start_timeout_ms),
+                    died_before_ready: 0,
+                    any_ready: false,
+                },
+                None,
+            )),
+            exit_code: 0,
             pid,
             foreign: BTreeMap::new(),
             watchdog,
@@ -200,10 +220,11 @@ impl Manager {
         loop {
             self.adopt_foreign();
             self.reap();
+            let now = monotonic_ms();
+            self.judge_start(now);
             if self.stop.is_some() && self.records.is_empty() && self.foreign.is_empty() {
                 break;
             }
-            let now = monotonic_ms();
             let recheck = if self.stop.is_none() { self.manage(now) } else { None };
             self.enforce_deadlines(now);
             self.feed_watchdog(now);
@@ -216,7 +237,45 @@ impl Manager {
                 p.remove();
             }
         }
-        0
+        self.exit_code
+    }
+
+    /// While the daemon starts: fails the start (exit 1, the reason told to whoever waits for
+    /// it) once the first workers cannot become ready.
+    fn judge_start(&mut self, now: u64) {
+        let Some((watch, last_reason)) = &self.starting else { return };
+        if self.stop.is_some() {
+            return;
+        }
+        let why = match policy::start_verdict(watch, self.limits.workers, now) {
+            None => return,
+            Some(StartFailure::EveryWorkerDied) => format!(
+                "no worker could start: {} died before they were ready; the last {}",
+                watch.died_before_ready,
+                last_reason.as_deref().unwrap_or("gave no reason")
+            ),
+            Some(StartFailure::TimedOut) => {
+                let ready = self
+                    .views()
+                    .iter()
+                    .filter(|w| matches!(w.phase, Phase::Idle | Phase::Busy))
+                    .count();
+                format!(
+                    "the workers were not ready within start_timeout ({}): {ready} of {} accept; \
+                     check the on_child hooks, or raise start_timeout",
+                    daemon_config::format_duration(self.config.start_timeout),
+                    self.limits.workers
+                )
+            }
+        };
+        self.starting = None;
+        error!("start failed: {why}");
+        if let Some(own) = self.own.as_mut() {
+            own.housework.readiness.failed(&why);
+        }
+        notify::status(&format!("start failed: {why}"));
+        self.exit_code = 1;
+        self.begin_stop(StopKind::Fast, "the start failed");
     }
 
     /// Takes over the processes the program registered with `daemon::foreign_child`.
@@ -262,6 +321,8 @@ impl Manager {
             .collect();
         serde_json::json!({
             "pid": self.pid.as_raw(),
+            "package": self.package().name,
+            "version": self.package().version,
             "mode": "prefork",
             "generation": self.generation,
             "scoreboard": self.letters(),
@@ -300,6 +361,9 @@ impl Manager {
         let views = self.views();
         if self.waiting_for_pool {
             let ready = views.iter().filter(|w| matches!(w.phase, Phase::Idle | Phase::Busy)).count();
+            if let Some((watch, _)) = self.starting.as_mut() {
+                watch.any_ready |= ready > 0;
+            }
             if ready >= self.limits.workers as usize {
                 self.waiting_for_pool = false;
                 self.board.announce_ready(false);
@@ -313,6 +377,7 @@ impl Manager {
                 if let Some(own) = self.own.as_mut() {
                     own.housework.readiness.ready();
                 }
+                self.starting = None;
                 notify::ready(&format!("{ready} workers accepting on {}", addrs.join(",")));
             }
         }
@@ -357,7 +422,9 @@ impl Manager {
             .map(|s| s.kill_at_ms);
         let foreign = self.foreign.values().flatten().copied();
         let watchdog = self.watchdog.map(|(_, due)| due);
-        recheck.into_iter().chain(kills).chain(foreign).chain(watchdog).min()
+        let start = self.starting.as_ref().map(|(w, _)| w.deadline_ms);
+        let control = self.own.as_ref().and_then(|o| o.channel.as_ref()).and_then(Channel::deadline);
+        recheck.into_iter().chain(kills).chain(foreign).chain(watchdog).chain(start).chain(control).min()
     }
 
     /// Sleeps until a signal, a wake-up from a worker, or the deadline.
@@ -375,8 +442,11 @@ impl Manager {
             PollFd::new(own.signals.as_fd(), PollFlags::POLLIN),
             PollFd::new(own.wake_read.as_fd(), PollFlags::POLLIN),
         ];
-        if let Some(status) = own.status.as_ref() {
-            fds.push(PollFd::new(status.as_fd(), PollFlags::POLLIN));
+        if let Some(channel) = own.channel.as_ref() {
+            for (fd, writing) in channel.poll_fds() {
+                let flags = if writing { PollFlags::POLLOUT } else { PollFlags::POLLIN };
+                fds.push(PollFd::new(fd, flags));
+            }
         }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
@@ -385,13 +455,12 @@ impl Manager {
                 return;
             }
         }
-        let asked = fds.get(2).and_then(|f| f.revents()).is_some_and(|r| r.contains(PollFlags::POLLIN));
+        let asked = fds[2..].iter().any(|f| f.revents().is_some_and(|r| !r.is_empty()));
         drop(fds);
-        if asked {
-            if let Some(status) = own.status.as_ref() {
-                control::answer(status, || self.snapshot());
-            }
+        if asked || self.own.as_ref().and_then(|o| o.channel.as_ref()).and_then(Channel::deadline).is_some() {
+            self.serve_control();
         }
+        let Some(own) = self.own.as_ref() else { return };
         let mut buf = [0u8; 256];
         while matches!(nix::unistd::read(&own.wake_read, &mut buf), Ok(n) if n > 0) {}
         let received = signals::drain(&own.signals);
@@ -400,11 +469,51 @@ impl Manager {
         }
     }
 
+    /// Serves the control channel's clients; their requests act as the signals would.
+    fn serve_control(&mut self) {
+        let Some(mut channel) = self.own.as_mut().and_then(|o| o.channel.take()) else { return };
+        channel.serve(monotonic_ms(), |request| self.on_request(request));
+        if let Some(own) = self.own.as_mut() {
+            own.channel = Some(channel);
+        }
+    }
+
+    /// A request from a control command, over the verified channel. Every answer names this
+    /// manager (pid and package), which the client checks.
+    fn on_request(&mut self, request: Request) -> serde_json::Value {
+        let package = self.package();
+        let mut answer = match request {
+            Request::Status => return self.snapshot(),
+            Request::Stop { graceful } => {
+                let kind = if graceful { StopKind::Graceful } else { StopKind::Fast };
+                self.begin_stop(kind, "asked by the control channel");
+                serde_json::json!({ "stopping": true })
+            }
+            Request::Reload => {
+                self.reopen_logs();
+                match self.reload() {
+                    Ok(()) => serde_json::json!({ "applied": true }),
+                    Err(problems) => serde_json::json!({ "applied": false, "problems": problems }),
+                }
+            }
+        };
+        answer["pid"] = self.pid.as_raw().into();
+        answer["package"] = package.name.into();
+        answer
+    }
+
+    fn package(&self) -> crate::entry::Package {
+        match self.own.as_ref() {
+            Some(own) => own.housework.package,
+            None => crate::entry::Package { name: "", version: "" },
+        }
+    }
+
     fn on_signal(&mut self, sig: Signal) {
         match sig {
             Signal::SIGCHLD => {}
-            Signal::SIGTERM | Signal::SIGINT => self.begin_stop(StopKind::Fast, sig),
-            Signal::SIGQUIT => self.begin_stop(StopKind::Graceful, sig),
+            Signal::SIGTERM | Signal::SIGINT => self.begin_stop(StopKind::Fast, sig.as_str()),
+            Signal::SIGQUIT => self.begin_stop(StopKind::Graceful, sig.as_str()),
             Signal::SIGTTIN => {
                 if self.stop.is_some() {
                     return;
@@ -419,7 +528,7 @@ impl Manager {
             Signal::SIGTTOU => self.shrink_by_one(),
             Signal::SIGHUP => {
                 self.reopen_logs();
-                self.reload();
+                let _ = self.reload();
             }
             Signal::SIGUSR1 => self.reopen_logs(),
             other => warn!(signal = %other, "this version of the manager does not act on this signal; ignored"),
@@ -470,9 +579,9 @@ impl Manager {
 
     /// HUP: read the config file again; if it is good, apply it and start a new generation of
     /// workers, which replaces the old one as it finishes its work. A bad file changes nothing.
-    fn reload(&mut self) {
+    fn reload(&mut self) -> Result<(), Vec<String>> {
         if self.stop.is_some() {
-            return;
+            return Err(vec!["the daemon is stopping".to_string()]);
         }
         notify::reloading();
         let new = match self.layers.resolve() {
@@ -483,21 +592,20 @@ impl Manager {
                 }
                 error!(problems = problems.len(), "HUP: the new configuration is refused; the running one stays");
                 notify::ready("reload refused; running configuration kept");
-                return;
+                return Err(problems);
             }
         };
-        for key in [Key::Listen, Key::Detach, Key::Foreground] {
-            if new.value(key) != self.config.value(key) && setting(key).reload == Reload::NeedsRestart {
-                warn!(
-                    key = setting(key).name,
-                    running = %self.config.value(key),
-                    "HUP: this setting changed but a reload cannot apply it; restart to change it"
-                );
-            }
-        }
+        // Settings that need a restart keep their running value, in the manager and in every
+        // worker of the new generation alike.
         let mut new = new;
-        new.listen = std::mem::take(&mut self.config.listen);
-        (new.detach, new.foreground) = (self.config.detach, self.config.foreground);
+        for (key, wanted) in new.keep_restart_settings(&self.config) {
+            warn!(
+                key = %setting(key).name,
+                running = %self.config.value(key),
+                wanted = %wanted,
+                "HUP: this setting changed, but only a restart can apply it; the running value stays"
+            );
+        }
         self.config = new;
         self.limits = Limits {
             workers: self.config.workers,
@@ -507,6 +615,7 @@ impl Manager {
         };
         self.board.set_thresholds(self.limits.min_spare, self.limits.max_spare);
         self.new_generation();
+        Ok(())
     }
 
     /// A new generation of workers replaces the old one, which finishes its work first.
@@ -531,7 +640,7 @@ impl Manager {
         }
     }
 
-    fn begin_stop(&mut self, kind: StopKind, sig: Signal) {
+    fn begin_stop(&mut self, kind: StopKind, why: &str) {
         match (self.stop, kind) {
             (Some(StopKind::Fast), _) | (Some(StopKind::Graceful), StopKind::Graceful) => return,
             _ => {}
@@ -540,7 +649,7 @@ impl Manager {
             StopKind::Graceful => (Signal::SIGQUIT, "graceful stop: workers finish their work"),
             StopKind::Fast => (Signal::SIGTERM, "fast stop: workers end now"),
         };
-        info!(signal = %sig, workers = self.records.len(), "{how}");
+        info!(why, workers = self.records.len(), "{how}");
         if self.stop.is_none() {
             notify::stopping();
         }
@@ -620,7 +729,11 @@ impl Manager {
         drop(self.own.take());
         let wake = match self.wake_write.try_clone() {
             Ok(fd) => fd,
-            Err(_) => crate::sys::exit_now(1),
+            Err(e) => {
+                let why = format!("cannot set up the worker's wake pipe: {e}");
+                self.board.give_up(slot, &why);
+                crate::sys::exit_now(1)
+            }
         };
         worker::run(worker::Setup {
             slot: self.board.worker_slot(slot, self.config.clients, wake),
@@ -660,6 +773,7 @@ impl Manager {
             return;
         };
         let view = self.board.view(slot);
+        let note = self.board.note(slot);
         let rec = self.records.remove(&slot);
         self.board.clear(slot);
         let expected = rec.as_ref().is_some_and(|r| r.stopping.is_some()) || view.state == State::Exiting;
@@ -684,6 +798,7 @@ impl Manager {
                 pid = pid.as_raw(),
                 requests = view.requests,
                 status = %how,
+                reason = note.as_deref().unwrap_or("none given"),
                 scoreboard = %self.letters(),
                 "worker died; replacing it"
             );
@@ -693,12 +808,21 @@ impl Manager {
             self.failed_starts += 1;
             let delay = (BACKOFF_FIRST_MS << (self.failed_starts - 1).min(16)).min(BACKOFF_MAX_MS);
             self.fork_not_before_ms = monotonic_ms() + delay;
+            let reason = note.clone().unwrap_or_else(|| how.clone());
             error!(
                 slot,
                 failures = self.failed_starts,
                 delay_ms = delay,
+                reason = %reason,
                 "worker died before it was ready (check the on_child hooks); backing off"
             );
+            if let Some((watch, last)) = self.starting.as_mut() {
+                watch.died_before_ready += 1;
+                *last = Some(match &note {
+                    Some(note) => format!("(slot {slot}, pid {pid}, {how}) said: {note}"),
+                    None => format!("(slot {slot}, pid {pid}) ended with {how}, without a word"),
+                });
+            }
         } else if !never_ready {
             self.failed_starts = 0;
         }

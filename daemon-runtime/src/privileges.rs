@@ -48,6 +48,12 @@ pub(crate) fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Identit
     Ok(id)
 }
 
+/// The uid of a user name (or number), for a control command that must know whom the daemon
+/// runs as.
+pub(crate) fn uid_of(name: &str) -> Result<u32, PrivilegeError> {
+    lookup_user(name).map(|u| u.uid.as_raw())
+}
+
 fn lookup_user(name: &str) -> Result<User, PrivilegeError> {
     let found = match name.parse::<u32>() {
         Ok(n) => User::from_uid(Uid::from_raw(n)),

@@ -91,6 +91,26 @@ pub(crate) struct Slot {
     requests: AtomicU64,
     started_ms: AtomicU64,
     heartbeat_ms: AtomicU64,
+    /// Why the worker gave up, if it did: a few words it writes before it exits, so the manager
+    /// can say why in its log and in the verdict of a failed start. `note_len` is written last.
+    note_len: AtomicU32,
+    note: [AtomicU8; NOTE],
+}
+
+/// The longest note a worker leaves; longer ones are cut at a character boundary.
+const NOTE: usize = 188;
+
+impl Slot {
+    fn leave_note(&self, why: &str) {
+        let mut end = why.len().min(NOTE);
+        while !why.is_char_boundary(end) {
+            end -= 1;
+        }
+        for (cell, byte) in self.note.iter().zip(why.as_bytes()[..end].iter()) {
+            cell.store(*byte, Ordering::Relaxed);
+        }
+        self.note_len.store(end as u32, Ordering::Release);
+    }
 }
 
 #[repr(C)]
@@ -154,7 +174,24 @@ impl Scoreboard {
         s.requests.store(0, Ordering::Relaxed);
         s.started_ms.store(now, Ordering::Relaxed);
         s.heartbeat_ms.store(now, Ordering::Relaxed);
+        s.note_len.store(0, Ordering::Relaxed);
         s.state.store(State::Forking as u8, Ordering::Release);
+    }
+
+    /// Leaves slot `i`'s note, for a child that gives up before it holds its worker's handle.
+    pub(crate) fn give_up(&self, i: usize, why: &str) {
+        self.slot(i).leave_note(why);
+    }
+
+    /// What the worker in slot `i` said when it gave up, if it said anything.
+    pub(crate) fn note(&self, i: usize) -> Option<String> {
+        let s = self.slot(i);
+        let len = (s.note_len.load(Ordering::Acquire) as usize).min(NOTE);
+        if len == 0 {
+            return None;
+        }
+        let bytes: Vec<u8> = s.note[..len].iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        Some(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     pub(crate) fn set_pid(&self, i: usize, pid: i32) {
@@ -226,6 +263,11 @@ impl WorkerSlot {
         let s = self.slot();
         s.state.store(state as u8, Ordering::Release);
         s.heartbeat_ms.store(coarse_ms(), Ordering::Relaxed);
+    }
+
+    /// Leaves a note saying why this worker gives up (read by the manager when it reaps it).
+    pub(crate) fn give_up(&self, why: &str) {
+        self.slot().leave_note(why);
     }
 
     /// The worker can accept: count it idle (unless connections already fill it).
@@ -378,8 +420,13 @@ mod tests {
         assert_eq!(sb.view(3).requests, 2);
         slot.exiting();
         assert_eq!(sb.view(3).state, State::Exiting);
+        assert_eq!(sb.note(3), None);
+        slot.give_up(&format!("{}é and more", "x".repeat(NOTE - 1)));
+        assert_eq!(sb.note(3), Some("x".repeat(NOTE - 1)), "cut at a character boundary");
         sb.clear(3);
         assert_eq!(sb.view(3).state, State::Empty);
+        sb.prepare(3, 8);
+        assert_eq!(sb.note(3), None, "a new worker starts with no note");
     }
 
     #[test]

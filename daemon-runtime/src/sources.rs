@@ -5,6 +5,8 @@
 //! source; only the place (`--workers 0`, `DAEMON_PREFORK=0`, `daemon.toml: prefork = 0`)
 //! differs.
 
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use daemon_config::{resolve, setting, suggest, Config, Given, Key, Kind, Model, Origin, Value, SETTINGS};
@@ -20,6 +22,9 @@ pub(crate) struct Layers {
     pub env: Given,
     pub cli: Given,
     pub model: Model,
+    /// The directory the program was started in: relative paths (from any source) are taken
+    /// from it, at start and on every reload, even after a detach has moved the process to `/`.
+    pub base: PathBuf,
 }
 
 impl Layers {
@@ -37,21 +42,56 @@ impl Layers {
                 given.set(key, value.clone(), origin.clone());
             }
         }
-        resolve(&given, self.model).map_err(|problems| problems.iter().map(|p| p.to_string()).collect())
+        let mut config =
+            resolve(&given, self.model).map_err(|problems| problems.iter().map(|p| p.to_string()).collect::<Vec<_>>())?;
+        for s in SETTINGS.iter().filter(|s| s.kind == Kind::Path) {
+            if let Some(Some(path)) = config.path_mut(s.key) {
+                *path = self.base.join(&*path).display().to_string();
+            }
+        }
+        Ok(config)
     }
 }
 
 /// Reads `DAEMON_<KEY>` variables. Returns the values, and warnings for `DAEMON_` variables that
 /// name no setting (a typo would otherwise be ignored in silence).
+///
+/// The environment is read as it is, bytes and all: anyone else's variables are not our business,
+/// whatever their encoding, but one of ours that is not UTF-8 is an error that names it.
 pub(crate) fn from_env(
-    vars: impl IntoIterator<Item = (String, String)>,
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Result<(Given, Vec<String>), Vec<String>> {
     let mut given = Given::new();
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     for (name, text) in vars {
-        let Some(rest) = name.strip_prefix("DAEMON_") else { continue };
-        if name == CONFIG_ENV || rest.is_empty() {
+        if !name.as_bytes().starts_with(b"DAEMON_") {
+            continue;
+        }
+        let Some(name) = name.to_str().map(str::to_string) else {
+            warnings.push(format!(
+                "ignoring the variable {}: its name is not valid UTF-8, so it names no setting",
+                name.to_string_lossy()
+            ));
+            continue;
+        };
+        let rest = &name["DAEMON_".len()..];
+        if rest.is_empty() {
+            continue;
+        }
+        let is_ours = name == CONFIG_ENV || SETTINGS.iter().any(|s| s.env == name);
+        let text = match text.to_str() {
+            Some(t) => t.to_string(),
+            None if is_ours => {
+                errors.push(format!(
+                    "{name}={}: not valid UTF-8; set it to a UTF-8 value or unset it",
+                    text.to_string_lossy()
+                ));
+                continue;
+            }
+            None => text.to_string_lossy().into_owned(),
+        };
+        if name == CONFIG_ENV {
             continue;
         }
         let Some(s) = SETTINGS.iter().find(|s| s.env == name) else {
@@ -139,6 +179,7 @@ fn toml_value(key: Key, item: &toml::Value) -> Result<Value, String> {
             Ok(n) => Ok(Value::Duration(std::time::Duration::from_secs(n))),
             Err(_) => Err(format!("{n} is negative: {}", s.rule())),
         },
+        (Kind::Duration { .. }, toml::Value::Float(f)) => daemon_config::parse_duration(&f.to_string()).map(Value::Duration),
         _ => Err(wrong()),
     }
 }
@@ -172,7 +213,28 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Result<(Given, Vec<String>), Vec<String>> {
-        from_env(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        from_env(pairs.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))))
+    }
+
+    #[test]
+    fn only_our_variables_must_be_utf8() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = || OsString::from_vec(vec![b'x', 0xff]);
+        let vars = vec![
+            (OsString::from("FOO"), bad()),
+            (OsString::from_vec(b"\xffBAR".to_vec()), OsString::from("1")),
+            (OsString::from("DAEMON_REQUESTS"), OsString::from("5")),
+        ];
+        let (g, warnings) = from_env(vars).unwrap();
+        assert_eq!(g.get(Key::Requests).map(|v| &v.0), Some(&Value::Count(5)));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        for name in ["DAEMON_PREFORK", "DAEMON_CONFIG"] {
+            let errors = from_env(vec![(OsString::from(name), bad())]).unwrap_err();
+            assert_eq!(errors, [format!("{name}=x\u{fffd}: not valid UTF-8; set it to a UTF-8 value or unset it")]);
+        }
+        // Somebody else's DAEMON_ variable (an init script's DAEMON_OPTS): named, not judged.
+        let (_, warnings) = from_env(vec![(OsString::from("DAEMON_OPTS"), bad())]).unwrap();
+        assert_eq!(warnings, ["ignoring DAEMON_OPTS: no setting has this name"]);
     }
 
     #[test]
@@ -219,7 +281,7 @@ mod tests {
         let (env, _) = env(&[("DAEMON_MIN_SPARE", "3"), ("DAEMON_REQUESTS", "8")]).unwrap();
         let mut cli = Given::new();
         cli.set(Key::Requests, Value::Count(9), Origin::CommandLine);
-        let layers = Layers { attributes, file: Some(path.clone()), env, cli, model: Model::Async };
+        let layers = Layers { attributes, file: Some(path.clone()), env, cli, model: Model::Async, base: dir.clone() };
         let c = layers.resolve().unwrap();
         assert_eq!((c.workers, c.min_spare, c.requests, c.clients), (3, 3, 9, 5));
         assert_eq!(c.origin(Key::Prefork), Origin::File(path.display().to_string()));
@@ -227,6 +289,13 @@ mod tests {
         assert_eq!(c.origin(Key::Requests), Origin::CommandLine);
         assert_eq!(c.origin(Key::Clients), Origin::Attribute);
         assert_eq!(c.origin(Key::MaxSpare), Origin::Default);
+        assert_eq!(c.log_file, None);
+        let mut with_paths = layers.clone();
+        with_paths.cli.set(Key::LogFile, Value::Text("rel/d.log".into()), Origin::CommandLine);
+        with_paths.cli.set(Key::PidFile, Value::Text("/run/d.pid".into()), Origin::CommandLine);
+        let c2 = with_paths.resolve().unwrap();
+        assert_eq!(c2.log_file, Some(dir.join("rel/d.log").display().to_string()), "relative to the start directory");
+        assert_eq!(c2.pid_file.as_deref(), Some("/run/d.pid"));
         let printed = print_config(&c);
         assert!(printed.contains("requests = 9") && printed.contains("# command line"), "{printed}");
         std::fs::remove_dir_all(&dir).unwrap();

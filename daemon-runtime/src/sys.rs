@@ -153,3 +153,52 @@ pub(crate) fn try_lock_exclusive(file: &std::fs::File) -> std::io::Result<bool> 
         Err(err)
     }
 }
+
+/// Closes every descriptor from `first` up: what the starting process left open without
+/// close-on-exec would otherwise stay open in the manager, every worker and every foreign child
+/// (daemon(7)), holding a pipe or a terminal open for good.
+///
+/// Call it before this process opens anything it keeps: it closes whatever it finds.
+pub(crate) fn close_from(first: u32) {
+    // SAFETY: close_range(2) takes no memory. Nothing of this process's own is open at or above
+    // `first` when it is called (the entry point calls it before opening anything it keeps), so
+    // no Rust object is left owning a closed descriptor.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
+    if rc == 0 {
+        return;
+    }
+    // Kernels before 5.9: every open descriptor, from /proc.
+    let open: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|fd| u32::try_from(*fd).is_ok_and(|fd| fd >= first))
+            .collect(),
+        Err(_) => return,
+    };
+    for fd in open {
+        // SAFETY: as above; the directory's own descriptor is among them but closed already, so
+        // closing it again only fails with EBADF.
+        unsafe {
+            libc::close(fd);
+        }
+    }
+}
+
+/// Fills `buf` from the kernel's random source (getrandom(2)).
+pub(crate) fn random_bytes(buf: &mut [u8]) -> std::io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: the pointer and length describe `rest`, a live, writable slice.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        filled += n as usize;
+    }
+    Ok(())
+}

@@ -45,7 +45,10 @@ pub(crate) fn run(setup: Setup<'_>) -> ! {
     slot.set_state(State::Forked);
     let quit = match signals::worker_signalfd() {
         Ok(fd) => fd,
-        Err(_) => exit_now(1),
+        Err(e) => {
+            slot.give_up(&format!("cannot set up the worker's signals: {e}"));
+            exit_now(1)
+        }
     };
     // The manager's death asks us to stop gracefully. Set it, then check that the manager did not
     // die before it was set.
@@ -64,9 +67,14 @@ pub(crate) fn run(setup: Setup<'_>) -> ! {
         manager_pid: setup.manager_pid.as_raw() as u32,
     };
     for hook in &setup.hooks.on_child {
-        if catch_unwind(|| (hook.run)(&child)).is_err() {
-            error!(hook = %format!("{}::{}", hook.module, hook.name), "on_child hook panicked; this worker cannot serve");
-            exit_now(1);
+        if let Err(panic) = catch_unwind(|| (hook.run)(&child)) {
+            let why = format!(
+                "the on_child hook {}::{} panicked: {}",
+                hook.module,
+                hook.name,
+                panic_message(panic.as_ref())
+            );
+            exit_now(give_up(&slot, why));
         }
     }
     let quota = quota(setup.config.requests, pid);
@@ -90,6 +98,23 @@ pub(crate) fn run(setup: Setup<'_>) -> ! {
     }
     debug!(code, "worker exits");
     exit_now(code)
+}
+
+/// Logs why this worker cannot go on and leaves it on the scoreboard for the manager. Returns
+/// the exit status.
+fn give_up(slot: &WorkerSlot, why: String) -> i32 {
+    error!("{why}");
+    slot.give_up(&why);
+    1
+}
+
+/// The text a panic carried, if it was a string.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(a panic without a message)")
 }
 
 /// Connections this worker serves before it is recycled: `requests`, less up to a fifth at
@@ -272,10 +297,7 @@ impl Serving<'_> {
     fn blocking(&self, handler: fn(TcpStream) -> io::Result<()>) -> i32 {
         let acceptor = match Acceptor::new(self.listeners, &self.quit, None, self.log_file.clone()) {
             Ok(a) => a,
-            Err(e) => {
-                error!(error = %e, "cannot wait on the listeners");
-                return 1;
-            }
+            Err(e) => return give_up(&self.slot, format!("cannot wait on the listeners: {e}")),
         };
         self.slot.ready();
         let mut served = 0u64;
@@ -325,17 +347,11 @@ impl Serving<'_> {
     fn asynchronous(&self, handler: fn(Connection) -> BoxFuture) -> i32 {
         let room = match EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK) {
             Ok(fd) => Arc::new(fd),
-            Err(e) => {
-                error!(error = %e, "cannot create the room eventfd");
-                return 1;
-            }
+            Err(e) => return give_up(&self.slot, format!("cannot create the worker's eventfd: {e}")),
         };
         let acceptor = match Acceptor::new(self.listeners, &self.quit, Some(&room), self.log_file.clone()) {
             Ok(a) => a,
-            Err(e) => {
-                error!(error = %e, "cannot wait on the listeners");
-                return 1;
-            }
+            Err(e) => return give_up(&self.slot, format!("cannot wait on the listeners: {e}")),
         };
         // Handlers may hold `!Send` state (an `Rc`, a `RefCell`), so they run as local tasks, on a
         // local runtime: a `LocalSet` on a current-thread runtime would schedule each task twice
@@ -345,10 +361,7 @@ impl Serving<'_> {
             .build_local(tokio::runtime::LocalOptions::default())
         {
             Ok(rt) => rt,
-            Err(e) => {
-                error!(error = %e, "cannot build the worker's tokio runtime");
-                return 1;
-            }
+            Err(e) => return give_up(&self.slot, format!("cannot build the worker's tokio runtime: {e}")),
         };
         let stop = Stop::new();
         let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel::<TcpStream>();
@@ -369,9 +382,8 @@ impl Serving<'_> {
                     drop(conn_tx);
                 });
             if let Err(e) = accepting {
-                error!(error = %e, "cannot start the acceptor thread");
                 self.slot.exiting();
-                return 1;
+                return give_up(&self.slot, format!("cannot start the acceptor thread: {e}"));
             }
             runtime.block_on(async {
                 let drained = Rc::new(tokio::sync::Notify::new());

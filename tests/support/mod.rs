@@ -18,6 +18,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod detached;
+
+#[allow(unused_imports)]
+pub use detached::*;
 pub use nix::sys::signal::Signal;
 use nix::sys::signal::{kill, killpg};
 use nix::unistd::Pid;
@@ -162,8 +166,12 @@ impl Daemon {
     /// Starts `example` with these arguments and these environment variables (on top of a
     /// cleaned environment). It does not wait for anything.
     pub fn start_with_env(example_name: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let path = example(example_name);
-        let mut command = Command::new(&path);
+        Daemon::start_program(&example(example_name), example_name, args, env)
+    }
+
+    /// Starts the program at `path` (`name` in messages) as [`Daemon::start_with_env`] does.
+    pub fn start_program(path: &Path, example_name: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut command = Command::new(path);
         command
             .args(args)
             .stdin(Stdio::null())
@@ -222,9 +230,14 @@ impl Daemon {
     /// Starts `example` listening on a port the OS picks, with `args`, and waits until the
     /// manager says which port it is.
     pub fn serve(example_name: &str, args: &[&str]) -> Daemon {
+        Daemon::serve_program(&example(example_name), example_name, args)
+    }
+
+    /// [`Daemon::serve`] for the program at `path`.
+    pub fn serve_program(path: &Path, name: &str, args: &[&str]) -> Daemon {
         let mut all = vec!["--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
-        let mut daemon = Daemon::start(example_name, &all);
+        let mut daemon = Daemon::start_program(path, name, &all, &[]);
         let line = daemon.wait_for_line("listening addr=", SOON);
         let addr = line
             .split("listening addr=")

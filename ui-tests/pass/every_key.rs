@@ -11,6 +11,7 @@
     detach = false,
     foreground,
     graceful_timeout = "1500ms",
+    start_timeout = 2m,
 )]
 fn main() {
     stop_before_forking();

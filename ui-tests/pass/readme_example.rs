@@ -1,4 +1,6 @@
-//! The README's signature example.
+//! The README's signature example (tests/readme.rs builds README's own text in a fresh crate).
+
+use daemon::prelude::*;
 
 #[daemon::main(prefork = 4, max_spare = 3, detach)]
 fn main() {
@@ -9,12 +11,11 @@ fn main() {
 #[daemon::on_child]
 fn init(child: &daemon::Child) {
     // Runs in every new worker, after fork, before it accepts.
-    let _ = child.slot();
+    info!(slot = child.slot(), "worker up");
 }
 
 #[daemon::on_accept]
 async fn serve(mut conn: daemon::Connection) -> std::io::Result<()> {
-    use tokio::io::AsyncWriteExt;
     conn.write_all(b"hello\n").await
 }
 

@@ -3,22 +3,29 @@
 //! ```text
 //! fn init(child: &daemon::Child) { ... }
 //! const _: () = {
-//!     fn __daemon_hook(child: &::daemon::__private::Child) {
-//!         ::daemon::__private::call_child_hook(init, child)
-//!     }
+//!     const __daemon_on_child_init: fn(&::daemon::__private::Child) =
+//!         |child| ::daemon::__private::call_child_hook(init, child);
 //!     ::daemon::__private::inventory::submit! {
-//!         ::daemon::__private::OnChild::new("init", ::core::module_path!(), __daemon_hook)
+//!         ::daemon::__private::OnChild::new("init", ::core::module_path!(), __daemon_on_child_init)
 //!     }
 //! };
 //! ```
 //!
-//! The wrapper has the runtime's fixed `fn` pointer type; the `call_*` function in it takes the
+//! The closure has the runtime's fixed `fn` pointer type; the `call_*` function in it takes the
 //! user's function through a trait bound (`ChildHook`, `AsyncAcceptHandler`,
 //! `SyncAcceptHandler`) whose `on_unimplemented` message names the signature to write. That
 //! call carries the span of the user's function name, so a wrong parameter or return type is
 //! reported there, not at the attribute.
+//!
+//! Hygiene: nothing generated can capture, shadow or collide with the user's names. Every path is
+//! absolute (`::daemon::...`, `::core::...`). The closure's parameter has a mixed-site span, so
+//! the user's function keeps its meaning even when it is called `child`, `conn` or `stream`. The
+//! only item introduced, the constant, lives in an anonymous `const _` block and is named after
+//! the user's function with a prefix (items are not hygienic, so the name must differ from every
+//! name the block uses: it is longer than the user's, and it is named before inventory's own
+//! block, whose items it cannot meet).
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Ident, Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::ItemFn;
@@ -32,54 +39,43 @@ pub fn expand(paths: &Paths, hook: Hook, shape: Shape, f: &ItemFn) -> TokenStrea
     let name_text = name.unraw().to_string();
     let at = Span::call_site().located_at(name.span());
     let (submit, module_path) = (paths.submit(), paths.module_path());
-    let registration = match shape {
+    // Hygienic: invisible to the user's tokens, so it shadows none of their names.
+    let arg = |text: &str| Ident::new(text, Span::mixed_site().located_at(name.span()));
+    let (kind, pointer, register, closure) = match shape {
         Shape::Hook => {
             let (child, call) = (paths.child(), paths.call_child_hook());
-            let register = match hook {
-                Hook::Shutdown => paths.on_shutdown(),
-                _ => paths.on_child(),
+            let (kind, register) = match hook {
+                Hook::Shutdown => ("on_shutdown", paths.on_shutdown()),
+                _ => ("on_child", paths.on_child()),
             };
-            let invoke = quote_spanned!(at=> #call(#name, child));
-            quote! {
-                fn __daemon_hook(child: &#child) {
-                    #invoke
-                }
-                #submit {
-                    #register::new(#name_text, #module_path, __daemon_hook)
-                }
-            }
+            let child_arg = arg("child");
+            let invoke = quote_spanned!(at=> #call(#name, #child_arg));
+            (kind, quote!(fn(&#child)), quote!(#register::new), quote!(|#child_arg| #invoke))
         }
         Shape::AsyncAccept => {
             let (connection, future) = (paths.connection(), paths.box_future());
             let (call, register) = (paths.call_async_accept(), paths.on_accept());
-            let invoke = quote_spanned!(at=> #call(#name, conn));
-            quote! {
-                fn __daemon_accept(conn: #connection) -> #future {
-                    #invoke
-                }
-                #submit {
-                    #register::asynchronous(#name_text, #module_path, __daemon_accept)
-                }
-            }
+            let conn = arg("conn");
+            let invoke = quote_spanned!(at=> #call(#name, #conn));
+            ("on_accept", quote!(fn(#connection) -> #future), quote!(#register::asynchronous), quote!(|#conn| #invoke))
         }
         Shape::SyncAccept => {
-            let (stream, result) = (paths.tcp_stream(), paths.io_result());
+            let (stream_type, result) = (paths.tcp_stream(), paths.io_result());
             let (call, register) = (paths.call_sync_accept(), paths.on_accept());
-            let invoke = quote_spanned!(at=> #call(#name, stream));
-            quote! {
-                fn __daemon_accept(stream: #stream) -> #result<()> {
-                    #invoke
-                }
-                #submit {
-                    #register::blocking(#name_text, #module_path, __daemon_accept)
-                }
-            }
+            let stream = arg("stream");
+            let invoke = quote_spanned!(at=> #call(#name, #stream));
+            ("on_accept", quote!(fn(#stream_type) -> #result<()>), quote!(#register::blocking), quote!(|#stream| #invoke))
         }
     };
+    let pointer_name = Ident::new(&format!("__daemon_{kind}_{name_text}"), Span::mixed_site());
     quote! {
         #f
         const _: () = {
-            #registration
+            #[allow(non_upper_case_globals)]
+            const #pointer_name: #pointer = #closure;
+            #submit {
+                #register(#name_text, #module_path, #pointer_name)
+            }
         };
     }
 }
@@ -98,11 +94,11 @@ mod tests {
         let want = quote! {
             fn init(child: &daemon::Child) {}
             const _: () = {
-                fn __daemon_hook(child: &::daemon::__private::Child) {
-                    ::daemon::__private::call_child_hook(init, child)
-                }
+                #[allow(non_upper_case_globals)]
+                const __daemon_on_child_init: fn(&::daemon::__private::Child) =
+                    |child| ::daemon::__private::call_child_hook(init, child);
                 ::daemon::__private::inventory::submit! {
-                    ::daemon::__private::OnChild::new("init", ::core::module_path!(), __daemon_hook)
+                    ::daemon::__private::OnChild::new("init", ::core::module_path!(), __daemon_on_child_init)
                 }
             };
         };
@@ -140,6 +136,6 @@ mod tests {
         );
         let got = expand(&Paths::new(None), Hook::Accept, Shape::SyncAccept, &f).to_string();
         assert!(got.contains("OnAccept :: blocking (\"serve\""), "{got}");
-        assert!(got.contains("call_sync_accept (serve , stream)"), "{got}");
+        assert!(got.contains("| stream | :: daemon :: __private :: call_sync_accept (serve , stream)"), "{got}");
     }
 }

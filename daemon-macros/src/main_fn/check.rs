@@ -120,22 +120,7 @@ fn unknown_key(cx: &mut Ctxt, arg: &Arg) {
 
 /// A key as it is written with a typical value, for messages that show the fix.
 fn example(s: &Setting) -> &'static str {
-    match s.key {
-        Key::Prefork => "prefork = 4",
-        Key::MinSpare => "min_spare = 1",
-        Key::MaxSpare => "max_spare = 3",
-        Key::MaxChildren => "max_children = 16",
-        Key::Requests => "requests = 10000",
-        Key::Clients => "clients = 1000",
-        Key::Listen => "listen = \"127.0.0.1:8080\"",
-        Key::Detach => "detach",
-        Key::Foreground => "foreground",
-        Key::GracefulTimeout => "graceful_timeout = \"30s\"",
-        Key::PidFile => "pid_file = \"/run/app.pid\"",
-        Key::LogFile => "log_file = \"/var/log/app.log\"",
-        Key::User => "user = \"www-data\"",
-        Key::Group => "group = \"www-data\"",
-    }
+    s.example
 }
 
 /// The value's literal, seeing through the invisible groups of `macro_rules!` expansions.
@@ -369,9 +354,8 @@ fn duration(s: &Setting, expr: &Expr) -> Result<Value, String> {
         Some(Lit::Int(int)) => {
             parse_duration(&format!("{}{}", int.base10_digits(), int.suffix())).map(Value::Duration)
         }
-        Some(Lit::Float(f)) => Err(format!(
-            "`{f}` is not a whole number: use a smaller unit, such as `\"1500ms\"` for 1.5 seconds"
-        )),
+        // The rule book names a fraction as one, with the same time in a smaller unit.
+        Some(Lit::Float(f)) => parse_duration(&format!("{}{}", f.base10_digits(), f.suffix())).map(Value::Duration),
         _ => Err(format!(
             "{}: write `{}`",
             wrong_type_head(s, expr),

@@ -1,19 +1,19 @@
-//! The control commands of every generated binary (`stop`, `reload`, `status`), and the status
-//! channel they read: an abstract Unix socket named after the manager's pid, answered by the
-//! manager from its poll loop, and only to its own user (or root), checked with SO_PEERCRED.
+//! The control commands of every generated binary (`stop`, `reload`, `status`). They find the
+//! daemon by its pid file and talk to its manager over the control channel (`channel`), once the
+//! channel has proved to be that manager's.
 
-use std::io::{Read, Write};
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+mod channel;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::unistd::Pid;
 use serde_json::{json, Value as Json};
 
 use crate::pidfile::{is_locked, read_pid};
+
+pub(crate) use channel::{Channel, Request};
+use channel::{Expect, Unverified};
 
 /// The commands, after the options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,34 +38,21 @@ pub(crate) mod lsb {
     pub const STOPPED_RELOAD: i32 = 7;
 }
 
-fn status_address(manager: i32) -> std::io::Result<SocketAddr> {
-    SocketAddr::from_abstract_name(format!("daemon-status/{manager}"))
-}
-
-/// The manager's end of the status channel.
-pub(crate) fn status_listener(manager: i32) -> std::io::Result<UnixListener> {
-    let listener = UnixListener::bind_addr(&status_address(manager)?)?;
-    listener.set_nonblocking(true)?;
-    Ok(listener)
-}
-
-/// Answers one waiting status request, if its peer may read it.
-pub(crate) fn answer(listener: &UnixListener, snapshot: impl FnOnce() -> Json) {
-    let Ok((mut stream, _)) = listener.accept() else { return };
-    let allowed = getsockopt(&stream, PeerCredentials)
-        .map(|c| c.uid() == 0 || c.uid() == nix::unistd::geteuid().as_raw())
-        .unwrap_or(false);
-    if !allowed {
-        let _ = stream.write_all(b"{\"error\":\"permission denied: only the daemon's user reads its status\"}\n");
-        return;
-    }
-    // A client that does not read is not worth waiting for.
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-    let _ = stream.write_all(format!("{}\n", snapshot()).as_bytes());
+/// Who runs the command: the program's name (for messages), its package (which the manager
+/// must name too), and the users the manager may run as.
+pub(crate) struct Caller<'a> {
+    pub name: &'a str,
+    pub package: &'a str,
+    /// The daemon's configured user, if any (root and the caller's own user are always allowed).
+    pub user: Option<u32>,
 }
 
 /// Runs a control command against the daemon whose pid file is `pid_file`. Returns the exit code.
-pub(crate) fn run(command: Control, pid_file: Option<&Path>, name: &str, wait: Duration) -> i32 {
+///
+/// The pid file only says where to look: no process it names is trusted, or signalled, until its
+/// control channel proves it is this program's manager (see `channel`).
+pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>, wait: Duration) -> i32 {
+    let name = caller.name;
     let Some(path) = pid_file else {
         eprintln!("{name}: error: this command finds the daemon by its pid file: give --pid-file PATH (or set pid_file)");
         return lsb::UNKNOWN;
@@ -96,19 +83,54 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, name: &str, wait: D
             };
         }
     };
+    let me = nix::unistd::geteuid().as_raw();
+    let mut uids = vec![0, me];
+    uids.extend(caller.user);
+    uids.sort_unstable();
+    uids.dedup();
+    let expect = Expect { pid: running.as_raw(), uids, package: caller.package };
+    let request = match command {
+        Control::Stop { graceful } => Request::Stop { graceful },
+        Control::Reload => Request::Reload,
+        Control::Status { .. } => Request::Status,
+        Control::Start => return lsb::FAILED,
+    };
+    let answer = match channel::ask(&expect, request) {
+        Ok(a) => a,
+        Err(Unverified(why)) => {
+            eprintln!(
+                "{name}: error: {} names pid {running}, which is not a verified manager of {}: {why}; nothing was signalled",
+                path.display(),
+                caller.package
+            );
+            return match command {
+                Control::Status { .. } => lsb::UNKNOWN,
+                _ => lsb::FAILED,
+            };
+        }
+    };
     match command {
         Control::Stop { graceful } => stop(name, path, running, graceful, wait),
-        Control::Reload => match kill(running, Signal::SIGHUP) {
-            Ok(()) => {
-                println!("{name}: asked the manager (pid {running}) to reload");
-                lsb::OK
+        Control::Reload => {
+            if answer.get("applied").and_then(Json::as_bool) == Some(true) {
+                println!("{name}: the manager (pid {running}) reloaded: a new generation of workers replaces the old one");
+                return lsb::OK;
             }
-            Err(e) => {
-                eprintln!("{name}: error: cannot signal the manager (pid {running}): {e}");
-                lsb::FAILED
+            let problems = answer.get("problems").and_then(Json::as_array).cloned().unwrap_or_default();
+            for p in &problems {
+                eprintln!("{name}: error: {}", p.as_str().unwrap_or_default());
             }
-        },
-        Control::Status { json } => status(name, running, json),
+            eprintln!("{name}: error: the manager (pid {running}) refused the new configuration and keeps running as before");
+            lsb::FAILED
+        }
+        Control::Status { json } => {
+            if json {
+                println!("{answer}");
+            } else {
+                print!("{}", render(name, &answer));
+            }
+            lsb::OK
+        }
         Control::Start => lsb::FAILED,
     }
 }
@@ -126,12 +148,8 @@ fn manager_pid(path: &Path) -> Result<Pid, i32> {
     }
 }
 
+/// Waits for the manager, which has been asked to stop, to be gone.
 fn stop(name: &str, path: &Path, pid: Pid, graceful: bool, wait: Duration) -> i32 {
-    let signal = if graceful { Signal::SIGQUIT } else { Signal::SIGTERM };
-    if let Err(e) = kill(pid, signal) {
-        eprintln!("{name}: error: cannot signal the manager (pid {pid}): {e}");
-        return lsb::FAILED;
-    }
     let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
         // The lock goes with the manager, whoever its parent is.
@@ -141,42 +159,9 @@ fn stop(name: &str, path: &Path, pid: Pid, graceful: bool, wait: Duration) -> i3
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    eprintln!("{name}: error: the manager (pid {pid}) is still running after {}s", wait.as_secs());
+    let how = if graceful { "a graceful stop" } else { "a stop" };
+    eprintln!("{name}: error: the manager (pid {pid}) is still running {}s after {how} was asked", wait.as_secs());
     lsb::FAILED
-}
-
-fn status(name: &str, manager: Pid, as_json: bool) -> i32 {
-    let reply = (|| -> std::io::Result<String> {
-        let mut stream = UnixStream::connect_addr(&status_address(manager.as_raw())?)?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text)?;
-        Ok(text)
-    })();
-    let text = match reply {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("{name}: error: the manager (pid {manager}) runs but its status channel does not answer: {e}");
-            return lsb::UNKNOWN;
-        }
-    };
-    let parsed: Json = match serde_json::from_str(text.trim()) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("{name}: error: unreadable status from the manager: {e}");
-            return lsb::UNKNOWN;
-        }
-    };
-    if let Some(err) = parsed.get("error").and_then(Json::as_str) {
-        eprintln!("{name}: error: {err}");
-        return lsb::UNKNOWN;
-    }
-    if as_json {
-        println!("{parsed}");
-    } else {
-        print!("{}", render(name, &parsed));
-    }
-    lsb::OK
 }
 
 /// The status as people read it: a line of state letters, then a table of workers.
