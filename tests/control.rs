@@ -202,7 +202,8 @@ fn the_manager_answers_nothing_but_requests_and_no_client_stalls_it() {
     // Clients that connect and say nothing, or half a request, or nonsense.
     let mut silent: Vec<std::os::unix::net::UnixStream> =
         (0..20).map(|_| std::os::unix::net::UnixStream::connect_addr(&addr).expect("connect")).collect();
-    silent[0].write_all(b"{\"command\":").expect("half a request");
+    // (It may have been pushed out by the later ones already: then the write fails, as it should.)
+    let _ = silent[0].write_all(b"{\"command\":");
     let mut nonsense = std::os::unix::net::UnixStream::connect_addr(&addr).expect("connect");
     nonsense.set_read_timeout(Some(SOON)).expect("timeout");
     nonsense.write_all(b"GET / HTTP/1.1\r\n\r\n\n").expect("nonsense");
