@@ -16,6 +16,7 @@
 //! | `GET /panic`     | nothing: the handler panics (the worker drops the connection, lives on) |
 //! | `GET /exit/CODE` | nothing: the worker exits with status CODE                        |
 //! | `GET /alloc/MB`  | allocates MB MiB, touches every page and keeps it                 |
+//! | `GET /long/MS`   | marks the request long (`conn.long()`), then sleeps MS milliseconds |
 //! | anything else    | 404                                                               |
 //!
 //! Connections are kept alive unless the client sends `Connection: close` (or the worker is
@@ -138,6 +139,11 @@ async fn serve(mut conn: daemon::Connection) -> std::io::Result<()> {
 
         let (method, path) = (request.method.as_str(), request.path.as_str());
         tracing::info!(method, path, "request");
+        // For the manager's log, should this request hang its worker or run past a deadline.
+        conn.describe_request(&format!("{method} {path}"));
+        if path.starts_with("/long/") {
+            conn.long();
+        }
         let (status, body) = route(method, path).await;
         let close = request.close || conn.is_stopping();
         conn.write_all(&response(status, &body, close)).await?;
@@ -162,6 +168,13 @@ async fn route(method: &str, path: &str) -> (u16, String) {
                 (200, format!("slept {ms}\n"))
             }
             Err(_) => (400, "usage: /sleep/MILLISECONDS\n".to_string()),
+        },
+        ("long", Some(ms)) => match ms.parse::<u64>() {
+            Ok(ms) => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                (200, format!("long {ms}\n"))
+            }
+            Err(_) => (400, "usage: /long/MILLISECONDS\n".to_string()),
         },
         ("spin", Some(ms)) => match ms.parse::<u64>() {
             Ok(ms) => {

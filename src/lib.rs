@@ -28,7 +28,7 @@
 
 pub use daemon_macros::{main, on_accept, on_child, on_shutdown};
 pub use daemon_runtime::config;
-pub use daemon_runtime::{foreign_child, Child, Connection};
+pub use daemon_runtime::{describe_request, foreign_child, heartbeat, long, Child, Connection};
 
 /// The tokio crate the workers run async handlers on, for a program that needs no other
 /// dependency: `daemon::tokio::time::sleep(...)`, `daemon::tokio::task::spawn_local(...)`.

@@ -1,6 +1,9 @@
-//! The control commands as a hostile local user meets them: a pid file that names a stranger's
-//! process, sockets that squat the control channel's names, and a user who is not the daemon's.
-//! No command may signal or trust a process that has not proved to be this daemon's manager.
+//! The control commands, and the files they find the daemon by, as a hostile local user meets
+//! them: a pid file that names a stranger's process or is locked by one, sockets that squat the
+//! control channel's names (or fill their backlog), a FIFO or a symlink where a pid file or a log
+//! file goes, and a user who is not the daemon's. No command may signal or trust a process that
+//! has not proved to be this daemon's manager, none may hang, and nothing is written through a
+//! link.
 
 mod support;
 
@@ -25,6 +28,29 @@ impl Stranger {
     fn start() -> Stranger {
         let child = Command::new("sleep").arg("1000").stdin(Stdio::null()).spawn().expect("start sleep");
         Stranger(child)
+    }
+
+    /// A process that writes its own pid to `pid_file` and takes the file's lock itself, as a
+    /// manager would (`flock(1)` would not do: the lock would name the flock process).
+    fn holding(pid_file: &Path) -> Stranger {
+        let script = "import fcntl, os, sys, time\n\
+                      f = open(sys.argv[1], 'w'); f.write('%d\\n' % os.getpid()); f.flush()\n\
+                      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n\
+                      time.sleep(1000)\n";
+        let child = Command::new("python3")
+            .args(["-c", script])
+            .arg(pid_file)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start python3");
+        let stranger = Stranger(child);
+        let pid = stranger.pid();
+        wait_until(SOON, "the stranger to hold its pid file's lock", || {
+            let named = std::fs::read_to_string(pid_file).ok().and_then(|t| t.trim().parse::<i32>().ok());
+            let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+            named == Some(pid) && locks.lines().any(|l| l.contains("FLOCK") && l.split_whitespace().nth(4) == Some(&pid.to_string()))
+        });
+        stranger
     }
 
     fn pid(&self) -> i32 {
@@ -55,13 +81,24 @@ fn hold_lock(path: &Path) -> File {
 #[test]
 fn a_pid_file_naming_a_stranger_gets_no_signal() {
     let dir = TempDir::new("stranger");
+    // The issue's case: a pid file names a `sleep`, and somebody (here, this test) holds its lock.
     let mut stranger = Stranger::start();
     let pid_file = dir.path("stranger.pid");
     std::fs::write(&pid_file, format!("{}\n", stranger.pid())).expect("write the pid file");
-    // Somebody holds the pid file's lock, as a running manager would.
-    let _lock = hold_lock(&pid_file);
+    let lock = hold_lock(&pid_file);
     let p = pid_file.display().to_string();
+    for (command, code) in [(&["stop"][..], 0), (&["reload"][..], 7), (&["status"][..], 1)] {
+        let mut args = command.to_vec();
+        args.extend(["--pid-file", &p]);
+        let out = run("lab", &args);
+        assert_eq!(out.status.code(), Some(code), "a lock held by another process than the one named proves nothing: lab {command:?}: {out:?}");
+        assert!(stranger.still_running(), "lab {command:?} signalled the process its pid file names");
+    }
+    drop(lock);
+    drop(stranger);
 
+    // Worse: the process the file names holds the lock itself. It is still not a manager.
+    let mut stranger = Stranger::holding(&pid_file);
     for (command, code) in [(&["stop"][..], 1), (&["stop", "--graceful"][..], 1), (&["reload"][..], 1), (&["status"][..], 4)] {
         let mut args = command.to_vec();
         args.extend(["--pid-file", &p]);
@@ -69,7 +106,7 @@ fn a_pid_file_naming_a_stranger_gets_no_signal() {
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(code), "lab {command:?}: {out:?}");
         assert!(err.contains(&format!("names pid {}", stranger.pid())) && err.contains("nothing was signalled"), "{err}");
-        // TERM, QUIT and HUP all end `sleep`: still running means none was sent.
+        // TERM, QUIT and HUP all end it: still running means none was sent.
         assert!(stranger.still_running(), "lab {command:?} signalled the process its pid file names");
     }
 }
@@ -264,4 +301,80 @@ fn only_the_daemons_user_reads_its_status() {
         assert!(text(&out.stderr).contains("permission denied"), "{out:?}");
     }
     assert!(alive(d.manager), "nobody stopped root's daemon");
+}
+
+#[test]
+fn a_lock_taken_by_a_stranger_neither_fakes_a_manager_nor_blocks_a_start() {
+    let dir = TempDir::new("stranger-lock");
+    let first = Detached::start(&dir, &["--workers", "1"]);
+    // The manager dies; someone who can read its pid file takes the lock first.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first.manager), Signal::SIGKILL).expect("kill -9");
+    wait_until(SOON, "the manager to die", || !alive(first.manager));
+    let _lock = hold_lock(&first.pid_file);
+    let out = first.control(&["status"]);
+    assert_eq!(out.status.code(), Some(1), "dead with a pid file, whoever holds its lock: {out:?}");
+    let out = first.control(&["stop"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // And a new start replaces the file: its lock proves nothing.
+    let second = Detached::start(&dir, &["--workers", "1"]);
+    assert!(second.log_text().contains("its lock is held by a process that is not the manager it names"));
+    assert_eq!(second.control(&["status"]).status.code(), Some(0));
+}
+
+#[test]
+fn a_fifo_or_a_symlink_where_a_file_goes_fails_fast_and_writes_nothing() {
+    let dir = TempDir::new("fifo");
+    let fifo = dir.path("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666)).expect("mkfifo");
+    let f = fifo.display().to_string();
+    let log = dir.path("lab.log").display().to_string();
+    let pid = dir.path("lab.pid").display().to_string();
+    // `run` fails the test if a command does not finish within its deadline.
+    let out = run("lab", &["start", "--listen", "127.0.0.1:0", "--pid-file", &f, "--log-file", &log]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("not a regular file"), "{out:?}");
+    for command in ["status", "stop", "reload"] {
+        let out = run("lab", &[command, "--pid-file", &f]);
+        assert!(out.status.code().is_some(), "{command}: {out:?}");
+    }
+    let out = run("lab", &["start", "--listen", "127.0.0.1:0", "--pid-file", &pid, "--log-file", &f]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("FIFO"), "{out:?}");
+    // A log file that is a link to someone else's file.
+    let victim = dir.path("victim");
+    std::fs::write(&victim, "untouched\n").expect("the victim");
+    let link = dir.path("link.log");
+    std::os::unix::fs::symlink(&victim, &link).expect("a symlink");
+    let l = link.display().to_string();
+    let out = run("lab", &["start", "--listen", "127.0.0.1:0", "--pid-file", &pid, "--log-file", &l]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("symbolic link"), "{out:?}");
+    assert_eq!(std::fs::read_to_string(&victim).expect("the victim"), "untouched\n");
+}
+
+#[test]
+fn a_squatter_with_a_full_backlog_cannot_hang_a_command() {
+    use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let dir = TempDir::new("backlog");
+    let d = Detached::start(&dir, &["--workers", "1"]);
+    // Listeners under the manager's prefix that never accept, their backlogs full.
+    let mut held = Vec::new();
+    for i in 0..8 {
+        let name = format!("daemon-control/{}/{i:032x}", d.manager);
+        let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+        bind(fd.as_raw_fd(), &UnixAddr::new_abstract(name.as_bytes()).expect("a name")).expect("bind");
+        listen(&fd, Backlog::new(0).expect("backlog")).expect("listen");
+        for _ in 0..4 {
+            let c = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None).expect("socket");
+            let _ = nix::sys::socket::connect(c.as_raw_fd(), &UnixAddr::new_abstract(name.as_bytes()).expect("a name"));
+            held.push(c);
+        }
+        held.push(fd);
+    }
+    // Each command ends, within its deadline, with the real manager's answer.
+    assert_eq!(d.control(&["status"]).status.code(), Some(0));
+    assert_eq!(d.control(&["reload"]).status.code(), Some(0));
+    assert_eq!(d.control(&["stop"]).status.code(), Some(0));
+    drop(held);
 }

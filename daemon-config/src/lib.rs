@@ -14,9 +14,11 @@ mod problem;
 mod reference;
 mod resolve;
 mod settings;
+mod size;
 
 pub use duration::{format_duration, parse_duration};
 pub use problem::{suggest, Origin, Problem};
 pub use reference::reference_table;
 pub use resolve::{resolve, Config, Given, Model};
 pub use settings::{setting, Key, Kind, Reload, Setting, Value, SETTINGS};
+pub use size::{format_size, parse_size};

@@ -15,13 +15,20 @@ pub fn reference_table() -> String {
             Kind::Count { min, max } => format!("whole number, {min} to {max}"),
             Kind::Flag => "flag".to_string(),
             Kind::Addresses => "`IP:PORT`, or a list of them".to_string(),
-            Kind::Duration { min, max } => {
+            Kind::Duration { min, max, off } => {
                 format!(
-                    "duration, {} to {}: `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds",
+                    "duration, {} to {}{}: `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds",
                     format_duration(min),
-                    format_duration(max)
+                    format_duration(max),
+                    if off { ", or `off`" } else { "" }
                 )
             }
+            Kind::Size { min, max, off } => format!(
+                "size, {} to {}{}: `512M`, `2G` (powers of 1024), or bytes",
+                crate::format_size(min),
+                crate::format_size(max),
+                if off { ", or `off`" } else { "" }
+            ),
             Kind::Path => "path".to_string(),
             Kind::Name => "user or group name".to_string(),
         };

@@ -72,6 +72,19 @@ pub struct Config {
     pub foreground: bool,
     pub graceful_timeout: Duration,
     pub start_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    /// `None`: off.
+    pub heartbeat_timeout: Option<Duration>,
+    pub request_timeout: Option<Duration>,
+    pub long_request_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub keepalive_timeout: Option<Duration>,
+    /// Bytes.
+    pub max_rss: Option<u64>,
+    pub max_cpu: Option<Duration>,
+    pub restart_intensity: u32,
+    pub restart_period: Duration,
+    pub min_worker_lifetime: Duration,
     pub pid_file: Option<String>,
     pub log_file: Option<String>,
     pub user: Option<String>,
@@ -99,6 +112,17 @@ impl Config {
             Key::Foreground => Value::Flag(self.foreground),
             Key::GracefulTimeout => Value::Duration(self.graceful_timeout),
             Key::StartTimeout => Value::Duration(self.start_timeout),
+            Key::HeartbeatInterval => Value::Duration(self.heartbeat_interval),
+            Key::HeartbeatTimeout => off(self.heartbeat_timeout),
+            Key::RequestTimeout => off(self.request_timeout),
+            Key::LongRequestTimeout => off(self.long_request_timeout),
+            Key::IdleTimeout => off(self.idle_timeout),
+            Key::KeepaliveTimeout => off(self.keepalive_timeout),
+            Key::MaxRss => Value::Size(self.max_rss.unwrap_or(0)),
+            Key::MaxCpu => off(self.max_cpu),
+            Key::RestartIntensity => Value::Count(self.restart_intensity.into()),
+            Key::RestartPeriod => Value::Duration(self.restart_period),
+            Key::MinWorkerLifetime => Value::Duration(self.min_worker_lifetime),
             Key::PidFile => Value::Text(self.pid_file.clone().unwrap_or_default()),
             Key::LogFile => Value::Text(self.log_file.clone().unwrap_or_default()),
             Key::User => Value::Text(self.user.clone().unwrap_or_default()),
@@ -127,6 +151,17 @@ impl Config {
             | Key::Foreground
             | Key::GracefulTimeout
             | Key::StartTimeout
+            | Key::HeartbeatInterval
+            | Key::HeartbeatTimeout
+            | Key::RequestTimeout
+            | Key::LongRequestTimeout
+            | Key::IdleTimeout
+            | Key::KeepaliveTimeout
+            | Key::MaxRss
+            | Key::MaxCpu
+            | Key::RestartIntensity
+            | Key::RestartPeriod
+            | Key::MinWorkerLifetime
             | Key::User
             | Key::Group => None,
         }
@@ -146,6 +181,17 @@ impl Config {
             Key::Foreground => self.foreground = other.foreground,
             Key::GracefulTimeout => self.graceful_timeout = other.graceful_timeout,
             Key::StartTimeout => self.start_timeout = other.start_timeout,
+            Key::HeartbeatInterval => self.heartbeat_interval = other.heartbeat_interval,
+            Key::HeartbeatTimeout => self.heartbeat_timeout = other.heartbeat_timeout,
+            Key::RequestTimeout => self.request_timeout = other.request_timeout,
+            Key::LongRequestTimeout => self.long_request_timeout = other.long_request_timeout,
+            Key::IdleTimeout => self.idle_timeout = other.idle_timeout,
+            Key::KeepaliveTimeout => self.keepalive_timeout = other.keepalive_timeout,
+            Key::MaxRss => self.max_rss = other.max_rss,
+            Key::MaxCpu => self.max_cpu = other.max_cpu,
+            Key::RestartIntensity => self.restart_intensity = other.restart_intensity,
+            Key::RestartPeriod => self.restart_period = other.restart_period,
+            Key::MinWorkerLifetime => self.min_worker_lifetime = other.min_worker_lifetime,
             Key::PidFile => self.pid_file.clone_from(&other.pid_file),
             Key::LogFile => self.log_file.clone_from(&other.log_file),
             Key::User => self.user.clone_from(&other.user),
@@ -168,6 +214,11 @@ impl Config {
         }
         kept
     }
+}
+
+/// An optional limit as the rule book writes it: 0 is off.
+fn off(limit: Option<Duration>) -> Value {
+    Value::Duration(limit.unwrap_or(Duration::ZERO))
 }
 
 fn count(value: &Value) -> Option<u64> {
@@ -254,9 +305,6 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
             ));
         }
     }
-    if !problems.is_empty() {
-        return Err(problems);
-    }
 
     let clients = match model {
         Model::Sync => 1,
@@ -273,6 +321,55 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
     };
     let graceful_timeout = duration(Key::GracefulTimeout, Duration::from_secs(30));
     let start_timeout = duration(Key::StartTimeout, Duration::from_secs(60));
+    // A limit that may be off: zero, from any source, is off.
+    let limit = |key: Key, default: Option<Duration>| match ok.get(&key) {
+        Some((Value::Duration(d), _)) => Some(*d).filter(|d| !d.is_zero()),
+        _ => default,
+    };
+    let heartbeat_interval = duration(Key::HeartbeatInterval, Duration::from_secs(5));
+    let heartbeat_timeout = limit(Key::HeartbeatTimeout, Some(Duration::from_secs(30)));
+    let request_timeout = limit(Key::RequestTimeout, None);
+    let long_request_timeout = limit(Key::LongRequestTimeout, None);
+    let idle_timeout = limit(Key::IdleTimeout, Some(Duration::from_secs(60)));
+    let keepalive_timeout = limit(Key::KeepaliveTimeout, Some(Duration::from_secs(15)));
+    let max_cpu = limit(Key::MaxCpu, None);
+    let max_rss = match ok.get(&Key::MaxRss) {
+        Some((Value::Size(n), _)) => Some(*n).filter(|n| *n > 0),
+        _ => None,
+    };
+    let restart_period = duration(Key::RestartPeriod, Duration::from_secs(10));
+    let min_worker_lifetime = duration(Key::MinWorkerLifetime, Duration::from_secs(1));
+    let restart_intensity = explicit(Key::RestartIntensity).unwrap_or(5);
+    let at = |key: Key, d: Duration| -> (Key, Origin, Value) { (key, origins_of(&ok, key), Value::Duration(d)) };
+    if let Some(timeout) = heartbeat_timeout.filter(|t| heartbeat_interval >= *t) {
+        problems.push(Problem::new(
+            vec![at(Key::HeartbeatInterval, heartbeat_interval), at(Key::HeartbeatTimeout, timeout)],
+            format!(
+                "heartbeat_interval ({}) is not shorter than heartbeat_timeout ({}), so every worker \
+                 would be found silent between two heartbeats; make heartbeat_timeout several \
+                 intervals long (the defaults are 5s and 30s)",
+                crate::format_duration(heartbeat_interval),
+                crate::format_duration(timeout)
+            ),
+        ));
+    }
+    if let (Some(request), Some(long)) = (request_timeout, long_request_timeout) {
+        if long < request {
+            problems.push(Problem::new(
+                vec![at(Key::LongRequestTimeout, long), at(Key::RequestTimeout, request)],
+                format!(
+                    "long_request_timeout ({}) is shorter than request_timeout ({}), so marking a \
+                     request long would cut it sooner; make long_request_timeout at least \
+                     request_timeout",
+                    crate::format_duration(long),
+                    crate::format_duration(request)
+                ),
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
     let text = |key: Key| match ok.get(&key) {
         Some((Value::Text(t), _)) => Some(t.clone()),
         _ => None,
@@ -292,6 +389,17 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
         foreground: flag(Key::Foreground),
         graceful_timeout,
         start_timeout,
+        heartbeat_interval,
+        heartbeat_timeout,
+        request_timeout,
+        long_request_timeout,
+        idle_timeout,
+        keepalive_timeout,
+        max_rss,
+        max_cpu,
+        restart_intensity: as_u32(restart_intensity),
+        restart_period,
+        min_worker_lifetime,
         pid_file: text(Key::PidFile),
         log_file: text(Key::LogFile),
         user: text(Key::User),

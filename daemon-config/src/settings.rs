@@ -18,6 +18,17 @@ pub enum Key {
     Foreground,
     GracefulTimeout,
     StartTimeout,
+    HeartbeatInterval,
+    HeartbeatTimeout,
+    RequestTimeout,
+    LongRequestTimeout,
+    IdleTimeout,
+    KeepaliveTimeout,
+    MaxRss,
+    MaxCpu,
+    RestartIntensity,
+    RestartPeriod,
+    MinWorkerLifetime,
     PidFile,
     LogFile,
     User,
@@ -33,8 +44,10 @@ pub enum Kind {
     Flag,
     /// One or more listening addresses, `IP:PORT`.
     Addresses,
-    /// A duration in `min..=max`.
-    Duration { min: Duration, max: Duration },
+    /// A duration in `min..=max`; with `off`, also 0 (written `0` or `off`), meaning no limit.
+    Duration { min: Duration, max: Duration, off: bool },
+    /// A size in bytes in `min..=max` (`512M`, `2G`, or bytes); with `off`, also 0 (`off`).
+    Size { min: u64, max: u64, off: bool },
     /// A file's path.
     Path,
     /// A user or group name (or numeric id).
@@ -57,6 +70,8 @@ pub enum Value {
     Flag(bool),
     Addresses(Vec<String>),
     Duration(Duration),
+    /// Bytes.
+    Size(u64),
     Text(String),
 }
 
@@ -67,6 +82,7 @@ impl fmt::Display for Value {
             Value::Flag(b) => write!(f, "{b}"),
             Value::Addresses(list) => write!(f, "{}", list.join(",")),
             Value::Duration(d) => f.write_str(&crate::format_duration(*d)),
+            Value::Size(n) => f.write_str(&crate::format_size(*n)),
             Value::Text(t) => f.write_str(t),
         }
     }
@@ -202,7 +218,7 @@ pub static SETTINGS: &[Setting] = &[
         name: "graceful_timeout",
         flag: "--graceful-timeout",
         env: "DAEMON_GRACEFUL_TIMEOUT",
-        kind: Kind::Duration { min: Duration::ZERO, max: Duration::from_secs(86_400) },
+        kind: Kind::Duration { min: Duration::ZERO, max: Duration::from_secs(86_400), off: false },
         default: "30s",
         reload: Reload::Applies,
         summary: "how long a stopping worker may finish its work before it is killed",
@@ -213,11 +229,132 @@ pub static SETTINGS: &[Setting] = &[
         name: "start_timeout",
         flag: "--start-timeout",
         env: "DAEMON_START_TIMEOUT",
-        kind: Kind::Duration { min: Duration::from_secs(1), max: Duration::from_secs(86_400) },
+        kind: Kind::Duration { min: Duration::from_secs(1), max: Duration::from_secs(86_400), off: false },
         default: "60s",
         reload: Reload::Applies,
         summary: "how long the first workers may take to become ready; past it, or once as many workers as prefork have died before ready, the start fails (exit 1, with the workers' reason) and the daemon stops",
         example: "start_timeout = \"60s\"",
+    },
+    Setting {
+        key: Key::HeartbeatInterval,
+        name: "heartbeat_interval",
+        flag: "--heartbeat-interval",
+        env: "DAEMON_HEARTBEAT_INTERVAL",
+        kind: Kind::Duration { min: Duration::from_millis(100), max: Duration::from_secs(3_600), off: false },
+        default: "5s",
+        reload: Reload::Applies,
+        summary: "how often each worker stamps its scoreboard slot, from the thread that runs its handlers, idle or busy",
+        example: "heartbeat_interval = \"5s\"",
+    },
+    Setting {
+        key: Key::HeartbeatTimeout,
+        name: "heartbeat_timeout",
+        flag: "--heartbeat-timeout",
+        env: "DAEMON_HEARTBEAT_TIMEOUT",
+        kind: Kind::Duration { min: Duration::from_millis(200), max: Duration::from_secs(86_400), off: true },
+        default: "30s",
+        reload: Reload::Applies,
+        summary: "a worker silent this long is hung: logged, asked to stop (QUIT), killed after graceful_timeout, replaced; off = no liveness checks",
+        example: "heartbeat_timeout = \"30s\"",
+    },
+    Setting {
+        key: Key::RequestTimeout,
+        name: "request_timeout",
+        flag: "--request-timeout",
+        env: "DAEMON_REQUEST_TIMEOUT",
+        kind: Kind::Duration { min: Duration::from_millis(100), max: Duration::from_secs(86_400), off: true },
+        default: "off",
+        reload: Reload::Applies,
+        summary: "the longest a request may take: a classic worker past it is killed and replaced (its connection is the request); an async connection past it is closed and the worker goes on",
+        example: "request_timeout = \"60s\"",
+    },
+    Setting {
+        key: Key::LongRequestTimeout,
+        name: "long_request_timeout",
+        flag: "--long-request-timeout",
+        env: "DAEMON_LONG_REQUEST_TIMEOUT",
+        kind: Kind::Duration { min: Duration::from_millis(100), max: Duration::from_secs(86_400), off: true },
+        default: "off",
+        reload: Reload::Applies,
+        summary: "what judges a request its handler marked long (`conn.long()`, `daemon::long()`; state `l`), instead of request_timeout and heartbeat_timeout; off = no limit",
+        example: "long_request_timeout = \"10m\"",
+    },
+    Setting {
+        key: Key::IdleTimeout,
+        name: "idle_timeout",
+        flag: "--idle-timeout",
+        env: "DAEMON_IDLE_TIMEOUT",
+        kind: Kind::Duration { min: Duration::from_millis(100), max: Duration::from_secs(86_400), off: true },
+        default: "60s",
+        reload: Reload::Applies,
+        summary: "a connection whose handler waits this long for the client to send something is closed (a classic handler's reads time out)",
+        example: "idle_timeout = \"60s\"",
+    },
+    Setting {
+        key: Key::KeepaliveTimeout,
+        name: "keepalive_timeout",
+        flag: "--keepalive-timeout",
+        env: "DAEMON_KEEPALIVE_TIMEOUT",
+        kind: Kind::Duration { min: Duration::from_millis(100), max: Duration::from_secs(86_400), off: true },
+        default: "15s",
+        reload: Reload::Applies,
+        summary: "how long an async connection may wait for its next request (`read_or_stop`) before it is closed; a full worker closes its longest-waiting one to admit a new client",
+        example: "keepalive_timeout = \"15s\"",
+    },
+    Setting {
+        key: Key::MaxRss,
+        name: "max_rss",
+        flag: "--max-rss",
+        env: "DAEMON_MAX_RSS",
+        kind: Kind::Size { min: 1 << 20, max: 1 << 50, off: true },
+        default: "off",
+        reload: Reload::Applies,
+        summary: "a worker whose resident memory grows past this is retired gracefully and replaced (`512M`, `2G`)",
+        example: "max_rss = \"512M\"",
+    },
+    Setting {
+        key: Key::MaxCpu,
+        name: "max_cpu",
+        flag: "--max-cpu",
+        env: "DAEMON_MAX_CPU",
+        kind: Kind::Duration { min: Duration::from_secs(1), max: Duration::from_secs(30 * 86_400), off: true },
+        default: "off",
+        reload: Reload::Applies,
+        summary: "a worker that has used this much CPU time is retired gracefully and replaced",
+        example: "max_cpu = \"1h\"",
+    },
+    Setting {
+        key: Key::RestartIntensity,
+        name: "restart_intensity",
+        flag: "--restart-intensity",
+        env: "DAEMON_RESTART_INTENSITY",
+        kind: Kind::Count { min: 1, max: 1_000_000 },
+        default: "5",
+        reload: Reload::Applies,
+        summary: "more crashes than this within restart_period and the pool is in a crash loop: said in the log, status and systemd, and forks come one each 10s until a worker lives past min_worker_lifetime",
+        example: "restart_intensity = 5",
+    },
+    Setting {
+        key: Key::RestartPeriod,
+        name: "restart_period",
+        flag: "--restart-period",
+        env: "DAEMON_RESTART_PERIOD",
+        kind: Kind::Duration { min: Duration::from_secs(1), max: Duration::from_secs(86_400), off: false },
+        default: "10s",
+        reload: Reload::Applies,
+        summary: "the window restart_intensity counts crashes in",
+        example: "restart_period = \"10s\"",
+    },
+    Setting {
+        key: Key::MinWorkerLifetime,
+        name: "min_worker_lifetime",
+        flag: "--min-worker-lifetime",
+        env: "DAEMON_MIN_WORKER_LIFETIME",
+        kind: Kind::Duration { min: Duration::ZERO, max: Duration::from_secs(3_600), off: false },
+        default: "1s",
+        reload: Reload::Applies,
+        summary: "a worker that fails (exits non-zero, aborts, segfaults) sooner than this after its start counts as a crash, even if it had become ready",
+        example: "min_worker_lifetime = \"1s\"",
     },
     Setting {
         key: Key::PidFile,
@@ -327,7 +464,14 @@ impl Setting {
                     .filter(|s| !s.is_empty())
                     .collect(),
             ),
-            Kind::Duration { .. } => Value::Duration(crate::parse_duration(text)?),
+            Kind::Duration { off, .. } => match text.trim() {
+                "off" | "none" if off => Value::Duration(Duration::ZERO),
+                t => Value::Duration(crate::parse_duration(t)?),
+            },
+            Kind::Size { off, .. } => match text.trim() {
+                "off" | "none" if off => Value::Size(0),
+                t => Value::Size(crate::parse_size(t)?),
+            },
             Kind::Path | Kind::Name => Value::Text(text.trim().to_string()),
         };
         self.check(&value)?;
@@ -361,7 +505,15 @@ impl Setting {
                 }
                 Ok(())
             }
-            (Kind::Duration { min, max }, Value::Duration(d)) => {
+            (Kind::Duration { off: true, .. }, Value::Duration(d)) if d.is_zero() => Ok(()),
+            (Kind::Size { off: true, .. }, Value::Size(0)) => Ok(()),
+            (Kind::Size { min, max, .. }, Value::Size(n)) => {
+                if *n < min || *n > max {
+                    return Err(format!("{} is out of range: {}", crate::format_size(*n), self.rule()));
+                }
+                Ok(())
+            }
+            (Kind::Duration { min, max, .. }, Value::Duration(d)) => {
                 if *d < min || *d > max {
                     return Err(format!(
                         "{} is out of range: {}",
@@ -394,17 +546,35 @@ impl Setting {
         }
     }
 
+    /// A value as `--print-config`, `--help` and the reference show it: a limit that is off says
+    /// so.
+    pub fn show(&self, value: &Value) -> String {
+        match (self.kind, value) {
+            (Kind::Duration { off: true, .. }, Value::Duration(d)) if d.is_zero() => "off".to_string(),
+            (Kind::Size { off: true, .. }, Value::Size(0)) => "off".to_string(),
+            _ => value.to_string(),
+        }
+    }
+
     /// The rule a value must follow, as a sentence fragment that names the fix.
     pub fn rule(&self) -> String {
         match self.kind {
             Kind::Count { min, max } => format!("{} must be between {min} and {max}", self.name),
             Kind::Flag => format!("{} is a flag: on or off", self.name),
             Kind::Addresses => format!("{} takes addresses such as `127.0.0.1:8080`", self.name),
-            Kind::Duration { min, max } => format!(
-                "{} must be between {} and {}",
+            Kind::Duration { min, max, off } => format!(
+                "{} must be between {} and {}{}",
                 self.name,
                 crate::format_duration(min),
-                crate::format_duration(max)
+                crate::format_duration(max),
+                if off { ", or off" } else { "" }
+            ),
+            Kind::Size { min, max, off } => format!(
+                "{} must be between {} and {}{}",
+                self.name,
+                crate::format_size(min),
+                crate::format_size(max),
+                if off { ", or off" } else { "" }
             ),
             Kind::Path => format!("{} takes a file's path", self.name),
             Kind::Name => format!("{} takes a user or group name", self.name),
@@ -418,6 +588,7 @@ impl Setting {
             Kind::Flag => "a flag",
             Kind::Addresses => "an address or a list of addresses",
             Kind::Duration { .. } => "a duration such as \"30s\"",
+            Kind::Size { .. } => "a size such as \"512M\"",
             Kind::Path => "a path such as \"/run/hello.pid\"",
             Kind::Name => "a name such as \"www-data\"",
         }
@@ -461,6 +632,17 @@ mod tests {
             Key::Foreground,
             Key::GracefulTimeout,
             Key::StartTimeout,
+            Key::HeartbeatInterval,
+            Key::HeartbeatTimeout,
+            Key::RequestTimeout,
+            Key::LongRequestTimeout,
+            Key::IdleTimeout,
+            Key::KeepaliveTimeout,
+            Key::MaxRss,
+            Key::MaxCpu,
+            Key::RestartIntensity,
+            Key::RestartPeriod,
+            Key::MinWorkerLifetime,
             Key::PidFile,
             Key::LogFile,
             Key::User,

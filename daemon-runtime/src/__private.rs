@@ -5,7 +5,7 @@ pub use ::inventory;
 pub use daemon_config::Key;
 
 pub use crate::child::Child;
-pub use crate::connection::Connection;
+pub use crate::worker::connection::Connection;
 pub use crate::entry::{run, Attr, MainOutput, Package};
 pub use crate::hooks::{
     call_async_accept, call_child_hook, call_sync_accept, AsyncAcceptHandler, BoxFuture,

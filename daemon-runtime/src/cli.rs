@@ -167,6 +167,7 @@ pub(crate) fn help(program: &str, name: &str, version: &str, current: &Given) ->
             Kind::Count { .. } => " N".to_string(),
             Kind::Addresses => " IP:PORT".to_string(),
             Kind::Duration { .. } => " DURATION".to_string(),
+            Kind::Size { .. } => " SIZE".to_string(),
             Kind::Path => " PATH".to_string(),
             Kind::Name => " NAME".to_string(),
         };

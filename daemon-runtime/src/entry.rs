@@ -10,13 +10,13 @@ use tracing::{error, info, info_span, warn};
 
 use crate::cli::{self, Command};
 use crate::hooks::{Handler, Hooks};
-use crate::listener::bind_all;
+use crate::boot::listener::bind_all;
 use crate::control::{self, Control};
-use crate::detach::{self, Readiness};
-use crate::logfile::LogFile;
+use crate::boot::detach::{self, Readiness};
+use crate::boot::logfile::LogFile;
 use crate::manager::{Housework, Manager};
-use crate::pidfile::PidFile;
-use crate::privileges;
+use crate::boot::pidfile::PidFile;
+use crate::boot::privileges;
 use crate::sources::{self, Layers};
 
 /// A value written in `#[daemon::main(...)]`, as the macro emits it.
@@ -27,6 +27,8 @@ pub enum Attr {
     Addresses(&'static [&'static str]),
     /// Milliseconds.
     Duration(u64),
+    /// Bytes.
+    Size(u64),
     /// A path or a name.
     Text(&'static str),
 }
@@ -38,6 +40,7 @@ impl Attr {
             Attr::Flag(b) => Value::Flag(b),
             Attr::Addresses(list) => Value::Addresses(list.iter().map(|s| s.to_string()).collect()),
             Attr::Duration(ms) => Value::Duration(std::time::Duration::from_millis(ms)),
+            Attr::Size(n) => Value::Size(n),
             Attr::Text(t) => Value::Text(t.to_string()),
         }
     }
@@ -186,7 +189,7 @@ where
 
     // Our subscriber is the default while the daemon starts and `main`'s body runs; afterwards
     // it becomes the global one, unless that body installed the program's own.
-    let ours = crate::logging::dispatch();
+    let ours = crate::boot::logging::dispatch();
     let started = tracing::dispatcher::with_default(&ours, || {
         let mut readiness = if detach {
             match detach::detach(&program) {
@@ -207,7 +210,8 @@ where
         };
         let span = info_span!("manager", pid = std::process::id());
         let _entered = span.enter();
-        let log_file = match log_path.as_deref().map(LogFile::open).transpose() {
+        let user = identity.uid.map(|u| u.as_raw());
+        let log_file = match log_path.as_deref().map(|p| LogFile::open(p, user)).transpose() {
             Ok(l) => l,
             Err(e) => {
                 let shown = log_path.as_deref().map(Path::display).map(|p| p.to_string()).unwrap_or_default();
@@ -234,7 +238,7 @@ where
         if let Err(e) = main().into_result() {
             return fail(format!("main returned an error; not starting: {e}"));
         }
-        if let Some(n) = crate::sys::threads().filter(|n| *n > 1) {
+        if let Some(n) = crate::sys::proc::threads().filter(|n| *n > 1) {
             return fail(format!(
                 "main's body left {n} threads running; fork() copies only the calling thread, so \
                  their locks would stay held in every worker: join them before main returns, or \
@@ -247,7 +251,7 @@ where
         Ok(parts) => parts,
         Err(code) => return code,
     };
-    crate::logging::install(ours);
+    crate::boot::logging::install(ours);
     let span = info_span!("manager", pid = std::process::id());
     let _entered = span.enter();
     match Manager::new(config, layers, hooks, listeners, housework) {

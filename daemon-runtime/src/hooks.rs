@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::pin::Pin;
 
 use crate::child::Child;
-use crate::connection::Connection;
+use crate::worker::connection::Connection;
 
 /// The future an async `on_accept` handler returns, boxed so the runtime holds one type.
 pub type BoxFuture = Pin<Box<dyn Future<Output = io::Result<()>> + 'static>>;

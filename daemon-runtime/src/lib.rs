@@ -4,28 +4,22 @@
 //!
 //! Programs use it through the `daemon` crate's attributes; see that crate's documentation.
 
+mod boot;
 mod child;
 mod cli;
-mod connection;
 mod control;
-mod detach;
-mod foreign;
 mod entry;
+mod foreign;
 mod hooks;
-mod listener;
-mod logfile;
-mod logging;
 mod manager;
-mod notify;
-mod pidfile;
-pub mod policy;
-mod privileges;
+mod pool;
 mod scoreboard;
 mod signals;
 mod sources;
-mod stop;
 mod sys;
 mod worker;
+
+pub use pool::{policy, supervise};
 
 #[doc(hidden)]
 pub mod __private;
@@ -47,10 +41,10 @@ pub mod __bench {
     impl Board {
         pub fn new(clients: u32) -> nix::Result<Board> {
             let board = Scoreboard::new()?;
-            board.set_thresholds(1, 4);
+            board.set_thresholds(0, 1, 4);
             let (wake, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)?;
             board.prepare(0, 1);
-            let slot = board.worker_slot(0, clients, write);
+            let slot = board.worker_slot(0, 0, clients, write);
             slot.ready();
             Ok(Board { _board: board, slot, _wake: wake })
         }
@@ -66,7 +60,8 @@ pub mod __bench {
 pub use child::Child;
 pub use tokio;
 pub use tracing;
-pub use connection::Connection;
+pub use worker::connection::Connection;
+pub use worker::{describe_request, heartbeat, long};
 pub use daemon_config as config;
 pub use foreign::foreign_child;
 pub use hooks::HookError;

@@ -171,9 +171,11 @@ fn toml_value(key: Key, item: &toml::Value) -> Result<Value, String> {
             .map(|v| v.as_str().map(str::to_string).ok_or_else(wrong))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Addresses),
-        (Kind::Duration { .. }, toml::Value::String(t)) => {
-            daemon_config::parse_duration(t).map(Value::Duration)
-        }
+        (Kind::Duration { .. } | Kind::Size { .. }, toml::Value::String(t)) => s.parse_text(t),
+        (Kind::Size { .. }, toml::Value::Integer(n)) => match u64::try_from(*n) {
+            Ok(n) => Ok(Value::Size(n)),
+            Err(_) => Err(format!("{n} is negative: {}", s.rule())),
+        },
         (Kind::Path | Kind::Name, toml::Value::String(t)) => Ok(Value::Text(t.clone())),
         (Kind::Duration { .. }, toml::Value::Integer(n)) => match u64::try_from(*n) {
             Ok(n) => Ok(Value::Duration(std::time::Duration::from_secs(n))),
@@ -194,7 +196,7 @@ pub(crate) fn print_config(config: &Config) -> String {
                 let quoted: Vec<String> = list.iter().map(|a| format!("{a:?}")).collect();
                 format!("[{}]", quoted.join(", "))
             }
-            Value::Duration(d) => format!("{:?}", daemon_config::format_duration(d)),
+            v @ (Value::Duration(_) | Value::Size(_)) => format!("{:?}", s.show(&v)),
             Value::Text(t) if t.is_empty() => {
                 out.push_str(&format!("{:<40} # {}\n", format!("# {} (not set)", s.name), "default"));
                 continue;

@@ -166,6 +166,7 @@ fn value_of(cx: &mut Ctxt, s: &Setting, arg: &Arg) -> Option<Value> {
         Kind::Flag => flag(s, expr),
         Kind::Addresses => return addresses(cx, s, expr),
         Kind::Duration { .. } => duration(s, expr),
+        Kind::Size { .. } => size(s, expr),
         Kind::Path | Kind::Name => text(s, expr),
     };
     result
@@ -333,8 +334,17 @@ fn wrong_type_head(s: &Setting, expr: &Expr) -> String {
     }
 }
 
-/// `"30s"`, `30s`, or a whole number of seconds.
+/// Whether `expr` is the bare word `off`, which a limit that may be off takes.
+fn is_off(s: &Setting, expr: &Expr) -> bool {
+    let off_allowed = matches!(s.kind, Kind::Duration { off: true, .. } | Kind::Size { off: true, .. });
+    off_allowed && matches!(expr, Expr::Path(p) if p.path.is_ident("off"))
+}
+
+/// `"30s"`, `30s`, or a whole number of seconds; `off` where the limit may be off.
 fn duration(s: &Setting, expr: &Expr) -> Result<Value, String> {
+    if is_off(s, expr) {
+        return Ok(Value::Duration(Duration::ZERO));
+    }
     if let Some(lit) = negated(expr) {
         if matches!(lit, Lit::Int(_) | Lit::Float(_)) {
             return Err(format!("`-{}` is negative: {}", lit_text(lit), s.rule()));
@@ -361,6 +371,27 @@ fn duration(s: &Setting, expr: &Expr) -> Result<Value, String> {
             wrong_type_head(s, expr),
             example(s)
         )),
+    }
+}
+
+/// `"512M"`, `512M` (an integer with a suffix), or a whole number of bytes.
+fn size(s: &Setting, expr: &Expr) -> Result<Value, String> {
+    if is_off(s, expr) {
+        return Ok(Value::Size(0));
+    }
+    if let Some(lit) = negated(expr) {
+        if matches!(lit, Lit::Int(_) | Lit::Float(_)) {
+            return Err(format!("`-{}` is negative: {}", lit_text(lit), s.rule()));
+        }
+    }
+    match literal(expr) {
+        Some(Lit::Str(text)) => s.parse_text(&text.value()),
+        Some(Lit::Int(int)) => {
+            let v = s.parse_text(&format!("{}{}", int.base10_digits(), int.suffix()))?;
+            s.check(&v).map(|()| v)
+        }
+        Some(Lit::Float(f)) => s.parse_text(&format!("{}{}", f.base10_digits(), f.suffix())),
+        _ => Err(format!("{}: write `{}`", wrong_type_head(s, expr), example(s))),
     }
 }
 

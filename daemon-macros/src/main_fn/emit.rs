@@ -107,6 +107,10 @@ fn attr(paths: &Paths, value: &Value) -> TokenStream {
             let ms = Literal::u64_unsuffixed(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
             quote!(#attr::Duration(#ms))
         }
+        Value::Size(n) => {
+            let n = Literal::u64_unsuffixed(*n);
+            quote!(#attr::Size(#n))
+        }
         Value::Text(t) => quote!(#attr::Text(#t)),
     }
 }

@@ -7,7 +7,9 @@
 //! of the manager, so the manager always gets a channel, or fails its start with the reason.
 //!
 //! **A client trusts no name.** It finds the candidates that carry the pid from the pid file
-//! (in `/proc/net/unix`), and talks only to one whose listening process is that pid and whose
+//! (in `/proc/net/unix`; only the sockets that pid holds, when it may read the pid's
+//! descriptors), connects without waiting (a listener whose backlog a squatter filled cannot
+//! hold it), and talks only to one whose listening process is that pid and whose
 //! user is root or the daemon's own (`SO_PEERCRED` of the server side, which the kernel records
 //! when the manager calls listen(2) and nobody can forge), and whose answer names the same pid
 //! and the same program. A socket that a squatter bound with the same prefix fails the first
@@ -271,37 +273,74 @@ pub(crate) fn ask(expect: &Expect<'_>, request: Request) -> Result<Json, Unverif
     }
     let mut why = Vec::new();
     for name in candidates {
-        match ask_one(&name, expect, request) {
-            Ok(answer) => return Ok(answer),
-            Err(e) => why.push(e),
+        // A verified manager whose connection broke (it was busy, and pushed this client out)
+        // is asked again, a few times.
+        for attempt in 0..3 {
+            match ask_one(&name, expect, request) {
+                Ok(answer) => return Ok(answer),
+                Err(Failure::Transient(e)) if attempt < 2 => {
+                    why.push(e);
+                    std::thread::sleep(Duration::from_millis(50 << attempt));
+                }
+                Err(Failure::Transient(e) | Failure::Final(e)) => {
+                    why.push(e);
+                    break;
+                }
+            }
         }
     }
     why.dedup();
     Err(Unverified(why.join("; ")))
 }
 
-fn ask_one(name: &str, expect: &Expect<'_>, request: Request) -> Result<Json, String> {
-    let mut stream = UnixStream::connect_addr(&address(name).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("cannot connect to its channel: {e}"))?;
-    let peer = getsockopt(&stream, PeerCredentials).map_err(|e| format!("cannot read the channel's credentials: {e}"))?;
+enum Failure {
+    /// Not the manager, or it refused: try no more on this channel.
+    Final(String),
+    /// The manager, verified, but the exchange broke.
+    Transient(String),
+}
+
+/// Connects without waiting: a listener whose backlog someone filled would block a plain
+/// connect for as long as they like.
+fn connect(name: &str) -> io::Result<UnixStream> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)?;
+    let addr = UnixAddr::new_abstract(name.as_bytes())?;
+    nix::sys::socket::connect(fd.as_raw_fd(), &addr).map_err(|e| match e {
+        nix::errno::Errno::EAGAIN => io::Error::new(io::ErrorKind::WouldBlock, "its backlog is full"),
+        e => io::Error::from(e),
+    })?;
+    let stream = UnixStream::from(fd);
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
+fn ask_one(name: &str, expect: &Expect<'_>, request: Request) -> Result<Json, Failure> {
+    let mut stream = connect(name).map_err(|e| Failure::Final(format!("cannot connect to a channel named after it: {e}")))?;
+    let peer = getsockopt(&stream, PeerCredentials)
+        .map_err(|e| Failure::Final(format!("cannot read the channel's credentials: {e}")))?;
     if peer.pid() != expect.pid {
-        return Err(format!(
+        return Err(Failure::Final(format!(
             "a channel named after pid {} belongs to pid {} (somebody else's socket; ignored)",
             expect.pid,
             peer.pid()
-        ));
+        )));
     }
     if !expect.uids.contains(&peer.uid()) {
         let users: Vec<String> = expect.uids.iter().map(u32::to_string).collect();
-        return Err(format!(
+        return Err(Failure::Final(format!(
             "pid {} runs as uid {}, which is neither root nor the daemon's user (uids {}): set `user` as the daemon was started with",
             expect.pid,
             peer.uid(),
             users.join(", ")
-        ));
+        )));
     }
     let timeout = Some(Duration::from_millis(DEADLINE_MS));
-    stream.set_read_timeout(timeout).and_then(|()| stream.set_write_timeout(timeout)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(timeout)
+        .and_then(|()| stream.set_write_timeout(timeout))
+        .map_err(|e| Failure::Transient(e.to_string()))?;
     // A manager that refuses us answers at once and closes, maybe before the request is sent:
     // its refusal is still there to read.
     let sent = stream.write_all(format!("{}\n", request.to_json()).as_bytes());
@@ -310,36 +349,54 @@ fn ask_one(name: &str, expect: &Expect<'_>, request: Request) -> Result<Json, St
     let mut text = String::new();
     let read = io::BufRead::read_line(&mut io::BufReader::new(&mut stream), &mut text);
     if text.is_empty() {
-        return Err(match (sent, read) {
-            (Err(e), _) => format!("cannot send the request: {e}"),
-            (_, Err(e)) => format!("no answer on its channel: {e}"),
-            _ => "its channel closed without an answer".to_string(),
-        });
+        return Err(Failure::Transient(match (sent, read) {
+            (Err(e), _) => format!("the manager's channel broke before the request was sent: {e}"),
+            (_, Err(e)) => format!("no answer on the manager's channel: {e}"),
+            _ => "the manager's channel closed without an answer".to_string(),
+        }));
     }
-    let answer: Json = serde_json::from_str(text.trim()).map_err(|e| format!("an unreadable answer: {e}"))?;
+    let answer: Json = serde_json::from_str(text.trim()).map_err(|e| Failure::Final(format!("an unreadable answer: {e}")))?;
     if let Some(err) = answer.get("error").and_then(Json::as_str) {
-        return Err(format!("the manager refused: {err}"));
+        return Err(Failure::Final(format!("the manager refused: {err}")));
     }
     let pid = answer.get("pid").and_then(Json::as_i64);
     let package = answer.get("package").and_then(Json::as_str);
     if pid != Some(i64::from(expect.pid)) || package != Some(expect.package) {
-        return Err(format!(
+        return Err(Failure::Final(format!(
             "pid {} is the manager of {}, not of {}",
             expect.pid,
             package.unwrap_or("an unknown program"),
             expect.package
-        ));
+        )));
     }
     Ok(answer)
 }
 
-/// The abstract names of listening stream sockets that carry `pid`'s prefix.
+/// The abstract names of listening stream sockets that carry `pid`'s prefix, and, when this
+/// process may look at `pid`'s descriptors, only those `pid` holds.
 fn find(pid: i32) -> io::Result<Vec<String>> {
     let table = std::fs::read_to_string("/proc/net/unix")?;
-    Ok(candidates(&table, pid))
+    let mut found = candidates(&table, pid);
+    if let Some(held) = sockets_of(pid) {
+        found.retain(|(_, inode)| held.contains(inode));
+    }
+    Ok(found.into_iter().map(|(name, _)| name).collect())
 }
 
-fn candidates(table: &str, pid: i32) -> Vec<String> {
+/// The inodes of the sockets `pid` holds, if its descriptors can be read (root, or its user).
+fn sockets_of(pid: i32) -> Option<std::collections::HashSet<u64>> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(
+        dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter_map(|target| {
+                let t = target.to_str()?;
+                t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+            })
+            .collect(),
+    )
+}
+
+fn candidates(table: &str, pid: i32) -> Vec<(String, u64)> {
     let prefix = format!("@{PREFIX}/{pid}/");
     // Num RefCount Protocol Flags Type St Inode Path; __SO_ACCEPTCON (a listener) is 0x10000.
     table
@@ -349,8 +406,10 @@ fn candidates(table: &str, pid: i32) -> Vec<String> {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let listening = fields.get(3).and_then(|f| u32::from_str_radix(f, 16).ok()).is_some_and(|f| f & 0x1_0000 != 0);
             let stream = fields.get(4) == Some(&"0001");
+            let inode = fields.get(6)?.parse::<u64>().ok()?;
             let path = fields.get(7)?;
-            (listening && stream && path.starts_with(&prefix)).then(|| path[1..].to_string())
+            // A name that holds a newline (abstract names may) cannot be ours: ours are ASCII.
+            (listening && stream && fields.len() == 8 && path.starts_with(&prefix)).then(|| (path[1..].to_string(), inode))
         })
         .collect()
 }
@@ -372,6 +431,30 @@ mod tests {
     }
 
     #[test]
+    fn a_full_backlog_does_not_hold_the_client() {
+        use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+        use std::os::fd::AsRawFd;
+        let name = format!("{PREFIX}/test-backlog/{}", std::process::id());
+        let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+        bind(fd.as_raw_fd(), &UnixAddr::new_abstract(name.as_bytes()).unwrap()).unwrap();
+        listen(&fd, Backlog::new(0).unwrap()).unwrap();
+        // Fill the backlog, as a squatter would, and never accept.
+        let mut held = Vec::new();
+        let started = std::time::Instant::now();
+        loop {
+            match connect(&name) {
+                Ok(s) => held.push(s),
+                Err(e) => {
+                    assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+                    break;
+                }
+            }
+            assert!(held.len() < 100, "the backlog never filled");
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "connect waited on a full backlog");
+    }
+
+    #[test]
     fn candidates_are_listening_stream_sockets_with_the_pids_prefix() {
         let table = "Num       RefCount Protocol Flags    Type St Inode Path\n\
             0000000000000000: 00000002 00000000 00010000 0001 01 11 @daemon-control/42/ab\n\
@@ -380,7 +463,7 @@ mod tests {
             0000000000000000: 00000002 00000000 00010000 0002 01 14 @daemon-control/42/datagram\n\
             0000000000000000: 00000002 00000000 00010000 0001 01 15 /run/daemon-control/42/file\n\
             0000000000000000: 00000002 00000000 00010000 0001 01 16\n";
-        assert_eq!(candidates(table, 42), ["daemon-control/42/ab"]);
+        assert_eq!(candidates(table, 42), [("daemon-control/42/ab".to_string(), 11)]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::unistd::Pid;
 use serde_json::{json, Value as Json};
 
-use crate::pidfile::{is_locked, read_pid};
+use crate::boot::pidfile::{holder, Holder};
 
 pub(crate) use channel::{Channel, Request};
 use channel::{Expect, Unverified};
@@ -137,15 +137,17 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
 
 /// The pid of the running manager, or the LSB code that says why there is none.
 fn manager_pid(path: &Path) -> Result<Pid, i32> {
-    match is_locked(path) {
-        Ok(true) => {}
-        Ok(false) => return Err(lsb::DEAD_WITH_PID_FILE),
-        Err(_) => return Err(lsb::NOT_RUNNING),
+    match holder(path) {
+        Ok(Holder::Manager(pid)) => Ok(Pid::from_raw(pid)),
+        // Dead with its pid file left; a lock some other process took proves nothing either.
+        Ok(Holder::Free { .. } | Holder::Stranger { .. }) => Err(lsb::DEAD_WITH_PID_FILE),
+        Err(_) => Err(lsb::NOT_RUNNING),
     }
-    match read_pid(path) {
-        Ok(Some(pid)) => Ok(Pid::from_raw(pid)),
-        _ => Err(lsb::NOT_RUNNING),
-    }
+}
+
+/// Whether the manager with `pid` still holds the pid file.
+fn still_running(path: &Path, pid: Pid) -> bool {
+    matches!(holder(path), Ok(Holder::Manager(p)) if p == pid.as_raw())
 }
 
 /// Waits for the manager, which has been asked to stop, to be gone.
@@ -153,7 +155,7 @@ fn stop(name: &str, path: &Path, pid: Pid, graceful: bool, wait: Duration) -> i3
     let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
         // The lock goes with the manager, whoever its parent is.
-        if !matches!(is_locked(path), Ok(true)) {
+        if !still_running(path, pid) {
             println!("{name} stopped (pid {pid})");
             return lsb::OK;
         }
@@ -164,7 +166,8 @@ fn stop(name: &str, path: &Path, pid: Pid, graceful: bool, wait: Duration) -> i3
     lsb::FAILED
 }
 
-/// The status as people read it: a line of state letters, then a table of workers.
+/// The status as people read it: a line of state letters, the pool's state, then a table of
+/// workers.
 fn render(name: &str, s: &Json) -> String {
     let workers = s.get("workers").and_then(Json::as_array).cloned().unwrap_or_default();
     let letters: String = workers
@@ -178,23 +181,43 @@ fn render(name: &str, s: &Json) -> String {
         s.get("generation").unwrap_or(&Json::Null),
         workers.len()
     );
+    let pool = s.get("pool");
+    let flag = |k: &str| pool.and_then(|p| p.get(k)).and_then(Json::as_bool).unwrap_or(false);
+    if flag("crash_loop") {
+        out.push_str("CRASH LOOP: workers keep dying soon after they start; forking one each 10s\n");
+    }
+    if flag("saturated") {
+        out.push_str("SATURATED: every worker is busy and max_children is reached\n");
+    }
     out.push_str(&format!(
-        "{:>5} {:>8} {:>5} {:>9} {:>10} {:>15}\n",
-        "slot", "pid", "state", "requests", "age", "last heartbeat"
+        "{:>5} {:>8} {:>5} {:>9} {:>8} {:>14} {:>11} {:>8}  {}\n",
+        "slot", "pid", "state", "requests", "age", "last heartbeat", "request age", "rss", "request"
     ));
     for w in &workers {
         let n = |k: &str| w.get(k).and_then(Json::as_u64).unwrap_or(0);
+        let request_age = w.get("request_age_ms").and_then(Json::as_u64).map(human).unwrap_or_else(|| "-".into());
         out.push_str(&format!(
-            "{:>5} {:>8} {:>5} {:>9} {:>10} {:>15}\n",
+            "{:>5} {:>8} {:>5} {:>9} {:>8} {:>14} {:>11} {:>8}  {}\n",
             n("slot"),
             n("pid"),
             format!("'{}'", w.get("state").and_then(Json::as_str).unwrap_or("?")),
             n("requests"),
             human(n("age_ms")),
             format!("{} ago", human(n("last_heartbeat_ms"))),
+            request_age,
+            bytes(n("rss")),
+            w.get("request").and_then(Json::as_str).unwrap_or(""),
         ));
     }
     out
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        0 => "-".to_string(),
+        1..=1_048_575 => format!("{}K", n >> 10),
+        _ => format!("{:.1}M", n as f64 / 1_048_576.0),
+    }
 }
 
 fn human(ms: u64) -> String {

@@ -37,6 +37,9 @@ struct Slots {
 #[derive(Debug, Default)]
 pub(crate) struct Slot {
     waker: Mutex<Option<Waker>>,
+    /// This connection alone is asked to let go (its keep-alive ran out, or a full worker needs
+    /// its place): its next wait between requests ends as a stop would end it.
+    let_go: AtomicBool,
 }
 
 impl Stop {
@@ -97,6 +100,20 @@ impl Stop {
 }
 
 impl Slot {
+    /// Asks this connection alone to let go, and wakes it if it waits.
+    pub(crate) fn let_go(&self) {
+        self.let_go.store(true, Ordering::SeqCst);
+        let waker = self.waker.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Whether it was asked to let go. Checked after `park`, as `Stop::is_raised` is.
+    pub(crate) fn is_let_go(&self) -> bool {
+        self.let_go.load(Ordering::SeqCst)
+    }
+
     /// Leaves `waker` to be woken by the stop. The caller must check `Stop::is_raised` after
     /// this, before it waits: `raise` sets its flag before it takes the wakers, so either it
     /// finds this waker or the check sees the flag.

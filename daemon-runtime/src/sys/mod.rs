@@ -2,6 +2,8 @@
 //! ownership of raw descriptors the kernel hands back. Everything else in the runtime is safe
 //! code on top of these.
 
+pub(crate) mod proc;
+
 use std::marker::PhantomData;
 use std::num::NonZeroUsize;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -100,15 +102,6 @@ pub(crate) fn alarm(secs: u32) {
     unsafe {
         libc::alarm(secs);
     }
-}
-
-/// The number of threads in this process, from /proc (Linux).
-pub(crate) fn threads() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
 }
 
 /// Milliseconds on the coarse monotonic clock (a few ms of resolution, and a fraction of the cost

@@ -1,9 +1,19 @@
-//! The manager: one thread, no async runtime, an event loop on poll(2) over two descriptors (its
-//! signals and the workers' wake pipe). It sleeps until something happens or until the earliest
-//! deadline it truly has (a kill after a graceful timeout, the next retirement, a fork backoff);
-//! idle, it does not wake at all.
+//! The manager: one thread, no async runtime, an event loop on poll(2) over its signals, the
+//! workers' wake pipe and the control channel. It sleeps until something happens or until the
+//! earliest deadline it truly has: a rung of a stop ladder, the next retirement, a fork backoff,
+//! the earliest heartbeat or request deadline that could pass. Idle, with heartbeats on, it wakes
+//! about once per `heartbeat_timeout`; with them off, never.
+//!
+//! The decisions are the pool's pure functions (`pool::policy`, `pool::supervise`); this module
+//! carries them out: it forks, signals, reaps and logs.
 
-use std::collections::{BTreeMap, HashMap};
+mod exits;
+mod procs;
+mod spawn;
+mod status;
+mod supervision;
+
+use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 
 use daemon_config::{setting, Config};
@@ -16,41 +26,27 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tracing::{debug, error, info, warn};
 
-use crate::hooks::Hooks;
-use crate::listener::Listener;
-use crate::policy::{self, Limits, Phase, StartFailure, StartWatch, WorkerView};
-use crate::scoreboard::{Scoreboard, State, SLOTS};
+use crate::boot::detach::Readiness;
+use crate::boot::listener::Listener;
+use crate::boot::logfile::LogFile;
+use crate::boot::notify;
+use crate::boot::pidfile::PidFile;
 use crate::control::{Channel, Request};
-use crate::detach::Readiness;
-use crate::logfile::LogFile;
-use crate::notify;
-use crate::pidfile::PidFile;
+use crate::hooks::{Handler, Hooks};
+use crate::pool::policy::{self, Phase, WorkerView};
+use crate::pool::supervise::{self, Ladder, Rung, StartFailure};
+use crate::pool::Pool;
+use crate::scoreboard::{Scoreboard, State};
 use crate::signals;
 use crate::sources::Layers;
-use crate::sys::{fork, monotonic_ms, Forked};
-use crate::worker;
+use crate::sys::monotonic_ms;
 
-/// How long to wait before forking again after a worker died before it was ready, doubling up to
-/// the maximum: a crashing on_child hook must not turn the manager into a fork bomb.
-const BACKOFF_FIRST_MS: u64 = 100;
-const BACKOFF_MAX_MS: u64 = 10_000;
+use exits::ExitLog;
+use procs::{Procs, Stopping, Why};
 
-/// One worker, as the manager tracks it.
-#[derive(Debug)]
-struct Record {
-    pid: Pid,
-    generation: u32,
-    /// Set once the manager has told it to stop.
-    stopping: Option<Stopping>,
-}
-
-#[derive(Debug)]
-struct Stopping {
-    /// The signal sent to stop it; ending by it is a clean end.
-    signal: Signal,
-    kill_at_ms: u64,
-    killed: bool,
-}
+/// The exit status of a manager that stopped, but had to kill a worker (or a foreign child)
+/// that did not stop in time.
+pub(crate) const EXIT_HAD_TO_KILL: i32 = 3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum StopKind {
@@ -81,37 +77,42 @@ pub(crate) struct Housework {
     pub package: crate::entry::Package,
 }
 
+/// A foreign child: a process the program handed over, stopped with the daemon.
+#[derive(Debug)]
+struct Foreign {
+    /// When it gets KILL, once it has been sent TERM.
+    kill_at_ms: Option<u64>,
+}
+
 pub(crate) struct Manager {
     config: Config,
     /// Every source of settings, to resolve again on HUP.
     layers: Layers,
-    limits: Limits,
     board: Scoreboard,
     listeners: Vec<Listener>,
     hooks: Hooks,
     own: Option<Own>,
     wake_write: OwnedFd,
-    records: BTreeMap<usize, Record>,
-    by_pid: HashMap<Pid, usize>,
-    generation: u32,
-    last_retire_ms: Option<u64>,
+    pool: Pool,
+    procs: Procs,
+    /// Processes the program handed over with `daemon::foreign_child`.
+    foreign: BTreeMap<Pid, Foreign>,
     stop: Option<StopKind>,
-    /// Workers that died before becoming ready, in a row.
-    failed_starts: u32,
-    fork_not_before_ms: u64,
-    waiting_for_pool: bool,
-    /// While the daemon starts: how its first workers are doing, and the last one's reason for
-    /// dying before it was ready.
-    starting: Option<(StartWatch, Option<String>)>,
     /// The status the manager exits with once every worker is gone.
     exit_code: i32,
+    /// The daemon's stop had to climb past what it asked for (TERM after QUIT, KILL).
+    had_to_kill: bool,
     pid: Pid,
-    /// Processes the program handed over with `daemon::foreign_child`.
-    foreign: BTreeMap<Pid, Option<u64>>,
+    exits: ExitLog,
+    /// Time-based verdicts wait until then: a manager that was away (stopped, a suspended VM)
+    /// for longer than a timeout gives every worker one more full timeout before it judges.
+    judge_after: u64,
+    /// When the loop last meant to wake, to tell a wake on time from one that came late.
+    planned_wake: Option<u64>,
     /// When the next WATCHDOG=1 is due, if systemd asked for them.
     watchdog: Option<(u64, u64)>,
-    /// The last STATUS= sent (busy, idle).
-    told_status: Option<(u32, u32)>,
+    /// The last STATUS= sent.
+    told_status: Option<String>,
 }
 
 /// Why the manager could not start.
@@ -160,46 +161,32 @@ impl Manager {
         if let Some(c) = &channel {
             debug!(name = c.name(), "control channel open");
         }
+        let now = monotonic_ms();
         let watchdog = notify::watchdog_interval().map(|d| {
             let every = d.as_millis() as u64;
-            (every, monotonic_ms() + every)
+            (every, now + every)
         });
-        let start_timeout_ms = config.start_timeout.as_millis() as u64;
-        let limits = Limits {
-            workers: config.workers,
-            min_spare: config.min_spare,
-            max_spare: config.max_spare,
-            max_children: config.max_children,
-        };
-        board.set_thresholds(limits.min_spare, limits.max_spare);
+        let classic = matches!(hooks.on_accept.handler, Handler::Sync(_));
+        let pool = Pool::new(0, "main", &config, classic, now);
+        board.set_thresholds(pool.index, pool.limits.min_spare, pool.limits.max_spare);
         Ok(Manager {
             config,
             layers,
-            limits,
             board,
             listeners,
             hooks,
             own: Some(Own { signals, wake_read, channel, housework }),
             wake_write,
-            records: BTreeMap::new(),
-            by_pid: HashMap::new(),
-            generation: 1,
-            last_retire_ms: None,
-            stop: None,
-            failed_starts: 0,
-            fork_not_before_ms: 0,
-            waiting_for_pool: true,
-            starting: Some((
-                StartWatch {
-                    deadline_ms: monotonic_ms().saturating_add(start_timeout_ms),
-                    died_before_ready: 0,
-                    any_ready: false,
-                },
-                None,
-            )),
-            exit_code: 0,
-            pid,
+            pool,
+            procs: Procs::default(),
             foreign: BTreeMap::new(),
+            stop: None,
+            exit_code: 0,
+            had_to_kill: false,
+            pid,
+            exits: ExitLog::default(),
+            judge_after: 0,
+            planned_wake: None,
             watchdog,
             told_status: None,
         })
@@ -207,31 +194,39 @@ impl Manager {
 
     /// Runs until the pool is stopped and every worker reaped. Returns the exit status.
     pub(crate) fn run(mut self) -> i32 {
+        let l = self.pool.limits;
         info!(
-            workers = self.limits.workers,
-            min_spare = self.limits.min_spare,
-            max_spare = self.limits.max_spare,
-            max_children = self.limits.max_children,
+            workers = l.workers,
+            min_spare = l.min_spare,
+            max_spare = l.max_spare,
+            max_children = l.max_children,
             clients = self.config.clients,
             requests = self.config.requests,
             "manager started"
         );
-        self.board.announce_ready(true);
+        self.board.announce_ready(self.pool.index, true);
         loop {
             self.adopt_foreign();
             self.reap();
             let now = monotonic_ms();
+            self.guard_against_a_stall(now);
             self.judge_start(now);
-            if self.stop.is_some() && self.records.is_empty() && self.foreign.is_empty() {
+            if self.stop.is_some() && self.procs.is_empty() && self.foreign.is_empty() {
                 break;
             }
             let recheck = if self.stop.is_none() { self.manage(now) } else { None };
-            self.enforce_deadlines(now);
+            let check = if self.stop.is_none() { self.supervise(now) } else { None };
+            let ladders = self.climb_ladders(now);
+            self.log_exit_counts(now);
             self.feed_watchdog(now);
-            let deadline = self.next_deadline(recheck);
+            let deadline = [recheck, check, ladders, self.other_deadlines()].into_iter().flatten().min();
             self.wait(deadline);
         }
-        info!(wakes = self.board.wakes(), "manager stopped: every worker is gone");
+        self.log_exit_counts(u64::MAX);
+        if self.had_to_kill && self.exit_code == 0 {
+            self.exit_code = EXIT_HAD_TO_KILL;
+        }
+        info!(wakes = self.board.wakes(), exit_status = self.exit_code, "manager stopped: every worker is gone");
         if let Some(own) = self.own.take() {
             if let Some(p) = own.housework.pid_file {
                 p.remove();
@@ -240,14 +235,32 @@ impl Manager {
         self.exit_code
     }
 
+    /// A loop that woke much later than it meant to (the manager was stopped, or the machine
+    /// suspended) must not judge workers by stamps that went stale while it was away: it gives
+    /// them one more full timeout (unicorn's guard; gunicorn issue 1440).
+    fn guard_against_a_stall(&mut self, now: u64) {
+        let Some(planned) = self.planned_wake.take() else { return };
+        let s = &self.pool.supervision;
+        let Some(timeout) = s.heartbeat_timeout_ms.or(s.request_timeout_ms) else { return };
+        let late = now.saturating_sub(planned);
+        if late > timeout {
+            warn!(
+                late_ms = late,
+                "the manager was away longer than a timeout (stopped, or the machine suspended): \
+                 no worker is judged for one more timeout"
+            );
+            self.judge_after = now.saturating_add(timeout);
+        }
+    }
+
     /// While the daemon starts: fails the start (exit 1, the reason told to whoever waits for
     /// it) once the first workers cannot become ready.
     fn judge_start(&mut self, now: u64) {
-        let Some((watch, last_reason)) = &self.starting else { return };
+        let Some((watch, last_reason)) = &self.pool.starting else { return };
         if self.stop.is_some() {
             return;
         }
-        let why = match policy::start_verdict(watch, self.limits.workers, now) {
+        let why = match supervise::start_verdict(watch, self.pool.limits.workers, now) {
             None => return,
             Some(StartFailure::EveryWorkerDied) => format!(
                 "no worker could start: {} died before they were ready; the last {}",
@@ -255,20 +268,16 @@ impl Manager {
                 last_reason.as_deref().unwrap_or("gave no reason")
             ),
             Some(StartFailure::TimedOut) => {
-                let ready = self
-                    .views()
-                    .iter()
-                    .filter(|w| matches!(w.phase, Phase::Idle | Phase::Busy))
-                    .count();
+                let ready = self.views().iter().filter(|w| matches!(w.phase, Phase::Idle | Phase::Busy)).count();
                 format!(
                     "the workers were not ready within start_timeout ({}): {ready} of {} accept; \
                      check the on_child hooks, or raise start_timeout",
                     daemon_config::format_duration(self.config.start_timeout),
-                    self.limits.workers
+                    self.pool.limits.workers
                 )
             }
         };
-        self.starting = None;
+        self.pool.starting = None;
         error!("start failed: {why}");
         if let Some(own) = self.own.as_mut() {
             own.housework.readiness.failed(&why);
@@ -283,10 +292,12 @@ impl Manager {
         for pid in crate::foreign::take() {
             info!(pid, "watching a foreign child");
             let pid = Pid::from_raw(pid);
+            let mut child = Foreign { kill_at_ms: None };
             if self.stop.is_some() {
                 send(pid, Signal::SIGTERM);
+                child.kill_at_ms = Some(monotonic_ms().saturating_add(self.pool.supervision.graceful_ms));
             }
-            self.foreign.insert(pid, None);
+            self.foreign.insert(pid, child);
         }
     }
 
@@ -299,50 +310,12 @@ impl Manager {
         }
     }
 
-    /// What `status` prints, as JSON.
-    fn snapshot(&self) -> serde_json::Value {
-        let now = monotonic_ms();
-        let workers: Vec<serde_json::Value> = self
-            .records
-            .iter()
-            .map(|(&slot, rec)| {
-                let v = self.board.view(slot);
-                serde_json::json!({
-                    "slot": slot,
-                    "pid": rec.pid.as_raw(),
-                    "state": v.state.letter().to_string(),
-                    "generation": rec.generation,
-                    "requests": v.requests,
-                    "active": v.active,
-                    "age_ms": now.saturating_sub(v.started_ms),
-                    "last_heartbeat_ms": now.saturating_sub(v.heartbeat_ms),
-                })
-            })
-            .collect();
-        serde_json::json!({
-            "pid": self.pid.as_raw(),
-            "package": self.package().name,
-            "version": self.package().version,
-            "mode": "prefork",
-            "generation": self.generation,
-            "scoreboard": self.letters(),
-            "limits": {
-                "workers": self.limits.workers,
-                "min_spare": self.limits.min_spare,
-                "max_spare": self.limits.max_spare,
-                "max_children": self.limits.max_children,
-            },
-            "stopping": self.stop.is_some(),
-            "workers": workers,
-        })
-    }
-
     fn views(&self) -> Vec<WorkerView> {
-        self.records
+        self.procs
             .iter()
-            .map(|(&slot, rec)| {
-                let v = self.board.view(slot);
-                let phase = if rec.stopping.is_some() || v.state == State::Exiting {
+            .map(|p| {
+                let v = self.board.view(p.slot);
+                let phase = if p.stopping.is_some() || v.state == State::Exiting {
                     Phase::Exiting
                 } else {
                     match v.state {
@@ -351,22 +324,23 @@ impl Manager {
                         _ => Phase::Starting,
                     }
                 };
-                WorkerView { slot, phase, started_ms: v.started_ms, unoccupied: v.active == 0 }
+                WorkerView { slot: p.slot, phase, started_ms: v.started_ms, unoccupied: v.active == 0 }
             })
             .collect()
     }
 
-    /// Applies the policy. Returns when to look again, if the policy asked.
+    /// Applies the spare policy. Returns when to look again, if there is a reason to.
     fn manage(&mut self, now: u64) -> Option<u64> {
         let views = self.views();
-        if self.waiting_for_pool {
+        let c = policy::count(&views);
+        if self.pool.waiting_for_pool {
             let ready = views.iter().filter(|w| matches!(w.phase, Phase::Idle | Phase::Busy)).count();
-            if let Some((watch, _)) = self.starting.as_mut() {
+            if let Some((watch, _)) = self.pool.starting.as_mut() {
                 watch.any_ready |= ready > 0;
             }
-            if ready >= self.limits.workers as usize {
-                self.waiting_for_pool = false;
-                self.board.announce_ready(false);
+            if ready >= self.pool.limits.workers as usize {
+                self.pool.waiting_for_pool = false;
+                self.board.announce_ready(self.pool.index, false);
                 let addrs: Vec<String> = self.listeners.iter().map(|l| l.addr.to_string()).collect();
                 info!(
                     workers = ready,
@@ -377,58 +351,98 @@ impl Manager {
                 if let Some(own) = self.own.as_mut() {
                     own.housework.readiness.ready();
                 }
-                self.starting = None;
+                self.pool.starting = None;
                 notify::ready(&format!("{ready} workers accepting on {}", addrs.join(",")));
             }
         }
-        if notify::enabled() {
-            let c = policy::count(&views);
-            let idle = c.spares;
-            if self.told_status != Some((c.busy, idle)) {
-                self.told_status = Some((c.busy, idle));
-                notify::status(&format!("{} busy, {idle} idle, {} workers", c.busy, c.pool));
-            }
-        }
-        let plan = policy::plan(&views, &self.limits, now, self.last_retire_ms);
+        self.tell_status(c);
+        self.watch_saturation(&c, now);
+        let healthy_at = self.notice_health(now);
+        let plan = policy::plan(&views, &self.pool.limits, now, self.pool.last_retire_ms);
         if let Some(slot) = plan.retire {
             info!(slot, "retiring a surplus spare");
-            self.retire(slot, now);
-            self.last_retire_ms = Some(now);
+            self.stop_worker(slot, Rung::Quit, Why::Retire, now);
+            self.pool.last_retire_ms = Some(now);
         }
+        let mut fork_again = None;
         if plan.spawn > 0 {
-            if now < self.fork_not_before_ms {
-                return Some(self.fork_not_before_ms);
-            }
-            for _ in 0..plan.spawn {
-                if !self.spawn() {
-                    break;
+            let not_before = self.pool.restarts.not_before();
+            if now < not_before {
+                fork_again = Some(not_before);
+            } else {
+                for _ in 0..plan.spawn {
+                    if !self.spawn(now) {
+                        // A failed fork waits for its backoff: look again then, not never.
+                        fork_again = Some(self.pool.restarts.not_before());
+                        break;
+                    }
                 }
             }
         }
-        plan.recheck_at
+        [plan.recheck_at, fork_again, healthy_at].into_iter().flatten().min()
+    }
+
+    /// STATUS= for systemd, when it listens and something changed.
+    fn tell_status(&mut self, c: policy::Counts) {
+        if !notify::enabled() {
+            return;
+        }
+        let text = if self.pool.restarts.in_crash_loop() {
+            format!(
+                "crash loop: workers die within min_worker_lifetime; forking one each {}s; {} workers",
+                supervise::BACKOFF_MAX_MS / 1000,
+                c.pool
+            )
+        } else {
+            format!("{} busy, {} idle, {} workers", c.busy, c.spares, c.pool)
+        };
+        if self.told_status.as_deref() != Some(&text) {
+            notify::status(&text);
+            self.told_status = Some(text);
+        }
+    }
+
+    /// Says once per episode that every worker is busy and no more may be forked (Apache's
+    /// "server reached MaxRequestWorkers"), and when it is over.
+    fn watch_saturation(&mut self, c: &policy::Counts, now: u64) {
+        let saturated = c.spares == 0 && c.live >= self.pool.limits.max_children && c.busy > 0;
+        match (saturated, self.pool.saturated_since) {
+            (true, None) => {
+                warn!(
+                    busy = c.busy,
+                    max_children = self.pool.limits.max_children,
+                    clients = self.config.clients,
+                    "the pool is saturated: every worker is busy and max_children is reached; \
+                     new connections wait in the listen queue (raise max_children or clients)"
+                );
+                self.pool.saturated_since = Some(now);
+            }
+            (false, Some(since)) => {
+                info!(lasted_ms = now.saturating_sub(since), "the pool is no longer saturated");
+                self.pool.saturated_since = None;
+            }
+            _ => {}
+        }
     }
 
     /// The scoreboard's state letters, one per worker, in slot order.
     fn letters(&self) -> String {
-        crate::scoreboard::letters(&self.board, self.records.keys().copied())
+        crate::scoreboard::letters(&self.board, self.procs.slots())
     }
 
-    fn next_deadline(&self, recheck: Option<u64>) -> Option<u64> {
-        let kills = self
-            .records
-            .values()
-            .filter_map(|r| r.stopping.as_ref())
-            .filter(|s| !s.killed)
-            .map(|s| s.kill_at_ms);
-        let foreign = self.foreign.values().flatten().copied();
+    /// Deadlines that are not the pool's: foreign children's kills, the watchdog, a failing
+    /// start, the control channel's clients, the exit log's window.
+    fn other_deadlines(&self) -> Option<u64> {
+        let foreign = self.foreign.values().filter_map(|f| f.kill_at_ms);
         let watchdog = self.watchdog.map(|(_, due)| due);
-        let start = self.starting.as_ref().map(|(w, _)| w.deadline_ms);
+        let start = self.pool.starting.as_ref().map(|(w, _)| w.deadline_ms);
         let control = self.own.as_ref().and_then(|o| o.channel.as_ref()).and_then(Channel::deadline);
-        recheck.into_iter().chain(kills).chain(foreign).chain(watchdog).chain(start).chain(control).min()
+        foreign.chain(watchdog).chain(start).chain(control).chain(self.exits.deadline()).min()
     }
 
-    /// Sleeps until a signal, a wake-up from a worker, or the deadline.
+    /// Sleeps until a signal, a wake-up from a worker, a control client, or the deadline.
     fn wait(&mut self, deadline: Option<u64>) {
+        self.planned_wake = deadline;
         let Some(own) = self.own.as_ref() else { return };
         let timeout = match deadline {
             None => PollTimeout::NONE,
@@ -518,11 +532,12 @@ impl Manager {
                 if self.stop.is_some() {
                     return;
                 }
-                if self.limits.workers < self.limits.max_children {
-                    self.limits.workers += 1;
-                    info!(workers = self.limits.workers, "TTIN: one worker more");
+                let l = &mut self.pool.limits;
+                if l.workers < l.max_children {
+                    l.workers += 1;
+                    info!(workers = l.workers, "TTIN: one worker more");
                 } else {
-                    warn!(max_children = self.limits.max_children, "TTIN: the pool is at max_children already");
+                    warn!(max_children = l.max_children, "TTIN: the pool is at max_children already");
                 }
             }
             Signal::SIGTTOU => self.shrink_by_one(),
@@ -539,11 +554,11 @@ impl Manager {
         if self.stop.is_some() {
             return;
         }
-        if self.limits.workers <= 1 {
+        if self.pool.limits.workers <= 1 {
             warn!("TTOU: the pool is at one worker already");
             return;
         }
-        self.limits.workers -= 1;
+        self.pool.limits.workers -= 1;
         let mut views = self.views();
         let Some(slot) = policy::pick_retiree(&views) else { return };
         // If min_spare would fork a replacement at once, lowering the floor is all TTOU can do.
@@ -551,12 +566,12 @@ impl Manager {
             v.phase = Phase::Exiting;
         }
         let now = monotonic_ms();
-        if policy::plan(&views, &self.limits, now, None).spawn > 0 {
-            info!(workers = self.limits.workers, "TTOU: floor lowered; min_spare keeps the current workers");
+        if policy::plan(&views, &self.pool.limits, now, None).spawn > 0 {
+            info!(workers = self.pool.limits.workers, "TTOU: floor lowered; min_spare keeps the current workers");
             return;
         }
-        info!(workers = self.limits.workers, slot, "TTOU: one worker fewer");
-        self.retire(slot, now);
+        info!(workers = self.pool.limits.workers, slot, "TTOU: one worker fewer");
+        self.stop_worker(slot, Rung::Quit, Why::Retire, now);
     }
 
     /// USR1 (and HUP): reopen the log file here, then in every worker.
@@ -572,8 +587,8 @@ impl Manager {
                 return;
             }
         }
-        for rec in self.records.values() {
-            send(rec.pid, Signal::SIGUSR1);
+        for p in self.procs.iter() {
+            send(p.pid, Signal::SIGUSR1);
         }
     }
 
@@ -607,36 +622,29 @@ impl Manager {
             );
         }
         self.config = new;
-        self.limits = Limits {
-            workers: self.config.workers,
-            min_spare: self.config.min_spare,
-            max_spare: self.config.max_spare,
-            max_children: self.config.max_children,
-        };
-        self.board.set_thresholds(self.limits.min_spare, self.limits.max_spare);
+        self.pool.reconfigure(&self.config);
+        let l = self.pool.limits;
+        self.board.set_thresholds(self.pool.index, l.min_spare, l.max_spare);
         self.new_generation();
         Ok(())
     }
 
     /// A new generation of workers replaces the old one, which finishes its work first.
     fn new_generation(&mut self) {
-        self.generation += 1;
-        self.waiting_for_pool = true;
-        self.board.announce_ready(true);
+        self.pool.generation += 1;
+        self.pool.waiting_for_pool = true;
+        self.board.announce_ready(self.pool.index, true);
         info!(
-            generation = self.generation,
-            workers = self.limits.workers,
+            generation = self.pool.generation,
+            workers = self.pool.limits.workers,
             "HUP: configuration applied; replacing every worker with a new generation"
         );
         let now = monotonic_ms();
-        let old: Vec<usize> = self
-            .records
-            .iter()
-            .filter(|(_, r)| r.stopping.is_none() && r.generation < self.generation)
-            .map(|(&s, _)| s)
-            .collect();
+        let generation = self.pool.generation;
+        let old: Vec<usize> =
+            self.procs.iter().filter(|p| p.stopping.is_none() && p.generation < generation).map(|p| p.slot).collect();
         for slot in old {
-            self.retire(slot, now);
+            self.stop_worker(slot, Rung::Quit, Why::Retire, now);
         }
     }
 
@@ -645,107 +653,44 @@ impl Manager {
             (Some(StopKind::Fast), _) | (Some(StopKind::Graceful), StopKind::Graceful) => return,
             _ => {}
         }
-        let (signal, how) = match kind {
-            StopKind::Graceful => (Signal::SIGQUIT, "graceful stop: workers finish their work"),
-            StopKind::Fast => (Signal::SIGTERM, "fast stop: workers end now"),
+        let (rung, how) = match kind {
+            StopKind::Graceful => (Rung::Quit, "graceful stop: workers finish their work"),
+            StopKind::Fast => (Rung::Term, "fast stop: workers end now"),
         };
-        info!(why, workers = self.records.len(), "{how}");
+        info!(why, workers = self.procs.len(), "{how}");
         if self.stop.is_none() {
             notify::stopping();
         }
         self.stop = Some(kind);
-        let kill_at_ms = monotonic_ms().saturating_add(self.config.graceful_timeout.as_millis() as u64);
-        for (&pid, kill_at) in self.foreign.iter_mut() {
+        let now = monotonic_ms();
+        let graceful = self.pool.supervision.graceful_ms;
+        for (&pid, child) in self.foreign.iter_mut() {
             send(pid, Signal::SIGTERM);
-            kill_at.get_or_insert(kill_at_ms);
+            child.kill_at_ms.get_or_insert(now.saturating_add(graceful));
         }
-        for rec in self.records.values_mut() {
-            send(rec.pid, signal);
-            let keep = rec.stopping.as_ref().map_or(u64::MAX, |s| s.kill_at_ms);
-            rec.stopping = Some(Stopping { signal, kill_at_ms: kill_at_ms.min(keep), killed: false });
-        }
-    }
-
-    fn retire(&mut self, slot: usize, now: u64) {
-        let timeout = self.config.graceful_timeout.as_millis() as u64;
-        if let Some(rec) = self.records.get_mut(&slot) {
-            if rec.stopping.is_none() {
-                send(rec.pid, Signal::SIGQUIT);
-                rec.stopping = Some(Stopping {
-                    signal: Signal::SIGQUIT,
-                    kill_at_ms: now.saturating_add(timeout),
-                    killed: false,
-                });
-            }
+        let slots: Vec<usize> = self.procs.slots().collect();
+        for slot in slots {
+            self.stop_worker(slot, rung, Why::Stop, now);
         }
     }
 
-    fn enforce_deadlines(&mut self, now: u64) {
-        for (&pid, kill_at) in self.foreign.iter_mut() {
-            if kill_at.is_some_and(|at| at <= now) {
-                warn!(pid = pid.as_raw(), "foreign child did not stop within graceful_timeout: KILL");
-                send(pid, Signal::SIGKILL);
-                *kill_at = None;
+    /// Starts (or moves up) a worker's stop ladder at `rung`. A worker already on a rung as high
+    /// stays where it is, so no verdict or stop is carried out twice.
+    fn stop_worker(&mut self, slot: usize, rung: Rung, why: Why, now: u64) {
+        let Some(p) = self.procs.get_mut(slot) else { return };
+        if let Some(s) = &mut p.stopping {
+            if s.ladder.rung >= rung {
+                return;
             }
+            // A fast stop of a worker that was retiring: the stop is now what it is for.
+            s.why = why;
         }
-        for (&slot, rec) in self.records.iter_mut() {
-            if let Some(s) = rec.stopping.as_mut() {
-                if !s.killed && s.kill_at_ms <= now {
-                    warn!(slot, pid = rec.pid.as_raw(), "worker did not stop within graceful_timeout: KILL");
-                    send(rec.pid, Signal::SIGKILL);
-                    s.killed = true;
-                }
-            }
-        }
+        send(p.pid, signal_of(rung));
+        p.stopping = Some(Stopping { ladder: Ladder { rung, at_ms: now }, why });
     }
 
-    /// Forks one worker into a free slot. Returns false if it could not.
-    fn spawn(&mut self) -> bool {
-        let Some(slot) = (0..SLOTS).find(|s| !self.records.contains_key(s)) else {
-            error!("the scoreboard is full");
-            return false;
-        };
-        self.board.prepare(slot, self.generation);
-        match fork() {
-            Ok(Forked::Parent(pid)) => {
-                self.board.set_pid(slot, pid.as_raw());
-                self.records.insert(slot, Record { pid, generation: self.generation, stopping: None });
-                self.by_pid.insert(pid, slot);
-                info!(slot, pid = pid.as_raw(), generation = self.generation, "worker spawned");
-                true
-            }
-            Ok(Forked::Child) => self.become_worker(slot),
-            Err(e) => {
-                self.board.clear(slot);
-                error!(error = %e, "fork failed; trying again in a second");
-                self.fork_not_before_ms = monotonic_ms() + 1000;
-                false
-            }
-        }
-    }
-
-    /// In the child: drop what is the manager's alone and run the worker. Never returns.
-    fn become_worker(&mut self, slot: usize) -> ! {
-        drop(self.own.take());
-        let wake = match self.wake_write.try_clone() {
-            Ok(fd) => fd,
-            Err(e) => {
-                let why = format!("cannot set up the worker's wake pipe: {e}");
-                self.board.give_up(slot, &why);
-                crate::sys::exit_now(1)
-            }
-        };
-        worker::run(worker::Setup {
-            slot: self.board.worker_slot(slot, self.config.clients, wake),
-            generation: self.generation,
-            manager_pid: self.pid,
-            listeners: &self.listeners,
-            hooks: &self.hooks,
-            config: &self.config,
-        })
-    }
-
-    /// Collects every child that has exited; no zombie is left behind.
+    /// Collects every child that has exited; no zombie is left behind. As PID 1 the manager
+    /// also reaps orphans re-parented to it, which it tells from its workers by pid.
     fn reap(&mut self) {
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
@@ -764,68 +709,25 @@ impl Manager {
     }
 
     fn on_exit(&mut self, pid: Pid, status: WaitStatus) {
-        let Some(slot) = self.by_pid.remove(&pid) else {
+        // By pid first: a stranger's status (an orphan reaped as PID 1) is never a worker's death.
+        let Some(proc) = self.procs.remove(pid) else {
             if self.foreign.remove(&pid).is_some() {
                 info!(pid = pid.as_raw(), ?status, "foreign child exited");
             } else {
-                debug!(pid = pid.as_raw(), ?status, "reaped a process that was not a worker");
+                debug!(pid = pid.as_raw(), ?status, "reaped a process that was not a worker (an orphan)");
             }
             return;
         };
-        let view = self.board.view(slot);
-        let note = self.board.note(slot);
-        let rec = self.records.remove(&slot);
-        self.board.clear(slot);
-        let expected = rec.as_ref().is_some_and(|r| r.stopping.is_some()) || view.state == State::Exiting;
-        let how = match status {
-            WaitStatus::Exited(_, code) => format!("exit status {code}"),
-            WaitStatus::Signaled(_, sig, _) => format!("killed by {sig}"),
-            other => format!("{other:?}"),
-        };
-        let sent = rec.as_ref().and_then(|r| r.stopping.as_ref()).map(|s| s.signal);
-        let clean = match status {
-            WaitStatus::Exited(_, 0) => true,
-            WaitStatus::Signaled(_, sig, _) => Some(sig) == sent && sig != Signal::SIGKILL,
-            _ => false,
-        };
-        if expected && clean {
-            info!(slot, pid = pid.as_raw(), requests = view.requests, "worker exited");
-        } else if expected {
-            warn!(slot, pid = pid.as_raw(), requests = view.requests, status = %how, "worker ended while stopping");
-        } else {
-            warn!(
-                slot,
-                pid = pid.as_raw(),
-                requests = view.requests,
-                status = %how,
-                reason = note.as_deref().unwrap_or("none given"),
-                scoreboard = %self.letters(),
-                "worker died; replacing it"
-            );
-        }
-        let never_ready = matches!(view.state, State::Forking | State::Forked | State::Starting);
-        if never_ready && !expected {
-            self.failed_starts += 1;
-            let delay = (BACKOFF_FIRST_MS << (self.failed_starts - 1).min(16)).min(BACKOFF_MAX_MS);
-            self.fork_not_before_ms = monotonic_ms() + delay;
-            let reason = note.clone().unwrap_or_else(|| how.clone());
-            error!(
-                slot,
-                failures = self.failed_starts,
-                delay_ms = delay,
-                reason = %reason,
-                "worker died before it was ready (check the on_child hooks); backing off"
-            );
-            if let Some((watch, last)) = self.starting.as_mut() {
-                watch.died_before_ready += 1;
-                *last = Some(match &note {
-                    Some(note) => format!("(slot {slot}, pid {pid}, {how}) said: {note}"),
-                    None => format!("(slot {slot}, pid {pid}) ended with {how}, without a word"),
-                });
-            }
-        } else if !never_ready {
-            self.failed_starts = 0;
-        }
+        self.on_death(proc, status);
+    }
+}
+
+/// The signal of a rung.
+fn signal_of(rung: Rung) -> Signal {
+    match rung {
+        Rung::Quit => Signal::SIGQUIT,
+        Rung::Term => Signal::SIGTERM,
+        Rung::Kill => Signal::SIGKILL,
     }
 }
 

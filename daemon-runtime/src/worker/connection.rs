@@ -10,7 +10,8 @@ use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::stop::{Slot, Stop};
+use super::stop::Slot;
+use super::track::{Tracked, Tracker};
 
 /// A client connection, served by an `async fn(daemon::Connection)` handler.
 ///
@@ -20,11 +21,18 @@ use crate::stop::{Slot, Stop};
 /// [`Connection::read_or_stop`] (or check [`Connection::is_stopping`] between requests), so that
 /// a graceful stop (QUIT, recycling, retirement) finishes the request in hand but does not wait
 /// for an idle client.
+///
+/// `read_or_stop` is also where the worker learns where one request ends and the next begins:
+/// `request_timeout` bounds the time from a request's first bytes (or the connection's start) to
+/// the handler's next `read_or_stop`, `keepalive_timeout` the wait for the next request, and
+/// `idle_timeout` any other wait for the client. A handler that never calls it serves one
+/// request per connection, as far as those limits are concerned.
 #[derive(Debug)]
 pub struct Connection {
     stream: TcpStream,
     peer: SocketAddr,
-    stop: Arc<Stop>,
+    tracker: Arc<Tracker>,
+    tracked: Arc<Tracked>,
     /// Where a read waiting between requests leaves its waker for the stop.
     slot: Arc<Slot>,
     /// A copy of the waker left in `slot`: the same task parks again without touching the slot.
@@ -34,10 +42,22 @@ pub struct Connection {
     has_read: bool,
 }
 
+/// Marks the end of a wait for the client, however the wait ends (data, a stop, or the future
+/// dropped by a `select!`).
+struct Waiting<'a> {
+    tracked: &'a Tracked,
+    tracker: &'a Tracker,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.tracked.waited(self.tracker);
+    }
+}
+
 impl Connection {
-    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, stop: Arc<Stop>) -> Self {
-        let slot = stop.slot();
-        Connection { stream, peer, stop, slot, parked: None, has_read: false }
+    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, tracker: Arc<Tracker>, tracked: Arc<Tracked>, slot: Arc<Slot>) -> Self {
+        Connection { stream, peer, tracker, tracked, slot, parked: None, has_read: false }
     }
 
     /// The client's address.
@@ -48,47 +68,78 @@ impl Connection {
     /// Whether the worker has been asked to stop gracefully: finish the request in hand, then
     /// return.
     pub fn is_stopping(&self) -> bool {
-        self.stop.is_raised()
+        self.tracker.stop.is_raised()
     }
 
     /// A future that completes when the worker is asked to stop gracefully (at once if it
     /// already was). It borrows nothing, so it can be raced against reads and writes on this
     /// connection, or moved into another task.
     pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        self.stop.raised()
+        self.tracker.stop.raised()
+    }
+
+    /// Marks the request in hand long (POE's `update_status('long')`; the worker's scoreboard
+    /// letter becomes `l`): it is judged by `long_request_timeout` instead of `request_timeout`,
+    /// until the handler waits for its next request.
+    pub fn long(&self) {
+        self.tracked.mark_long();
+        if let Some(slot) = super::current() {
+            slot.set_long(true);
+        }
+    }
+
+    /// Says what this request is (`GET /report`), for the log line of a verdict against the
+    /// worker (a hang, a deadline): the scoreboard keeps the last one described.
+    pub fn describe_request(&self, what: &str) {
+        if let Some(slot) = super::current() {
+            slot.describe_request(what);
+        }
     }
 
     /// Reads into `buf` like [`tokio::io::AsyncReadExt::read`], unless the worker is asked to stop
     /// gracefully while the connection is idle between requests: then `Ok(None)`. The way to wait
-    /// for the next request on a keep-alive connection.
+    /// for the next request on a keep-alive connection. It also returns `Ok(None)` when this
+    /// connection alone is let go: it waited longer than `keepalive_timeout`, or its worker is
+    /// full and needs its place for a new client.
     ///
     /// The first read of a connection is never given up: the worker accepted it, so its request
     /// is served (a stop is bounded by `graceful_timeout`). Data that has already arrived is read
     /// even when a stop is pending.
     pub async fn read_or_stop(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        // Separate borrows of the fields: the wait below reads some and writes others.
+        let Connection { stream, tracker, tracked, slot, parked, has_read, .. } = self;
+        let between = *has_read;
+        if between {
+            tracked.request_done();
+        }
+        let _waiting = Waiting { tracked, tracker };
         let read = std::future::poll_fn(|cx| {
             let mut out = ReadBuf::new(&mut *buf);
             // The read first: data that has arrived is served, stop or not.
-            if let Poll::Ready(done) = Pin::new(&mut self.stream).poll_read(cx, &mut out) {
+            if let Poll::Ready(done) = Pin::new(&mut *stream).poll_read(cx, &mut out) {
                 return Poll::Ready(done.map(|()| Some(out.filled().len())));
             }
-            if !self.has_read {
+            tracked.waits(tracker, between);
+            if !between {
                 return Poll::Pending;
             }
-            // Only the stop takes a waker out of the slot, so while ours is the same, the slot
-            // still holds it, or the stop has been raised and the check below sees it.
-            if !self.parked.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                self.slot.park(cx.waker());
-                self.parked = Some(cx.waker().clone());
+            // Only the stop (or a let-go) takes a waker out of the slot, so while ours is the
+            // same, the slot still holds it, or the flag is set and the check below sees it.
+            if !parked.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                slot.park(cx.waker());
+                *parked = Some(cx.waker().clone());
             }
-            if self.stop.is_raised() {
+            if tracker.stop.is_raised() || slot.is_let_go() {
                 return Poll::Ready(Ok(None));
             }
             Poll::Pending
         })
         .await;
         if matches!(read, Ok(Some(n)) if n > 0) {
-            self.has_read = true;
+            if between {
+                tracked.request_begins(tracker.now());
+            }
+            *has_read = true;
         }
         read
     }
@@ -113,12 +164,15 @@ impl DerefMut for Connection {
 }
 
 impl AsyncRead for Connection {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
+        // Stamps for idle_timeout: since when this read has waited for the client.
+        match polled {
+            Poll::Pending => this.tracked.waits(&this.tracker, false),
+            Poll::Ready(_) => this.tracked.waited(&this.tracker),
+        }
+        polled
     }
 }
 

@@ -121,36 +121,6 @@ pub fn plan(workers: &[WorkerView], limits: &Limits, now_ms: u64, last_retire_ms
     }
 }
 
-/// How the first generation of workers is doing while the daemon starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StartWatch {
-    /// When the start is given up if the pool is not ready by then (`start_timeout`).
-    pub deadline_ms: u64,
-    /// Workers that died before they were ready.
-    pub died_before_ready: u32,
-    /// Whether any worker has become ready.
-    pub any_ready: bool,
-}
-
-/// Why a start failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StartFailure {
-    /// As many workers as the pool's size died before they were ready, and none became ready:
-    /// whatever kills them will kill the next ones too.
-    EveryWorkerDied,
-    /// The pool was not ready by the deadline.
-    TimedOut,
-}
-
-/// Whether the start has failed, given the pool's size (`workers`) and the time. A start that
-/// has seen a worker become ready is judged by the deadline only.
-pub fn start_verdict(watch: &StartWatch, workers: u32, now_ms: u64) -> Option<StartFailure> {
-    if !watch.any_ready && watch.died_before_ready >= workers.max(1) {
-        return Some(StartFailure::EveryWorkerDied);
-    }
-    (now_ms >= watch.deadline_ms).then_some(StartFailure::TimedOut)
-}
-
 /// The worker to retire when the pool must shrink by one (TTOU): the newest unoccupied idle
 /// worker, else the newest idle one, else the newest busy one (it finishes its work first).
 pub fn pick_retiree(workers: &[WorkerView]) -> Option<usize> {
@@ -218,16 +188,6 @@ mod tests {
         assert_eq!(pick_retiree(&pool), Some(0));
         assert_eq!(pick_retiree(&pool[1..]), Some(1));
         assert_eq!(pick_retiree(&pool[2..]), Some(2));
-    }
-
-    #[test]
-    fn a_start_fails_once_every_first_worker_died_or_the_time_is_up() {
-        let watch = |died, any_ready| StartWatch { deadline_ms: 1000, died_before_ready: died, any_ready };
-        assert_eq!(start_verdict(&watch(3, false), 4, 10), None, "one of four may still come up");
-        assert_eq!(start_verdict(&watch(4, false), 4, 10), Some(StartFailure::EveryWorkerDied));
-        assert_eq!(start_verdict(&watch(9, true), 4, 10), None, "a worker came up: only the deadline judges");
-        assert_eq!(start_verdict(&watch(0, true), 4, 1000), Some(StartFailure::TimedOut));
-        assert_eq!(start_verdict(&watch(1, false), 0, 10), Some(StartFailure::EveryWorkerDied));
     }
 
     fn limits() -> impl Strategy<Value = Limits> {

@@ -1,7 +1,11 @@
 //! The pid file: the manager's pid, written atomically (a complete file appears at once, by
 //! link(2) or rename(2); never through a symlink), locked with flock(2) for as long as the manager
 //! runs, and removed at exit. The lock, not the pid, says whether a daemon runs: a pid file whose
-//! lock nobody holds was left by a manager that died, and is replaced.
+//! lock nobody holds was left by a manager that died, and is replaced. Anyone who can read the
+//! file can lock it too, so the lock counts only when its holder (`/proc/locks`) is the process
+//! the file names; a file locked by a stranger is stale as well. An existing file is opened
+//! without following a symlink, without blocking (a FIFO in its place would hang the open), and
+//! only if it is a regular file.
 //!
 //! flock locks belong to the open file description, which fork shares: a worker closes its copy
 //! at once (the manager keeps it in the set of descriptors that are its alone), so the lock dies
@@ -63,22 +67,87 @@ fn inode(m: &std::fs::Metadata) -> (u64, u64) {
     (m.dev(), m.ino())
 }
 
-/// Reads the pid a pid file names, if it names one.
-pub(crate) fn read_pid(path: &Path) -> io::Result<Option<i32>> {
-    let mut text = String::new();
-    OpenOptions::new()
+/// Opens an existing pid file to read it, never through a symlink, never blocking on a FIFO
+/// someone put in its place, and only if it is a regular file.
+fn open_existing(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?
-        .read_to_string(&mut text)?;
-    Ok(text.trim().parse::<i32>().ok().filter(|p| *p > 0))
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    if !file.metadata()?.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file: remove it, or choose another path", path.display()),
+        ));
+    }
+    Ok(file)
 }
 
-/// Whether some process holds the pid file's lock (that is, a manager runs).
-pub(crate) fn is_locked(path: &Path) -> io::Result<bool> {
-    let file = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path)?;
+fn pid_in(file: &mut File) -> Option<i32> {
+    let mut text = String::new();
+    (&*file).take(64).read_to_string(&mut text).ok()?;
+    text.trim().parse::<i32>().ok().filter(|p| *p > 0)
+}
+
+/// Reads the pid a pid file names, if it names one.
+#[cfg(test)]
+pub(crate) fn read_pid(path: &Path) -> io::Result<Option<i32>> {
+    Ok(pid_in(&mut open_existing(path)?))
+}
+
+/// Who holds a pid file's lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Holder {
+    /// Nobody: its manager is gone.
+    Free { named: Option<i32> },
+    /// The process the file names (or a process this one cannot see, which is then taken to be
+    /// it): a manager runs.
+    Manager(i32),
+    /// Somebody else: anyone who may read the file may also lock it, so a lock held by another
+    /// process than the one the file names proves nothing.
+    Stranger { named: Option<i32>, holder: i32 },
+}
+
+/// Who holds the lock on the file at `path`.
+pub(crate) fn holder(path: &Path) -> io::Result<Holder> {
+    let mut file = open_existing(path)?;
+    let named = pid_in(&mut file);
     // Our lock, if we get it, goes when `file` closes at the end of this function.
-    Ok(!try_lock_exclusive(&file)?)
+    if try_lock_exclusive(&file)? {
+        return Ok(Holder::Free { named });
+    }
+    Ok(judge_holder(named, lock_holder(&file)))
+}
+
+fn judge_holder(named: Option<i32>, holder: Option<i32>) -> Holder {
+    match (named, holder) {
+        (Some(named), Some(h)) if h == named => Holder::Manager(named),
+        (named, Some(holder)) => Holder::Stranger { named, holder },
+        // /proc/locks said nothing we can use: the file is all there is to go by.
+        (Some(named), None) => Holder::Manager(named),
+        (None, None) => Holder::Stranger { named: None, holder: 0 },
+    }
+}
+
+/// The pid of the process holding the flock on `file`, from /proc/locks (`1: FLOCK ADVISORY
+/// WRITE 4120 08:01:1234567 0 EOF`). None when it cannot be told.
+fn lock_holder(file: &File) -> Option<i32> {
+    let m = file.metadata().ok()?;
+    let id = format!(
+        "{:02x}:{:02x}:{}",
+        nix::sys::stat::major(m.dev()),
+        nix::sys::stat::minor(m.dev()),
+        m.ino()
+    );
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // A waiter's line starts with "->"; only the holder's line counts.
+        if fields.get(1) != Some(&"FLOCK") || fields.get(5) != Some(&id.as_str()) {
+            return None;
+        }
+        fields.get(4)?.parse::<i32>().ok().filter(|&p| p > 0)
+    })
 }
 
 impl PidFile {
@@ -105,7 +174,7 @@ impl PidFile {
             let lock = file;
             let ours = inode(&lock.metadata().map_err(io_err)?);
 
-            match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path) {
+            match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC).open(path) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     // No pid file: publish ours whole, unless another starter just did.
                     match std::fs::hard_link(&temp, path) {
@@ -129,30 +198,38 @@ impl PidFile {
                     return Err(io_err(e));
                 }
                 Ok(old) => {
-                    match try_lock_exclusive(&old) {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            let _ = std::fs::remove_file(&temp);
-                            let pid = read_pid(path).ok().flatten();
-                            return Err(PidFileError::Running { path: path.to_path_buf(), pid });
-                        }
+                    let mut old = old;
+                    if !old.metadata().map_err(io_err)?.file_type().is_file() {
+                        let _ = std::fs::remove_file(&temp);
+                        return Err(io_err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            "not a regular file: remove it, or choose another path",
+                        )));
+                    }
+                    let named = pid_in(&mut old);
+                    let why = match try_lock_exclusive(&old) {
+                        Ok(true) => "its manager is gone",
+                        Ok(false) => match judge_holder(named, lock_holder(&old)) {
+                            Holder::Stranger { .. } => {
+                                "its lock is held by a process that is not the manager it names"
+                            }
+                            _ => {
+                                let _ = std::fs::remove_file(&temp);
+                                return Err(PidFileError::Running { path: path.to_path_buf(), pid: named });
+                            }
+                        },
                         Err(e) => {
                             let _ = std::fs::remove_file(&temp);
                             return Err(io_err(e));
                         }
-                    }
-                    // We hold the old file's lock; make sure it is still the one at `path`.
+                    };
+                    // Make sure the old file is still the one at `path`.
                     let current = std::fs::symlink_metadata(path).map(|m| inode(&m)).ok();
                     if current != Some(inode(&old.metadata().map_err(io_err)?)) {
                         continue;
                     }
-                    let stale = read_pid(path).ok().flatten();
                     std::fs::rename(&temp, path).map_err(io_err)?;
-                    tracing::warn!(
-                        path = %path.display(),
-                        stale_pid = ?stale,
-                        "replaced a stale pid file: its manager is gone"
-                    );
+                    tracing::warn!(path = %path.display(), stale_pid = ?named, "replaced a stale pid file: {why}");
                     drop(old);
                     return Ok(PidFile { path: path.to_path_buf(), lock, inode: ours });
                 }
@@ -192,7 +269,7 @@ mod tests {
         let path = d.join("x.pid");
         let pf = PidFile::acquire(&path).unwrap();
         assert_eq!(read_pid(&path).unwrap(), Some(std::process::id() as i32));
-        assert!(is_locked(&path).unwrap());
+        assert_eq!(holder(&path).unwrap(), Holder::Manager(std::process::id() as i32));
         match PidFile::acquire(&path) {
             Err(PidFileError::Running { pid, .. }) => assert_eq!(pid, Some(std::process::id() as i32)),
             other => panic!("{other:?}"),
@@ -200,6 +277,29 @@ mod tests {
         pf.remove();
         assert!(!path.exists());
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0, "no temporary file left");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_lock_held_by_a_stranger_proves_nothing() {
+        assert_eq!(judge_holder(Some(7), Some(7)), Holder::Manager(7));
+        assert_eq!(judge_holder(Some(7), Some(9)), Holder::Stranger { named: Some(7), holder: 9 });
+        assert_eq!(judge_holder(Some(7), None), Holder::Manager(7));
+        let d = dir("stranger");
+        let path = d.join("x.pid");
+        std::fs::write(&path, "999999\n").unwrap();
+        // This process holds the lock of a file that names another pid.
+        let held = File::open(&path).unwrap();
+        assert!(try_lock_exclusive(&held).unwrap());
+        assert_eq!(holder(&path).unwrap(), Holder::Stranger { named: Some(999999), holder: std::process::id() as i32 });
+        let pf = PidFile::acquire(&path).expect("a file locked by a stranger is stale");
+        assert_eq!(read_pid(&path).unwrap(), Some(std::process::id() as i32));
+        pf.remove();
+        // A FIFO in its place is refused, at once.
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        assert!(read_pid(&path).unwrap_err().to_string().contains("not a regular file"));
+        assert!(holder(&path).is_err());
+        assert!(PidFile::acquire(&path).is_err());
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -57,6 +57,9 @@ impl State {
     }
 }
 
+/// Pools one scoreboard can hold, each with a header of its own.
+pub(crate) const POOLS: usize = 64;
+
 #[repr(C, align(64))]
 pub(crate) struct Header {
     /// Workers that have room for another connection (a hint for waking the manager; the manager
@@ -90,37 +93,70 @@ pub(crate) struct Slot {
     /// Connections served.
     requests: AtomicU64,
     started_ms: AtomicU64,
+    /// The last heartbeat: the worker stamps it from the thread that runs its handlers, every
+    /// `heartbeat_interval` and at each change of state.
     heartbeat_ms: AtomicU64,
+    /// When its current request started (its oldest, in the async model); 0 when it serves none.
+    request_ms: AtomicU64,
+    /// Resident memory in bytes and CPU time in ms, measured by the worker on its heartbeat.
+    rss: AtomicU64,
+    cpu_ms: AtomicU64,
     /// Why the worker gave up, if it did: a few words it writes before it exits, so the manager
-    /// can say why in its log and in the verdict of a failed start. `note_len` is written last.
-    note_len: AtomicU32,
-    note: [AtomicU8; NOTE],
+    /// can say why in its log and in the verdict of a failed start.
+    note: Text<NOTE>,
+    /// What the worker serves, as its handler describes it (`GET /spin/100`), for the log of a
+    /// verdict against it.
+    request: Text<LABEL>,
 }
 
-/// The longest note a worker leaves; longer ones are cut at a character boundary.
+/// The longest note a worker leaves, and the longest request label; longer ones are cut at a
+/// character boundary.
 const NOTE: usize = 188;
+const LABEL: usize = 120;
 
-impl Slot {
-    fn leave_note(&self, why: &str) {
-        let mut end = why.len().min(NOTE);
-        while !why.is_char_boundary(end) {
+/// A short text in shared memory: its length is written last, so a reader that sees it sees
+/// the bytes before it.
+#[repr(C)]
+struct Text<const N: usize> {
+    len: AtomicU32,
+    bytes: [AtomicU8; N],
+}
+
+impl<const N: usize> Text<N> {
+    fn set(&self, text: &str) {
+        let mut end = text.len().min(N);
+        while !text.is_char_boundary(end) {
             end -= 1;
         }
-        for (cell, byte) in self.note.iter().zip(why.as_bytes()[..end].iter()) {
+        self.len.store(0, Ordering::Release);
+        for (cell, byte) in self.bytes.iter().zip(text.as_bytes()[..end].iter()) {
             cell.store(*byte, Ordering::Relaxed);
         }
-        self.note_len.store(end as u32, Ordering::Release);
+        self.len.store(end as u32, Ordering::Release);
+    }
+
+    fn get(&self) -> Option<String> {
+        let len = (self.len.load(Ordering::Acquire) as usize).min(N);
+        if len == 0 {
+            return None;
+        }
+        let bytes: Vec<u8> = self.bytes[..len].iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn clear(&self) {
+        self.len.store(0, Ordering::Release);
     }
 }
 
 #[repr(C)]
 pub(crate) struct Board {
-    header: Header,
+    headers: [Header; POOLS],
     slots: [Slot; SLOTS],
 }
 
-// SAFETY: every field of Board, Header and Slot is an atomic (or an array of structs of atomics),
-// for which all-zero bytes are a valid value; atomics are Sync.
+// SAFETY: every field of Board, Header, Slot and Text is an atomic (or an array of them), for
+// which all-zero bytes are a valid value; atomics are Sync.
 unsafe impl ZeroValid for Board {}
 
 /// The manager's handle on the scoreboard.
@@ -137,6 +173,11 @@ pub(crate) struct SlotView {
     pub requests: u64,
     pub started_ms: u64,
     pub heartbeat_ms: u64,
+    /// When its current request started, if it serves one.
+    pub request_ms: Option<u64>,
+    /// Measured by the worker (0 until it has).
+    pub rss: u64,
+    pub cpu_ms: u64,
 }
 
 impl Scoreboard {
@@ -149,18 +190,23 @@ impl Scoreboard {
         &self.board.get().slots[i % SLOTS]
     }
 
-    pub(crate) fn set_thresholds(&self, min_spare: u32, max_spare: u32) {
-        let h = &self.board.get().header;
+    fn header(&self, pool: usize) -> &Header {
+        &self.board.get().headers[pool % POOLS]
+    }
+
+    pub(crate) fn set_thresholds(&self, pool: usize, min_spare: u32, max_spare: u32) {
+        let h = self.header(pool);
         h.min_spare.store(min_spare, Ordering::Relaxed);
         h.max_spare.store(max_spare, Ordering::Relaxed);
     }
 
-    pub(crate) fn announce_ready(&self, on: bool) {
-        self.board.get().header.announce_ready.store(on, Ordering::Relaxed);
+    pub(crate) fn announce_ready(&self, pool: usize, on: bool) {
+        self.header(pool).announce_ready.store(on, Ordering::Relaxed);
     }
 
+    /// How many times workers woke the manager, in every pool.
     pub(crate) fn wakes(&self) -> u64 {
-        self.board.get().header.wakes.load(Ordering::Relaxed)
+        self.board.get().headers.iter().map(|h| h.wakes.load(Ordering::Relaxed)).sum()
     }
 
     /// Marks a slot as being forked into ('F'), before fork.
@@ -174,34 +220,38 @@ impl Scoreboard {
         s.requests.store(0, Ordering::Relaxed);
         s.started_ms.store(now, Ordering::Relaxed);
         s.heartbeat_ms.store(now, Ordering::Relaxed);
-        s.note_len.store(0, Ordering::Relaxed);
+        s.request_ms.store(0, Ordering::Relaxed);
+        s.rss.store(0, Ordering::Relaxed);
+        s.cpu_ms.store(0, Ordering::Relaxed);
+        s.note.clear();
+        s.request.clear();
         s.state.store(State::Forking as u8, Ordering::Release);
+    }
+
+    /// What the worker in slot `i` says it serves, if it said.
+    pub(crate) fn request_label(&self, i: usize) -> Option<String> {
+        self.slot(i).request.get()
     }
 
     /// Leaves slot `i`'s note, for a child that gives up before it holds its worker's handle.
     pub(crate) fn give_up(&self, i: usize, why: &str) {
-        self.slot(i).leave_note(why);
+        self.slot(i).note.set(why);
     }
 
     /// What the worker in slot `i` said when it gave up, if it said anything.
     pub(crate) fn note(&self, i: usize) -> Option<String> {
-        let s = self.slot(i);
-        let len = (s.note_len.load(Ordering::Acquire) as usize).min(NOTE);
-        if len == 0 {
-            return None;
-        }
-        let bytes: Vec<u8> = s.note[..len].iter().map(|b| b.load(Ordering::Relaxed)).collect();
-        Some(String::from_utf8_lossy(&bytes).into_owned())
+        self.slot(i).note.get()
     }
 
     pub(crate) fn set_pid(&self, i: usize, pid: i32) {
         self.slot(i).pid.store(pid, Ordering::Relaxed);
     }
 
-    /// Empties a slot whose worker is gone, taking back its share of the idle count.
-    pub(crate) fn clear(&self, i: usize) {
+    /// Empties a slot whose worker (of `pool`) is gone, taking back its share of the pool's
+    /// counts.
+    pub(crate) fn clear(&self, pool: usize, i: usize) {
         let s = self.slot(i);
-        let h = &self.board.get().header;
+        let h = self.header(pool);
         if s.room.swap(false, Ordering::AcqRel) {
             h.idle.fetch_sub(1, Ordering::AcqRel);
         }
@@ -223,12 +273,21 @@ impl Scoreboard {
             requests: s.requests.load(Ordering::Relaxed),
             started_ms: s.started_ms.load(Ordering::Relaxed),
             heartbeat_ms: s.heartbeat_ms.load(Ordering::Relaxed),
+            request_ms: Some(s.request_ms.load(Ordering::Relaxed)).filter(|&t| t != 0),
+            rss: s.rss.load(Ordering::Relaxed),
+            cpu_ms: s.cpu_ms.load(Ordering::Relaxed),
         }
     }
 
-    /// The handle a worker forked into slot `i` uses to write its own line.
-    pub(crate) fn worker_slot(&self, i: usize, capacity: u32, wake: OwnedFd) -> WorkerSlot {
-        WorkerSlot { board: Arc::clone(&self.board), index: i % SLOTS, capacity: capacity.max(1), wake }
+    /// The handle a worker of `pool` forked into slot `i` uses to write its own line.
+    pub(crate) fn worker_slot(&self, pool: usize, i: usize, capacity: u32, wake: OwnedFd) -> WorkerSlot {
+        WorkerSlot {
+            board: Arc::clone(&self.board),
+            pool: pool % POOLS,
+            index: i % SLOTS,
+            capacity: capacity.max(1),
+            wake,
+        }
     }
 }
 
@@ -241,6 +300,7 @@ impl std::fmt::Debug for Scoreboard {
 /// A worker's handle on its own slot. Only its worker writes through it.
 pub(crate) struct WorkerSlot {
     board: Arc<Shared<Board>>,
+    pool: usize,
     index: usize,
     capacity: u32,
     wake: OwnedFd,
@@ -252,7 +312,7 @@ impl WorkerSlot {
     }
 
     fn header(&self) -> &Header {
-        &self.board.get().header
+        &self.board.get().headers[self.pool]
     }
 
     pub(crate) fn index(&self) -> usize {
@@ -265,9 +325,45 @@ impl WorkerSlot {
         s.heartbeat_ms.store(coarse_ms(), Ordering::Relaxed);
     }
 
+    pub(crate) fn state(&self) -> State {
+        State::from_u8(self.slot().state.load(Ordering::Acquire))
+    }
+
+    /// A heartbeat: this worker's handler thread is alive at `now_ms`.
+    pub(crate) fn heartbeat(&self, now_ms: u64) {
+        self.slot().heartbeat_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// What the worker measured of itself: resident bytes and CPU milliseconds.
+    pub(crate) fn measured(&self, rss: u64, cpu_ms: u64) {
+        let s = self.slot();
+        s.rss.store(rss, Ordering::Relaxed);
+        s.cpu_ms.store(cpu_ms, Ordering::Relaxed);
+    }
+
+    /// When the current (oldest) request started; 0 for none.
+    pub(crate) fn set_request_started(&self, ms: u64) {
+        self.slot().request_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// What the worker serves now, as its handler describes it.
+    pub(crate) fn describe_request(&self, label: &str) {
+        self.slot().request.set(label);
+    }
+
+    /// Marks the work in hand long (`l`), or not (`r`), unless the worker is exiting.
+    pub(crate) fn set_long(&self, long: bool) {
+        let state = self.state();
+        match (state, long) {
+            (State::Request, true) => self.set_state(State::Long),
+            (State::Long, false) => self.set_state(State::Request),
+            _ => {}
+        }
+    }
+
     /// Leaves a note saying why this worker gives up (read by the manager when it reaps it).
     pub(crate) fn give_up(&self, why: &str) {
-        self.slot().leave_note(why);
+        self.slot().note.set(why);
     }
 
     /// The worker can accept: count it idle (unless connections already fill it).
@@ -311,6 +407,7 @@ impl WorkerSlot {
         }
         if active == 0 {
             self.set_state(State::Waiting);
+            s.request_ms.store(0, Ordering::Relaxed);
         }
         if active + 1 == self.capacity {
             self.enter_idle();
@@ -330,6 +427,11 @@ impl WorkerSlot {
             self.header().accepting.fetch_sub(1, Ordering::AcqRel);
         }
         self.wake_manager();
+    }
+
+    /// Whether some worker of this pool has room for another connection (a hint).
+    pub(crate) fn pool_has_room(&self) -> bool {
+        self.header().idle.load(Ordering::Relaxed) > 0
     }
 
     /// Whether this worker holds more than its fair share of the pool's connections (the pool's
@@ -400,10 +502,10 @@ mod tests {
     #[test]
     fn a_slot_goes_through_the_seed_states() {
         let (sb, _r, w) = board();
-        sb.set_thresholds(1, 4);
+        sb.set_thresholds(0, 1, 4);
         sb.prepare(3, 7);
         assert_eq!(sb.view(3).state, State::Forking);
-        let slot = sb.worker_slot(3, 2, w);
+        let slot = sb.worker_slot(0, 3, 2, w);
         slot.set_state(State::Forked);
         slot.set_state(State::Starting);
         slot.ready();
@@ -423,7 +525,7 @@ mod tests {
         assert_eq!(sb.note(3), None);
         slot.give_up(&format!("{}é and more", "x".repeat(NOTE - 1)));
         assert_eq!(sb.note(3), Some("x".repeat(NOTE - 1)), "cut at a character boundary");
-        sb.clear(3);
+        sb.clear(0, 3);
         assert_eq!(sb.view(3).state, State::Empty);
         sb.prepare(3, 8);
         assert_eq!(sb.note(3), None, "a new worker starts with no note");
@@ -432,13 +534,13 @@ mod tests {
     #[test]
     fn wakes_only_when_a_threshold_is_crossed() {
         let (sb, r, w) = board();
-        sb.set_thresholds(1, 3);
+        sb.set_thresholds(0, 1, 3);
         let w2 = w.try_clone().expect("dup");
         for i in 0..2 {
             sb.prepare(i, 1);
         }
-        let a = sb.worker_slot(0, 1, w);
-        let b = sb.worker_slot(1, 1, w2);
+        let a = sb.worker_slot(0, 0, 1, w);
+        let b = sb.worker_slot(0, 1, 1, w2);
         a.ready();
         b.ready();
         assert_eq!(pending(&r), 0, "two idle of min 1, max 3: nothing to say");

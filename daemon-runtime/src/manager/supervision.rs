@@ -1,0 +1,259 @@
+//! Carrying out supervision: the verdicts of `pool::supervise` on each worker, the stop ladders,
+//! and what each death means for the pool (backoff, crash loops, a failing start), with a log
+//! that says each thing once.
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+use tracing::{error, info, warn};
+
+use super::procs::{Proc, Why};
+use super::{send, signal_of, Manager, StopKind};
+use crate::boot::notify;
+use crate::pool::supervise::{self, Activity, Change, Death, Ending, Exit, Facts, Verdict};
+use crate::scoreboard::{SlotView, State};
+
+/// How a scoreboard letter reads as supervision's activity.
+pub(super) fn activity(state: State) -> Activity {
+    match state {
+        State::Empty | State::Forking | State::Forked | State::Starting => Activity::Starting,
+        State::Waiting => Activity::Idle,
+        State::Request => Activity::Request,
+        State::Long => Activity::Long,
+        State::Exiting => Activity::Exiting,
+    }
+}
+
+fn facts(p: &Proc, v: &SlotView) -> Facts {
+    Facts {
+        activity: activity(v.state),
+        started_ms: p.started_ms,
+        heartbeat_ms: v.heartbeat_ms,
+        request_ms: v.request_ms,
+        rss: Some(v.rss).filter(|&r| r > 0),
+        cpu_ms: Some(v.cpu_ms).filter(|&c| c > 0),
+        stopping: p.stopping.is_some(),
+    }
+}
+
+/// `1234ms` as people read it.
+fn human(ms: u64) -> String {
+    if ms < 10_000 {
+        format!("{ms}ms")
+    } else {
+        format!("{}s", ms / 1000)
+    }
+}
+
+impl Manager {
+    /// Judges every worker; stops those a verdict is against. Returns when to judge again.
+    pub(super) fn supervise(&mut self, now: u64) -> Option<u64> {
+        let s = self.pool.supervision;
+        let mut verdicts = Vec::new();
+        let mut next = None::<u64>;
+        for p in self.procs.iter() {
+            let v = self.board.view(p.slot);
+            let f = facts(p, &v);
+            if let Some(verdict) = supervise::judge(&f, &s, now, self.judge_after) {
+                verdicts.push((p.slot, verdict));
+            } else if let Some(at) = supervise::next_check(&f, &s, self.judge_after) {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        for (slot, verdict) in verdicts {
+            self.log_verdict(slot, &verdict, now);
+            self.stop_worker(slot, verdict.first_rung(), Why::Verdict(verdict), now);
+        }
+        next
+    }
+
+    fn log_verdict(&self, slot: usize, verdict: &Verdict, now: u64) {
+        let Some(p) = self.procs.get(slot) else { return };
+        let v = self.board.view(slot);
+        let pid = p.pid.as_raw();
+        let state = v.state.letter().to_string();
+        let request = self.board.request_label(slot).unwrap_or_else(|| "(not described)".to_string());
+        let request_age = v.request_ms.map(|t| human(now.saturating_sub(t))).unwrap_or_else(|| "none".into());
+        let s = &self.pool.supervision;
+        match verdict {
+            Verdict::Silent { since_ms, long } => {
+                let limit = if *long { "long_request_timeout" } else { "heartbeat_timeout" };
+                error!(
+                    slot, pid, %state, %request, %request_age,
+                    silent = %human(now.saturating_sub(*since_ms)),
+                    "worker hung: no heartbeat within {limit}; stopping it (QUIT, then TERM after graceful_timeout) and replacing it"
+                );
+            }
+            Verdict::Overdue { started_ms, long } => {
+                let limit = if *long { "long_request_timeout" } else { "request_timeout" };
+                error!(
+                    slot, pid, %state, %request,
+                    request_age = %human(now.saturating_sub(*started_ms)),
+                    "request past {limit}: killing the worker (TERM) and replacing it"
+                );
+            }
+            Verdict::NotReady => error!(
+                slot, pid, %state,
+                started = %human(now.saturating_sub(p.started_ms)),
+                "worker not ready within start_timeout; stopping it and replacing it"
+            ),
+            Verdict::OverMemory { rss } => warn!(
+                slot, pid, rss, max_rss = s.max_rss.unwrap_or(0),
+                "worker over max_rss: retiring it gracefully and replacing it"
+            ),
+            Verdict::OverCpu { cpu_ms } => warn!(
+                slot, pid, cpu_ms, max_cpu_ms = s.max_cpu_ms.unwrap_or(0),
+                "worker over max_cpu: retiring it gracefully and replacing it"
+            ),
+        }
+    }
+
+    /// Climbs every stopping worker's ladder that is due, and kills foreign children that did
+    /// not stop in time. Returns the next rung's time.
+    pub(super) fn climb_ladders(&mut self, now: u64) -> Option<u64> {
+        let s = self.pool.supervision;
+        let mut next = None::<u64>;
+        let mut had_to_kill = false;
+        for p in self.procs.iter_mut() {
+            let Some(stopping) = p.stopping.as_mut() else { continue };
+            if let Some(rung) = stopping.ladder.climb(&s, now) {
+                warn!(
+                    slot = p.slot,
+                    pid = p.pid.as_raw(),
+                    signal = %signal_of(rung),
+                    "worker did not stop in time: climbing the stop ladder"
+                );
+                send(p.pid, signal_of(rung));
+            }
+            if let Some((_, due)) = stopping.ladder.next(&s) {
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+        }
+        for (&pid, child) in self.foreign.iter_mut() {
+            if child.kill_at_ms.is_some_and(|at| at <= now) {
+                warn!(pid = pid.as_raw(), "foreign child did not stop within graceful_timeout: KILL");
+                send(pid, Signal::SIGKILL);
+                child.kill_at_ms = None;
+                had_to_kill = true;
+            }
+        }
+        self.had_to_kill |= had_to_kill;
+        next
+    }
+
+    /// Once a worker has been ready for `min_worker_lifetime`, the crash backoff starts again
+    /// from the bottom (and a crash loop ends). Returns when the youngest ready worker will have
+    /// lived long enough, if the pool is waiting for that.
+    pub(super) fn notice_health(&mut self, now: u64) -> Option<u64> {
+        let r = self.pool.restart;
+        if self.pool.restarts.consecutive_crashes() == 0 && !self.pool.restarts.in_crash_loop() {
+            return None;
+        }
+        let mut soonest = None::<u64>;
+        for p in self.procs.iter().filter(|p| p.stopping.is_none()) {
+            let state = self.board.view(p.slot).state;
+            if !matches!(state, State::Waiting | State::Request | State::Long) {
+                continue;
+            }
+            let old_enough = p.started_ms.saturating_add(r.min_lifetime_ms);
+            if now >= old_enough {
+                if self.pool.restarts.healthy(now, &r) == Change::LeftCrashLoop {
+                    info!(slot = p.slot, pid = p.pid.as_raw(), "the crash loop is over: a worker has lived past min_worker_lifetime");
+                }
+                return None;
+            }
+            soonest = Some(soonest.map_or(old_enough, |s| s.min(old_enough)));
+        }
+        soonest
+    }
+
+    /// What a worker's death means: logged (once per kind per window), counted towards the
+    /// backoff and the crash loop, and towards a failing start.
+    pub(super) fn on_death(&mut self, p: Proc, status: WaitStatus) {
+        let now = crate::sys::monotonic_ms();
+        let slot = p.slot;
+        let view = self.board.view(slot);
+        let note = self.board.note(slot);
+        self.board.clear(p.pool, slot);
+        let ending = match status {
+            WaitStatus::Exited(_, code) => Ending::Exited(code),
+            WaitStatus::Signaled(_, sig, _) => Ending::Signaled(sig as i32),
+            _ => Ending::Exited(-1),
+        };
+        let how = match status {
+            WaitStatus::Exited(_, code) => format!("exit status {code}"),
+            WaitStatus::Signaled(_, sig, _) => format!("killed by {sig}"),
+            other => format!("{other:?}"),
+        };
+        let never_ready = matches!(view.state, State::Forking | State::Forked | State::Starting);
+        let exit = Exit {
+            ending,
+            asked: p.stopping.is_some(),
+            announced: view.state == State::Exiting,
+            was_ready: !never_ready,
+            gave_up: note.is_some(),
+            lived_ms: now.saturating_sub(p.started_ms),
+        };
+        let death = supervise::classify(&exit, self.pool.restart.min_lifetime_ms);
+        // During the daemon's stop, a worker that did not end as the stop asked (exit 0, or TERM
+        // for a fast stop) was killed by a later rung, or by its own graceful_timeout alarm.
+        let as_asked = match (self.stop, ending) {
+            (_, Ending::Exited(0)) => true,
+            (Some(StopKind::Fast), Ending::Signaled(sig)) => sig == libc::SIGTERM || sig == libc::SIGINT,
+            _ => false,
+        };
+        if self.stop.is_some() && p.stopping.is_some_and(|s| s.why == Why::Stop) && !as_asked {
+            warn!(slot, pid = p.pid.as_raw(), status = %how, "worker did not stop in time and was killed; the manager's exit status will say so");
+            self.had_to_kill = true;
+        }
+        let reason = note.clone().unwrap_or_else(|| "none given".to_string());
+        let kind = format!("{death:?}: {how}; {reason}");
+        if self.exits.first_of_kind(&kind, now) {
+            let pid = p.pid.as_raw();
+            let why = p.stopping.map(|s| s.why);
+            match death {
+                Death::Expected => info!(slot, pid, requests = view.requests, status = %how, ?why, "worker exited"),
+                Death::Unexpected => warn!(
+                    slot, pid, requests = view.requests, status = %how, reason = %reason,
+                    scoreboard = %self.letters(),
+                    "worker died; replacing it"
+                ),
+                Death::Crash => error!(
+                    slot, pid, requests = view.requests, status = %how, reason = %reason,
+                    lived_ms = exit.lived_ms,
+                    "worker crashed (before it was ready, or soon after): backing off before the next fork"
+                ),
+            }
+        }
+        if death == Death::Crash && self.stop.is_none() {
+            let r = self.pool.restart;
+            if self.pool.restarts.record(death, now, &r) == Change::EnteredCrashLoop {
+                error!(
+                    crashes = self.pool.restarts.recent_crashes(),
+                    restart_intensity = r.intensity,
+                    restart_period_ms = r.period_ms,
+                    last = %format!("{how}; {reason}"),
+                    "the pool is in a crash loop: workers keep dying soon after they start; \
+                     forking one each {}s until one lives past min_worker_lifetime",
+                    supervise::BACKOFF_MAX_MS / 1000
+                );
+                notify::status("crash loop: workers keep dying soon after they start");
+            }
+            if never_ready {
+                if let Some((watch, last)) = self.pool.starting.as_mut() {
+                    watch.died_before_ready += 1;
+                    *last = Some(match &note {
+                        Some(note) => format!("(slot {slot}, pid {}, {how}) said: {note}", p.pid),
+                        None => format!("(slot {slot}, pid {}) ended with {how}, without a word", p.pid),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The counts of exits not logged one by one, at the end of their window.
+    pub(super) fn log_exit_counts(&mut self, now: u64) {
+        for (kind, more) in self.exits.close_if_due(now) {
+            warn!(more, "{kind}: {more} more exits like this one in the last {}s", super::exits::WINDOW_MS / 1000);
+        }
+    }
+}

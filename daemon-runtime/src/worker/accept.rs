@@ -1,0 +1,159 @@
+//! Waiting for connections on the shared listeners, and taking one.
+
+use std::io;
+use std::net::TcpStream;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::EventFd;
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
+use nix::sys::socket::{accept4, SockFlag};
+use tracing::{error, warn};
+
+use crate::boot::listener::Listener;
+use crate::boot::logfile::LogFile;
+use crate::signals;
+use crate::sys::own_fd;
+
+/// What the acceptor saw.
+pub(super) enum Wake {
+    Quit,
+    Room,
+    Ready(usize),
+    /// The wait's timeout passed.
+    Timeout,
+}
+
+const SIGNALS: u64 = u64::MAX;
+
+/// How long a worker over its fair share of connections waits before it looks again.
+pub(super) const HOLD_BACK_MS: u64 = 2;
+const ROOM: u64 = u64::MAX - 1;
+
+/// Waits for a connection on the shared listeners. Each listener is registered with
+/// EPOLLEXCLUSIVE, so a new connection wakes one waiting worker, not all of them; a worker with
+/// no room does not wait on the listeners at all, so it is never the one woken.
+pub(super) struct Acceptor<'a> {
+    open: Epoll,
+    full: Option<Epoll>,
+    listeners: &'a [Listener],
+    signals: &'a SignalFd,
+    log_file: Option<LogFile>,
+}
+
+impl<'a> Acceptor<'a> {
+    pub(super) fn new(
+        listeners: &'a [Listener],
+        quit: &'a SignalFd,
+        room: Option<&EventFd>,
+        log_file: Option<LogFile>,
+    ) -> nix::Result<Acceptor<'a>> {
+        let open = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        for (i, l) in listeners.iter().enumerate() {
+            open.add(l.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE, i as u64))?;
+        }
+        open.add(quit.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))?;
+        let full = match room {
+            None => None,
+            Some(room) => {
+                open.add(room.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, ROOM))?;
+                let full = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+                full.add(quit.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))?;
+                full.add(room.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, ROOM))?;
+                Some(full)
+            }
+        };
+        Ok(Acceptor { open, full, listeners, signals: quit, log_file })
+    }
+
+    /// Sends this worker to the back of the line for listener `i`. The kernel wakes the first
+    /// exclusive waiter in a socket's wait queue, and an epoll's entry keeps the place it got when
+    /// it was added, so without this the first worker forked would take nearly every connection
+    /// whenever it waits; re-adding the entry puts it at the tail, so waiting workers take turns.
+    pub(super) fn rotate(&self, i: usize) {
+        let Some(listener) = self.listeners.get(i) else { return };
+        let event = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE, i as u64);
+        if self.open.delete(listener.as_fd()).is_ok() {
+            if let Err(e) = self.open.add(listener.as_fd(), event) {
+                error!(error = %e, "cannot wait on a listener again; this worker stops accepting from it");
+            }
+        }
+    }
+
+    /// Handles the signals read from the worker's signalfd: USR1 reopens the log file here;
+    /// returns whether QUIT came.
+    fn quit_requested(&self) -> bool {
+        let mut quit = false;
+        for sig in signals::drain(self.signals) {
+            match sig {
+                Signal::SIGQUIT => quit = true,
+                Signal::SIGUSR1 => {
+                    if let Some(log) = &self.log_file {
+                        if let Err(e) = log.reopen() {
+                            error!(error = %e, "cannot reopen the log file; still writing to the old one");
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        quit
+    }
+
+    /// Waits for a connection (when `listen`) or for room (when not), at most `timeout_ms`.
+    pub(super) fn wait(&self, listen: bool, timeout_ms: Option<u64>) -> io::Result<Wake> {
+        let epoll = match (&self.full, listen) {
+            (Some(full), false) => full,
+            _ => &self.open,
+        };
+        let timeout = match timeout_ms {
+            Some(ms) => EpollTimeout::try_from(ms).unwrap_or(EpollTimeout::MAX),
+            None => EpollTimeout::NONE,
+        };
+        let mut events = [EpollEvent::empty(); 4];
+        loop {
+            match epoll.wait(&mut events, timeout) {
+                Ok(0) => return Ok(Wake::Timeout),
+                Ok(n) => {
+                    // Quit first: a stopping worker takes nothing more.
+                    let ready = &events[..n];
+                    if ready.iter().any(|e| e.data() == SIGNALS) && self.quit_requested() {
+                        return Ok(Wake::Quit);
+                    }
+                    if ready.iter().any(|e| e.data() == ROOM) {
+                        return Ok(Wake::Room);
+                    }
+                    if let Some(e) = ready.iter().find(|e| e.data() != SIGNALS) {
+                        return Ok(Wake::Ready(e.data() as usize));
+                    }
+                }
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Accepts one connection, or None if another worker took it first.
+pub(super) fn accept(listener: BorrowedFd<'_>, nonblocking: bool) -> io::Result<Option<TcpStream>> {
+    let mut flags = SockFlag::SOCK_CLOEXEC;
+    if nonblocking {
+        flags |= SockFlag::SOCK_NONBLOCK;
+    }
+    loop {
+        match accept4(listener.as_raw_fd(), flags) {
+            Ok(fd) => return Ok(Some(TcpStream::from(own_fd(fd)))),
+            Err(Errno::EAGAIN) => return Ok(None),
+            Err(Errno::EINTR) => continue,
+            // The client gave up before we accepted: not our problem, nor a reason to stop.
+            Err(Errno::ECONNABORTED) | Err(Errno::EPROTO) => return Ok(None),
+            Err(e @ (Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)) => {
+                warn!(error = %e, "accept failed for lack of resources");
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The async model: an acceptor thread waits on the listeners and hands connections to the
+//! worker's own single-threaded tokio runtime, which serves up to `clients` of them at once.
+
+use std::net::TcpStream;
+use std::os::fd::AsFd;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use tracing::{debug, error, warn};
+
+use super::accept::{accept, Acceptor, Wake, HOLD_BACK_MS};
+use super::connection::Connection;
+use super::track::{ticker, Connections, Tracked, Tracker};
+use super::{give_up, Serving};
+use crate::hooks::BoxFuture;
+use crate::scoreboard::WorkerSlot;
+
+impl Serving<'_> {
+    /// The async model: an acceptor thread waits on the listeners (so this worker is woken only
+    /// when it has room, or a connection it can let go) and hands connections to this thread's
+    /// current-thread runtime, which serves up to `clients` of them at once. The runtime also
+    /// runs the worker's ticker (heartbeats, measurements, connection limits).
+    pub(super) fn asynchronous(&self, handler: fn(Connection) -> BoxFuture) -> i32 {
+        let room = match EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK) {
+            Ok(fd) => Arc::new(fd),
+            Err(e) => return give_up(&self.slot, format!("cannot create the worker's eventfd: {e}")),
+        };
+        let acceptor = match Acceptor::new(self.listeners, &self.quit, Some(&room), self.log_file.clone()) {
+            Ok(a) => a,
+            Err(e) => return give_up(&self.slot, format!("cannot wait on the listeners: {e}")),
+        };
+        // Handlers may hold `!Send` state (an `Rc`, a `RefCell`), so they run as local tasks, on a
+        // local runtime: a `LocalSet` on a current-thread runtime would schedule each task twice
+        // (about 1.5% of a worker's CPU at 180k requests/s).
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build_local(tokio::runtime::LocalOptions::default())
+        {
+            Ok(rt) => rt,
+            Err(e) => return give_up(&self.slot, format!("cannot build the worker's tokio runtime: {e}")),
+        };
+        let tracker = Tracker::new();
+        let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel::<TcpStream>();
+        let span = tracing::Span::current();
+        // Started before the worker counts as ready: a thread that cannot be made means the
+        // worker never served, and the manager backs off.
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<bool>();
+
+        std::thread::scope(|scope| {
+            let (room_ref, tracker_ref, acceptor_ref) = (&room, &tracker, &acceptor);
+            let accepting = std::thread::Builder::new()
+                .name("acceptor".into())
+                .stack_size(128 * 1024)
+                .spawn_scoped(scope, move || {
+                    let (room, tracker, acceptor) = (room_ref, tracker_ref, acceptor_ref);
+                    let _entered = span.enter();
+                    if go_rx.recv() != Ok(true) {
+                        return;
+                    }
+                    self.accept_loop(acceptor, room, &conn_tx, tracker);
+                    // Connections already accepted are served; the runtime sees the channel close.
+                    tracker.stop.raise();
+                    drop(conn_tx);
+                });
+            if let Err(e) = accepting {
+                return give_up(&self.slot, format!("cannot start the acceptor thread: {e}"));
+            }
+            // Ready before the acceptor runs: a connection it takes at once must find the worker
+            // counted, so taking it counts the worker busy.
+            self.slot.ready();
+            let _ = go_tx.send(true);
+            runtime.block_on(async {
+                let drained = Rc::new(tokio::sync::Notify::new());
+                let connections = Rc::new(Connections::default());
+                tokio::task::spawn_local(ticker(
+                    Arc::clone(&tracker),
+                    Rc::clone(&connections),
+                    Arc::clone(&self.slot),
+                    self.ticking,
+                ));
+                while let Some(stream) = conn_rx.recv().await {
+                    // The acceptor took it while full, to admit it: make its place.
+                    if self.slot.active() > self.clients {
+                        connections.make_room();
+                    }
+                    let tracked = Tracked::new(tracker.now());
+                    // Frees the connection's place however the task ends, a panic included.
+                    let done = Finished {
+                        slot: Arc::clone(&self.slot),
+                        room: Arc::clone(&room),
+                        clients: self.clients,
+                        drained: Rc::clone(&drained),
+                        tracked: Arc::clone(&tracked),
+                        in_handler: false,
+                    };
+                    let peer = match stream.peer_addr() {
+                        Ok(p) => p,
+                        Err(_) => continue, // the client is already gone
+                    };
+                    let stream = match tokio::net::TcpStream::from_std(stream) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            warn!(error = %e, "cannot register a connection");
+                            continue;
+                        }
+                    };
+                    let stop_slot = tracker.stop.slot();
+                    let conn = Connection::new(stream, peer, Arc::clone(&tracker), Arc::clone(&tracked), Arc::clone(&stop_slot));
+                    let task = tokio::task::spawn_local(super::CONNECTION.scope(Arc::clone(&tracked), async move {
+                        let mut done = done;
+                        done.in_handler = true;
+                        if let Err(e) = handler(conn).await {
+                            debug!(error = %e, "connection ended with an error");
+                        }
+                        done.in_handler = false;
+                    }));
+                    connections.add(tracked, stop_slot, task.abort_handle(), peer);
+                }
+                // The acceptor is done and every connection it took has been received: serve them
+                // to their end. The last one's guard notifies; notify_one leaves a permit if this
+                // is not waiting yet, and a stale permit only means one more check.
+                while self.slot.active() > 0 {
+                    drained.notified().await;
+                }
+            });
+            0
+        })
+    }
+
+    fn accept_loop(
+        &self,
+        acceptor: &Acceptor,
+        room: &EventFd,
+        conns: &tokio::sync::mpsc::UnboundedSender<TcpStream>,
+        tracker: &Tracker,
+    ) {
+        let mut served = 0u64;
+        loop {
+            let full = self.slot.active() >= self.clients;
+            // Full, with a connection to let go, and no other worker with room: compete for the
+            // next client anyway (nginx and Apache keep an idle keep-alive client out of a new
+            // one's way too). Full otherwise: look again soon, the pool may fill up.
+            let evict = full && tracker.waiting_between() > 0 && !self.slot.pool_has_room();
+            // Holding back a fair share is brief: look again within a millisecond or two.
+            let holding_back = !full && self.slot.over_share();
+            let timeout = if holding_back {
+                Some(HOLD_BACK_MS)
+            } else if full && !evict {
+                Some(FULL_RECHECK_MS)
+            } else {
+                None
+            };
+            let i = match acceptor.wait((!full && !holding_back) || evict, timeout) {
+                Ok(Wake::Quit) => return self.stopping("QUIT"),
+                Ok(Wake::Room) => {
+                    let _ = room.read();
+                    continue;
+                }
+                Ok(Wake::Timeout) => continue,
+                Ok(Wake::Ready(i)) => i,
+                Err(e) => {
+                    error!(error = %e, "waiting for connections failed");
+                    return self.stopping("the acceptor failed");
+                }
+            };
+            let Some(listener) = self.listeners.get(i) else { continue };
+            // One connection per wake-up (nginx's `multi_accept off`): a burst is shared by the
+            // workers that are woken for it, instead of going to whichever drains the queue first.
+            // More queued connections keep the listener ready, so the next wait returns at once.
+            let stream = match accept(listener.as_fd(), true) {
+                Ok(Some(s)) => s,
+                Ok(None) => continue,
+                Err(e) => {
+                    error!(error = %e, "accept failed");
+                    return self.stopping("accept failed");
+                }
+            };
+            acceptor.rotate(i);
+            self.slot.begin_connection();
+            if conns.send(stream).is_err() {
+                return;
+            }
+            served += 1;
+            if self.quota.is_some_and(|q| served >= q) {
+                return self.stopping("served its quota of requests");
+            }
+        }
+    }
+}
+
+/// How often a full worker looks again at whether the pool has filled up (then it may let an idle
+/// keep-alive connection go for a new client).
+const FULL_RECHECK_MS: u64 = 100;
+
+/// One accepted connection's place in the worker: freed when this is dropped, which is when its
+/// task ends, whether the handler returned or panicked (tokio catches the panic, then drops the
+/// task), or the ticker dropped it for a limit, or when the connection could not even be handed
+/// to a handler.
+struct Finished {
+    slot: Arc<WorkerSlot>,
+    room: Arc<EventFd>,
+    clients: u32,
+    /// Notified when the worker's last connection is done.
+    drained: Rc<tokio::sync::Notify>,
+    tracked: Arc<Tracked>,
+    /// Set while the handler runs: dropped then, the task is being dropped after a panic (or by
+    /// the ticker, which says so itself).
+    in_handler: bool,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        if self.in_handler && !self.tracked.was_dropped() {
+            error!("the on_accept handler panicked; the connection is dropped");
+        }
+        // If the worker was full, wake the acceptor: there is room again.
+        let was_full = self.slot.active() >= self.clients;
+        self.slot.end_connection();
+        if was_full {
+            let _ = self.room.write(1);
+        }
+        if self.slot.active() == 0 {
+            self.drained.notify_one();
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! A worker: what runs in the child after fork. It closes what is the manager's, sets its own
+//! signals and its parent-death signal, runs the on_child hooks, then serves connections from the
+//! inherited listeners until it is told to stop or has served its quota, and ends with `_exit`.
+
+mod accept;
+mod asynchronous;
+mod blocking;
+pub(crate) mod connection;
+mod stop;
+mod track;
+
+use std::panic::catch_unwind;
+use std::sync::{Arc, OnceLock};
+
+use daemon_config::Config;
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
+use nix::unistd::Pid;
+use tracing::{debug, error, info, info_span};
+
+use crate::boot::listener::Listener;
+use crate::boot::logfile::LogFile;
+use crate::child::Child;
+use crate::hooks::{Handler, Hooks};
+use crate::scoreboard::{State, WorkerSlot};
+use crate::signals;
+use crate::pool::supervise::{self, ConnectionSettings};
+use crate::sys::{alarm, exit_now};
+use track::{Ticking, Tracked};
+
+/// This process's own slot, once it is a worker: for `daemon::long()` and
+/// `daemon::describe_request()`, which a classic handler calls without a handle to anything.
+static CURRENT: OnceLock<Arc<WorkerSlot>> = OnceLock::new();
+
+tokio::task_local! {
+    /// The connection whose handler runs now, in an async worker.
+    static CONNECTION: Arc<Tracked>;
+}
+
+fn current() -> Option<&'static Arc<WorkerSlot>> {
+    CURRENT.get()
+}
+
+/// Marks the request in hand long (state `l`): it is judged by `long_request_timeout` instead
+/// of `request_timeout` and `heartbeat_timeout`, until it ends. For the classic model's handler,
+/// which has no `Connection` to call [`Connection::long`](connection::Connection::long) on; in an
+/// async handler it marks the connection whose task calls it. Returns whether it marked
+/// anything (outside a worker's request, nothing).
+pub fn long() -> bool {
+    let Some(slot) = current() else { return false };
+    let _ = CONNECTION.try_with(|t| t.mark_long());
+    slot.set_long(true);
+    true
+}
+
+/// A heartbeat from the calling thread: for a classic handler doing long work, which would
+/// otherwise show no sign of life until it returns (the worker stamps its heartbeat between
+/// requests, and its one thread is the handler's). Call it every few seconds, well within
+/// `heartbeat_timeout`; the request's age is still judged by `request_timeout`. An async worker
+/// stamps from its runtime on its own, so there it changes nothing. Returns whether this process
+/// is a worker.
+pub fn heartbeat() -> bool {
+    let Some(slot) = current() else { return false };
+    slot.heartbeat(crate::sys::coarse_ms());
+    true
+}
+
+/// Says what the request in hand is (`GET /report`), for the log of a verdict against this
+/// worker; the classic model's
+/// [`Connection::describe_request`](connection::Connection::describe_request).
+pub fn describe_request(what: &str) {
+    if let Some(slot) = current() {
+        slot.describe_request(what);
+    }
+}
+
+/// What a worker takes from the manager at fork.
+pub(crate) struct Setup<'a> {
+    pub slot: WorkerSlot,
+    pub generation: u32,
+    pub manager_pid: Pid,
+    pub listeners: &'a [Listener],
+    pub hooks: &'a Hooks,
+    pub config: &'a Config,
+}
+
+/// Runs a worker to its end.
+pub(crate) fn run(setup: Setup<'_>) -> ! {
+    let slot = Arc::new(setup.slot);
+    let _ = CURRENT.set(Arc::clone(&slot));
+    slot.set_state(State::Forked);
+    let quit = match signals::worker_signalfd() {
+        Ok(fd) => fd,
+        Err(e) => {
+            slot.give_up(&format!("cannot set up the worker's signals: {e}"));
+            exit_now(1)
+        }
+    };
+    // The manager's death asks us to stop gracefully. Set it, then check that the manager did not
+    // die before it was set.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGQUIT);
+    if nix::unistd::getppid() != setup.manager_pid {
+        exit_now(0);
+    }
+    let pid = std::process::id();
+    let span = info_span!(parent: None, "worker", slot = slot.index(), pid);
+    let _entered = span.enter();
+    slot.set_state(State::Starting);
+    let child = Child {
+        slot: slot.index(),
+        pid,
+        generation: setup.generation,
+        manager_pid: setup.manager_pid.as_raw() as u32,
+    };
+    for hook in &setup.hooks.on_child {
+        if let Err(panic) = catch_unwind(|| (hook.run)(&child)) {
+            let why = format!(
+                "the on_child hook {}::{} panicked: {}",
+                hook.module,
+                hook.name,
+                panic_message(panic.as_ref())
+            );
+            exit_now(give_up(&slot, why));
+        }
+    }
+    let quota = quota(setup.config.requests, pid);
+    let serving = Serving {
+        slot: Arc::clone(&slot),
+        listeners: setup.listeners,
+        quit,
+        log_file: setup.config.log_file.as_deref().map(|p| LogFile::at(std::path::Path::new(p), Some(nix::unistd::geteuid().as_raw()))),
+        quota,
+        clients: setup.config.clients,
+        graceful_secs: graceful_secs(setup.config),
+        ticking: ticking(setup.config),
+        idle_timeout: classic_io_timeout(setup.config),
+    };
+    let code = match setup.hooks.on_accept.handler {
+        Handler::Sync(handler) => serving.blocking(handler),
+        Handler::Async(handler) => serving.asynchronous(handler),
+    };
+    for hook in &setup.hooks.on_shutdown {
+        if catch_unwind(|| (hook.run)(&child)).is_err() {
+            error!(hook = %format!("{}::{}", hook.module, hook.name), "on_shutdown hook panicked");
+        }
+    }
+    debug!(code, "worker exits");
+    exit_now(code)
+}
+
+/// Logs why this worker cannot go on and leaves it on the scoreboard for the manager. Returns
+/// the exit status.
+pub(super) fn give_up(slot: &WorkerSlot, why: String) -> i32 {
+    error!("{why}");
+    slot.give_up(&why);
+    1
+}
+
+/// The text a panic carried, if it was a string.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(a panic without a message)")
+}
+
+/// Connections this worker serves before it is recycled: `requests`, less up to a fifth at
+/// random, so a pool started at once does not restart at once.
+fn quota(requests: u64, pid: u32) -> Option<u64> {
+    if requests == 0 {
+        return None;
+    }
+    let seed = u64::from(pid) ^ crate::sys::monotonic_ms().rotate_left(17);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    Some(requests - rng.u64(0..=requests / 5))
+}
+
+fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The ticker's settings, from the configuration.
+fn ticking(config: &Config) -> Ticking {
+    let limits = ConnectionSettings {
+        request_ms: config.request_timeout.map(ms),
+        long_request_ms: config.long_request_timeout.map(ms),
+        idle_ms: config.idle_timeout.map(ms),
+        keepalive_ms: config.keepalive_timeout.map(ms),
+    };
+    let heartbeat_ms = ms(config.heartbeat_interval);
+    Ticking { tick_ms: supervise::tick_ms(heartbeat_ms, &limits), heartbeat_ms, limits }
+}
+
+/// A classic handler's stream times out on `idle_timeout`, but never later than half of
+/// `heartbeat_timeout`: its thread is the worker's only one, so a read that waits longer for a
+/// slow client would look like a hang to the manager.
+fn classic_io_timeout(config: &Config) -> Option<std::time::Duration> {
+    let half_heartbeat = config.heartbeat_timeout.map(|t| t / 2);
+    match (config.idle_timeout, half_heartbeat) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn graceful_secs(config: &Config) -> u32 {
+    let ms = config.graceful_timeout.as_millis();
+    // alarm(2) counts whole seconds; round up, and leave 0 for "no grace" as one second so the
+    // manager's KILL, not the alarm, decides.
+    u32::try_from(ms.div_ceil(1000).max(1)).unwrap_or(u32::MAX)
+}
+
+pub(super) struct Serving<'a> {
+    slot: Arc<WorkerSlot>,
+    listeners: &'a [Listener],
+    quit: SignalFd,
+    log_file: Option<LogFile>,
+    quota: Option<u64>,
+    clients: u32,
+    graceful_secs: u32,
+    ticking: Ticking,
+    /// For a classic handler's stream: its reads and writes time out.
+    idle_timeout: Option<std::time::Duration>,
+}
+
+impl Serving<'_> {
+    /// Begins a graceful stop: take nothing more, and end after graceful_timeout whatever happens.
+    pub(super) fn stopping(&self, why: &str) {
+        self.slot.exiting();
+        alarm(self.graceful_secs);
+        info!(why, in_flight = self.slot.active(), "worker stopping gracefully");
+    }
+}
