@@ -25,16 +25,19 @@
 //!
 //! With `LAB_FOREIGN_CHILDREN=N` in its environment, `main` also starts N `sleep` processes and
 //! hands them to the manager with `daemon::foreign_child`. With `LAB_ON_CHILD=panic` every
-//! worker's `on_child` hook panics; with `LAB_ON_CHILD=sleep:MS` it takes MS milliseconds.
+//! worker's `on_child` hook panics; with `LAB_ON_CHILD=sleep:MS` it takes MS milliseconds. With
+//! `LAB_ORPHANS=N`, `main` leaves N short-lived orphans behind; with `LAB_NPROC=N` the manager may
+//! have at most N processes of its user.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+#[path = "common/lab_routes.rs"]
+mod routes;
 
 #[daemon::main(listen = "127.0.0.1:8081")]
 fn main() -> std::io::Result<()> {
-    tracing::info!("lab: GET / /pid /sleep/MS /spin/MS /abort /panic /exit/CODE /alloc/MB");
+    tracing::info!("lab: GET / /pid /sleep/MS /spin/MS /long/MS /abort /panic /exit/CODE /alloc/MB");
+    limit_processes();
     // LAB_FOREIGN_CHILDREN=N: start N helper processes that are not workers, for the manager to
     // reap when they exit and to stop with the pool.
     if let Some(n) = std::env::var("LAB_FOREIGN_CHILDREN").ok().and_then(|n| n.parse::<u32>().ok())
@@ -45,6 +48,16 @@ fn main() -> std::io::Result<()> {
                 .stdin(std::process::Stdio::null())
                 .spawn()?;
             daemon::foreign_child(helper.id());
+        }
+    }
+    // LAB_ORPHANS=N: leave N short-lived orphans behind (a shell that starts `sleep` in the
+    // background and exits). As PID 1 of a container, the manager inherits and reaps them.
+    if let Some(n) = std::env::var("LAB_ORPHANS").ok().and_then(|n| n.parse::<u32>().ok()) {
+        for _ in 0..n {
+            std::process::Command::new("sh")
+                .args(["-c", "sleep 0.5 &"])
+                .stdin(std::process::Stdio::null())
+                .spawn()?;
         }
     }
     // LAB_OWN_SUBSCRIBER=1: the program installs its own tracing subscriber (no timestamps, with
@@ -81,195 +94,20 @@ fn down(child: &daemon::Child) {
     tracing::info!(pid = child.pid(), "lab worker on_shutdown");
 }
 
-/// Memory that `/alloc/MB` keeps for the worker's life.
-static HOARD: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-
-/// The longest request head the lab reads.
-const MAX_HEAD: usize = 16 * 1024;
-
 #[daemon::on_accept]
-async fn serve(mut conn: daemon::Connection) -> std::io::Result<()> {
-    let mut buf = vec![0u8; MAX_HEAD];
-    let mut len = 0; // bytes of buf read but not yet used
-    loop {
-        // Read until a whole request head is in the buffer.
-        let head_len = loop {
-            if let Some(i) = buf[..len].windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            if len == buf.len() {
-                let answer = response(431, "request head too large\n", true);
-                return conn.write_all(&answer).await;
-            }
-            let n = if len == 0 {
-                // Idle between requests: a graceful stop does not wait for this client.
-                match conn.read_or_stop(&mut buf).await? {
-                    Some(n) => n,
-                    None => return Ok(()),
-                }
-            } else {
-                conn.read(&mut buf[len..]).await?
-            };
-            if n == 0 {
-                return Ok(());
-            }
-            len += n;
-        };
-        let Some(request) = Request::parse(&buf[..head_len]) else {
-            let answer = response(400, "bad request\n", true);
-            return conn.write_all(&answer).await;
-        };
-        buf.copy_within(head_len..len, 0);
-        len -= head_len;
-
-        // Skip the body: first what is already buffered, then the rest from the socket (never
-        // reading past it, which would eat the next request).
-        let buffered = request.content_length.min(len);
-        buf.copy_within(buffered..len, 0);
-        len -= buffered;
-        let mut remaining = request.content_length - buffered;
-        while remaining > 0 {
-            let want = remaining.min(buf.len());
-            let n = conn.read(&mut buf[..want]).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            remaining -= n;
-        }
-
-        let (method, path) = (request.method.as_str(), request.path.as_str());
-        tracing::info!(method, path, "request");
-        // For the manager's log, should this request hang its worker or run past a deadline.
-        conn.describe_request(&format!("{method} {path}"));
-        if path.starts_with("/long/") {
-            conn.long();
-        }
-        let (status, body) = route(method, path).await;
-        let close = request.close || conn.is_stopping();
-        conn.write_all(&response(status, &body, close)).await?;
-        if close {
-            return Ok(());
-        }
-    }
+async fn serve(conn: daemon::Connection) -> std::io::Result<()> {
+    routes::serve(conn).await
 }
 
-async fn route(method: &str, path: &str) -> (u16, String) {
-    if method != "GET" {
-        return (405, "only GET\n".to_string());
-    }
-    let mut parts = path.trim_start_matches('/').splitn(2, '/');
-    let (first, arg) = (parts.next().unwrap_or(""), parts.next());
-    match (first, arg) {
-        ("", None) => (200, "hello\n".to_string()),
-        ("pid", None) => (200, format!("{}\n", std::process::id())),
-        ("sleep", Some(ms)) => match ms.parse::<u64>() {
-            Ok(ms) => {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                (200, format!("slept {ms}\n"))
-            }
-            Err(_) => (400, "usage: /sleep/MILLISECONDS\n".to_string()),
-        },
-        ("long", Some(ms)) => match ms.parse::<u64>() {
-            Ok(ms) => {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                (200, format!("long {ms}\n"))
-            }
-            Err(_) => (400, "usage: /long/MILLISECONDS\n".to_string()),
-        },
-        ("spin", Some(ms)) => match ms.parse::<u64>() {
-            Ok(ms) => {
-                let until = Instant::now() + Duration::from_millis(ms);
-                while Instant::now() < until {
-                    std::hint::spin_loop();
-                }
-                (200, format!("spun {ms}\n"))
-            }
-            Err(_) => (400, "usage: /spin/MILLISECONDS\n".to_string()),
-        },
-        ("abort", None) => std::process::abort(),
-        ("panic", None) => panic!("lab: GET /panic"),
-        ("exit", Some(code)) => match code.parse::<i32>() {
-            Ok(code) => std::process::exit(code),
-            Err(_) => (400, "usage: /exit/CODE\n".to_string()),
-        },
-        ("alloc", Some(mb)) => match mb.parse::<usize>() {
-            Ok(mb) if mb <= 64 * 1024 => {
-                let mut block = vec![0u8; mb << 20];
-                // Zeroed memory is only reserved; writing to every page makes it resident.
-                for page in block.chunks_mut(4096) {
-                    page[0] = 1;
-                }
-                let mut hoard = HOARD.lock().unwrap_or_else(|e| e.into_inner());
-                hoard.push(block);
-                let total: usize = hoard.iter().map(|b| b.len() >> 20).sum();
-                (200, format!("allocated {mb} MiB, holding {total} MiB\n"))
-            }
-            _ => (400, "usage: /alloc/MEBIBYTES (at most 65536)\n".to_string()),
-        },
-        _ => (404, "not found\n".to_string()),
-    }
-}
-
-fn response(status: u16, body: &str, close: bool) -> Vec<u8> {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        431 => "Request Header Fields Too Large",
-        _ => "Unknown",
-    };
-    let connection = if close { "close" } else { "keep-alive" };
-    format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
-/// What the lab needs to know about a request.
-struct Request {
-    method: String,
-    path: String,
-    close: bool,
-    content_length: usize,
-}
-
-impl Request {
-    /// Parses a request head (the blank line included). None if it is not HTTP/1.x.
-    fn parse(head: &[u8]) -> Option<Request> {
-        let head = std::str::from_utf8(head).ok()?;
-        let mut lines = head.split("\r\n");
-        let mut words = lines.next()?.split(' ');
-        let (method, target, version) = (words.next()?, words.next()?, words.next()?);
-        if !version.starts_with("HTTP/1.") || words.next().is_some() {
-            return None;
+/// LAB_NPROC=N: the manager may have at most N processes of its user (RLIMIT_NPROC), for the
+/// tests of failed forks. Set in `main`'s body, after privileges are dropped: root's forks are
+/// never refused.
+fn limit_processes() {
+    if let Some(n) = std::env::var("LAB_NPROC").ok().and_then(|n| n.parse::<u64>().ok()) {
+        let limit = libc::rlimit { rlim_cur: n, rlim_max: n };
+        // SAFETY: setrlimit(2) with a valid pointer to a limit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &limit) } != 0 {
+            tracing::error!(error = %std::io::Error::last_os_error(), "cannot set LAB_NPROC");
         }
-        // The path alone, without a query.
-        let path = target.split('?').next().unwrap_or(target);
-        let mut request = Request {
-            method: method.to_string(),
-            path: path.to_string(),
-            close: version == "HTTP/1.0",
-            content_length: 0,
-        };
-        for line in lines {
-            let Some((name, value)) = line.split_once(':') else { continue };
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("connection") {
-                for token in value.split(',').map(str::trim) {
-                    if token.eq_ignore_ascii_case("close") {
-                        request.close = true;
-                    } else if token.eq_ignore_ascii_case("keep-alive") {
-                        request.close = false;
-                    }
-                }
-            } else if name.eq_ignore_ascii_case("content-length") {
-                request.content_length = value.parse().ok()?;
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                return None; // chunked bodies are not part of the lab
-            }
-        }
-        Some(request)
     }
 }

@@ -2,7 +2,8 @@
 //! worker's only one (a blocking handler); the client sends one command line and reads the answer.
 //!
 //! ```sh
-//! cargo run --example lab_classic          # 127.0.0.1:8083
+//! cargo run --example lab_classic                 # 127.0.0.1:8083, pre-forked workers
+//! cargo run --example lab_classic -- --postfork    # a child per connection instead
 //! echo 'sleep 500' | nc 127.0.0.1 8083
 //! ```
 //!
@@ -21,8 +22,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-#[daemon::main(prefork = 2, listen = "127.0.0.1:8083")]
-fn main() {}
+#[daemon::main(listen = "127.0.0.1:8083")]
+fn main() {
+    limit_processes();
+}
 
 #[daemon::on_accept]
 fn serve(stream: TcpStream) -> std::io::Result<()> {
@@ -74,5 +77,18 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
             }
         }
         _ => writeln!(out, "unknown command: {line}"),
+    }
+}
+
+/// LAB_NPROC=N: the manager may have at most N processes of its user (RLIMIT_NPROC), for the
+/// tests of failed forks. Set in `main`'s body, after privileges are dropped: root's forks are
+/// never refused.
+fn limit_processes() {
+    if let Some(n) = std::env::var("LAB_NPROC").ok().and_then(|n| n.parse::<u64>().ok()) {
+        let limit = libc::rlimit { rlim_cur: n, rlim_max: n };
+        // SAFETY: setrlimit(2) with a valid pointer to a limit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &limit) } != 0 {
+            tracing::error!(error = %std::io::Error::last_os_error(), "cannot set LAB_NPROC");
+        }
     }
 }

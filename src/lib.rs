@@ -26,9 +26,14 @@
 //! See the README for the attributes' keys, the command line of the generated binary, and the
 //! signals the manager understands.
 
-pub use daemon_macros::{main, on_accept, on_child, on_shutdown};
+pub use daemon_macros::{
+    main, on_accept, on_child, on_exit, on_ready, on_reap, on_reload, on_shutdown, on_spawn, supervised, task,
+};
 pub use daemon_runtime::config;
-pub use daemon_runtime::{describe_request, foreign_child, heartbeat, long, Child, Connection};
+pub use daemon_runtime::{
+    describe_request, foreign_child, heartbeat, long, stopping, take_reload, wait_for_stop, Child, Connection, Reaped,
+    Spawned, Supervised, Task, WorkContext,
+};
 
 /// The tokio crate the workers run async handlers on, for a program that needs no other
 /// dependency: `daemon::tokio::time::sleep(...)`, `daemon::tokio::task::spawn_local(...)`.

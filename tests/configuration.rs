@@ -24,10 +24,7 @@ impl ConfigFile {
     }
 
     fn write(&self, text: &str) {
-        // Written whole, then renamed: a reload never reads half a file.
-        let temp = self.0.with_extension("tmp");
-        std::fs::write(&temp, text).expect("write the config file");
-        std::fs::rename(&temp, &self.0).expect("move the config file in place");
+        write_whole(&self.0, text);
     }
 
     fn arg(&self) -> String {
@@ -163,7 +160,7 @@ fn start_in(dir: &TempDir, args: &[&str], pid_file: &str, log_file: &str) -> Det
     assert!(out.status.success(), "start: {out:?}");
     let pid_file = dir.path(pid_file);
     let manager = read_pid(&pid_file).expect("the pid file, in the start directory");
-    Detached { pid_file, log: dir.path(log_file), manager }
+    Detached { example: "lab", pid_file, log: dir.path(log_file), manager }
 }
 
 /// Rotates the log file, reopens it (USR1), and makes requests until one of the current
@@ -183,10 +180,11 @@ fn request_line_after_reopen(d: &Detached, dir: &TempDir) -> String {
 }
 
 /// Waits until every worker is of `generation`, the pool `size` strong.
-fn wait_for_generation(d: &Detached, generation: u32, size: usize) {
+fn wait_for_generation(d: &Detached, generation: u64, size: usize) {
     wait_until(SOON, &format!("generation {generation} of {size} workers"), || {
-        let s = text(&d.control(&["status", "--json"]).stdout);
-        s.matches(&format!("\"generation\":{generation}")).count() == size + 1 && s.matches("\"slot\":").count() == size
+        let Ok(status) = serde_json::from_slice::<serde_json::Value>(&d.control(&["status", "--json"]).stdout) else { return false };
+        let workers = status["workers"].as_array().cloned().unwrap_or_default();
+        workers.len() == size && workers.iter().all(|w| w["generation"].as_u64() == Some(generation))
     });
 }
 

@@ -170,7 +170,7 @@ fn start_stop_daemon_starts_and_stops_it() {
     let out = run_program(&ssd, &start);
     assert!(out.status.success(), "{out:?}");
     let manager = read_pid(Path::new(&p)).expect("a pid file");
-    let guard = Detached { pid_file: p.clone().into(), log: l.clone().into(), manager };
+    let guard = Detached { example: "lab", pid_file: p.clone().into(), log: l.clone().into(), manager };
     assert_eq!(http_get(guard.port(), "/").expect("serving").0, 200);
     // Already running: start-stop-daemon sees it by the pid file and the executable.
     let again = run_program(&ssd, &start);
@@ -391,7 +391,7 @@ fn the_daemon_keeps_no_descriptor_its_starter_left_open() {
     let out = finish(start);
     assert!(out.status.success(), "{out:?}");
     drop(write);
-    let d = Detached { pid_file: dir.path("lab.pid"), log: dir.path("lab.log"), manager: read_pid(&dir.path("lab.pid")).expect("a pid file") };
+    let d = Detached { example: "lab", pid_file: dir.path("lab.pid"), log: dir.path("lab.log"), manager: read_pid(&dir.path("lab.pid")).expect("a pid file") };
     let workers = wait_for(SOON, "two workers", || Some(children(d.manager)).filter(|w| w.len() == 2));
     let pipe = format!("pipe:[{}]", std::os::unix::fs::MetadataExt::ino(&std::fs::File::from(read.try_clone().expect("dup")).metadata().expect("fstat the pipe")));
     for pid in std::iter::once(d.manager).chain(workers) {

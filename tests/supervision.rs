@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use support::*;
@@ -15,15 +13,6 @@ const QUICK: [&str; 6] = ["--heartbeat-interval", "100ms", "--heartbeat-timeout"
 
 fn with<'a>(base: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
     base.iter().chain(more).copied().collect()
-}
-
-/// One command line to `lab_classic`, and its answer (the connection closes after it).
-fn classic(port: u16, line: &str) -> std::io::Result<String> {
-    let mut c = connect(port)?;
-    c.write_all(format!("{line}\n").as_bytes())?;
-    let mut answer = String::new();
-    c.read_to_string(&mut answer)?;
-    Ok(answer)
 }
 
 /// The worker that answers `/pid` (or `pid` for lab_classic).
@@ -187,7 +176,7 @@ fn handlers_that_abort_in_a_loop_put_the_pool_in_a_crash_loop_and_it_recovers() 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     hammer.join().expect("the hammer");
     // Identical deaths are counted, not logged one by one.
-    d.wait_for_line("more exits like this one", SOON);
+    d.wait_for_line("more like this in the last", SOON);
     // Once a worker lives past min_worker_lifetime, the loop is over and the pool refills.
     d.wait_for_line("the crash loop is over", SOON);
     d.wait_for_workers(2, SOON);
@@ -204,4 +193,176 @@ fn a_stop_that_has_to_kill_says_so_in_the_exit_status() {
     let status = d.wait_exit(SOON);
     assert_eq!(status.code(), Some(3), "QUIT, TERM after graceful_timeout: {status}");
     assert!(d.stderr_after_exit().contains("worker did not stop in time and was killed"));
+}
+
+/// Processes of nobody's that hold places under a limit of processes, until dropped.
+struct Blockers(Vec<std::process::Child>);
+
+impl Blockers {
+    fn start(n: usize) -> Blockers {
+        use std::os::unix::process::CommandExt;
+        Blockers(
+            (0..n)
+                .map(|_| {
+                    std::process::Command::new("sleep")
+                        .arg("1000")
+                        .uid(65534)
+                        .gid(65534)
+                        .stdin(std::process::Stdio::null())
+                        .spawn()
+                        .expect("start sleep as nobody")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Blockers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Processes of `uid` alive now.
+fn processes_of(uid: u32) -> u64 {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:")).map(|u| u.split_whitespace().next() == Some(&uid.to_string())))
+                .unwrap_or(false)
+        })
+        .count() as u64
+}
+
+/// The fork limit needs a user other than root (root is never refused a fork), and only root
+/// can start a daemon as another user; as another user this test starts nothing and says so.
+/// The daemon runs as nobody, with a limit of nobody's processes that leaves `room` places
+/// once `blockers` of nobody's own hold theirs: dropping the blockers makes room again.
+fn fork_limit_test(example_name: &str, extra: &[&str], room: u64, blockers: usize) -> Option<(Daemon, Blockers)> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: the fork limit test needs root to run the daemon as nobody, and is not run");
+        return None;
+    }
+    let blockers = Blockers::start(blockers);
+    let limit = (processes_of(65534) + room).to_string();
+    let mut args = vec!["--listen", "127.0.0.1:0", "--user", "nobody"];
+    args.extend_from_slice(extra);
+    Some((Daemon::start_with_env(example_name, &args, &[("LAB_NPROC", limit.as_str())]), blockers))
+}
+
+#[test]
+fn failed_forks_are_retried_with_a_backoff_logged_once_and_the_pool_refills() {
+    // The manager and two classic workers fit under the limit; the other two forks fail.
+    let dir = TempDir::new("fork-limit");
+    let pid_file = dir.path("lab.pid").display().to_string();
+    let Some((d, blockers)) =
+        fork_limit_test("lab_classic", &["--workers", "4", "--max-children", "4", "--pid-file", &pid_file], 3, 2)
+    else {
+        return;
+    };
+    d.wait_for_line("fork failed; retrying with a backoff", SOON);
+    wait_until(SOON, "two workers under the limit", || d.workers().len() == 2);
+    wait_until(SOON, "three failed forks in a row", || {
+        let status = text(&run("lab_classic", &["status", "--json", "--pid-file", &pid_file, "--user", "nobody"]).stdout);
+        status.split("\"fork_failures\":").nth(1).and_then(|n| n.split([',', '}']).next()?.parse::<u32>().ok()).is_some_and(|n| n >= 3)
+    });
+    // Forks work again: the pool refills at the next try.
+    drop(blockers);
+    let again = d.wait_for_line("fork works again", SOON);
+    let failed: u32 = again.split("failed=").nth(1).and_then(|n| n.split_whitespace().next()?.parse().ok()).unwrap_or(0);
+    assert!(failed >= 3, "retried: {again}");
+    // Every failure counted, one line said.
+    assert_eq!(d.lines().iter().filter(|l| l.contains("fork failed")).count(), 1);
+    d.wait_for_workers(4, SOON);
+    d.wait_for_line("pool ready", SOON);
+}
+
+#[test]
+fn a_worker_that_cannot_start_its_thread_is_a_crash_with_its_reason() {
+    // The manager and one async worker (two threads) fit; the next worker forks, but cannot start
+    // its acceptor thread.
+    let Some((d, blockers)) = fork_limit_test("lab", &["--workers", "2", "--max-children", "2"], 4, 3) else { return };
+    let line = d.wait_for_line("worker crashed", SOON);
+    assert!(line.contains("cannot start the acceptor thread"), "{line}");
+    assert!(!d.lines().iter().any(|l| l.contains("worker ended while stopping")));
+    drop(blockers);
+    d.wait_for_workers(2, SOON);
+    d.wait_for_line("pool ready", SOON);
+}
+
+/// The processes whose parent is `pid`, with their state letters.
+fn children_states(pid: i32) -> Vec<(i32, char)> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 1..];
+            let mut f = rest.split_whitespace();
+            let state = f.next()?.chars().next()?;
+            let ppid: i32 = f.next()?.parse().ok()?;
+            (ppid == pid).then_some((p, state))
+        })
+        .collect()
+}
+
+#[test]
+fn as_pid_1_the_manager_reaps_orphans_and_counts_none_as_a_worker() {
+    // A PID namespace of its own, where the manager is the first process, as in a container.
+    let probe = std::process::Command::new("unshare").args(["--pid", "--fork", "--mount-proc", "true"]).output();
+    match probe {
+        Ok(out) if out.status.success() => {}
+        other => {
+            eprintln!("skipped: this machine cannot make a PID namespace (unshare --pid --fork --mount-proc): {other:?}");
+            return;
+        }
+    }
+    let lab = example("lab");
+    let lab = lab.display().to_string();
+    let mut d = Daemon::start_program(
+        std::path::Path::new("/usr/bin/unshare"),
+        "lab as PID 1",
+        &["--pid", "--fork", "--mount-proc", "--", &lab, "--listen", "127.0.0.1:0", "--workers", "2"],
+        &[("LAB_ORPHANS", "5"), ("RUST_LOG", "debug")],
+    );
+    // unshare's one child is the manager, PID 1 inside.
+    let manager = wait_for(SOON, "the manager inside the namespace", || children(d.pid()).first().copied());
+    let line = d.wait_for_line("manager started", SOON);
+    assert!(line.contains("manager{pid=1}"), "the manager is PID 1 in its namespace: {line}");
+    d.wait_for_line("pool ready", SOON);
+    // The orphans come to the manager, die, and are reaped: no zombie stays.
+    // Five shells (its own children) and the five sleeps they left (orphans it inherited).
+    wait_until(SOON, "ten strangers reaped", || d.lines().iter().filter(|l| l.contains("that was not a worker")).count() >= 10);
+    wait_until(SOON, "the two workers alone, and no zombie", || {
+        let kids = children_states(manager);
+        kids.len() == 2 && kids.iter().all(|(_, s)| *s != 'Z')
+    });
+    assert!(!d.lines().iter().any(|l| l.contains("worker died") || l.contains("worker crashed")), "a stranger counted as a worker");
+    // TERM from outside reaches it (blocked signals are never dropped, even for an init).
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(manager), Signal::SIGTERM).expect("TERM the manager");
+    assert!(d.wait_exit(SOON).success());
+}
+
+#[test]
+fn supervision_settings_are_applied_on_reload() {
+    let dir = TempDir::new("supervision-reload");
+    let config = dir.path("lab.toml");
+    std::fs::write(&config, "prefork = 1\nmax_children = 2\n").expect("write the config");
+    let c = config.display().to_string();
+    let d = Daemon::serve("lab_classic", &["--config", &c, "--graceful-timeout", "1s"]);
+    d.wait_for_line("pool ready", SOON);
+    assert_eq!(classic(d.port(), "sleep 1500").expect("no deadline yet"), "slept 1500\n");
+    std::fs::write(&config, "prefork = 1\nmax_children = 2\nrequest_timeout = \"1s\"\n").expect("rewrite the config");
+    d.signal(Signal::SIGHUP);
+    wait_until(SOON, "the new generation to be ready", || d.lines().iter().filter(|l| l.contains("pool ready")).count() >= 2);
+    let port = d.port();
+    let overdue = std::thread::spawn(move || classic(port, "sleep 20000"));
+    d.wait_for_line("request past request_timeout", SOON);
+    let _ = overdue.join().expect("the client thread");
 }

@@ -10,6 +10,7 @@
 //! I/O.
 
 mod duration;
+mod group;
 mod problem;
 mod reference;
 mod resolve;
@@ -17,6 +18,10 @@ mod settings;
 mod size;
 
 pub use duration::{format_duration, parse_duration};
+pub use group::{
+    group_setting, group_spelling, resolve_group, GroupConfig, GroupGiven, GroupKey, TaskModel,
+    GROUP_SETTINGS,
+};
 pub use problem::{suggest, Origin, Problem};
 pub use reference::reference_table;
 pub use resolve::{resolve, Config, Given, Model};

@@ -85,6 +85,9 @@ pub struct Config {
     pub restart_intensity: u32,
     pub restart_period: Duration,
     pub min_worker_lifetime: Duration,
+    /// The manager accepts, and forks a child per connection.
+    pub postfork: bool,
+    pub respawn_delay: Duration,
     pub pid_file: Option<String>,
     pub log_file: Option<String>,
     pub user: Option<String>,
@@ -123,6 +126,8 @@ impl Config {
             Key::RestartIntensity => Value::Count(self.restart_intensity.into()),
             Key::RestartPeriod => Value::Duration(self.restart_period),
             Key::MinWorkerLifetime => Value::Duration(self.min_worker_lifetime),
+            Key::Postfork => Value::Flag(self.postfork),
+            Key::RespawnDelay => Value::Duration(self.respawn_delay),
             Key::PidFile => Value::Text(self.pid_file.clone().unwrap_or_default()),
             Key::LogFile => Value::Text(self.log_file.clone().unwrap_or_default()),
             Key::User => Value::Text(self.user.clone().unwrap_or_default()),
@@ -162,6 +167,8 @@ impl Config {
             | Key::RestartIntensity
             | Key::RestartPeriod
             | Key::MinWorkerLifetime
+            | Key::Postfork
+            | Key::RespawnDelay
             | Key::User
             | Key::Group => None,
         }
@@ -192,6 +199,8 @@ impl Config {
             Key::RestartIntensity => self.restart_intensity = other.restart_intensity,
             Key::RestartPeriod => self.restart_period = other.restart_period,
             Key::MinWorkerLifetime => self.min_worker_lifetime = other.min_worker_lifetime,
+            Key::Postfork => self.postfork = other.postfork,
+            Key::RespawnDelay => self.respawn_delay = other.respawn_delay,
             Key::PidFile => self.pid_file.clone_from(&other.pid_file),
             Key::LogFile => self.log_file.clone_from(&other.log_file),
             Key::User => self.user.clone_from(&other.user),
@@ -205,7 +214,10 @@ impl Config {
     /// Returns those whose value in `self` differed, with the value that was not applied.
     pub fn keep_restart_settings(&mut self, running: &Config) -> Vec<(Key, Value)> {
         let mut kept = Vec::new();
-        for s in crate::SETTINGS.iter().filter(|s| s.reload == crate::Reload::NeedsRestart) {
+        for s in crate::SETTINGS
+            .iter()
+            .filter(|s| s.reload == crate::Reload::NeedsRestart)
+        {
             let wanted = self.value(s.key);
             if wanted != running.value(s.key) {
                 kept.push((s.key, wanted));
@@ -243,9 +255,10 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
             Ok(()) => {
                 ok.insert(key, (value.clone(), origin.clone()));
             }
-            Err(message) => {
-                problems.push(Problem::new(vec![(key, origin.clone(), value.clone())], message))
-            }
+            Err(message) => problems.push(Problem::new(
+                vec![(key, origin.clone(), value.clone())],
+                message,
+            )),
         }
     }
     for (first, second, origin) in &given.clashes {
@@ -277,7 +290,10 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
 
     if min_spare > max_spare {
         problems.push(Problem::new(
-            vec![subject(Key::MinSpare, min_spare), subject(Key::MaxSpare, max_spare)],
+            vec![
+                subject(Key::MinSpare, min_spare),
+                subject(Key::MaxSpare, max_spare),
+            ],
             format!(
                 "min_spare ({min_spare}) is greater than max_spare ({max_spare}), so the manager \
                  would fork a spare and retire it again forever; make min_spare at most max_spare"
@@ -286,12 +302,38 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
     }
     if workers > max_children {
         problems.push(Problem::new(
-            vec![subject(Key::Prefork, workers), subject(Key::MaxChildren, max_children)],
+            vec![
+                subject(Key::Prefork, workers),
+                subject(Key::MaxChildren, max_children),
+            ],
             format!(
                 "prefork ({workers}) is greater than max_children ({max_children}), so the pool \
                  could never reach its size; make prefork at most max_children"
             ),
         ));
+    }
+    if matches!(ok.get(&Key::Postfork), Some((Value::Flag(true), _))) {
+        for key in [Key::Prefork, Key::MinSpare, Key::MaxSpare, Key::Requests] {
+            if let Some((value, origin)) = ok.get(&key) {
+                problems.push(Problem::new(
+                    vec![
+                        (key, origin.clone(), value.clone()),
+                        (
+                            Key::Postfork,
+                            origins_of(&ok, Key::Postfork),
+                            Value::Flag(true),
+                        ),
+                    ],
+                    format!(
+                        "{} is a setting of the pre-forking pool, and postfork forks one child per \
+                         connection instead: remove {}, or postfork (max_children bounds the \
+                         children of both)",
+                        setting(key).name,
+                        setting(key).name
+                    ),
+                ));
+            }
+        }
     }
     if model == Model::Sync {
         if let Some(n) = clients_given.filter(|n| *n != 1) {
@@ -340,7 +382,9 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
     let restart_period = duration(Key::RestartPeriod, Duration::from_secs(10));
     let min_worker_lifetime = duration(Key::MinWorkerLifetime, Duration::from_secs(1));
     let restart_intensity = explicit(Key::RestartIntensity).unwrap_or(5);
-    let at = |key: Key, d: Duration| -> (Key, Origin, Value) { (key, origins_of(&ok, key), Value::Duration(d)) };
+    let at = |key: Key, d: Duration| -> (Key, Origin, Value) {
+        (key, origins_of(&ok, key), Value::Duration(d))
+    };
     if let Some(timeout) = heartbeat_timeout.filter(|t| heartbeat_interval >= *t) {
         problems.push(Problem::new(
             vec![at(Key::HeartbeatInterval, heartbeat_interval), at(Key::HeartbeatTimeout, timeout)],
@@ -356,7 +400,10 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
     if let (Some(request), Some(long)) = (request_timeout, long_request_timeout) {
         if long < request {
             problems.push(Problem::new(
-                vec![at(Key::LongRequestTimeout, long), at(Key::RequestTimeout, request)],
+                vec![
+                    at(Key::LongRequestTimeout, long),
+                    at(Key::RequestTimeout, request),
+                ],
                 format!(
                     "long_request_timeout ({}) is shorter than request_timeout ({}), so marking a \
                      request long would cut it sooner; make long_request_timeout at least \
@@ -374,7 +421,13 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
         Some((Value::Text(t), _)) => Some(t.clone()),
         _ => None,
     };
-    for key in [Key::Prefork, Key::MaxSpare, Key::MaxChildren, Key::MinSpare, Key::Clients] {
+    for key in [
+        Key::Prefork,
+        Key::MaxSpare,
+        Key::MaxChildren,
+        Key::MinSpare,
+        Key::Clients,
+    ] {
         origins.entry(key).or_insert(Origin::Default);
     }
     Ok(Config {
@@ -400,6 +453,8 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
         restart_intensity: as_u32(restart_intensity),
         restart_period,
         min_worker_lifetime,
+        postfork: flag(Key::Postfork),
+        respawn_delay: duration(Key::RespawnDelay, Duration::from_secs(5)),
         pid_file: text(Key::PidFile),
         log_file: text(Key::LogFile),
         user: text(Key::User),
@@ -409,7 +464,9 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
 }
 
 fn origins_of(ok: &BTreeMap<Key, (Value, Origin)>, key: Key) -> Origin {
-    ok.get(&key).map(|(_, o)| o.clone()).unwrap_or(Origin::Default)
+    ok.get(&key)
+        .map(|(_, o)| o.clone())
+        .unwrap_or(Origin::Default)
 }
 
 #[cfg(test)]
@@ -426,8 +483,15 @@ mod tests {
 
     #[test]
     fn the_signature_example_is_valid() {
-        let c = resolve(&given(&[(Key::Prefork, 4), (Key::MaxSpare, 3)]), Model::Unknown).unwrap();
-        assert_eq!((c.workers, c.min_spare, c.max_spare, c.max_children), (4, 1, 3, 7));
+        let c = resolve(
+            &given(&[(Key::Prefork, 4), (Key::MaxSpare, 3)]),
+            Model::Unknown,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.workers, c.min_spare, c.max_spare, c.max_children),
+            (4, 1, 3, 7)
+        );
         assert_eq!(c.clients, 1000);
         assert_eq!(c.listen, vec!["127.0.0.1:8080".to_string()]);
     }
@@ -435,7 +499,14 @@ mod tests {
     #[test]
     fn defaults_alone_and_with_any_one_count_are_valid() {
         assert!(resolve(&Given::new(), Model::Async).is_ok());
-        for key in [Key::Prefork, Key::MinSpare, Key::MaxSpare, Key::MaxChildren, Key::Requests, Key::Clients] {
+        for key in [
+            Key::Prefork,
+            Key::MinSpare,
+            Key::MaxSpare,
+            Key::MaxChildren,
+            Key::Requests,
+            Key::Clients,
+        ] {
             let (min, max) = match setting(key).kind {
                 crate::Kind::Count { min, max } => (min, max),
                 _ => unreachable!(),
@@ -449,18 +520,34 @@ mod tests {
 
     #[test]
     fn relations_name_both_values() {
-        let err = resolve(&given(&[(Key::MinSpare, 5), (Key::MaxSpare, 3)]), Model::Async).unwrap_err();
+        let err = resolve(
+            &given(&[(Key::MinSpare, 5), (Key::MaxSpare, 3)]),
+            Model::Async,
+        )
+        .unwrap_err();
         assert_eq!(err.len(), 1);
         assert_eq!(err[0].key(), Some(Key::MinSpare));
         let text = err[0].to_string();
-        assert!(text.contains("min_spare = 5") && text.contains("max_spare = 3"), "{text}");
-        let err = resolve(&given(&[(Key::Prefork, 9), (Key::MaxChildren, 8)]), Model::Async).unwrap_err();
+        assert!(
+            text.contains("min_spare = 5") && text.contains("max_spare = 3"),
+            "{text}"
+        );
+        let err = resolve(
+            &given(&[(Key::Prefork, 9), (Key::MaxChildren, 8)]),
+            Model::Async,
+        )
+        .unwrap_err();
         assert!(err[0].message.contains("at most max_children"));
     }
 
     #[test]
     fn every_problem_is_reported() {
-        let mut g = given(&[(Key::Prefork, 0), (Key::Clients, 0), (Key::MinSpare, 9), (Key::MaxSpare, 2)]);
+        let mut g = given(&[
+            (Key::Prefork, 0),
+            (Key::Clients, 0),
+            (Key::MinSpare, 9),
+            (Key::MaxSpare, 2),
+        ]);
         g.set(Key::Detach, Value::Flag(true), Origin::Attribute);
         g.set(Key::Foreground, Value::Flag(true), Origin::Attribute);
         assert_eq!(resolve(&g, Model::Async).unwrap_err().len(), 4);
@@ -479,22 +566,48 @@ mod tests {
     #[test]
     fn a_reload_keeps_every_setting_that_needs_a_restart() {
         let mut running_given = given(&[(Key::Prefork, 2)]);
-        running_given.set(Key::LogFile, Value::Text("/var/log/a.log".into()), Origin::CommandLine);
+        running_given.set(
+            Key::LogFile,
+            Value::Text("/var/log/a.log".into()),
+            Origin::CommandLine,
+        );
         running_given.set(Key::User, Value::Text("www-data".into()), Origin::Attribute);
         let running = resolve(&running_given, Model::Async).unwrap();
         let mut new_given = given(&[(Key::Prefork, 5)]);
-        new_given.set(Key::LogFile, Value::Text("/var/log/b.log".into()), Origin::File("f".into()));
-        new_given.set(Key::PidFile, Value::Text("/run/b.pid".into()), Origin::File("f".into()));
-        new_given.set(Key::User, Value::Text("www-data".into()), Origin::File("f".into()));
+        new_given.set(
+            Key::LogFile,
+            Value::Text("/var/log/b.log".into()),
+            Origin::File("f".into()),
+        );
+        new_given.set(
+            Key::PidFile,
+            Value::Text("/run/b.pid".into()),
+            Origin::File("f".into()),
+        );
+        new_given.set(
+            Key::User,
+            Value::Text("www-data".into()),
+            Origin::File("f".into()),
+        );
         let mut new = resolve(&new_given, Model::Async).unwrap();
         let kept = new.keep_restart_settings(&running);
         let keys: Vec<Key> = kept.iter().map(|(k, _)| *k).collect();
-        assert_eq!(keys, [Key::PidFile, Key::LogFile], "changed and needing a restart");
+        assert_eq!(
+            keys,
+            [Key::PidFile, Key::LogFile],
+            "changed and needing a restart"
+        );
         assert_eq!(kept[1].1, Value::Text("/var/log/b.log".into()));
         assert_eq!(new.workers, 5, "an applicable setting is applied");
-        assert_eq!((new.log_file.as_deref(), new.pid_file.as_deref()), (Some("/var/log/a.log"), None));
+        assert_eq!(
+            (new.log_file.as_deref(), new.pid_file.as_deref()),
+            (Some("/var/log/a.log"), None)
+        );
         assert_eq!(new.origin(Key::LogFile), Origin::CommandLine);
-        for s in crate::SETTINGS.iter().filter(|s| s.reload == crate::Reload::NeedsRestart) {
+        for s in crate::SETTINGS
+            .iter()
+            .filter(|s| s.reload == crate::Reload::NeedsRestart)
+        {
             assert_eq!(new.value(s.key), running.value(s.key), "{}", s.name);
         }
     }

@@ -29,6 +29,8 @@ pub enum Key {
     RestartIntensity,
     RestartPeriod,
     MinWorkerLifetime,
+    Postfork,
+    RespawnDelay,
     PidFile,
     LogFile,
     User,
@@ -45,13 +47,19 @@ pub enum Kind {
     /// One or more listening addresses, `IP:PORT`.
     Addresses,
     /// A duration in `min..=max`; with `off`, also 0 (written `0` or `off`), meaning no limit.
-    Duration { min: Duration, max: Duration, off: bool },
+    Duration {
+        min: Duration,
+        max: Duration,
+        off: bool,
+    },
     /// A size in bytes in `min..=max` (`512M`, `2G`, or bytes); with `off`, also 0 (`off`).
     Size { min: u64, max: u64, off: bool },
     /// A file's path.
     Path,
     /// A user or group name (or numeric id).
     Name,
+    /// One of a few words.
+    Choice(&'static [&'static str]),
 }
 
 /// What a reload (HUP) may do with a setting.
@@ -88,10 +96,11 @@ impl fmt::Display for Value {
     }
 }
 
-/// One row of the rule book.
+/// One row of the rule book: a global setting (`Setting<Key>`), or a task group's
+/// (`Setting<GroupKey>`, see `group`).
 #[derive(Debug)]
-pub struct Setting {
-    pub key: Key,
+pub struct Setting<K = Key> {
+    pub key: K,
     /// The attribute key, and the key in a config file.
     pub name: &'static str,
     /// The command-line flag, with its dashes.
@@ -357,6 +366,28 @@ pub static SETTINGS: &[Setting] = &[
         example: "min_worker_lifetime = \"1s\"",
     },
     Setting {
+        key: Key::Postfork,
+        name: "postfork",
+        flag: "--postfork",
+        env: "DAEMON_POSTFORK",
+        kind: Kind::Flag,
+        default: "off (pre-forking)",
+        reload: Reload::NeedsRestart,
+        summary: "the manager accepts each connection itself and forks a child that serves it and exits (POE's post-forking server); at max_children it stops accepting until one ends",
+        example: "postfork",
+    },
+    Setting {
+        key: Key::RespawnDelay,
+        name: "respawn_delay",
+        flag: "--respawn-delay",
+        env: "DAEMON_RESPAWN_DELAY",
+        kind: Kind::Duration { min: Duration::ZERO, max: Duration::from_secs(3_600), off: false },
+        default: "5s",
+        reload: Reload::Applies,
+        summary: "how long a #[daemon::supervised] worker that has exited waits before it is started again (App::Base's delay_before_respawn)",
+        example: "respawn_delay = \"5s\"",
+    },
+    Setting {
         key: Key::PidFile,
         name: "pid_file",
         flag: "--pid-file",
@@ -433,7 +464,7 @@ impl Key {
     }
 }
 
-impl Setting {
+impl<K> Setting<K> {
     /// Reads a value of this setting from text (a flag's argument, an environment variable).
     pub fn parse_text(&self, text: &str) -> Result<Value, String> {
         let value = match self.kind {
@@ -454,9 +485,7 @@ impl Setting {
             Kind::Flag => match text.trim().to_ascii_lowercase().as_str() {
                 "" | "1" | "true" | "yes" | "on" => Value::Flag(true),
                 "0" | "false" | "no" | "off" => Value::Flag(false),
-                other => {
-                    return Err(format!("`{other}` is not on or off: write true or false"))
-                }
+                other => return Err(format!("`{other}` is not on or off: write true or false")),
             },
             Kind::Addresses => Value::Addresses(
                 text.split(',')
@@ -466,13 +495,15 @@ impl Setting {
             ),
             Kind::Duration { off, .. } => match text.trim() {
                 "off" | "none" if off => Value::Duration(Duration::ZERO),
+                "off" | "none" => return Err(self.cannot_be_off()),
                 t => Value::Duration(crate::parse_duration(t)?),
             },
             Kind::Size { off, .. } => match text.trim() {
                 "off" | "none" if off => Value::Size(0),
+                "off" | "none" => return Err(self.cannot_be_off()),
                 t => Value::Size(crate::parse_size(t)?),
             },
-            Kind::Path | Kind::Name => Value::Text(text.trim().to_string()),
+            Kind::Path | Kind::Name | Kind::Choice(_) => Value::Text(text.trim().to_string()),
         };
         self.check(&value)?;
         Ok(value)
@@ -497,8 +528,10 @@ impl Setting {
             (Kind::Flag, Value::Flag(_)) => Ok(()),
             (Kind::Addresses, Value::Addresses(list)) => {
                 if list.is_empty() {
-                    return Err("no address given: write at least one, such as `127.0.0.1:8080`"
-                        .to_string());
+                    return Err(
+                        "no address given: write at least one, such as `127.0.0.1:8080`"
+                            .to_string(),
+                    );
                 }
                 for addr in list {
                     check_address(addr)?;
@@ -509,7 +542,11 @@ impl Setting {
             (Kind::Size { off: true, .. }, Value::Size(0)) => Ok(()),
             (Kind::Size { min, max, .. }, Value::Size(n)) => {
                 if *n < min || *n > max {
-                    return Err(format!("{} is out of range: {}", crate::format_size(*n), self.rule()));
+                    return Err(format!(
+                        "{} is out of range: {}",
+                        crate::format_size(*n),
+                        self.rule()
+                    ));
                 }
                 Ok(())
             }
@@ -525,7 +562,9 @@ impl Setting {
             }
             (Kind::Path, Value::Text(p)) => {
                 if p.is_empty() {
-                    return Err("an empty path: write the file's path, such as `/run/hello.pid`".into());
+                    return Err(
+                        "an empty path: write the file's path, such as `/run/hello.pid`".into(),
+                    );
                 }
                 if p.contains('\0') {
                     return Err("a path cannot contain a NUL byte".into());
@@ -535,22 +574,37 @@ impl Setting {
             (Kind::Name, Value::Text(n)) => {
                 let ok = !n.is_empty()
                     && n.len() <= 32
-                    && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '$'));
+                    && n.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '$'));
                 if ok {
                     Ok(())
                 } else {
                     Err(format!("`{n}` is not a user or group name: use letters, digits, `_`, `-` or `.`, such as `www-data`"))
                 }
             }
+            (Kind::Choice(words), Value::Text(w)) => {
+                if words.contains(&w.as_str()) {
+                    Ok(())
+                } else {
+                    Err(format!("`{w}` is not a choice here: {}", self.rule()))
+                }
+            }
             (_, other) => Err(format!("{other} is not {}", self.kind_name())),
         }
+    }
+
+    /// The message for `off` given to a setting that must have a value.
+    pub fn cannot_be_off(&self) -> String {
+        format!("{} cannot be off: {}", self.name, self.rule())
     }
 
     /// A value as `--print-config`, `--help` and the reference show it: a limit that is off says
     /// so.
     pub fn show(&self, value: &Value) -> String {
         match (self.kind, value) {
-            (Kind::Duration { off: true, .. }, Value::Duration(d)) if d.is_zero() => "off".to_string(),
+            (Kind::Duration { off: true, .. }, Value::Duration(d)) if d.is_zero() => {
+                "off".to_string()
+            }
             (Kind::Size { off: true, .. }, Value::Size(0)) => "off".to_string(),
             _ => value.to_string(),
         }
@@ -578,6 +632,7 @@ impl Setting {
             ),
             Kind::Path => format!("{} takes a file's path", self.name),
             Kind::Name => format!("{} takes a user or group name", self.name),
+            Kind::Choice(words) => format!("{} is one of {}", self.name, words.join(", ")),
         }
     }
 
@@ -591,6 +646,7 @@ impl Setting {
             Kind::Size { .. } => "a size such as \"512M\"",
             Kind::Path => "a path such as \"/run/hello.pid\"",
             Kind::Name => "a name such as \"www-data\"",
+            Kind::Choice(_) => "one of its words",
         }
     }
 }
@@ -643,6 +699,8 @@ mod tests {
             Key::RestartIntensity,
             Key::RestartPeriod,
             Key::MinWorkerLifetime,
+            Key::Postfork,
+            Key::RespawnDelay,
             Key::PidFile,
             Key::LogFile,
             Key::User,
@@ -650,7 +708,11 @@ mod tests {
         ];
         assert_eq!(keys.len(), SETTINGS.len());
         for key in keys {
-            assert_eq!(SETTINGS.iter().filter(|s| s.key == key).count(), 1, "{key:?}");
+            assert_eq!(
+                SETTINGS.iter().filter(|s| s.key == key).count(),
+                1,
+                "{key:?}"
+            );
             assert_eq!(setting(key).key, key);
         }
     }
@@ -670,16 +732,34 @@ mod tests {
     fn text_values_follow_the_rules() {
         let workers = setting(Key::Prefork);
         assert_eq!(workers.parse_text("8"), Ok(Value::Count(8)));
-        assert!(workers.parse_text("0").unwrap_err().contains("between 1 and 4096"));
+        assert!(workers
+            .parse_text("0")
+            .unwrap_err()
+            .contains("between 1 and 4096"));
         assert!(workers.parse_text("-3").unwrap_err().contains("negative"));
-        assert!(workers.parse_text("lots").unwrap_err().contains("not a whole number"));
-        assert!(workers.parse_text("99999999999999999999999").unwrap_err().contains("absurdly"));
+        assert!(workers
+            .parse_text("lots")
+            .unwrap_err()
+            .contains("not a whole number"));
+        assert!(workers
+            .parse_text("99999999999999999999999")
+            .unwrap_err()
+            .contains("absurdly"));
         let listen = setting(Key::Listen);
-        assert!(listen.parse_text("localhost").unwrap_err().contains("no port"));
-        assert!(listen.parse_text("127.0.0.1:99999").unwrap_err().contains("port"));
+        assert!(listen
+            .parse_text("localhost")
+            .unwrap_err()
+            .contains("no port"));
+        assert!(listen
+            .parse_text("127.0.0.1:99999")
+            .unwrap_err()
+            .contains("port"));
         assert_eq!(
             listen.parse_text("127.0.0.1:0,[::1]:80"),
-            Ok(Value::Addresses(vec!["127.0.0.1:0".into(), "[::1]:80".into()]))
+            Ok(Value::Addresses(vec![
+                "127.0.0.1:0".into(),
+                "[::1]:80".into()
+            ]))
         );
     }
 }

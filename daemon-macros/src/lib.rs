@@ -115,6 +115,98 @@ pub fn on_shutdown(args: TokenStream, item: TokenStream) -> TokenStream {
     hooks::expand(hooks::Hook::Shutdown, args.into(), item.into()).into()
 }
 
+/// The function of a supervised worker (App::Base::Daemon::Supervisor's): one worker runs it, and
+/// is started again `respawn_delay` (5 s) after it ends, whatever the reason.
+///
+/// ```no_run
+/// #[daemon::supervised]
+/// fn run(ctx: &daemon::Supervised) {
+///     // A long-lived loop: it returns when asked to stop, or when its supervisor is gone.
+///     while ctx.ping_supervisor() && ctx.sleep(std::time::Duration::from_secs(1)) {
+///         // one round of work
+///     }
+/// }
+/// # fn main() {}
+/// ```
+///
+/// Plain, `fn(&daemon::Supervised)`; or async, `async fn(daemon::Supervised)`, on the worker's
+/// own runtime. It returns `()` or `Result<(), E>` (an `Err` is logged and counts as a crash).
+/// `ctx.stopping()`, `ctx.sleep(d)` and `ctx.ping_supervisor()` stamp the worker's heartbeat, so
+/// a plain loop that calls one of them every few seconds is alive for the manager. One per
+/// program.
+#[proc_macro_attribute]
+pub fn supervised(args: TokenStream, item: TokenStream) -> TokenStream {
+    hooks::expand(hooks::Hook::Supervised, args.into(), item.into()).into()
+}
+
+/// The work of a task group (Symphony::Daemon's): the group, named after the function, keeps
+/// its workers running it.
+///
+/// ```no_run
+/// #[daemon::task(workers = 1, max_workers = 4, model = oneshot)]
+/// fn convert(ctx: &daemon::Task) {
+///     // Wait for one job, say so, do it, return: the worker exits and a new one waits.
+///     while !ctx.stopping() {
+///         if let Some(job) = next_job() {
+///             ctx.busy();
+///             run(job);
+///             return;
+///         }
+///         ctx.sleep(std::time::Duration::from_millis(100));
+///     }
+/// }
+/// # fn next_job() -> Option<u32> { None }
+/// # fn run(_: u32) {}
+/// # fn main() {}
+/// ```
+///
+/// Keys: `workers` (1; 0 stops the group), `max_workers`, `model` (`longlived`: each worker runs
+/// the function for its life, the group keeps `workers`; `oneshot`: each runs it once, for one
+/// job, and the group grows to `max_workers` while all its workers are busy, shrinking back when
+/// they are idle, checked every `scaling_interval`), `scaling_interval` (1 s), and `run` (in a
+/// config file's `[tasks.NAME]` table: another group running this function). The function is
+/// `fn(&daemon::Task)` or `async fn(daemon::Task)`; it calls `ctx.busy()` and `ctx.idle()` as it
+/// takes and finishes jobs. Any number of groups, in any module.
+#[proc_macro_attribute]
+pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
+    hooks::expand(hooks::Hook::Task, args.into(), item.into()).into()
+}
+
+/// Runs in the manager once every worker of the first generation accepts (POE's daemon_parent).
+/// `fn()`; synchronous, and must not block: the manager does nothing else meanwhile. A hook that
+/// panics is reported, and the manager goes on. Any number.
+#[proc_macro_attribute]
+pub fn on_ready(args: TokenStream, item: TokenStream) -> TokenStream {
+    hooks::expand(hooks::Hook::Ready, args.into(), item.into()).into()
+}
+
+/// Runs in the manager after it forks a worker: `fn(&daemon::Spawned)` (pid, pool, slot,
+/// generation) or `fn()`. As [`macro@on_ready`]: synchronous, must not block.
+#[proc_macro_attribute]
+pub fn on_spawn(args: TokenStream, item: TokenStream) -> TokenStream {
+    hooks::expand(hooks::Hook::Spawn, args.into(), item.into()).into()
+}
+
+/// Runs in the manager after it reaps a worker: `fn(&daemon::Reaped)` (pid, pool, slot, exit
+/// status or signal, and how the manager reads the death) or `fn()`. As [`macro@on_ready`].
+#[proc_macro_attribute]
+pub fn on_reap(args: TokenStream, item: TokenStream) -> TokenStream {
+    hooks::expand(hooks::Hook::Reap, args.into(), item.into()).into()
+}
+
+/// Runs in the manager after a reload is applied. `fn()`; as [`macro@on_ready`].
+#[proc_macro_attribute]
+pub fn on_reload(args: TokenStream, item: TokenStream) -> TokenStream {
+    hooks::expand(hooks::Hook::Reload, args.into(), item.into()).into()
+}
+
+/// Runs in the manager as it exits, after its last worker is gone. `fn()`; as
+/// [`macro@on_ready`].
+#[proc_macro_attribute]
+pub fn on_exit(args: TokenStream, item: TokenStream) -> TokenStream {
+    hooks::expand(hooks::Hook::Exit, args.into(), item.into()).into()
+}
+
 /// The function that serves each connection. A program has exactly one (checked when it
 /// starts).
 ///

@@ -94,6 +94,16 @@ impl Paths {
         self.private(quote!(call_sync_accept))
     }
 
+    pub fn private_path(&self, item: TokenStream) -> TokenStream {
+        self.private(item)
+    }
+
+    /// `<crate>::__private::GroupKey::<Variant>`.
+    pub fn group_key(&self, key: daemon_config::GroupKey) -> TokenStream {
+        let variant = proc_macro2::Ident::new(&key.variant(), proc_macro2::Span::call_site());
+        self.private(quote!(GroupKey::#variant))
+    }
+
     pub fn tcp_stream(&self) -> TokenStream {
         quote!(::std::net::TcpStream)
     }

@@ -2,12 +2,16 @@
 //! API: only the attribute macros may rely on it, and every path they emit is listed here.
 
 pub use ::inventory;
-pub use daemon_config::Key;
+pub use daemon_config::{GroupKey, Key};
 
 pub use crate::child::Child;
-pub use crate::worker::connection::Connection;
 pub use crate::entry::{run, Attr, MainOutput, Package};
 pub use crate::hooks::{
-    call_async_accept, call_child_hook, call_sync_accept, AsyncAcceptHandler, BoxFuture,
-    ChildHook, OnAccept, OnChild, OnShutdown, SyncAcceptHandler,
+    call_async_accept, call_async_supervised, call_async_task, call_child_hook, call_manager_hook,
+    call_reap_hook, call_spawn_hook, call_sync_accept, call_sync_supervised, call_sync_task,
+    AsyncAcceptHandler, AsyncSupervised, AsyncTask, BoxFuture, ChildHook, ManagerEvent, ManagerHook,
+    ManagerHookFn, OnAccept, OnChild, OnShutdown, OnSupervised, ReapHook, Reaped, Run, SpawnHook,
+    Spawned, SyncAcceptHandler, SyncSupervised, SyncTask, TaskFn, WorkFuture,
 };
+pub use crate::worker::connection::Connection;
+pub use crate::worker::work::{Supervised, Task};

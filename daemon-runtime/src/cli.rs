@@ -170,6 +170,7 @@ pub(crate) fn help(program: &str, name: &str, version: &str, current: &Given) ->
             Kind::Size { .. } => " SIZE".to_string(),
             Kind::Path => " PATH".to_string(),
             Kind::Name => " NAME".to_string(),
+            Kind::Choice(_) => " WORD".to_string(),
         };
         let left = format!("{}{arg}", s.flag);
         out.push_str(&format!("  {left:<28}{}\n", s.summary));

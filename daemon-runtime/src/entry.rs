@@ -34,7 +34,7 @@ pub enum Attr {
 }
 
 impl Attr {
-    fn value(self) -> Value {
+    pub(crate) fn value(self) -> Value {
         match self {
             Attr::Count(n) => Value::Count(n),
             Attr::Flag(b) => Value::Flag(b),
@@ -79,6 +79,12 @@ where
 {
     let code = start(attrs, package, main);
     std::process::exit(code)
+}
+
+/// What the start-up made, for the manager or for a plain daemon.
+enum Started {
+    Manager(Housework, Vec<crate::boot::listener::Listener>),
+    Plain(Housework),
 }
 
 fn start<F, R>(attrs: &'static [(Key, Attr)], package: Package, main: F) -> i32
@@ -130,18 +136,19 @@ where
             return 2;
         }
     };
-    let model = match hooks.on_accept.handler {
-        Handler::Async(_) => Model::Async,
-        Handler::Sync(_) => Model::Sync,
+    let model = match hooks.on_accept.map(|a| a.handler) {
+        Some(Handler::Async(_)) => Model::Async,
+        Some(Handler::Sync(_)) => Model::Sync,
+        None => Model::Unknown,
     };
     let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let file = run
         .config
         .or_else(|| std::env::var_os(sources::CONFIG_ENV).map(Into::into))
         .map(|p| base.join(p));
-    let layers = Layers { attributes: given, file, env, cli: run.given, model, base };
-    let config = match layers.resolve() {
-        Ok(c) => c,
+    let layers = Layers { attributes: given, file, env, cli: run.given, model, base, tasks: hooks.tasks.clone() };
+    let (config, groups) = match layers.resolve_all() {
+        Ok(r) => (r.config, r.groups),
         Err(problems) => {
             for p in problems {
                 eprintln!("{program}: error: {p}");
@@ -190,6 +197,8 @@ where
     // Our subscriber is the default while the daemon starts and `main`'s body runs; afterwards
     // it becomes the global one, unless that body installed the program's own.
     let ours = crate::boot::logging::dispatch();
+    // A plain daemon takes `main` back, to run it as the daemon.
+    let mut main = Some(main);
     let started = tracing::dispatcher::with_default(&ours, || {
         let mut readiness = if detach {
             match detach::detach(&program) {
@@ -221,7 +230,9 @@ where
         for w in env_warnings {
             warn!("{w}");
         }
-        let listeners = match bind_all(&config.listen) {
+        // Only a program that accepts connections listens.
+        let addresses: &[String] = if hooks.on_accept.is_some() { &config.listen } else { &[] };
+        let listeners = match bind_all(addresses) {
             Ok(l) => l,
             Err(e) => return fail(e.to_string()),
         };
@@ -235,6 +246,18 @@ where
         if let Err(e) = privileges::drop_to(identity) {
             return fail(e.to_string());
         }
+        let housework = Housework { readiness, pid_file: pid_lock, log_file, package };
+        if !hooks.has_workers() {
+            // No worker hooks: `main`'s body is the daemon.
+            return Ok(Started::Plain(housework));
+        }
+        let mut housework = housework;
+        let mut fail = |why: String| {
+            error!("{why}");
+            housework.readiness.failed(&why);
+            Err(1)
+        };
+        let Some(main) = main.take() else { return fail("main's body ran already".to_string()) };
         if let Err(e) = main().into_result() {
             return fail(format!("main returned an error; not starting: {e}"));
         }
@@ -245,16 +268,25 @@ where
                  start them in an #[daemon::on_child] hook"
             ));
         }
-        Ok((Housework { readiness, pid_file: pid_lock, log_file, package }, listeners))
+        Ok(Started::Manager(housework, listeners))
     });
     let (housework, listeners) = match started {
-        Ok(parts) => parts,
+        Ok(Started::Manager(h, l)) => (h, l),
+        Ok(Started::Plain(housework)) => {
+            crate::boot::logging::install(ours);
+            let span = info_span!("daemon", pid = std::process::id());
+            let _entered = span.enter();
+            return match main.take() {
+                Some(main) => crate::plain::run(main, housework, layers, hooks),
+                None => 1,
+            };
+        }
         Err(code) => return code,
     };
     crate::boot::logging::install(ours);
     let span = info_span!("manager", pid = std::process::id());
     let _entered = span.enter();
-    match Manager::new(config, layers, hooks, listeners, housework) {
+    match Manager::new(config, groups, layers, hooks, listeners, housework) {
         Ok(manager) => manager.run(),
         Err(failed) => {
             let (e, mut housework) = *failed;

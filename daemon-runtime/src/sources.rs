@@ -9,13 +9,20 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use daemon_config::{resolve, setting, suggest, Config, Given, Key, Kind, Model, Origin, Value, SETTINGS};
+use std::collections::BTreeMap;
+
+use daemon_config::{
+    group_setting, resolve, resolve_group, setting, suggest, Config, Given, GroupConfig, GroupGiven, GroupKey, Key,
+    Kind, Model, Origin, Value, GROUP_SETTINGS, SETTINGS,
+};
+
+use crate::hooks::TaskFn;
 
 /// The environment variable that names a config file when `--config` is not given.
 pub(crate) const CONFIG_ENV: &str = "DAEMON_CONFIG";
 
 /// Every layer of settings, kept so a reload can resolve them again with a fresh config file.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Layers {
     pub attributes: Given,
     pub file: Option<PathBuf>,
@@ -25,17 +32,45 @@ pub(crate) struct Layers {
     /// The directory the program was started in: relative paths (from any source) are taken
     /// from it, at start and on every reload, even after a detach has moved the process to `/`.
     pub base: PathBuf,
+    /// The program's task functions, which the file's task groups must name.
+    pub tasks: Vec<&'static TaskFn>,
+}
+
+/// Everything resolved at once, from one read of the config file.
+#[derive(Clone, Debug)]
+pub(crate) struct Resolved {
+    pub config: Config,
+    /// The task groups: one per #[daemon::task] function (unless the file stops it), and one per
+    /// `[tasks.NAME]` table of the file that names another.
+    pub groups: Vec<GroupConfig>,
 }
 
 impl Layers {
     /// Reads the config file (if any) and resolves every layer into one configuration. Errors are
     /// complete sentences, one per problem.
     pub(crate) fn resolve(&self) -> Result<Config, Vec<String>> {
+        self.resolve_all().map(|r| r.config)
+    }
+
+    /// [`Layers::resolve`], and the task groups, with one read of the file: a reload sees one
+    /// version of it.
+    pub(crate) fn resolve_all(&self) -> Result<Resolved, Vec<String>> {
+        let contents = match &self.file {
+            Some(path) => read_file(path)?,
+            None => FileContents::default(),
+        };
+        let config = self.resolve_with(&contents.given);
+        let groups = resolve_groups(&self.tasks, &contents.groups);
+        match (config, groups) {
+            (Ok(config), Ok(groups)) => Ok(Resolved { config, groups }),
+            (a, b) => Err(a.err().into_iter().chain(b.err()).flatten().collect()),
+        }
+    }
+
+    fn resolve_with(&self, file: &Given) -> Result<Config, Vec<String>> {
         let mut given = self.attributes.clone();
-        if let Some(path) = &self.file {
-            for (key, value, origin) in read_file(path)?.iter() {
-                given.set(key, value.clone(), origin.clone());
-            }
+        for (key, value, origin) in file.iter() {
+            given.set(key, value.clone(), origin.clone());
         }
         for layer in [&self.env, &self.cli] {
             for (key, value, origin) in layer.iter() {
@@ -113,22 +148,76 @@ pub(crate) fn from_env(
     }
 }
 
+/// The groups of the `tasks` functions, with what the file's `[tasks.NAME]` tables say.
+fn resolve_groups(tasks: &[&TaskFn], tables: &BTreeMap<String, GroupGiven>) -> Result<Vec<GroupConfig>, Vec<String>> {
+    let mut groups = Vec::new();
+    let mut errors = Vec::new();
+    let names: std::collections::BTreeSet<&str> =
+        tasks.iter().map(|t| t.name).chain(tables.keys().map(String::as_str)).collect();
+    for name in names {
+        let mut given = GroupGiven::default();
+        if let Some(t) = tasks.iter().find(|t| t.name == name) {
+            for (key, attr) in t.attrs {
+                given.set(*key, attr.value(), Origin::Attribute);
+            }
+        }
+        if let Some(table) = tables.get(name) {
+            for (key, value, origin) in table.iter() {
+                given.set(key, value.clone(), origin.clone());
+            }
+        }
+        match resolve_group(name, &given) {
+            Ok(g) if !tasks.iter().any(|t| t.name == g.run) => {
+                let known: Vec<&str> = tasks.iter().map(|t| t.name).collect();
+                let hint = suggest(&g.run, known.iter().copied()).map(|n| format!("did you mean `{n}`? ")).unwrap_or_default();
+                errors.push(format!(
+                    "task group {name} runs `{}`, but no #[daemon::task] function has that name; {hint}the tasks are {}",
+                    g.run,
+                    known.join(", ")
+                ));
+            }
+            Ok(g) => groups.push(g),
+            Err(problems) => errors.extend(problems),
+        }
+    }
+    if errors.is_empty() {
+        Ok(groups)
+    } else {
+        Err(errors)
+    }
+}
+
+/// A config file: the global keys, and the task groups' tables.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FileContents {
+    pub given: Given,
+    pub groups: BTreeMap<String, GroupGiven>,
+}
+
 /// Reads a TOML config file whose keys are the attribute keys (`prefork = 8`,
 /// `listen = ["127.0.0.1:8080"]`, `graceful_timeout = "10s"`).
-pub(crate) fn read_file(path: &Path) -> Result<Given, Vec<String>> {
+pub(crate) fn read_file(path: &Path) -> Result<FileContents, Vec<String>> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![format!("cannot read the config file {shown}: {e}")])?;
     parse_file(&shown, &text)
 }
 
-pub(crate) fn parse_file(shown: &str, text: &str) -> Result<Given, Vec<String>> {
+pub(crate) fn parse_file(shown: &str, text: &str) -> Result<FileContents, Vec<String>> {
     let table: toml::Table = toml::from_str(text)
         .map_err(|e| vec![format!("{shown} is not valid TOML: {}", e.to_string().trim_end())])?;
     let mut given = Given::new();
+    let mut groups = BTreeMap::new();
     let mut errors = Vec::new();
     let origin = Origin::File(shown.to_string());
     for (name, item) in &table {
+        if name == "tasks" {
+            match parse_groups(shown, item) {
+                Ok(g) => groups = g,
+                Err(e) => errors.extend(e),
+            }
+            continue;
+        }
         let Some(key) = Key::from_name(name) else {
             let hint = match suggest(name, SETTINGS.iter().map(|s| s.name)) {
                 Some(near) => format!("did you mean `{near}`?"),
@@ -149,7 +238,53 @@ pub(crate) fn parse_file(shown: &str, text: &str) -> Result<Given, Vec<String>> 
         }
     }
     if errors.is_empty() {
-        Ok(given)
+        Ok(FileContents { given, groups })
+    } else {
+        Err(errors)
+    }
+}
+
+/// The `[tasks.NAME]` tables.
+fn parse_groups(shown: &str, item: &toml::Value) -> Result<BTreeMap<String, GroupGiven>, Vec<String>> {
+    let Some(tables) = item.as_table() else {
+        return Err(vec![format!("{shown}: tasks is a table of task groups: write `[tasks.NAME]` tables")]);
+    };
+    let origin = Origin::File(shown.to_string());
+    let mut groups = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (group, keys) in tables {
+        let Some(keys) = keys.as_table() else {
+            errors.push(format!("{shown}: tasks.{group} is not a table: write `[tasks.{group}]` and its keys under it"));
+            continue;
+        };
+        let mut given = GroupGiven::default();
+        for (name, value) in keys {
+            let Some(key) = GroupKey::from_name(name) else {
+                let hint = match suggest(name, GROUP_SETTINGS.iter().map(|s| s.name)) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None => format!("a group's keys are {}", GROUP_SETTINGS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")),
+                };
+                errors.push(format!("{shown}: [tasks.{group}] unknown key `{name}`; {hint}"));
+                continue;
+            };
+            let s = group_setting(key);
+            let converted = match (s.kind, value) {
+                (Kind::Count { .. }, toml::Value::Integer(n)) => u64::try_from(*n).map(Value::Count).map_err(|_| format!("{n} is negative: {}", s.rule())),
+                (Kind::Duration { .. }, toml::Value::Integer(n)) => u64::try_from(*n)
+                    .map(|n| Value::Duration(std::time::Duration::from_secs(n)))
+                    .map_err(|_| format!("{n} is negative: {}", s.rule())),
+                (_, toml::Value::String(t)) => s.parse_text(t),
+                (_, other) => Err(format!("expected {}, found {}", s.kind_name(), other.type_str())),
+            };
+            match converted {
+                Ok(v) => given.set(key, v, origin.clone()),
+                Err(rule) => errors.push(format!("{shown}: [tasks.{group}] {name} = {value}: {rule}")),
+            }
+        }
+        groups.insert(group.clone(), given);
+    }
+    if errors.is_empty() {
+        Ok(groups)
     } else {
         Err(errors)
     }
@@ -176,7 +311,7 @@ fn toml_value(key: Key, item: &toml::Value) -> Result<Value, String> {
             Ok(n) => Ok(Value::Size(n)),
             Err(_) => Err(format!("{n} is negative: {}", s.rule())),
         },
-        (Kind::Path | Kind::Name, toml::Value::String(t)) => Ok(Value::Text(t.clone())),
+        (Kind::Path | Kind::Name | Kind::Choice(_), toml::Value::String(t)) => Ok(Value::Text(t.clone())),
         (Kind::Duration { .. }, toml::Value::Integer(n)) => match u64::try_from(*n) {
             Ok(n) => Ok(Value::Duration(std::time::Duration::from_secs(n))),
             Err(_) => Err(format!("{n} is negative: {}", s.rule())),
@@ -249,7 +384,7 @@ mod tests {
 
     #[test]
     fn a_file_uses_the_attribute_keys() {
-        let g = parse_file("d.toml", "prefork = 3\nlisten = [\"127.0.0.1:0\"]\ngraceful_timeout = \"5s\"\ndetach = false\n").unwrap();
+        let g = parse_file("d.toml", "prefork = 3\nlisten = [\"127.0.0.1:0\"]\ngraceful_timeout = \"5s\"\ndetach = false\n").unwrap().given;
         assert_eq!(g.get(Key::Prefork).map(|v| &v.0), Some(&Value::Count(3)));
         assert_eq!(g.get(Key::GracefulTimeout).map(|v| &v.0), Some(&Value::Duration(std::time::Duration::from_secs(5))));
         let errors = parse_file("d.toml", "max_spares = 2\nprefork = \"four\"\nclients = -1\n").unwrap_err();
@@ -283,7 +418,7 @@ mod tests {
         let (env, _) = env(&[("DAEMON_MIN_SPARE", "3"), ("DAEMON_REQUESTS", "8")]).unwrap();
         let mut cli = Given::new();
         cli.set(Key::Requests, Value::Count(9), Origin::CommandLine);
-        let layers = Layers { attributes, file: Some(path.clone()), env, cli, model: Model::Async, base: dir.clone() };
+        let layers = Layers { attributes, file: Some(path.clone()), env, cli, model: Model::Async, base: dir.clone(), tasks: Vec::new() };
         let c = layers.resolve().unwrap();
         assert_eq!((c.workers, c.min_spare, c.requests, c.clients), (3, 3, 9, 5));
         assert_eq!(c.origin(Key::Prefork), Origin::File(path.display().to_string()));

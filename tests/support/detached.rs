@@ -79,22 +79,31 @@ pub fn text(bytes: &[u8]) -> String {
 /// A daemon started with the `start` command: detached from us, found by its pid file, killed (with
 /// its workers) at the end of the test whatever happened.
 pub struct Detached {
+    pub example: &'static str,
     pub pid_file: PathBuf,
     pub log: PathBuf,
     pub manager: i32,
 }
 
 impl Detached {
+    /// `lab start`, listening on a port the OS picks.
     pub fn start(dir: &TempDir, extra: &[&str]) -> Detached {
-        let pid_file = dir.path("lab.pid");
-        let log = dir.path("lab.log");
-        let (p, l) = (pid_file.display().to_string(), log.display().to_string());
-        let mut args = vec!["start", "--listen", "127.0.0.1:0", "--pid-file", &p, "--log-file", &l];
+        let mut args = vec!["--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let out = run("lab", &args);
+        Detached::start_example("lab", dir, &args)
+    }
+
+    /// `EXAMPLE start` with a pid file and a log file in `dir`, and `extra`.
+    pub fn start_example(example: &'static str, dir: &TempDir, extra: &[&str]) -> Detached {
+        let pid_file = dir.path(&format!("{example}.pid"));
+        let log = dir.path(&format!("{example}.log"));
+        let (p, l) = (pid_file.display().to_string(), log.display().to_string());
+        let mut args = vec!["start", "--pid-file", &p, "--log-file", &l];
+        args.extend_from_slice(extra);
+        let out = run(example, &args);
         assert!(out.status.success(), "start failed: {out:?}");
         let manager = read_pid(&pid_file).expect("start returned before the pid file was written");
-        Detached { pid_file, log, manager }
+        Detached { example, pid_file, log, manager }
     }
 
     pub fn log_text(&self) -> String {
@@ -109,7 +118,7 @@ impl Detached {
         let p = self.pid_file.display().to_string();
         let mut all = args.to_vec();
         all.extend_from_slice(&["--pid-file", &p]);
-        run("lab", &all)
+        run(self.example, &all)
     }
 }
 
@@ -123,6 +132,14 @@ impl Drop for Detached {
         }
         poll_until(SOON, || !alive(self.manager));
     }
+}
+
+/// Writes a file whole, then renames it in place: a reader (a reload, a worker claiming a job)
+/// never reads half of it.
+pub fn write_whole(path: &Path, text: &str) {
+    let temp = path.with_extension("partial");
+    std::fs::write(&temp, text).unwrap_or_else(|e| panic!("write {}: {e}", temp.display()));
+    std::fs::rename(&temp, path).unwrap_or_else(|e| panic!("move {} in place: {e}", path.display()));
 }
 
 pub fn read_pid(path: &Path) -> Option<i32> {

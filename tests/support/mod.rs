@@ -235,9 +235,18 @@ impl Daemon {
 
     /// [`Daemon::serve`] for the program at `path`.
     pub fn serve_program(path: &Path, name: &str, args: &[&str]) -> Daemon {
+        Daemon::serve_program_with_env(path, name, args, &[])
+    }
+
+    /// [`Daemon::serve`] with these environment variables.
+    pub fn serve_with_env(example_name: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::serve_program_with_env(&example(example_name), example_name, args, env)
+    }
+
+    fn serve_program_with_env(path: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut all = vec!["--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
-        let mut daemon = Daemon::start_program(path, name, &all, &[]);
+        let mut daemon = Daemon::start_program(path, name, &all, env);
         let line = daemon.wait_for_line("listening addr=", SOON);
         let addr = line
             .split("listening addr=")
@@ -502,6 +511,15 @@ pub fn http_get(port: u16, path: &str) -> io::Result<(u16, String)> {
     let mut stream = connect(port)?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
     read_response(&mut stream)
+}
+
+/// One command line to `lab_classic`, and its answer (the connection closes after it).
+pub fn classic(port: u16, line: &str) -> io::Result<String> {
+    let mut c = connect(port)?;
+    c.write_all(format!("{line}\n").as_bytes())?;
+    let mut answer = String::new();
+    c.read_to_string(&mut answer)?;
+    Ok(answer)
 }
 
 /// Reads a whole response from a connection the server closes after it: the status and the body.

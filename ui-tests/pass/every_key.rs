@@ -12,6 +12,17 @@
     foreground,
     graceful_timeout = "1500ms",
     start_timeout = 2m,
+    heartbeat_interval = "2s",
+    heartbeat_timeout = 20s,
+    request_timeout = "1m",
+    long_request_timeout = "10m",
+    idle_timeout = off,
+    keepalive_timeout = 5,
+    max_rss = "512M",
+    max_cpu = "1h",
+    restart_intensity = 10,
+    restart_period = "30s",
+    min_worker_lifetime = "500ms",
 )]
 fn main() {
     stop_before_forking();

@@ -20,6 +20,12 @@ pub enum Shape {
     AsyncAccept,
     /// `fn(TcpStream) -> io::Result<()>`.
     SyncAccept,
+    /// `fn(&Supervised)` or `fn(&Task)`, returning `()` or a `Result`.
+    SyncWork,
+    /// `async fn(Supervised)` or `async fn(Task)`.
+    AsyncWork,
+    /// A manager hook: `fn()`, or for on_spawn and on_reap `fn(&Spawned)` / `fn(&Reaped)`.
+    Manager,
 }
 
 const CHILD_SIGNATURE: &str = "`fn(child: &daemon::Child)` or `fn()`";
@@ -33,7 +39,7 @@ pub fn signature<'a>(cx: &mut Ctxt, hook: Hook, item: &'a Item) -> Option<(&'a I
         let example = match hook {
             Hook::Child => "`fn init(child: &daemon::Child)`",
             Hook::Shutdown => "`fn cleanup(child: &daemon::Child)`",
-            Hook::Accept => "`async fn serve(conn: daemon::Connection) -> std::io::Result<()>`",
+            _ => "`async fn serve(conn: daemon::Connection) -> std::io::Result<()>`",
         };
         cx.error_spanned_by(
             tokens,
@@ -49,14 +55,14 @@ pub fn signature<'a>(cx: &mut Ctxt, hook: Hook, item: &'a Item) -> Option<(&'a I
     let sig = &f.sig;
     let shape = match hook {
         Hook::Child | Hook::Shutdown => Shape::Hook,
-        Hook::Accept if sig.asyncness.is_some() => Shape::AsyncAccept,
-        Hook::Accept => Shape::SyncAccept,
+        _ if sig.asyncness.is_some() => Shape::AsyncAccept,
+        _ => Shape::SyncAccept,
     };
     // What the function should look like, for the messages below.
     let wanted = match shape {
         Shape::Hook => CHILD_SIGNATURE.to_string(),
         Shape::AsyncAccept => format!("`{ASYNC_ACCEPT}`"),
-        Shape::SyncAccept => format!("`{SYNC_ACCEPT}`"),
+        _ => format!("`{SYNC_ACCEPT}`"),
     };
     let kind = match hook {
         Hook::Accept => "handler",
@@ -72,7 +78,7 @@ pub fn signature<'a>(cx: &mut Ctxt, hook: Hook, item: &'a Item) -> Option<(&'a I
             Hook::Shutdown => Some(
                 "they run synchronously as the worker stops, after its async runtime has ended",
             ),
-            Hook::Accept => None,
+            _ => None,
         };
         if let Some(when) = when {
             error(
@@ -109,7 +115,7 @@ pub fn signature<'a>(cx: &mut Ctxt, hook: Hook, item: &'a Item) -> Option<(&'a I
     match (shape, params.len()) {
         (Shape::Hook, 0 | 1) => {}
         (Shape::AsyncAccept | Shape::SyncAccept, 1) => {}
-        (Shape::AsyncAccept | Shape::SyncAccept, 0) => {
+        (Shape::AsyncAccept | Shape::SyncAccept, 0) | (_, 0) => {
             let name = &sig.ident;
             let fix = match shape {
                 Shape::AsyncAccept => format!("`async fn {name}(conn: daemon::Connection)`"),
@@ -128,7 +134,7 @@ pub fn signature<'a>(cx: &mut Ctxt, hook: Hook, item: &'a Item) -> Option<(&'a I
             let what = match shape {
                 Shape::Hook => "one parameter, `&daemon::Child`, or none",
                 Shape::AsyncAccept => "one parameter, the `daemon::Connection`",
-                Shape::SyncAccept => "one parameter, the `std::net::TcpStream`",
+                _ => "one parameter, the `std::net::TcpStream`",
             };
             let extra = item::extra_params(sig).unwrap_or_else(|| sig.inputs.to_token_stream());
             error(
@@ -176,6 +182,86 @@ pub fn signature<'a>(cx: &mut Ctxt, hook: Hook, item: &'a Item) -> Option<(&'a I
         }
         _ => {}
     }
+    (!broken).then_some((f, shape))
+}
+
+/// The shapes of the attributes added beside the first three: what runs a worker's work
+/// (`supervised`, `task`), and the manager's hooks.
+pub fn other_signature<'a>(cx: &mut Ctxt, hook: Hook, item: &'a Item) -> Option<(&'a ItemFn, Shape)> {
+    let attr = hook.attr();
+    let (context, async_ok, max_params) = match hook {
+        Hook::Supervised => (Some("daemon::Supervised"), true, 1),
+        Hook::Task => (Some("daemon::Task"), true, 1),
+        Hook::Spawn => (Some("daemon::Spawned"), false, 1),
+        Hook::Reap => (Some("daemon::Reaped"), false, 1),
+        _ => (None, false, 0),
+    };
+    let wanted = match (hook, context) {
+        (Hook::Supervised | Hook::Task, Some(c)) => format!("`fn(ctx: &{c})`, or `async fn(ctx: {c})`"),
+        (_, Some(c)) => format!("`fn(x: &{c})` or `fn()`"),
+        _ => "`fn()`".to_string(),
+    };
+    let Item::Fn(f) = item else {
+        let (what, tokens) = item::describe(item);
+        cx.error_spanned_by(tokens, format!("{attr} goes on a function such as {wanted}, not on {what}"));
+        return None;
+    };
+    let mut broken = false;
+    let mut error = |cx: &mut Ctxt, tokens: TokenStream, message: String| {
+        cx.error_spanned_by(tokens, message);
+        broken = true;
+    };
+    let sig = &f.sig;
+    if let Some(asyncness) = &sig.asyncness {
+        if !async_ok {
+            error(
+                cx,
+                asyncness.to_token_stream(),
+                format!(
+                    "{attr} hooks cannot be async: they run synchronously in the manager, which \
+                     never starts an async runtime (and must not block); remove `async`"
+                ),
+            );
+        }
+    }
+    if let Some((what, tokens)) = item::qualifier(sig) {
+        error(cx, tokens, format!("{attr} functions cannot be `{what}`: the daemon calls them as plain Rust functions; remove `{what}`"));
+    }
+    if let Some(receiver) = item::receiver(sig) {
+        error(cx, receiver, format!("{attr} goes on a free function, not a method: remove `self`; it must be {wanted}"));
+    } else if let Some(generics) = item::generics(sig) {
+        error(cx, generics, format!("{attr} functions cannot be generic: the daemon calls them through a plain fn pointer; it must be {wanted}"));
+    }
+    let params = item::params(sig);
+    let min_params = if matches!(hook, Hook::Supervised | Hook::Task) { 1 } else { 0 };
+    if params.len() > max_params {
+        let extra = item::extra_params(sig).unwrap_or_else(|| sig.inputs.to_token_stream());
+        error(cx, extra, format!("{attr} functions take at most {max_params} parameter: it must be {wanted}"));
+    } else if params.len() < min_params {
+        error(cx, paren_tokens(sig), format!("{attr} functions take their context as their one parameter: it must be {wanted}"));
+    }
+    let returns_ok = match (&sig.output, hook) {
+        (ReturnType::Default, _) => true,
+        (ReturnType::Type(_, ty), Hook::Supervised | Hook::Task) => {
+            item::is_unit(ty) || item::path_type(ty).is_some_and(|(last, _)| last == "Result")
+        }
+        (ReturnType::Type(_, ty), _) => item::is_unit(ty),
+    };
+    if !returns_ok {
+        if let ReturnType::Type(_, ty) = &sig.output {
+            let what = if matches!(hook, Hook::Supervised | Hook::Task) {
+                "return nothing or a `Result<(), E>` (an `Err` is logged, and counts as a crash)"
+            } else {
+                "return nothing: they run in the manager, which has nobody to hand a result to"
+            };
+            error(cx, ty.to_token_stream(), format!("{attr} functions {what}"));
+        }
+    }
+    let shape = match hook {
+        Hook::Supervised | Hook::Task if sig.asyncness.is_some() => Shape::AsyncWork,
+        Hook::Supervised | Hook::Task => Shape::SyncWork,
+        _ => Shape::Manager,
+    };
     (!broken).then_some((f, shape))
 }
 

@@ -25,6 +25,7 @@
 //! name the block uses: it is longer than the user's, and it is named before inventory's own
 //! block, whose items it cannot meet).
 
+use daemon_config::{GroupKey, Value};
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
@@ -34,15 +35,22 @@ use super::check::Shape;
 use super::Hook;
 use crate::paths::Paths;
 
-pub fn expand(paths: &Paths, hook: Hook, shape: Shape, f: &ItemFn) -> TokenStream {
+pub fn expand(
+    paths: &Paths,
+    hook: Hook,
+    shape: Shape,
+    f: &ItemFn,
+    group: &[(GroupKey, Value, TokenStream)],
+) -> TokenStream {
     let name = &f.sig.ident;
     let name_text = name.unraw().to_string();
     let at = Span::call_site().located_at(name.span());
     let (submit, module_path) = (paths.submit(), paths.module_path());
     // Hygienic: invisible to the user's tokens, so it shadows none of their names.
     let arg = |text: &str| Ident::new(text, Span::mixed_site().located_at(name.span()));
-    let (kind, pointer, register, closure) = match shape {
-        Shape::Hook => {
+    let p = |item: TokenStream| paths.private_path(item);
+    let (kind, pointer, register, closure) = match (hook, shape) {
+        (_, Shape::Hook) => {
             let (child, call) = (paths.child(), paths.call_child_hook());
             let (kind, register) = match hook {
                 Hook::Shutdown => ("on_shutdown", paths.on_shutdown()),
@@ -52,31 +60,105 @@ pub fn expand(paths: &Paths, hook: Hook, shape: Shape, f: &ItemFn) -> TokenStrea
             let invoke = quote_spanned!(at=> #call(#name, #child_arg));
             (kind, quote!(fn(&#child)), quote!(#register::new), quote!(|#child_arg| #invoke))
         }
-        Shape::AsyncAccept => {
+        (_, Shape::AsyncAccept) => {
             let (connection, future) = (paths.connection(), paths.box_future());
             let (call, register) = (paths.call_async_accept(), paths.on_accept());
             let conn = arg("conn");
             let invoke = quote_spanned!(at=> #call(#name, #conn));
             ("on_accept", quote!(fn(#connection) -> #future), quote!(#register::asynchronous), quote!(|#conn| #invoke))
         }
-        Shape::SyncAccept => {
+        (_, Shape::SyncAccept) => {
             let (stream_type, result) = (paths.tcp_stream(), paths.io_result());
             let (call, register) = (paths.call_sync_accept(), paths.on_accept());
             let stream = arg("stream");
             let invoke = quote_spanned!(at=> #call(#name, #stream));
             ("on_accept", quote!(fn(#stream_type) -> #result<()>), quote!(#register::blocking), quote!(|#stream| #invoke))
         }
+        (Hook::Supervised | Hook::Task, Shape::SyncWork | Shape::AsyncWork) => {
+            let supervised = hook == Hook::Supervised;
+            let context = if supervised { p(quote!(Supervised)) } else { p(quote!(Task)) };
+            let ctx = arg("ctx");
+            let (call, variant) = match (supervised, shape == Shape::AsyncWork) {
+                (true, true) => (p(quote!(call_async_supervised)), quote!(Async)),
+                (true, false) => (p(quote!(call_sync_supervised)), quote!(Sync)),
+                (false, true) => (p(quote!(call_async_task)), quote!(Async)),
+                (false, false) => (p(quote!(call_sync_task)), quote!(Sync)),
+            };
+            let invoke = quote_spanned!(at=> #call(#name, #ctx));
+            let run = p(quote!(Run));
+            let register = if supervised {
+                let r = p(quote!(OnSupervised));
+                quote!(#r::new)
+            } else {
+                let r = p(quote!(TaskFn));
+                quote!(#r::new)
+            };
+            let kind = if supervised { "supervised" } else { "task" };
+            (kind, quote!(#run<#context>), register, quote!(#run::#variant(|#ctx| #invoke)))
+        }
+        (_, _) => {
+            let event = p(quote!(ManagerEvent));
+            let (kind, variant, call, arg_type) = match hook {
+                Hook::Ready => ("on_ready", quote!(Ready), p(quote!(call_manager_hook)), None),
+                Hook::Reload => ("on_reload", quote!(Reload), p(quote!(call_manager_hook)), None),
+                Hook::Exit => ("on_exit", quote!(Exit), p(quote!(call_manager_hook)), None),
+                Hook::Spawn => ("on_spawn", quote!(Spawn), p(quote!(call_spawn_hook)), Some(p(quote!(Spawned)))),
+                _ => ("on_reap", quote!(Reap), p(quote!(call_reap_hook)), Some(p(quote!(Reaped)))),
+            };
+            let register = p(quote!(ManagerHook));
+            let closure = match arg_type {
+                Some(_) => {
+                    let x = arg("event");
+                    let invoke = quote_spanned!(at=> #call(#name, #x));
+                    quote!(#event::#variant(|#x| #invoke))
+                }
+                None => {
+                    let invoke = quote_spanned!(at=> #call(#name));
+                    quote!(#event::#variant(|| #invoke))
+                }
+            };
+            (kind, quote!(#event), quote!(#register::new), closure)
+        }
     };
     let pointer_name = Ident::new(&format!("__daemon_{kind}_{name_text}"), Span::mixed_site());
+    // A kind a program has one of: a second one is a compile error naming both (a
+    // `#[macro_export]` macro of the same name, defined twice in the crate).
+    let only_one = match hook {
+        Hook::Accept => Some("a_program_has_one__daemon_on_accept__handler".to_string()),
+        Hook::Supervised => Some("a_program_has_one__daemon_supervised__function".to_string()),
+        Hook::Task => Some(format!("a_program_has_one__daemon_task__named_{name_text}")),
+        _ => None,
+    }
+    .map(|guard| {
+        let guard = Ident::new(&guard, at);
+        quote_spanned! {at=>
+            #[allow(non_local_definitions)]
+            const _: () = {
+                #[doc(hidden)]
+                #[macro_export]
+                macro_rules! #guard { () => {} }
+            };
+        }
+    });
+    // A task group's settings, from the attribute, go with its registration.
+    let settings = (hook == Hook::Task).then(|| {
+        let entries = group.iter().map(|(key, value, _)| {
+            let key = paths.group_key(*key);
+            let value = crate::main_fn::emit::attr(paths, value);
+            quote!((#key, #value))
+        });
+        quote!(&[#(#entries),*],)
+    });
     quote! {
         #f
         const _: () = {
             #[allow(non_upper_case_globals)]
             const #pointer_name: #pointer = #closure;
             #submit {
-                #register(#name_text, #module_path, #pointer_name)
+                #register(#name_text, #module_path, #settings #pointer_name)
             }
         };
+        #only_one
     }
 }
 
@@ -90,7 +172,7 @@ mod tests {
         let f: ItemFn = parse_quote!(
             fn init(child: &daemon::Child) {}
         );
-        let got = expand(&Paths::new(None), Hook::Child, Shape::Hook, &f).to_string();
+        let got = expand(&Paths::new(None), Hook::Child, Shape::Hook, &f, &[]).to_string();
         let want = quote! {
             fn init(child: &daemon::Child) {}
             const _: () = {
@@ -110,7 +192,7 @@ mod tests {
         let f: ItemFn = parse_quote!(
             fn r#bye() {}
         );
-        let got = expand(&Paths::new(None), Hook::Shutdown, Shape::Hook, &f).to_string();
+        let got = expand(&Paths::new(None), Hook::Shutdown, Shape::Hook, &f, &[]).to_string();
         assert!(got.contains("OnShutdown :: new (\"bye\""), "{got}");
         let f: ItemFn = parse_quote!(
             async fn serve(c: daemon::Connection) -> std::io::Result<()> {
@@ -122,6 +204,7 @@ mod tests {
             Hook::Accept,
             Shape::AsyncAccept,
             &f,
+            &[],
         )
         .to_string();
         assert!(
@@ -134,7 +217,7 @@ mod tests {
                 Ok(())
             }
         );
-        let got = expand(&Paths::new(None), Hook::Accept, Shape::SyncAccept, &f).to_string();
+        let got = expand(&Paths::new(None), Hook::Accept, Shape::SyncAccept, &f, &[]).to_string();
         assert!(got.contains("OnAccept :: blocking (\"serve\""), "{got}");
         assert!(got.contains("| stream | :: daemon :: __private :: call_sync_accept (serve , stream)"), "{got}");
     }

@@ -119,7 +119,7 @@ fn unknown_key(cx: &mut Ctxt, arg: &Arg) {
 }
 
 /// A key as it is written with a typical value, for messages that show the fix.
-fn example(s: &Setting) -> &'static str {
+pub fn example<K>(s: &Setting<K>) -> &'static str {
     s.example
 }
 
@@ -150,7 +150,7 @@ fn lit_text(lit: &Lit) -> String {
 }
 
 /// The value of `arg` as the setting's type, or `None` after recording why it is not one.
-fn value_of(cx: &mut Ctxt, s: &Setting, arg: &Arg) -> Option<Value> {
+pub fn value_of<K>(cx: &mut Ctxt, s: &Setting<K>, arg: &Arg) -> Option<Value> {
     let Some(expr) = &arg.value else {
         if s.kind == Kind::Flag {
             return Some(Value::Flag(true));
@@ -168,6 +168,7 @@ fn value_of(cx: &mut Ctxt, s: &Setting, arg: &Arg) -> Option<Value> {
         Kind::Duration { .. } => duration(s, expr),
         Kind::Size { .. } => size(s, expr),
         Kind::Path | Kind::Name => text(s, expr),
+        Kind::Choice(words) => choice(s, words, expr),
     };
     result
         .map_err(|message| cx.error_spanned_by(expr, message))
@@ -175,7 +176,7 @@ fn value_of(cx: &mut Ctxt, s: &Setting, arg: &Arg) -> Option<Value> {
 }
 
 /// The message for a value that is not even of the right shape.
-fn wrong_type(s: &Setting, expr: &Expr) -> String {
+fn wrong_type<K>(s: &Setting<K>, expr: &Expr) -> String {
     let fix = format!("write `{}`", example(s));
     match expr {
         Expr::Array(_) | Expr::Tuple(_) => {
@@ -193,7 +194,7 @@ fn wrong_type(s: &Setting, expr: &Expr) -> String {
     }
 }
 
-fn count(s: &Setting, expr: &Expr) -> Result<Value, String> {
+fn count<K>(s: &Setting<K>, expr: &Expr) -> Result<Value, String> {
     if let Some(lit) = negated(expr) {
         if matches!(lit, Lit::Int(_) | Lit::Float(_)) {
             return Err(format!("`-{}` is negative: {}", lit_text(lit), s.rule()));
@@ -225,7 +226,7 @@ fn count(s: &Setting, expr: &Expr) -> Result<Value, String> {
 }
 
 /// An integer literal (with an integer suffix at most) as a `u64`.
-fn whole_number(s: &Setting, int: &LitInt) -> Result<Value, String> {
+fn whole_number<K>(s: &Setting<K>, int: &LitInt) -> Result<Value, String> {
     const INTEGER_SUFFIXES: &[&str] = &[
         "", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
     ];
@@ -242,7 +243,7 @@ fn whole_number(s: &Setting, int: &LitInt) -> Result<Value, String> {
     }
 }
 
-fn flag(s: &Setting, expr: &Expr) -> Result<Value, String> {
+fn flag<K>(s: &Setting<K>, expr: &Expr) -> Result<Value, String> {
     match literal(expr) {
         Some(Lit::Bool(b)) => Ok(Value::Flag(b.value)),
         _ => Err(format!(
@@ -254,7 +255,7 @@ fn flag(s: &Setting, expr: &Expr) -> Result<Value, String> {
 
 /// `"IP:PORT"` or `["IP:PORT", ...]`. Each string is checked on its own, so a bad address in a
 /// list is reported at that address.
-fn addresses(cx: &mut Ctxt, s: &Setting, expr: &Expr) -> Option<Value> {
+fn addresses<K>(cx: &mut Ctxt, s: &Setting<K>, expr: &Expr) -> Option<Value> {
     let one = |text: &LitStr| -> Result<Vec<String>, String> {
         match s.parse_text(&text.value()) {
             Ok(Value::Addresses(list)) => Ok(list),
@@ -322,7 +323,7 @@ fn addresses(cx: &mut Ctxt, s: &Setting, expr: &Expr) -> Option<Value> {
 }
 
 /// The first half of [`wrong_type`]'s message, for kinds with a fix of their own.
-fn wrong_type_head(s: &Setting, expr: &Expr) -> String {
+fn wrong_type_head<K>(s: &Setting<K>, expr: &Expr) -> String {
     match literal(expr).or_else(|| negated(expr)) {
         Some(_) => format!("`{}` takes {}", s.name, s.kind_name()),
         None => format!(
@@ -335,15 +336,18 @@ fn wrong_type_head(s: &Setting, expr: &Expr) -> String {
 }
 
 /// Whether `expr` is the bare word `off`, which a limit that may be off takes.
-fn is_off(s: &Setting, expr: &Expr) -> bool {
+fn is_off<K>(s: &Setting<K>, expr: &Expr) -> bool {
     let off_allowed = matches!(s.kind, Kind::Duration { off: true, .. } | Kind::Size { off: true, .. });
     off_allowed && matches!(expr, Expr::Path(p) if p.path.is_ident("off"))
 }
 
 /// `"30s"`, `30s`, or a whole number of seconds; `off` where the limit may be off.
-fn duration(s: &Setting, expr: &Expr) -> Result<Value, String> {
+fn duration<K>(s: &Setting<K>, expr: &Expr) -> Result<Value, String> {
     if is_off(s, expr) {
         return Ok(Value::Duration(Duration::ZERO));
+    }
+    if matches!(expr, Expr::Path(p) if p.path.is_ident("off")) {
+        return Err(s.cannot_be_off());
     }
     if let Some(lit) = negated(expr) {
         if matches!(lit, Lit::Int(_) | Lit::Float(_)) {
@@ -375,7 +379,7 @@ fn duration(s: &Setting, expr: &Expr) -> Result<Value, String> {
 }
 
 /// `"512M"`, `512M` (an integer with a suffix), or a whole number of bytes.
-fn size(s: &Setting, expr: &Expr) -> Result<Value, String> {
+fn size<K>(s: &Setting<K>, expr: &Expr) -> Result<Value, String> {
     if is_off(s, expr) {
         return Ok(Value::Size(0));
     }
@@ -395,8 +399,21 @@ fn size(s: &Setting, expr: &Expr) -> Result<Value, String> {
     }
 }
 
+/// One of a few words, bare or as a string (`model = oneshot`, `model = "oneshot"`).
+fn choice<K>(s: &Setting<K>, words: &[&str], expr: &Expr) -> Result<Value, String> {
+    let word = match (expr, literal(expr)) {
+        (Expr::Path(p), _) => p.path.get_ident().map(|i| i.to_string()),
+        (_, Some(Lit::Str(text))) => Some(text.value()),
+        _ => None,
+    };
+    match word {
+        Some(w) => s.parse_text(&w),
+        None => Err(format!("`{}` is one of {}: write `{}`", s.name, words.join(", "), example(s))),
+    }
+}
+
 /// A path or a name, as a string.
-fn text(s: &Setting, expr: &Expr) -> Result<Value, String> {
+fn text<K>(s: &Setting<K>, expr: &Expr) -> Result<Value, String> {
     match literal(expr) {
         Some(Lit::Str(text)) => s.parse_text(&text.value()),
         _ => Err(format!(

@@ -93,7 +93,7 @@ fn first_span(tokens: &impl ToTokens) -> Span {
 }
 
 /// A value as the runtime's `Attr`, which holds only `'static` data.
-fn attr(paths: &Paths, value: &Value) -> TokenStream {
+pub fn attr(paths: &Paths, value: &Value) -> TokenStream {
     let attr = paths.attr();
     match value {
         Value::Count(n) => {

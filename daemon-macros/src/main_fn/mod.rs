@@ -1,8 +1,8 @@
 //! `#[daemon::main(...)]`: parse the attribute and the item, check both against the rule book,
 //! and emit a `fn main` that hands the checked settings and the user's body to the runtime.
 
-mod check;
-mod emit;
+pub(crate) mod check;
+pub(crate) mod emit;
 mod parse;
 
 use proc_macro2::TokenStream;

@@ -113,7 +113,7 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
         Control::Stop { graceful } => stop(name, path, running, graceful, wait),
         Control::Reload => {
             if answer.get("applied").and_then(Json::as_bool) == Some(true) {
-                println!("{name}: the manager (pid {running}) reloaded: a new generation of workers replaces the old one");
+                println!("{name}: pid {running} applied the new configuration");
                 return lsb::OK;
             }
             let problems = answer.get("problems").and_then(Json::as_array).cloned().unwrap_or_default();
@@ -166,41 +166,65 @@ fn stop(name: &str, path: &Path, pid: Pid, graceful: bool, wait: Duration) -> i3
     lsb::FAILED
 }
 
-/// The status as people read it: a line of state letters, the pool's state, then a table of
-/// workers.
+/// The status as people read it: the manager, a line per pool with its state letters, then a
+/// table of workers.
 fn render(name: &str, s: &Json) -> String {
     let workers = s.get("workers").and_then(Json::as_array).cloned().unwrap_or_default();
-    let letters: String = workers
-        .iter()
-        .map(|w| w.get("state").and_then(Json::as_str).unwrap_or("?").to_string())
-        .collect();
-    let mut out = format!(
-        "{name} is running: manager pid {}, mode {}, generation {}, {} workers\n[{letters}]\n",
-        s.get("pid").unwrap_or(&Json::Null),
-        s.get("mode").and_then(Json::as_str).unwrap_or("?"),
-        s.get("generation").unwrap_or(&Json::Null),
-        workers.len()
-    );
-    let pool = s.get("pool");
-    let flag = |k: &str| pool.and_then(|p| p.get(k)).and_then(Json::as_bool).unwrap_or(false);
-    if flag("crash_loop") {
-        out.push_str("CRASH LOOP: workers keep dying soon after they start; forking one each 10s\n");
+    let pools = s.get("pools").and_then(Json::as_array).cloned().unwrap_or_default();
+    let pid = s.get("pid").unwrap_or(&Json::Null);
+    if pools.is_empty() {
+        let uptime = s.get("uptime_ms").and_then(Json::as_u64).map(human).unwrap_or_else(|| "?".into());
+        let mode = s.get("mode").and_then(Json::as_str).unwrap_or("?");
+        return format!("{name} is running: pid {pid}, {mode} (no workers), up {uptime}\n");
     }
-    if flag("saturated") {
-        out.push_str("SATURATED: every worker is busy and max_children is reached\n");
+    let plural = |n: usize, what: &str| if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") };
+    let mut out = format!("{name} is running: manager pid {pid}, {}, {}\n", plural(pools.len(), "pool"), plural(workers.len(), "worker"));
+    let text = |v: &Json, k: &str| v.get(k).and_then(Json::as_str).unwrap_or("?").to_string();
+    let width = pools.iter().map(|p| text(p, "name").len()).max().unwrap_or(4).max(4);
+    for p in &pools {
+        let flag = |k: &str| p.get(k).and_then(Json::as_bool).unwrap_or(false);
+        let size = match p.get("group").filter(|g| !g.is_null()) {
+            Some(g) => {
+                let n = |k: &str| g.get(k).and_then(Json::as_u64).unwrap_or(0);
+                if n("max_workers") > n("workers") {
+                    format!(", {}..{} workers", n("workers"), n("max_workers"))
+                } else {
+                    String::new()
+                }
+            }
+            None => String::new(),
+        };
+        out.push_str(&format!(
+            "  {:<width$}  {}, generation {}{size}  [{}]",
+            text(p, "name"),
+            text(p, "kind"),
+            p.get("generation").unwrap_or(&Json::Null),
+            text(p, "scoreboard"),
+        ));
+        if flag("removed") {
+            out.push_str("  REMOVED: its workers finish and are not replaced");
+        }
+        if flag("crash_loop") {
+            out.push_str("  CRASH LOOP: workers keep dying soon after they start; forking one each 10s");
+        }
+        if flag("saturated") {
+            out.push_str("  SATURATED: every worker is busy and max_children is reached");
+        }
+        out.push('\n');
     }
     out.push_str(&format!(
-        "{:>5} {:>8} {:>5} {:>9} {:>8} {:>14} {:>11} {:>8}  {}\n",
-        "slot", "pid", "state", "requests", "age", "last heartbeat", "request age", "rss", "request"
+        "{:<width$} {:>5} {:>8} {:>5} {:>9} {:>8} {:>14} {:>11} {:>8}  {}\n",
+        "pool", "slot", "pid", "state", "requests", "age", "last heartbeat", "request age", "rss", "request"
     ));
     for w in &workers {
         let n = |k: &str| w.get(k).and_then(Json::as_u64).unwrap_or(0);
         let request_age = w.get("request_age_ms").and_then(Json::as_u64).map(human).unwrap_or_else(|| "-".into());
         out.push_str(&format!(
-            "{:>5} {:>8} {:>5} {:>9} {:>8} {:>14} {:>11} {:>8}  {}\n",
+            "{:<width$} {:>5} {:>8} {:>5} {:>9} {:>8} {:>14} {:>11} {:>8}  {}\n",
+            text(w, "pool"),
             n("slot"),
             n("pid"),
-            format!("'{}'", w.get("state").and_then(Json::as_str).unwrap_or("?")),
+            format!("'{}'", text(w, "state")),
             n("requests"),
             human(n("age_ms")),
             format!("{} ago", human(n("last_heartbeat_ms"))),

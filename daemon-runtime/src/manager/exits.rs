@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-/// How long a window lasts.
+/// How long a window lasts (also the least time between two saturation warnings).
 pub(crate) const WINDOW_MS: u64 = 10_000;
 
 #[derive(Debug, Default)]

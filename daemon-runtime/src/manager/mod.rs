@@ -35,14 +35,15 @@ use crate::control::{Channel, Request};
 use crate::hooks::{Handler, Hooks};
 use crate::pool::policy::{self, Phase, WorkerView};
 use crate::pool::supervise::{self, Ladder, Rung, StartFailure};
-use crate::pool::Pool;
+use crate::pool::{Kind, Pool};
+use daemon_config::{GroupConfig, TaskModel};
 use crate::scoreboard::{Scoreboard, State};
 use crate::signals;
 use crate::sources::Layers;
 use crate::sys::monotonic_ms;
 
 use exits::ExitLog;
-use procs::{Procs, Stopping, Why};
+use procs::{Foreign, Gone, Procs, Stopping, Why};
 
 /// The exit status of a manager that stopped, but had to kill a worker (or a foreign child)
 /// that did not stop in time.
@@ -77,13 +78,6 @@ pub(crate) struct Housework {
     pub package: crate::entry::Package,
 }
 
-/// A foreign child: a process the program handed over, stopped with the daemon.
-#[derive(Debug)]
-struct Foreign {
-    /// When it gets KILL, once it has been sent TERM.
-    kill_at_ms: Option<u64>,
-}
-
 pub(crate) struct Manager {
     config: Config,
     /// Every source of settings, to resolve again on HUP.
@@ -93,10 +87,13 @@ pub(crate) struct Manager {
     hooks: Hooks,
     own: Option<Own>,
     wake_write: OwnedFd,
-    pool: Pool,
+    /// Every pool, by its index (its header on the scoreboard).
+    pools: BTreeMap<usize, Pool>,
     procs: Procs,
-    /// Processes the program handed over with `daemon::foreign_child`.
-    foreign: BTreeMap<Pid, Foreign>,
+    /// Whether the start has been reported ready (to the detach, systemd, on_ready hooks).
+    ready_reported: bool,
+    /// A reload's new generations are on their way (systemd hears READY=1 when they are).
+    reloading: bool,
     stop: Option<StopKind>,
     /// The status the manager exits with once every worker is gone.
     exit_code: i32,
@@ -130,6 +127,7 @@ impl Manager {
     /// the signals first), the wake pipe.
     pub(crate) fn new(
         config: Config,
+        groups: Vec<GroupConfig>,
         layers: Layers,
         hooks: Hooks,
         listeners: Vec<Listener>,
@@ -166,9 +164,41 @@ impl Manager {
             let every = d.as_millis() as u64;
             (every, now + every)
         });
-        let classic = matches!(hooks.on_accept.handler, Handler::Sync(_));
-        let pool = Pool::new(0, "main", &config, classic, now);
-        board.set_thresholds(pool.index, pool.limits.min_spare, pool.limits.max_spare);
+        let mut pools = BTreeMap::new();
+        if let Some(accept) = hooks.on_accept {
+            let classic = matches!(accept.handler, Handler::Sync(_));
+            let kind = if config.postfork { Kind::Postfork } else { Kind::Prefork };
+            pools.insert(0, Pool::new(0, "main", kind, &config, classic, now));
+        }
+        if hooks.supervised.is_some() {
+            let i = pools.len();
+            pools.insert(i, Pool::new(i, "supervised", Kind::Supervised, &config, true, now));
+        }
+        for group in groups.into_iter().filter(|g| g.workers > 0) {
+            let i = pools.len();
+            if i >= crate::scoreboard::POOLS {
+                return Err(Box::new((StartError(format!("more than {} pools: too many task groups", crate::scoreboard::POOLS)), housework)));
+            }
+            let name = group.name.clone();
+            pools.insert(i, Pool::new(i, &name, Kind::Task(group), &config, true, now));
+        }
+        for pool in pools.values_mut() {
+            board.set_thresholds(pool.index, pool.limits.min_spare, pool.limits.max_spare);
+            if pool.kind == Kind::Postfork {
+                // Children come with connections: nothing to wait for.
+                pool.waiting_for_pool = false;
+                pool.starting = None;
+            }
+        }
+        // The start waits for the pool that serves, if there is one: a task group that cannot
+        // start is a crash loop to report, not a reason to refuse the service.
+        let serves = hooks.on_accept.is_some();
+        for pool in pools.values_mut() {
+            pool.primary = !serves || pool.index == 0;
+            if !pool.primary {
+                pool.starting = None;
+            }
+        }
         Ok(Manager {
             config,
             layers,
@@ -177,9 +207,10 @@ impl Manager {
             hooks,
             own: Some(Own { signals, wake_read, channel, housework }),
             wake_write,
-            pool,
+            pools,
             procs: Procs::default(),
-            foreign: BTreeMap::new(),
+            ready_reported: false,
+            reloading: false,
             stop: None,
             exit_code: 0,
             had_to_kill: false,
@@ -192,26 +223,29 @@ impl Manager {
         })
     }
 
-    /// Runs until the pool is stopped and every worker reaped. Returns the exit status.
+    /// Runs until every pool is stopped and every worker reaped. Returns the exit status.
     pub(crate) fn run(mut self) -> i32 {
-        let l = self.pool.limits;
-        info!(
-            workers = l.workers,
-            min_spare = l.min_spare,
-            max_spare = l.max_spare,
-            max_children = l.max_children,
-            clients = self.config.clients,
-            requests = self.config.requests,
-            "manager started"
-        );
-        self.board.announce_ready(self.pool.index, true);
+        for pool in self.pools.values() {
+            let l = pool.limits;
+            info!(
+                pool = %pool.name,
+                kind = pool.kind.name(),
+                workers = l.workers,
+                min_spare = l.min_spare,
+                max_spare = l.max_spare,
+                max_children = l.max_children,
+                "manager started"
+            );
+            self.board.announce_ready(pool.index, true);
+        }
         loop {
             self.adopt_foreign();
             self.reap();
             let now = monotonic_ms();
             self.guard_against_a_stall(now);
             self.judge_start(now);
-            if self.stop.is_some() && self.procs.is_empty() && self.foreign.is_empty() {
+            self.drop_removed_pools();
+            if self.stop.is_some() && self.procs.all_gone() {
                 break;
             }
             let recheck = if self.stop.is_none() { self.manage(now) } else { None };
@@ -226,6 +260,7 @@ impl Manager {
         if self.had_to_kill && self.exit_code == 0 {
             self.exit_code = EXIT_HAD_TO_KILL;
         }
+        self.hooks.on_exit();
         info!(wakes = self.board.wakes(), exit_status = self.exit_code, "manager stopped: every worker is gone");
         if let Some(own) = self.own.take() {
             if let Some(p) = own.housework.pid_file {
@@ -235,13 +270,20 @@ impl Manager {
         self.exit_code
     }
 
+    /// The strictest timeout that applies to any pool (for the stall guard).
+    fn longest_timeout(&self) -> Option<u64> {
+        self.pools
+            .values()
+            .filter_map(|p| p.supervision.heartbeat_timeout_ms.or(p.supervision.request_timeout_ms))
+            .max()
+    }
+
     /// A loop that woke much later than it meant to (the manager was stopped, or the machine
     /// suspended) must not judge workers by stamps that went stale while it was away: it gives
     /// them one more full timeout (unicorn's guard; gunicorn issue 1440).
     fn guard_against_a_stall(&mut self, now: u64) {
         let Some(planned) = self.planned_wake.take() else { return };
-        let s = &self.pool.supervision;
-        let Some(timeout) = s.heartbeat_timeout_ms.or(s.request_timeout_ms) else { return };
+        let Some(timeout) = self.longest_timeout() else { return };
         let late = now.saturating_sub(planned);
         if late > timeout {
             warn!(
@@ -254,30 +296,39 @@ impl Manager {
     }
 
     /// While the daemon starts: fails the start (exit 1, the reason told to whoever waits for
-    /// it) once the first workers cannot become ready.
+    /// it) once a pool the start waits for cannot become ready.
     fn judge_start(&mut self, now: u64) {
-        let Some((watch, last_reason)) = &self.pool.starting else { return };
         if self.stop.is_some() {
             return;
         }
-        let why = match supervise::start_verdict(watch, self.pool.limits.workers, now) {
-            None => return,
-            Some(StartFailure::EveryWorkerDied) => format!(
-                "no worker could start: {} died before they were ready; the last {}",
-                watch.died_before_ready,
-                last_reason.as_deref().unwrap_or("gave no reason")
-            ),
-            Some(StartFailure::TimedOut) => {
-                let ready = self.views().iter().filter(|w| matches!(w.phase, Phase::Idle | Phase::Busy)).count();
-                format!(
-                    "the workers were not ready within start_timeout ({}): {ready} of {} accept; \
-                     check the on_child hooks, or raise start_timeout",
-                    daemon_config::format_duration(self.config.start_timeout),
-                    self.pool.limits.workers
-                )
-            }
-        };
-        self.pool.starting = None;
+        let mut failure = None;
+        for pool in self.pools.values() {
+            let Some((watch, last_reason)) = &pool.starting else { continue };
+            let why = match supervise::start_verdict(watch, pool.limits.workers, now) {
+                None => continue,
+                Some(StartFailure::EveryWorkerDied) => format!(
+                    "no worker could start: {} died before they were ready; the last {}",
+                    watch.died_before_ready,
+                    last_reason.as_deref().unwrap_or("gave no reason")
+                ),
+                Some(StartFailure::TimedOut) => {
+                    let ready = self.views(pool.index).iter().filter(|w| matches!(w.phase, Phase::Idle | Phase::Busy)).count();
+                    format!(
+                        "the workers were not ready within start_timeout ({}): {ready} of {} accept; \
+                         check the on_child hooks, or raise start_timeout",
+                        daemon_config::format_duration(self.config.start_timeout),
+                        pool.limits.workers
+                    )
+                }
+            };
+            let why = if self.pools.len() > 1 { format!("pool {}: {why}", pool.name) } else { why };
+            failure = Some(why);
+            break;
+        }
+        let Some(why) = failure else { return };
+        for pool in self.pools.values_mut() {
+            pool.starting = None;
+        }
         error!("start failed: {why}");
         if let Some(own) = self.own.as_mut() {
             own.housework.readiness.failed(&why);
@@ -287,17 +338,32 @@ impl Manager {
         self.begin_stop(StopKind::Fast, "the start failed");
     }
 
+    /// A pool removed by a reload goes once its last worker has.
+    fn drop_removed_pools(&mut self) {
+        let gone: Vec<usize> = self
+            .pools
+            .values()
+            .filter(|p| p.removed && !self.procs.iter().any(|w| w.pool == p.index))
+            .map(|p| p.index)
+            .collect();
+        for i in gone {
+            if let Some(p) = self.pools.remove(&i) {
+                info!(pool = %p.name, "task group stopped and removed");
+            }
+        }
+    }
+
     /// Takes over the processes the program registered with `daemon::foreign_child`.
     fn adopt_foreign(&mut self) {
         for pid in crate::foreign::take() {
             info!(pid, "watching a foreign child");
             let pid = Pid::from_raw(pid);
-            let mut child = Foreign { kill_at_ms: None };
+            let mut child = Foreign::default();
             if self.stop.is_some() {
                 send(pid, Signal::SIGTERM);
-                child.kill_at_ms = Some(monotonic_ms().saturating_add(self.pool.supervision.graceful_ms));
+                child.kill_at_ms = Some(monotonic_ms().saturating_add(ms(self.config.graceful_timeout)));
             }
-            self.foreign.insert(pid, child);
+            self.procs.adopt(pid, child);
         }
     }
 
@@ -310,9 +376,11 @@ impl Manager {
         }
     }
 
-    fn views(&self) -> Vec<WorkerView> {
+    /// The workers of pool `index`, as the spare policy sees them.
+    fn views(&self, index: usize) -> Vec<WorkerView> {
         self.procs
             .iter()
+            .filter(|p| p.pool == index)
             .map(|p| {
                 let v = self.board.view(p.slot);
                 let phase = if p.stopping.is_some() || v.state == State::Exiting {
@@ -329,57 +397,139 @@ impl Manager {
             .collect()
     }
 
-    /// Applies the spare policy. Returns when to look again, if there is a reason to.
+    /// Keeps every pool at its size. Returns when to look again, if there is a reason to.
     fn manage(&mut self, now: u64) -> Option<u64> {
-        let views = self.views();
+        let indexes: Vec<usize> = self.pools.keys().copied().collect();
+        let mut next = None::<u64>;
+        let mut counts = policy::Counts::default();
+        for i in indexes {
+            let (at, c) = self.manage_pool(i, now);
+            if let Some(at) = at {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+            counts.live += c.live;
+            counts.pool += c.pool;
+            counts.spares += c.spares;
+            counts.busy += c.busy;
+        }
+        self.report_ready();
+        self.tell_status(counts);
+        next
+    }
+
+    fn manage_pool(&mut self, i: usize, now: u64) -> (Option<u64>, policy::Counts) {
+        let views = self.views(i);
         let c = policy::count(&views);
-        if self.pool.waiting_for_pool {
+        let Some(pool) = self.pools.get_mut(&i) else { return (None, c) };
+        if pool.removed {
+            return (None, c);
+        }
+        if pool.waiting_for_pool {
             let ready = views.iter().filter(|w| matches!(w.phase, Phase::Idle | Phase::Busy)).count();
-            if let Some((watch, _)) = self.pool.starting.as_mut() {
+            if let Some((watch, _)) = pool.starting.as_mut() {
                 watch.any_ready |= ready > 0;
             }
-            if ready >= self.pool.limits.workers as usize {
-                self.pool.waiting_for_pool = false;
-                self.board.announce_ready(self.pool.index, false);
-                let addrs: Vec<String> = self.listeners.iter().map(|l| l.addr.to_string()).collect();
-                info!(
-                    workers = ready,
-                    listen = %addrs.join(","),
-                    scoreboard = %self.letters(),
-                    "pool ready: every worker accepts"
-                );
-                if let Some(own) = self.own.as_mut() {
-                    own.housework.readiness.ready();
-                }
-                self.pool.starting = None;
-                notify::ready(&format!("{ready} workers accepting on {}", addrs.join(",")));
+            if ready >= pool.limits.workers as usize {
+                pool.waiting_for_pool = false;
+                pool.starting = None;
+                self.board.announce_ready(i, false);
+                let (name, generation) = (pool.name.clone(), pool.generation);
+                let what = if pool.kind.serves() { "pool ready: every worker accepts" } else { "pool ready: every worker runs" };
+                info!(pool = %name, generation, workers = ready, scoreboard = %self.letters(i), "{what}");
             }
         }
-        self.tell_status(c);
-        self.watch_saturation(&c, now);
-        let healthy_at = self.notice_health(now);
-        let plan = policy::plan(&views, &self.pool.limits, now, self.pool.last_retire_ms);
-        if let Some(slot) = plan.retire {
-            info!(slot, "retiring a surplus spare");
-            self.stop_worker(slot, Rung::Quit, Why::Retire, now);
-            self.pool.last_retire_ms = Some(now);
-        }
+        self.watch_saturation(i, &c, now);
+        let healthy_at = self.notice_health(i, now);
+        let Some(pool) = self.pools.get_mut(&i) else { return (None, c) };
         let mut fork_again = None;
-        if plan.spawn > 0 {
-            let not_before = self.pool.restarts.not_before();
+        let mut recheck = None;
+        let mut spawn = 0;
+        let mut retire = None;
+        match pool.kind.clone() {
+            // Its children come with connections (see `accept_postfork`); after a crash, the
+            // listeners wait out the backoff.
+            Kind::Postfork => {
+                let at = pool.restarts.not_before();
+                if now < at {
+                    recheck = Some(at);
+                }
+            }
+            Kind::Supervised => {
+                if c.live == 0 {
+                    let at = pool.next_ms.max(pool.restarts.not_before());
+                    if now >= at {
+                        spawn = 1;
+                    } else {
+                        recheck = Some(at);
+                    }
+                }
+            }
+            Kind::Prefork => {
+                let plan = policy::plan(&views, &pool.limits, now, pool.last_retire_ms);
+                (spawn, retire, recheck) = (plan.spawn, plan.retire, plan.recheck_at);
+            }
+            Kind::Task(g) => {
+                let plan = policy::plan(&views, &pool.limits, now, pool.last_retire_ms);
+                let below_floor = c.pool < pool.limits.workers;
+                if g.model == TaskModel::OneShot && !below_floor {
+                    // Grown and shrunk at its scaling interval only, by one at a time.
+                    if now >= pool.next_ms {
+                        pool.next_ms = now.saturating_add(ms(g.scaling_interval));
+                        (spawn, retire) = (plan.spawn.min(1), plan.retire);
+                    }
+                    recheck = Some(pool.next_ms);
+                } else {
+                    (spawn, retire) = (plan.spawn, plan.retire);
+                }
+            }
+        }
+        if let Some(slot) = retire {
+            info!(pool = %pool.name, slot, "retiring a surplus spare");
+            pool.last_retire_ms = Some(now);
+            self.stop_worker(slot, Rung::Quit, Why::Retire, now);
+        }
+        if spawn > 0 {
+            let not_before = self.pools.get(&i).map_or(0, |p| p.restarts.not_before());
             if now < not_before {
                 fork_again = Some(not_before);
             } else {
-                for _ in 0..plan.spawn {
-                    if !self.spawn(now) {
+                for _ in 0..spawn {
+                    if !self.spawn(i, now, None) {
                         // A failed fork waits for its backoff: look again then, not never.
-                        fork_again = Some(self.pool.restarts.not_before());
+                        fork_again = self.pools.get(&i).map(|p| p.restarts.not_before());
                         break;
                     }
                 }
             }
         }
-        [plan.recheck_at, fork_again, healthy_at].into_iter().flatten().min()
+        ([recheck, fork_again, healthy_at].into_iter().flatten().min(), c)
+    }
+
+    /// Once every pool the start waits for is ready: the detach's verdict, systemd's READY=1, and
+    /// the on_ready hooks. After a reload, READY=1 again.
+    fn report_ready(&mut self) {
+        // The first time, only the pools the start waits for; after a reload, every pool.
+        let waiting = self
+            .pools
+            .values()
+            .any(|p| p.waiting_for_pool && !p.removed && (p.primary || self.ready_reported));
+        if waiting || (self.ready_reported && !self.reloading) {
+            return;
+        }
+        let first = !self.ready_reported;
+        self.ready_reported = true;
+        let addrs: Vec<String> = self.listeners.iter().map(|l| l.addr.to_string()).collect();
+        if first {
+            if let Some(own) = self.own.as_mut() {
+                own.housework.readiness.ready();
+            }
+            let workers = self.procs.len();
+            notify::ready(&format!("{workers} workers{}", if addrs.is_empty() { String::new() } else { format!(" accepting on {}", addrs.join(",")) }));
+            self.hooks.on_ready();
+        } else if self.reloading {
+            self.reloading = false;
+            notify::ready("reloaded");
+        }
     }
 
     /// STATUS= for systemd, when it listens and something changed.
@@ -387,14 +537,16 @@ impl Manager {
         if !notify::enabled() {
             return;
         }
-        let text = if self.pool.restarts.in_crash_loop() {
+        let looping: Vec<&str> = self.pools.values().filter(|p| p.restarts.in_crash_loop()).map(|p| p.name.as_str()).collect();
+        let text = if looping.is_empty() {
+            format!("{} busy, {} idle, {} workers", c.busy, c.spares, c.pool)
+        } else {
             format!(
-                "crash loop: workers die within min_worker_lifetime; forking one each {}s; {} workers",
+                "crash loop in {}: workers die soon after they start; forking one each {}s; {} workers",
+                looping.join(", "),
                 supervise::BACKOFF_MAX_MS / 1000,
                 c.pool
             )
-        } else {
-            format!("{} busy, {} idle, {} workers", c.busy, c.spares, c.pool)
         };
         if self.told_status.as_deref() != Some(&text) {
             notify::status(&text);
@@ -402,47 +554,73 @@ impl Manager {
         }
     }
 
-    /// Says once per episode that every worker is busy and no more may be forked (Apache's
-    /// "server reached MaxRequestWorkers"), and when it is over.
-    fn watch_saturation(&mut self, c: &policy::Counts, now: u64) {
-        let saturated = c.spares == 0 && c.live >= self.pool.limits.max_children && c.busy > 0;
-        match (saturated, self.pool.saturated_since) {
+    /// Says once per episode that every worker of a serving pool is busy and no more may be
+    /// forked (Apache's "server reached MaxRequestWorkers"), and when it is over.
+    fn watch_saturation(&mut self, i: usize, c: &policy::Counts, now: u64) {
+        let clients = self.config.clients;
+        let Some(pool) = self.pools.get_mut(&i) else { return };
+        let saturated = match pool.kind {
+            Kind::Prefork => c.spares == 0 && c.live >= pool.limits.max_children && c.busy > 0,
+            Kind::Postfork => c.live >= pool.limits.max_children,
+            _ => false,
+        };
+        match (saturated, pool.saturated_since) {
+            // A pool that keeps reaching its limit says so once per window, not per connection.
+            (true, None) if now.saturating_sub(pool.saturation_told_ms) < exits::WINDOW_MS && pool.saturation_told_ms > 0 => {
+                pool.saturated_since = Some(now);
+            }
             (true, None) => {
+                pool.saturation_told_ms = now;
                 warn!(
+                    pool = %pool.name,
                     busy = c.busy,
-                    max_children = self.pool.limits.max_children,
-                    clients = self.config.clients,
+                    max_children = pool.limits.max_children,
+                    clients,
                     "the pool is saturated: every worker is busy and max_children is reached; \
                      new connections wait in the listen queue (raise max_children or clients)"
                 );
-                self.pool.saturated_since = Some(now);
+                pool.saturated_since = Some(now);
             }
             (false, Some(since)) => {
-                info!(lasted_ms = now.saturating_sub(since), "the pool is no longer saturated");
-                self.pool.saturated_since = None;
+                if since == pool.saturation_told_ms {
+                    info!(pool = %pool.name, lasted_ms = now.saturating_sub(since), "the pool is no longer saturated");
+                }
+                pool.saturated_since = None;
             }
             _ => {}
         }
     }
 
-    /// The scoreboard's state letters, one per worker, in slot order.
-    fn letters(&self) -> String {
-        crate::scoreboard::letters(&self.board, self.procs.slots())
+    /// Pool `i`'s state letters, one per worker, in slot order.
+    fn letters(&self, i: usize) -> String {
+        crate::scoreboard::letters(&self.board, self.procs.iter().filter(|p| p.pool == i).map(|p| p.slot))
     }
 
-    /// Deadlines that are not the pool's: foreign children's kills, the watchdog, a failing
+    /// Deadlines that are not the pools': foreign children's kills, the watchdog, a failing
     /// start, the control channel's clients, the exit log's window.
     fn other_deadlines(&self) -> Option<u64> {
-        let foreign = self.foreign.values().filter_map(|f| f.kill_at_ms);
+        let foreign = self.procs.foreign_deadline();
         let watchdog = self.watchdog.map(|(_, due)| due);
-        let start = self.pool.starting.as_ref().map(|(w, _)| w.deadline_ms);
+        let start = self.pools.values().filter_map(|p| p.starting.as_ref().map(|(w, _)| w.deadline_ms));
         let control = self.own.as_ref().and_then(|o| o.channel.as_ref()).and_then(Channel::deadline);
-        foreign.chain(watchdog).chain(start).chain(control).chain(self.exits.deadline()).min()
+        foreign.into_iter().chain(watchdog).chain(start).chain(control).chain(self.exits.deadline()).min()
     }
 
-    /// Sleeps until a signal, a wake-up from a worker, a control client, or the deadline.
+    /// Whether the post-forking pool may take a connection now: below max_children, and no stop.
+    fn accepting(&self) -> bool {
+        self.stop.is_none()
+            && self.pools.get(&0).is_some_and(|p| {
+                p.kind == Kind::Postfork
+                    && monotonic_ms() >= p.restarts.not_before()
+                    && self.procs.iter().filter(|w| w.pool == 0).count() < p.limits.max_children as usize
+            })
+    }
+
+    /// Sleeps until a signal, a wake-up from a worker, a control client, a connection for the
+    /// post-forking pool, or the deadline.
     fn wait(&mut self, deadline: Option<u64>) {
         self.planned_wake = deadline;
+        let accepting = self.accepting();
         let Some(own) = self.own.as_ref() else { return };
         let timeout = match deadline {
             None => PollTimeout::NONE,
@@ -456,6 +634,12 @@ impl Manager {
             PollFd::new(own.signals.as_fd(), PollFlags::POLLIN),
             PollFd::new(own.wake_read.as_fd(), PollFlags::POLLIN),
         ];
+        // At max_children the listeners are left out: connections wait in their backlog (POE's
+        // daemon_pause), and are taken again below it (daemon_accept).
+        let listening = if accepting { self.listeners.len() } else { 0 };
+        for l in self.listeners.iter().take(listening) {
+            fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+        }
         if let Some(channel) = own.channel.as_ref() {
             for (fd, writing) in channel.poll_fds() {
                 let flags = if writing { PollFlags::POLLOUT } else { PollFlags::POLLIN };
@@ -469,8 +653,13 @@ impl Manager {
                 return;
             }
         }
-        let asked = fds[2..].iter().any(|f| f.revents().is_some_and(|r| !r.is_empty()));
+        let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+        let connections: Vec<usize> = fds[2..2 + listening].iter().enumerate().filter(|(_, f)| ready(f)).map(|(i, _)| i).collect();
+        let asked = fds[2 + listening..].iter().any(ready);
         drop(fds);
+        if !connections.is_empty() {
+            self.accept_postfork(&connections);
+        }
         if asked || self.own.as_ref().and_then(|o| o.channel.as_ref()).and_then(Channel::deadline).is_some() {
             self.serve_control();
         }
@@ -482,6 +671,29 @@ impl Manager {
             self.on_signal(sig);
         }
     }
+
+    /// The post-forking pool: takes connections from the ready listeners while there is room,
+    /// and forks a child for each.
+    fn accept_postfork(&mut self, ready: &[usize]) {
+        let now = monotonic_ms();
+        for &i in ready {
+            while self.accepting() {
+                let Some(listener) = self.listeners.get(i) else { break };
+                let stream = match crate::worker::accept_one(listener.as_fd()) {
+                    Ok(Some(s)) => s,
+                    Ok(None) => break,
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        break;
+                    }
+                };
+                if !self.spawn(0, now, Some(stream)) {
+                    break;
+                }
+            }
+        }
+    }
+
 
     /// Serves the control channel's clients; their requests act as the signals would.
     fn serve_control(&mut self) {
@@ -528,18 +740,7 @@ impl Manager {
             Signal::SIGCHLD => {}
             Signal::SIGTERM | Signal::SIGINT => self.begin_stop(StopKind::Fast, sig.as_str()),
             Signal::SIGQUIT => self.begin_stop(StopKind::Graceful, sig.as_str()),
-            Signal::SIGTTIN => {
-                if self.stop.is_some() {
-                    return;
-                }
-                let l = &mut self.pool.limits;
-                if l.workers < l.max_children {
-                    l.workers += 1;
-                    info!(workers = l.workers, "TTIN: one worker more");
-                } else {
-                    warn!(max_children = l.max_children, "TTIN: the pool is at max_children already");
-                }
-            }
+            Signal::SIGTTIN => self.grow_by_one(),
             Signal::SIGTTOU => self.shrink_by_one(),
             Signal::SIGHUP => {
                 self.reopen_logs();
@@ -550,27 +751,54 @@ impl Manager {
         }
     }
 
+    /// The pool TTIN and TTOU act on: the pre-forking pool's floor.
+    fn prefork(&mut self) -> Option<&mut Pool> {
+        self.pools.get_mut(&0).filter(|p| p.kind == Kind::Prefork)
+    }
+
+    fn grow_by_one(&mut self) {
+        if self.stop.is_some() {
+            return;
+        }
+        let Some(pool) = self.prefork() else {
+            warn!("TTIN: there is no pre-forking pool to grow");
+            return;
+        };
+        let l = &mut pool.limits;
+        if l.workers < l.max_children {
+            l.workers += 1;
+            info!(workers = l.workers, "TTIN: one worker more");
+        } else {
+            warn!(max_children = l.max_children, "TTIN: the pool is at max_children already");
+        }
+    }
+
     fn shrink_by_one(&mut self) {
         if self.stop.is_some() {
             return;
         }
-        if self.pool.limits.workers <= 1 {
+        let Some(pool) = self.prefork() else {
+            warn!("TTOU: there is no pre-forking pool to shrink");
+            return;
+        };
+        if pool.limits.workers <= 1 {
             warn!("TTOU: the pool is at one worker already");
             return;
         }
-        self.pool.limits.workers -= 1;
-        let mut views = self.views();
+        pool.limits.workers -= 1;
+        let limits = pool.limits;
+        let mut views = self.views(0);
         let Some(slot) = policy::pick_retiree(&views) else { return };
         // If min_spare would fork a replacement at once, lowering the floor is all TTOU can do.
         if let Some(v) = views.iter_mut().find(|v| v.slot == slot) {
             v.phase = Phase::Exiting;
         }
         let now = monotonic_ms();
-        if policy::plan(&views, &self.pool.limits, now, None).spawn > 0 {
-            info!(workers = self.pool.limits.workers, "TTOU: floor lowered; min_spare keeps the current workers");
+        if policy::plan(&views, &limits, now, None).spawn > 0 {
+            info!(workers = limits.workers, "TTOU: floor lowered; min_spare keeps the current workers");
             return;
         }
-        info!(workers = self.pool.limits.workers, slot, "TTOU: one worker fewer");
+        info!(workers = limits.workers, slot, "TTOU: one worker fewer");
         self.stop_worker(slot, Rung::Quit, Why::Retire, now);
     }
 
@@ -592,15 +820,18 @@ impl Manager {
         }
     }
 
-    /// HUP: read the config file again; if it is good, apply it and start a new generation of
-    /// workers, which replaces the old one as it finishes its work. A bad file changes nothing.
+    /// HUP: read the config file again; if it is good, apply it: a new generation of workers
+    /// replaces the old one in the serving and supervised pools, as it finishes its work; task
+    /// groups follow the file (Symphony's create_task_groups): a new group starts, a removed one
+    /// stops gracefully, a resized one is resized, a changed one restarts its workers. A bad file
+    /// changes nothing.
     fn reload(&mut self) -> Result<(), Vec<String>> {
         if self.stop.is_some() {
             return Err(vec!["the daemon is stopping".to_string()]);
         }
         notify::reloading();
-        let new = match self.layers.resolve() {
-            Ok(c) => c,
+        let resolved = match self.layers.resolve_all() {
+            Ok(r) => r,
             Err(problems) => {
                 for p in &problems {
                     error!("{p}");
@@ -612,7 +843,7 @@ impl Manager {
         };
         // Settings that need a restart keep their running value, in the manager and in every
         // worker of the new generation alike.
-        let mut new = new;
+        let mut new = resolved.config;
         for (key, wanted) in new.keep_restart_settings(&self.config) {
             warn!(
                 key = %setting(key).name,
@@ -622,27 +853,90 @@ impl Manager {
             );
         }
         self.config = new;
-        self.pool.reconfigure(&self.config);
-        let l = self.pool.limits;
-        self.board.set_thresholds(self.pool.index, l.min_spare, l.max_spare);
-        self.new_generation();
+        self.reloading = true;
+        let now = monotonic_ms();
+        let indexes: Vec<usize> = self.pools.keys().copied().collect();
+        for i in indexes {
+            let Some(pool) = self.pools.get_mut(&i) else { continue };
+            pool.reconfigure(&self.config);
+            if matches!(pool.kind, Kind::Prefork | Kind::Postfork | Kind::Supervised) {
+                let l = pool.limits;
+                self.board.set_thresholds(i, l.min_spare, l.max_spare);
+                self.new_generation(i, now);
+            }
+        }
+        self.regroup(resolved.groups, now);
+        info!("HUP: configuration applied");
+        self.hooks.on_reload();
         Ok(())
     }
 
-    /// A new generation of workers replaces the old one, which finishes its work first.
-    fn new_generation(&mut self) {
-        self.pool.generation += 1;
-        self.pool.waiting_for_pool = true;
-        self.board.announce_ready(self.pool.index, true);
-        info!(
-            generation = self.pool.generation,
-            workers = self.pool.limits.workers,
-            "HUP: configuration applied; replacing every worker with a new generation"
-        );
-        let now = monotonic_ms();
-        let generation = self.pool.generation;
-        let old: Vec<usize> =
-            self.procs.iter().filter(|p| p.stopping.is_none() && p.generation < generation).map(|p| p.slot).collect();
+    /// Task groups after a reload.
+    fn regroup(&mut self, groups: Vec<GroupConfig>, now: u64) {
+        let running: Vec<(usize, GroupConfig)> =
+            self.pools.values().filter(|p| !p.removed).filter_map(|p| p.group().map(|g| (p.index, g.clone()))).collect();
+        for (i, old) in &running {
+            match groups.iter().find(|g| g.name == old.name && g.workers > 0) {
+                None => {
+                    info!(group = %old.name, "HUP: task group removed; stopping its workers gracefully");
+                    if let Some(p) = self.pools.get_mut(i) {
+                        p.removed = true;
+                    }
+                    let slots: Vec<usize> = self.procs.iter().filter(|w| w.pool == *i).map(|w| w.slot).collect();
+                    for slot in slots {
+                        self.stop_worker(slot, Rung::Quit, Why::Retire, now);
+                    }
+                }
+                Some(new) if new == old => {}
+                Some(new) => {
+                    let changed = new.run != old.run || new.model != old.model || new.scaling_interval != old.scaling_interval;
+                    let config = self.config.clone();
+                    if let Some(p) = self.pools.get_mut(i) {
+                        p.regroup(new.clone(), &config);
+                    }
+                    if changed {
+                        info!(group = %new.name, "HUP: task group changed; restarting its workers");
+                        self.new_generation(*i, now);
+                    } else {
+                        info!(group = %new.name, workers = new.workers, max_workers = new.max_workers, "HUP: task group resized");
+                    }
+                }
+            }
+        }
+        for g in groups.into_iter().filter(|g| g.workers > 0) {
+            if running.iter().any(|(_, old)| old.name == g.name) {
+                continue;
+            }
+            let Some(i) = (0..crate::scoreboard::POOLS).find(|i| !self.pools.contains_key(i)) else {
+                error!(group = %g.name, "HUP: no room for another pool on the scoreboard; the group does not start");
+                continue;
+            };
+            info!(group = %g.name, workers = g.workers, "HUP: task group added; starting it");
+            let name = g.name.clone();
+            let mut pool = Pool::new(i, &name, Kind::Task(g), &self.config, true, now);
+            pool.starting = None;
+            pool.primary = false;
+            self.board.set_thresholds(i, pool.limits.min_spare, pool.limits.max_spare);
+            self.board.announce_ready(i, true);
+            self.pools.insert(i, pool);
+        }
+    }
+
+    /// A new generation of pool `i`'s workers replaces the old one, which finishes its work first.
+    fn new_generation(&mut self, i: usize, now: u64) {
+        let Some(pool) = self.pools.get_mut(&i) else { return };
+        pool.generation += 1;
+        pool.waiting_for_pool = pool.kind != Kind::Postfork;
+        pool.next_ms = 0;
+        let generation = pool.generation;
+        self.board.announce_ready(i, true);
+        info!(pool = %pool.name, generation, workers = pool.limits.workers, "new generation: replacing every worker");
+        let old: Vec<usize> = self
+            .procs
+            .iter()
+            .filter(|p| p.pool == i && p.stopping.is_none() && p.generation < generation)
+            .map(|p| p.slot)
+            .collect();
         for slot in old {
             self.stop_worker(slot, Rung::Quit, Why::Retire, now);
         }
@@ -663,8 +957,8 @@ impl Manager {
         }
         self.stop = Some(kind);
         let now = monotonic_ms();
-        let graceful = self.pool.supervision.graceful_ms;
-        for (&pid, child) in self.foreign.iter_mut() {
+        let graceful = ms(self.config.graceful_timeout);
+        for (pid, child) in self.procs.foreign_mut() {
             send(pid, Signal::SIGTERM);
             child.kill_at_ms.get_or_insert(now.saturating_add(graceful));
         }
@@ -673,6 +967,7 @@ impl Manager {
             self.stop_worker(slot, rung, Why::Stop, now);
         }
     }
+
 
     /// Starts (or moves up) a worker's stop ladder at `rung`. A worker already on a rung as high
     /// stays where it is, so no verdict or stop is carried out twice.
@@ -710,16 +1005,16 @@ impl Manager {
 
     fn on_exit(&mut self, pid: Pid, status: WaitStatus) {
         // By pid first: a stranger's status (an orphan reaped as PID 1) is never a worker's death.
-        let Some(proc) = self.procs.remove(pid) else {
-            if self.foreign.remove(&pid).is_some() {
-                info!(pid = pid.as_raw(), ?status, "foreign child exited");
-            } else {
-                debug!(pid = pid.as_raw(), ?status, "reaped a process that was not a worker (an orphan)");
-            }
-            return;
-        };
-        self.on_death(proc, status);
+        match self.procs.reap(pid) {
+            Some(Gone::Worker(proc)) => self.on_death(proc, status),
+            Some(Gone::Foreign) => info!(pid = pid.as_raw(), ?status, "foreign child exited"),
+            None => debug!(pid = pid.as_raw(), ?status, "reaped a process that was not a worker (an orphan)"),
+        }
     }
+}
+
+fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The signal of a rung.

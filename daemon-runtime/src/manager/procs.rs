@@ -1,5 +1,8 @@
-//! The process table: every worker the manager has forked, by slot and by pid, with where it is
-//! in its life. (Foreign children are kept beside it, in `Manager::foreign`.)
+//! The process table (nginx's `ngx_processes`): every child the manager owns, by pid, with its
+//! kind. A worker has its pool, its slot and where it is in its life; a foreign child (a process
+//! the program handed over with `daemon::foreign_child`) only when it gets KILL once it has had
+//! TERM. A pid not in the table is a stranger: an orphan re-parented to a manager that runs as
+//! PID 1.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -17,6 +20,21 @@ pub(crate) enum Why {
     Retire,
     /// A supervision verdict.
     Verdict(Verdict),
+}
+
+impl Why {
+    /// For the log line of the worker's exit.
+    pub(crate) fn describe(&self) -> &'static str {
+        match self {
+            Why::Stop => "the daemon stops",
+            Why::Retire => "retired",
+            Why::Verdict(Verdict::Silent { .. }) => "no heartbeat",
+            Why::Verdict(Verdict::Overdue { .. }) => "request past its deadline",
+            Why::Verdict(Verdict::NotReady) => "not ready after start_timeout",
+            Why::Verdict(Verdict::OverMemory { .. }) => "over max_rss",
+            Why::Verdict(Verdict::OverCpu { .. }) => "over max_cpu",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -37,13 +55,54 @@ pub(crate) struct Proc {
     pub stopping: Option<Stopping>,
 }
 
+/// A foreign child: stopped with the daemon, TERM then KILL after graceful_timeout.
+#[derive(Debug, Default)]
+pub(crate) struct Foreign {
+    /// When it gets KILL, once it has been sent TERM.
+    pub kill_at_ms: Option<u64>,
+}
+
+/// What a reaped pid was.
+#[derive(Debug)]
+pub(crate) enum Gone {
+    Worker(Proc),
+    Foreign,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Procs {
     by_slot: BTreeMap<usize, Proc>,
     by_pid: HashMap<Pid, usize>,
+    foreign: BTreeMap<Pid, Foreign>,
 }
 
 impl Procs {
+    pub(crate) fn adopt(&mut self, pid: Pid, child: Foreign) {
+        self.foreign.insert(pid, child);
+    }
+
+    pub(crate) fn foreign_mut(&mut self) -> impl Iterator<Item = (Pid, &mut Foreign)> {
+        self.foreign.iter_mut().map(|(&pid, f)| (pid, f))
+    }
+
+    /// When the next foreign child is due its KILL.
+    pub(crate) fn foreign_deadline(&self) -> Option<u64> {
+        self.foreign.values().filter_map(|f| f.kill_at_ms).min()
+    }
+
+    /// Whether no child at all is left, workers or foreign.
+    pub(crate) fn all_gone(&self) -> bool {
+        self.by_slot.is_empty() && self.foreign.is_empty()
+    }
+
+    /// Whatever had this pid, taken out of the table; `None` for a stranger.
+    pub(crate) fn reap(&mut self, pid: Pid) -> Option<Gone> {
+        match self.remove(pid) {
+            Some(p) => Some(Gone::Worker(p)),
+            None => self.foreign.remove(&pid).map(|_| Gone::Foreign),
+        }
+    }
+
     pub(crate) fn insert(&mut self, proc: Proc) {
         self.by_pid.insert(proc.pid, proc.slot);
         self.by_slot.insert(proc.slot, proc);
@@ -74,10 +133,6 @@ impl Procs {
 
     pub(crate) fn slots(&self) -> impl Iterator<Item = usize> + '_ {
         self.by_slot.keys().copied()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.by_slot.is_empty()
     }
 
     pub(crate) fn len(&self) -> usize {

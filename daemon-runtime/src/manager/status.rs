@@ -1,4 +1,4 @@
-//! What `status` shows: the manager, its pool and every worker, as JSON.
+//! What `status` shows: the manager, each pool and every worker, as JSON.
 
 use serde_json::{json, Value};
 
@@ -14,6 +14,7 @@ impl Manager {
             .map(|p| {
                 let v = self.board.view(p.slot);
                 json!({
+                    "pool": self.pools.get(&p.pool).map(|pool| pool.name.as_str()),
                     "slot": p.slot,
                     "pid": p.pid.as_raw(),
                     "state": v.state.letter().to_string(),
@@ -26,32 +27,56 @@ impl Manager {
                     "request": self.board.request_label(p.slot),
                     "rss": v.rss,
                     "cpu_ms": v.cpu_ms,
-                    "stopping": p.stopping.map(|s| format!("{:?}", s.why)),
+                    "stopping": p.stopping.map(|s| s.why.describe()),
                 })
             })
             .collect();
-        let l = self.pool.limits;
-        let r = &self.pool.restarts;
+        let pools: Vec<Value> = self
+            .pools
+            .values()
+            .map(|pool| {
+                let l = pool.limits;
+                let r = &pool.restarts;
+                let group = pool.group().map(|g| {
+                    json!({
+                        "run": g.run,
+                        "model": g.model.name(),
+                        "workers": g.workers,
+                        "max_workers": g.max_workers,
+                        "scaling_interval_ms": g.scaling_interval.as_millis() as u64,
+                    })
+                });
+                json!({
+                    "name": pool.name,
+                    "kind": pool.kind.name(),
+                    "generation": pool.generation,
+                    "scoreboard": self.letters(pool.index),
+                    "workers": self.procs.iter().filter(|p| p.pool == pool.index).count(),
+                    "limits": {
+                        "workers": l.workers,
+                        "min_spare": l.min_spare,
+                        "max_spare": l.max_spare,
+                        "max_children": l.max_children,
+                    },
+                    "group": group,
+                    "crash_loop": r.in_crash_loop(),
+                    "recent_crashes": r.recent_crashes(),
+                    "consecutive_crashes": r.consecutive_crashes(),
+                    "fork_failures": r.fork_failures(),
+                    "saturated": pool.saturated_since.is_some(),
+                    "removed": pool.removed,
+                })
+            })
+            .collect();
+        // The first pool (the serving one, when there is one) is the daemon's mode.
+        let main = self.pools.values().next();
         json!({
             "pid": self.pid.as_raw(),
             "package": self.package().name,
             "version": self.package().version,
-            "mode": "prefork",
-            "generation": self.pool.generation,
-            "scoreboard": self.letters(),
-            "limits": {
-                "workers": l.workers,
-                "min_spare": l.min_spare,
-                "max_spare": l.max_spare,
-                "max_children": l.max_children,
-            },
-            "pool": {
-                "name": self.pool.name,
-                "crash_loop": r.in_crash_loop(),
-                "recent_crashes": r.recent_crashes(),
-                "consecutive_crashes": r.consecutive_crashes(),
-                "saturated": self.pool.saturated_since.is_some(),
-            },
+            "mode": main.map_or("none", |p| p.kind.name()),
+            "generation": main.map_or(0, |p| p.generation),
+            "pools": pools,
             "stopping": self.stop.is_some(),
             "workers": workers,
         })

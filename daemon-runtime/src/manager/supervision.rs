@@ -8,6 +8,8 @@ use tracing::{error, info, warn};
 
 use super::procs::{Proc, Why};
 use super::{send, signal_of, Manager, StopKind};
+use crate::hooks::Reaped;
+use crate::pool::Kind;
 use crate::boot::notify;
 use crate::pool::supervise::{self, Activity, Change, Death, Ending, Exit, Facts, Verdict};
 use crate::scoreboard::{SlotView, State};
@@ -47,10 +49,10 @@ fn human(ms: u64) -> String {
 impl Manager {
     /// Judges every worker; stops those a verdict is against. Returns when to judge again.
     pub(super) fn supervise(&mut self, now: u64) -> Option<u64> {
-        let s = self.pool.supervision;
         let mut verdicts = Vec::new();
         let mut next = None::<u64>;
         for p in self.procs.iter() {
+            let Some(s) = self.pools.get(&p.pool).map(|pool| pool.supervision) else { continue };
             let v = self.board.view(p.slot);
             let f = facts(p, &v);
             if let Some(verdict) = supervise::judge(&f, &s, now, self.judge_after) {
@@ -73,12 +75,13 @@ impl Manager {
         let state = v.state.letter().to_string();
         let request = self.board.request_label(slot).unwrap_or_else(|| "(not described)".to_string());
         let request_age = v.request_ms.map(|t| human(now.saturating_sub(t))).unwrap_or_else(|| "none".into());
-        let s = &self.pool.supervision;
+        let Some(s) = self.pools.get(&p.pool).map(|pool| pool.supervision) else { return };
+        let pool = self.pools.get(&p.pool).map(|pool| pool.name.as_str()).unwrap_or("?");
         match verdict {
             Verdict::Silent { since_ms, long } => {
                 let limit = if *long { "long_request_timeout" } else { "heartbeat_timeout" };
                 error!(
-                    slot, pid, %state, %request, %request_age,
+                    pool, slot, pid, %state, %request, %request_age,
                     silent = %human(now.saturating_sub(*since_ms)),
                     "worker hung: no heartbeat within {limit}; stopping it (QUIT, then TERM after graceful_timeout) and replacing it"
                 );
@@ -86,22 +89,22 @@ impl Manager {
             Verdict::Overdue { started_ms, long } => {
                 let limit = if *long { "long_request_timeout" } else { "request_timeout" };
                 error!(
-                    slot, pid, %state, %request,
+                    pool, slot, pid, %state, %request,
                     request_age = %human(now.saturating_sub(*started_ms)),
                     "request past {limit}: killing the worker (TERM) and replacing it"
                 );
             }
             Verdict::NotReady => error!(
-                slot, pid, %state,
+                pool, slot, pid, %state,
                 started = %human(now.saturating_sub(p.started_ms)),
                 "worker not ready within start_timeout; stopping it and replacing it"
             ),
             Verdict::OverMemory { rss } => warn!(
-                slot, pid, rss, max_rss = s.max_rss.unwrap_or(0),
+                pool, slot, pid, rss, max_rss = s.max_rss.unwrap_or(0),
                 "worker over max_rss: retiring it gracefully and replacing it"
             ),
             Verdict::OverCpu { cpu_ms } => warn!(
-                slot, pid, cpu_ms, max_cpu_ms = s.max_cpu_ms.unwrap_or(0),
+                pool, slot, pid, cpu_ms, max_cpu_ms = s.max_cpu_ms.unwrap_or(0),
                 "worker over max_cpu: retiring it gracefully and replacing it"
             ),
         }
@@ -110,10 +113,10 @@ impl Manager {
     /// Climbs every stopping worker's ladder that is due, and kills foreign children that did
     /// not stop in time. Returns the next rung's time.
     pub(super) fn climb_ladders(&mut self, now: u64) -> Option<u64> {
-        let s = self.pool.supervision;
         let mut next = None::<u64>;
         let mut had_to_kill = false;
         for p in self.procs.iter_mut() {
+            let Some(s) = self.pools.get(&p.pool).map(|pool| pool.supervision) else { continue };
             let Some(stopping) = p.stopping.as_mut() else { continue };
             if let Some(rung) = stopping.ladder.climb(&s, now) {
                 warn!(
@@ -128,7 +131,7 @@ impl Manager {
                 next = Some(next.map_or(due, |n| n.min(due)));
             }
         }
-        for (&pid, child) in self.foreign.iter_mut() {
+        for (pid, child) in self.procs.foreign_mut() {
             if child.kill_at_ms.is_some_and(|at| at <= now) {
                 warn!(pid = pid.as_raw(), "foreign child did not stop within graceful_timeout: KILL");
                 send(pid, Signal::SIGKILL);
@@ -143,21 +146,22 @@ impl Manager {
     /// Once a worker has been ready for `min_worker_lifetime`, the crash backoff starts again
     /// from the bottom (and a crash loop ends). Returns when the youngest ready worker will have
     /// lived long enough, if the pool is waiting for that.
-    pub(super) fn notice_health(&mut self, now: u64) -> Option<u64> {
-        let r = self.pool.restart;
-        if self.pool.restarts.consecutive_crashes() == 0 && !self.pool.restarts.in_crash_loop() {
+    pub(super) fn notice_health(&mut self, i: usize, now: u64) -> Option<u64> {
+        let pool = self.pools.get_mut(&i)?;
+        let r = pool.restart;
+        if pool.restarts.consecutive_crashes() == 0 && !pool.restarts.in_crash_loop() {
             return None;
         }
         let mut soonest = None::<u64>;
-        for p in self.procs.iter().filter(|p| p.stopping.is_none()) {
+        for p in self.procs.iter().filter(|p| p.stopping.is_none() && p.pool == i) {
             let state = self.board.view(p.slot).state;
             if !matches!(state, State::Waiting | State::Request | State::Long) {
                 continue;
             }
             let old_enough = p.started_ms.saturating_add(r.min_lifetime_ms);
             if now >= old_enough {
-                if self.pool.restarts.healthy(now, &r) == Change::LeftCrashLoop {
-                    info!(slot = p.slot, pid = p.pid.as_raw(), "the crash loop is over: a worker has lived past min_worker_lifetime");
+                if pool.restarts.healthy(now, &r) == Change::LeftCrashLoop {
+                    info!(pool = %pool.name, slot = p.slot, pid = p.pid.as_raw(), "the crash loop is over: a worker has lived past min_worker_lifetime");
                 }
                 return None;
             }
@@ -174,10 +178,10 @@ impl Manager {
         let view = self.board.view(slot);
         let note = self.board.note(slot);
         self.board.clear(p.pool, slot);
-        let ending = match status {
-            WaitStatus::Exited(_, code) => Ending::Exited(code),
-            WaitStatus::Signaled(_, sig, _) => Ending::Signaled(sig as i32),
-            _ => Ending::Exited(-1),
+        let (ending, code, signal) = match status {
+            WaitStatus::Exited(_, code) => (Ending::Exited(code), Some(code), None),
+            WaitStatus::Signaled(_, sig, _) => (Ending::Signaled(sig as i32), None, Some(sig as i32)),
+            _ => (Ending::Exited(-1), None, None),
         };
         let how = match status {
             WaitStatus::Exited(_, code) => format!("exit status {code}"),
@@ -193,7 +197,9 @@ impl Manager {
             gave_up: note.is_some(),
             lived_ms: now.saturating_sub(p.started_ms),
         };
-        let death = supervise::classify(&exit, self.pool.restart.min_lifetime_ms);
+        let Some(pool) = self.pools.get(&p.pool) else { return };
+        let (pool_name, kind, r) = (pool.name.clone(), pool.kind.clone(), pool.restart);
+        let death = supervise::classify(&exit, r.min_lifetime_ms);
         // During the daemon's stop, a worker that did not end as the stop asked (exit 0, or TERM
         // for a fast stop) was killed by a later rung, or by its own graceful_timeout alarm.
         let as_asked = match (self.stop, ending) {
@@ -202,33 +208,60 @@ impl Manager {
             _ => false,
         };
         if self.stop.is_some() && p.stopping.is_some_and(|s| s.why == Why::Stop) && !as_asked {
-            warn!(slot, pid = p.pid.as_raw(), status = %how, "worker did not stop in time and was killed; the manager's exit status will say so");
+            warn!(pool = %pool_name, slot, pid = p.pid.as_raw(), status = %how, "worker did not stop in time and was killed; the manager's exit status will say so");
             self.had_to_kill = true;
         }
         let reason = note.clone().unwrap_or_else(|| "none given".to_string());
-        let kind = format!("{death:?}: {how}; {reason}");
-        if self.exits.first_of_kind(&kind, now) {
+        let death_name = match death {
+            Death::Expected => "expected",
+            Death::Crash => "crash",
+            Death::Unexpected => "unexpected",
+        };
+        // A post-forked child's expected end is one per connection: not worth a line each.
+        let quiet = kind == Kind::Postfork && death == Death::Expected;
+        let log_kind = match death {
+            Death::Expected => format!("{pool_name}: workers exited ({how})"),
+            Death::Unexpected => format!("{pool_name}: workers died ({how}; {reason})"),
+            Death::Crash => format!("{pool_name}: workers crashed ({how}; {reason})"),
+        };
+        if !quiet && self.exits.first_of_kind(&log_kind, now) {
             let pid = p.pid.as_raw();
-            let why = p.stopping.map(|s| s.why);
+            let why = p.stopping.map_or("it returned", |s| s.why.describe());
             match death {
-                Death::Expected => info!(slot, pid, requests = view.requests, status = %how, ?why, "worker exited"),
+                Death::Expected => info!(pool = %pool_name, slot, pid, requests = view.requests, status = %how, why, "worker exited"),
                 Death::Unexpected => warn!(
-                    slot, pid, requests = view.requests, status = %how, reason = %reason,
-                    scoreboard = %self.letters(),
+                    pool = %pool_name, slot, pid, requests = view.requests, status = %how, reason = %reason,
+                    scoreboard = %self.letters(p.pool),
                     "worker died; replacing it"
                 ),
                 Death::Crash => error!(
-                    slot, pid, requests = view.requests, status = %how, reason = %reason,
+                    pool = %pool_name, slot, pid, requests = view.requests, status = %how, reason = %reason,
                     lived_ms = exit.lived_ms,
                     "worker crashed (before it was ready, or soon after): backing off before the next fork"
                 ),
             }
         }
+        self.hooks.on_reap(&Reaped {
+            pid: p.pid.as_raw() as u32,
+            pool: pool_name.clone(),
+            slot,
+            code,
+            signal,
+            death: death_name,
+        });
+        let Some(pool) = self.pools.get_mut(&p.pool) else { return };
+        if kind == Kind::Supervised && self.stop.is_none() {
+            // App::Base's delay_before_respawn, whatever the cause; a crash may wait longer.
+            pool.next_ms = now.saturating_add(u64::try_from(self.config.respawn_delay.as_millis()).unwrap_or(u64::MAX));
+            if p.stopping.is_none() {
+                info!(pool = %pool_name, delay_ms = pool.next_ms - now, "the supervised worker ended; starting it again after respawn_delay");
+            }
+        }
         if death == Death::Crash && self.stop.is_none() {
-            let r = self.pool.restart;
-            if self.pool.restarts.record(death, now, &r) == Change::EnteredCrashLoop {
+            if pool.restarts.record(death, now, &r) == Change::EnteredCrashLoop {
                 error!(
-                    crashes = self.pool.restarts.recent_crashes(),
+                    pool = %pool_name,
+                    crashes = pool.restarts.recent_crashes(),
                     restart_intensity = r.intensity,
                     restart_period_ms = r.period_ms,
                     last = %format!("{how}; {reason}"),
@@ -236,10 +269,10 @@ impl Manager {
                      forking one each {}s until one lives past min_worker_lifetime",
                     supervise::BACKOFF_MAX_MS / 1000
                 );
-                notify::status("crash loop: workers keep dying soon after they start");
+                notify::status(&format!("crash loop in {pool_name}: workers keep dying soon after they start"));
             }
             if never_ready {
-                if let Some((watch, last)) = self.pool.starting.as_mut() {
+                if let Some((watch, last)) = pool.starting.as_mut() {
                     watch.died_before_ready += 1;
                     *last = Some(match &note {
                         Some(note) => format!("(slot {slot}, pid {}, {how}) said: {note}", p.pid),
@@ -253,7 +286,12 @@ impl Manager {
     /// The counts of exits not logged one by one, at the end of their window.
     pub(super) fn log_exit_counts(&mut self, now: u64) {
         for (kind, more) in self.exits.close_if_due(now) {
-            warn!(more, "{kind}: {more} more exits like this one in the last {}s", super::exits::WINDOW_MS / 1000);
+            let secs = super::exits::WINDOW_MS / 1000;
+            if kind.contains(": workers exited (") {
+                info!(more, "{kind}: {more} more like this in the last {secs}s");
+            } else {
+                warn!(more, "{kind}: {more} more like this in the last {secs}s");
+            }
         }
     }
 }

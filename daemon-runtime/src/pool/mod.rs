@@ -5,7 +5,7 @@
 pub mod policy;
 pub mod supervise;
 
-use daemon_config::Config;
+use daemon_config::{Config, GroupConfig, TaskModel};
 
 use policy::Limits;
 use supervise::{RestartSettings, Restarts, Settings, StartWatch, KILL_GRACE_MS};
@@ -14,12 +14,45 @@ fn ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// What a pool's workers do, and how the pool keeps its size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Workers accept from the shared listeners; spares between min_spare and max_spare.
+    Prefork,
+    /// The manager accepts, and forks a child per connection, up to max_children.
+    Postfork,
+    /// One worker running the supervised function, started again `respawn_delay` after it ends.
+    Supervised,
+    /// A task group.
+    Task(GroupConfig),
+}
+
+impl Kind {
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Kind::Prefork => "prefork",
+            Kind::Postfork => "postfork",
+            Kind::Supervised => "supervised",
+            Kind::Task(g) => match g.model {
+                TaskModel::LongLived => "task (longlived)",
+                TaskModel::OneShot => "task (oneshot)",
+            },
+        }
+    }
+
+    /// Whether its workers serve the listeners.
+    pub(crate) fn serves(&self) -> bool {
+        matches!(self, Kind::Prefork | Kind::Postfork)
+    }
+}
+
 /// One pool, as the manager keeps it.
 #[derive(Debug)]
 pub(crate) struct Pool {
     /// Its header on the scoreboard.
     pub index: usize,
     pub name: String,
+    pub kind: Kind,
     pub limits: Limits,
     pub generation: u32,
     pub last_retire_ms: Option<u64>,
@@ -33,13 +66,23 @@ pub(crate) struct Pool {
     pub starting: Option<(StartWatch, Option<String>)>,
     /// Since when every worker is busy at max_children, if it is.
     pub saturated_since: Option<u64>,
+    /// When the pool last said it was saturated.
+    pub saturation_told_ms: u64,
     /// Failed forks in this episode (logged once, counted after).
     pub fork_failures_logged: bool,
+    /// No new worker before this: the supervised worker's respawn delay, a task group's next
+    /// scaling check.
+    pub next_ms: u64,
+    /// Removed from the configuration: its workers stop, then the pool goes.
+    pub removed: bool,
+    /// The daemon's start (and readiness) waits for this pool: the serving one if there is one,
+    /// else every pool.
+    pub primary: bool,
 }
 
 impl Pool {
-    pub(crate) fn new(index: usize, name: &str, config: &Config, classic: bool, now_ms: u64) -> Pool {
-        Pool {
+    pub(crate) fn new(index: usize, name: &str, kind: Kind, config: &Config, classic: bool, now_ms: u64) -> Pool {
+        let mut pool = Pool {
             index,
             name: name.to_string(),
             limits: limits(config),
@@ -58,15 +101,58 @@ impl Pool {
                 None,
             )),
             saturated_since: None,
+            saturation_told_ms: 0,
             fork_failures_logged: false,
-        }
+            next_ms: 0,
+            removed: false,
+            primary: true,
+            kind,
+        };
+        pool.limits = pool.kind_limits(config);
+        pool
     }
 
     /// A reloaded configuration: new limits and settings, the same memory of deaths.
     pub(crate) fn reconfigure(&mut self, config: &Config) {
-        self.limits = limits(config);
+        self.limits = self.kind_limits(config);
         self.supervision = supervision(config, self.supervision.manager_judges_requests);
         self.restart = restart(config);
+    }
+
+    /// A task group's new settings (its size; a changed model or function means a new pool).
+    pub(crate) fn regroup(&mut self, group: GroupConfig, config: &Config) {
+        self.kind = Kind::Task(group);
+        self.limits = self.kind_limits(config);
+    }
+
+    /// How many workers the pool keeps, by its kind.
+    fn kind_limits(&self, c: &Config) -> Limits {
+        match &self.kind {
+            Kind::Prefork => limits(c),
+            // Children come one per connection; only the bound on them applies.
+            Kind::Postfork => Limits { workers: 0, min_spare: 0, max_spare: 1, max_children: c.max_children },
+            Kind::Supervised => Limits { workers: 1, min_spare: 0, max_spare: 1, max_children: 1 },
+            Kind::Task(g) => match g.model {
+                TaskModel::LongLived => {
+                    Limits { workers: g.workers, min_spare: 0, max_spare: g.workers.max(1), max_children: g.workers }
+                }
+                // One idle worker is the spare: all busy, it grows by one; two idle, it shrinks.
+                TaskModel::OneShot => Limits {
+                    workers: g.workers,
+                    min_spare: 1,
+                    max_spare: 1,
+                    max_children: g.max_workers.max(g.workers),
+                },
+            },
+        }
+    }
+
+    /// The task group, if the pool is one.
+    pub(crate) fn group(&self) -> Option<&GroupConfig> {
+        match &self.kind {
+            Kind::Task(g) => Some(g),
+            _ => None,
+        }
     }
 }
 

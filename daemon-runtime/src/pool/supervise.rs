@@ -321,6 +321,11 @@ impl Restarts {
         self.crashes.len()
     }
 
+    /// Forks that failed in a row (0 once one works).
+    pub fn fork_failures(&self) -> u32 {
+        self.fork_failures
+    }
+
     /// When the next fork may happen.
     pub fn not_before(&self) -> u64 {
         self.not_before_ms

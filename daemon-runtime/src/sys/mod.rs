@@ -195,3 +195,22 @@ pub(crate) fn random_bytes(buf: &mut [u8]) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// A descriptor that tokio watches, kept open by the `Arc` of its owner that the watch holds.
+pub(crate) struct Watched<O: std::os::fd::AsFd>(pub std::sync::Arc<O>);
+
+impl<O: std::os::fd::AsFd> std::os::fd::AsRawFd for Watched<O> {
+    fn as_raw_fd(&self) -> RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.0.as_fd())
+    }
+}
+
+/// Registers `owner`'s descriptor with the current tokio runtime, to wait until it is readable.
+pub(crate) fn watch_readable<O: std::os::fd::AsFd>(
+    owner: std::sync::Arc<O>,
+) -> std::io::Result<tokio::io::unix::AsyncFd<Watched<O>>> {
+    // SAFETY: the watch owns an `Arc` of the descriptor's owner, so the descriptor stays open, and
+    // the same, for the watch's whole life; `as_raw_fd` returns that one descriptor every time.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(Watched(owner), tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+}

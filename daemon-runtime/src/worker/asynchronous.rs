@@ -30,15 +30,9 @@ impl Serving<'_> {
             Ok(a) => a,
             Err(e) => return give_up(&self.slot, format!("cannot wait on the listeners: {e}")),
         };
-        // Handlers may hold `!Send` state (an `Rc`, a `RefCell`), so they run as local tasks, on a
-        // local runtime: a `LocalSet` on a current-thread runtime would schedule each task twice
-        // (about 1.5% of a worker's CPU at 180k requests/s).
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build_local(tokio::runtime::LocalOptions::default())
-        {
+        let runtime = match super::local_runtime() {
             Ok(rt) => rt,
-            Err(e) => return give_up(&self.slot, format!("cannot build the worker's tokio runtime: {e}")),
+            Err(e) => return give_up(&self.slot, e),
         };
         let tracker = Tracker::new();
         let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel::<TcpStream>();
@@ -186,6 +180,70 @@ impl Serving<'_> {
                 return self.stopping("served its quota of requests");
             }
         }
+    }
+}
+
+impl Serving<'_> {
+    /// Post-forking: the one connection the manager accepted for this child, on a runtime of
+    /// its own (with its ticker), then the end. QUIT lets it finish its request.
+    pub(super) fn one_async(&self, handler: fn(Connection) -> BoxFuture, stream: TcpStream) -> i32 {
+        let runtime = match super::local_runtime() {
+            Ok(rt) => rt,
+            Err(e) => return give_up(&self.slot, e),
+        };
+        let tracker = Tracker::new();
+        self.slot.ready();
+        runtime.block_on(async {
+            let connections = Rc::new(Connections::default());
+            tokio::task::spawn_local(ticker(Arc::clone(&tracker), Rc::clone(&connections), Arc::clone(&self.slot), self.ticking));
+            // QUIT (a graceful stop, the manager's death) raises the connection's stop. The watch
+            // holds a copy of the signal descriptor (the same signal queue).
+            let copy = self.quit.as_fd().try_clone_to_owned().map(Arc::new);
+            if let Ok(signals) = copy.and_then(crate::sys::watch_readable) {
+                let stop_tracker = Arc::clone(&tracker);
+                let quit = &self.quit;
+                let watch = async move {
+                    loop {
+                        let Ok(mut ready) = signals.readable().await else { return };
+                        if crate::signals::drain(quit).contains(&nix::sys::signal::Signal::SIGQUIT) {
+                            stop_tracker.stop.raise();
+                        }
+                        ready.clear_ready();
+                    }
+                };
+                let peer = stream.peer_addr();
+                let nonblocking = stream.set_nonblocking(true);
+                let serve = async {
+                    if let Err(e) = nonblocking {
+                        warn!(error = %e, "cannot make the connection non-blocking");
+                        return;
+                    }
+                    let (Ok(peer), Ok(stream)) = (peer, tokio::net::TcpStream::from_std(stream)) else { return };
+                    let tracked = Tracked::new(tracker.now());
+                    let slot = tracker.stop.slot();
+                    let conn = Connection::new(stream, peer, Arc::clone(&tracker), Arc::clone(&tracked), Arc::clone(&slot));
+                    self.slot.set_request_started(tracker.now().max(1));
+                    self.slot.begin_connection();
+                    let task = tokio::task::spawn_local(super::CONNECTION.scope(Arc::clone(&tracked), async move {
+                        if let Err(e) = handler(conn).await {
+                            debug!(error = %e, "connection ended with an error");
+                        }
+                    }));
+                    connections.add(tracked, slot, task.abort_handle(), peer);
+                    if let Err(e) = task.await {
+                        if e.is_panic() {
+                            error!("the on_accept handler panicked; the connection is dropped");
+                        }
+                    }
+                };
+                tokio::select! {
+                    () = serve => {}
+                    () = watch => {}
+                }
+            }
+        });
+        self.slot.exiting();
+        0
     }
 }
 

@@ -17,6 +17,22 @@ use super::{give_up, Serving};
 use crate::sys::coarse_ms;
 
 impl Serving<'_> {
+    /// One connection through the handler; its end (or its panic) is the handler's business.
+    fn serve_blocking(&self, handler: fn(TcpStream) -> io::Result<()>, stream: TcpStream) {
+        // A client that sends nothing (or reads nothing) for idle_timeout gets an error in the
+        // handler's read (or write), not a worker of its own for ever.
+        if let Err(e) = stream.set_read_timeout(self.idle_timeout).and_then(|()| stream.set_write_timeout(self.idle_timeout)) {
+            debug!(error = %e, "cannot set the connection's timeouts");
+        }
+        self.slot.set_request_started(coarse_ms().max(1));
+        self.slot.begin_connection();
+        match catch_unwind(AssertUnwindSafe(|| handler(stream))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => debug!(error = %e, "connection ended with an error"),
+            Err(_) => error!("the on_accept handler panicked; the connection is dropped"),
+        }
+    }
+
     pub(super) fn blocking(&self, handler: fn(TcpStream) -> io::Result<()>) -> i32 {
         let acceptor = match Acceptor::new(self.listeners, &self.quit, None, self.log_file.clone()) {
             Ok(a) => a,
@@ -55,18 +71,7 @@ impl Serving<'_> {
                 }
             };
             acceptor.rotate(i);
-            // A client that sends nothing (or reads nothing) for idle_timeout gets an error in
-            // the handler's read (or write), not a worker of its own for ever.
-            if let Err(e) = stream.set_read_timeout(self.idle_timeout).and_then(|()| stream.set_write_timeout(self.idle_timeout)) {
-                debug!(error = %e, "cannot set the connection's timeouts");
-            }
-            self.slot.set_request_started(coarse_ms().max(1));
-            self.slot.begin_connection();
-            match catch_unwind(AssertUnwindSafe(|| handler(stream))) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => debug!(error = %e, "connection ended with an error"),
-                Err(_) => error!("the on_accept handler panicked; the connection is dropped"),
-            }
+            self.serve_blocking(handler, stream);
             served += 1;
             self.slot.describe_request("");
             if self.quota.is_some_and(|q| served >= q) {
@@ -78,5 +83,13 @@ impl Serving<'_> {
             // A QUIT that came during the request is read on the next wait, before any accept.
             next_beat = 0;
         }
+    }
+
+    /// Post-forking: the one connection the manager accepted for this child, then the end.
+    pub(super) fn one_blocking(&self, handler: fn(TcpStream) -> io::Result<()>, stream: TcpStream) -> i32 {
+        self.slot.ready();
+        self.serve_blocking(handler, stream);
+        self.slot.exiting();
+        0
     }
 }

@@ -8,6 +8,7 @@ mod blocking;
 pub(crate) mod connection;
 mod stop;
 mod track;
+pub(crate) mod work;
 
 use std::panic::catch_unwind;
 use std::sync::{Arc, OnceLock};
@@ -21,12 +22,13 @@ use tracing::{debug, error, info, info_span};
 use crate::boot::listener::Listener;
 use crate::boot::logfile::LogFile;
 use crate::child::Child;
-use crate::hooks::{Handler, Hooks};
+use crate::hooks::{Handler, Hooks, Run};
 use crate::scoreboard::{State, WorkerSlot};
 use crate::signals;
 use crate::pool::supervise::{self, ConnectionSettings};
 use crate::sys::{alarm, exit_now};
 use track::{Ticking, Tracked};
+use work::{Supervised, Task};
 
 /// This process's own slot, once it is a worker: for `daemon::long()` and
 /// `daemon::describe_request()`, which a classic handler calls without a handle to anything.
@@ -53,6 +55,18 @@ pub fn long() -> bool {
     true
 }
 
+/// One connection from a listener, or None if there is none waiting (for the post-forking
+/// manager, which must never block).
+pub(crate) fn accept_one(listener: std::os::fd::BorrowedFd<'_>) -> std::io::Result<Option<std::net::TcpStream>> {
+    let stream = accept::accept(listener, false)?;
+    Ok(stream)
+}
+
+/// Whether this worker's graceful stop has begun (for `daemon::stopping()`).
+pub(crate) fn is_stopping() -> bool {
+    current().is_some_and(|slot| slot.state() == State::Exiting)
+}
+
 /// A heartbeat from the calling thread: for a classic handler doing long work, which would
 /// otherwise show no sign of life until it returns (the worker stamps its heartbeat between
 /// requests, and its one thread is the handler's). Call it every few seconds, well within
@@ -74,6 +88,18 @@ pub fn describe_request(what: &str) {
     }
 }
 
+/// What a worker does.
+pub(crate) enum Job {
+    /// Accept connections from the shared listeners (the pre-forking pool).
+    Accept(Handler),
+    /// Serve this one connection, which the manager accepted, then exit (post-forking).
+    One(Handler, std::net::TcpStream),
+    /// Run the supervised function.
+    Supervised(Run<Supervised>),
+    /// Run a task group's function.
+    Task { group: String, run: Run<Task> },
+}
+
 /// What a worker takes from the manager at fork.
 pub(crate) struct Setup<'a> {
     pub slot: WorkerSlot,
@@ -82,6 +108,7 @@ pub(crate) struct Setup<'a> {
     pub listeners: &'a [Listener],
     pub hooks: &'a Hooks,
     pub config: &'a Config,
+    pub job: Job,
 }
 
 /// Runs a worker to its end.
@@ -123,21 +150,39 @@ pub(crate) fn run(setup: Setup<'_>) -> ! {
             exit_now(give_up(&slot, why));
         }
     }
-    let quota = quota(setup.config.requests, pid);
-    let serving = Serving {
+    let log_file = setup
+        .config
+        .log_file
+        .as_deref()
+        .map(|p| LogFile::at(std::path::Path::new(p), Some(nix::unistd::geteuid().as_raw())));
+    let ticking = ticking(setup.config);
+    let work = |quit, log_file| work::Context {
+        slot: Arc::clone(&slot),
+        child: child.clone(),
+        manager_pid: setup.manager_pid,
+        signals: quit,
+        log_file,
+        heartbeat: setup.config.heartbeat_interval,
+        tick_ms: ticking.heartbeat_ms,
+    };
+    let serving = |quit, log_file| Serving {
         slot: Arc::clone(&slot),
         listeners: setup.listeners,
         quit,
-        log_file: setup.config.log_file.as_deref().map(|p| LogFile::at(std::path::Path::new(p), Some(nix::unistd::geteuid().as_raw()))),
-        quota,
+        log_file,
+        quota: quota(setup.config.requests, pid),
         clients: setup.config.clients,
         graceful_secs: graceful_secs(setup.config),
-        ticking: ticking(setup.config),
+        ticking,
         idle_timeout: classic_io_timeout(setup.config),
     };
-    let code = match setup.hooks.on_accept.handler {
-        Handler::Sync(handler) => serving.blocking(handler),
-        Handler::Async(handler) => serving.asynchronous(handler),
+    let code = match setup.job {
+        Job::Supervised(run) => work::supervised(work(quit, log_file), run),
+        Job::Task { group, run } => work::task(work(quit, log_file), &group, run),
+        Job::Accept(Handler::Sync(h)) => serving(quit, log_file).blocking(h),
+        Job::Accept(Handler::Async(h)) => serving(quit, log_file).asynchronous(h),
+        Job::One(Handler::Sync(h), stream) => serving(quit, log_file).one_blocking(h, stream),
+        Job::One(Handler::Async(h), stream) => serving(quit, log_file).one_async(h, stream),
     };
     for hook in &setup.hooks.on_shutdown {
         if catch_unwind(|| (hook.run)(&child)).is_err() {
@@ -150,6 +195,17 @@ pub(crate) fn run(setup: Setup<'_>) -> ! {
 
 /// Logs why this worker cannot go on and leaves it on the scoreboard for the manager. Returns
 /// the exit status.
+/// The worker's own tokio runtime, built after fork (never carried across one). Handlers may
+/// hold `!Send` state (an `Rc`, a `RefCell`), so they run as local tasks on a local runtime: a
+/// `LocalSet` on a current-thread runtime would schedule each task twice (about 1.5% of a
+/// worker's CPU at 180k requests/s).
+fn local_runtime() -> Result<tokio::runtime::LocalRuntime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build_local(tokio::runtime::LocalOptions::default())
+        .map_err(|e| format!("cannot build the worker's tokio runtime: {e}"))
+}
+
 pub(super) fn give_up(slot: &WorkerSlot, why: String) -> i32 {
     error!("{why}");
     slot.give_up(&why);

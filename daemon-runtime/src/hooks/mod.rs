@@ -1,0 +1,331 @@
+//! The user's hooks, registered by the attribute macros with `inventory` wherever they are, and
+//! collected once at start-up: what the workers run (`on_accept`, `supervised`, `task`), what
+//! runs in each worker around it (`on_child`, `on_shutdown`), and what runs in the manager
+//! (`on_ready`, `on_spawn`, `on_reap`, `on_reload`, `on_exit`).
+//!
+//! `signature` holds the traits the generated code calls the user's functions through.
+
+mod signature;
+
+use std::future::Future;
+use std::io;
+use std::net::TcpStream;
+use std::pin::Pin;
+
+use daemon_config::GroupKey;
+
+use crate::child::Child;
+use crate::entry::Attr;
+use crate::worker::connection::Connection;
+use crate::worker::work::{Supervised, Task};
+
+pub use signature::*;
+
+/// The future an async `on_accept` handler returns, boxed so the runtime holds one type.
+pub type BoxFuture = Pin<Box<dyn Future<Output = io::Result<()>> + 'static>>;
+
+/// The future an async supervised or task function returns; an `Err` is its message.
+pub type WorkFuture = Pin<Box<dyn Future<Output = Result<(), String>> + 'static>>;
+
+/// A function registered with `#[daemon::on_child]`: runs in each new worker after fork.
+pub struct OnChild {
+    pub name: &'static str,
+    pub module: &'static str,
+    pub run: fn(&Child),
+}
+
+/// A function registered with `#[daemon::on_shutdown]`: runs in a worker as it stops.
+pub struct OnShutdown {
+    pub name: &'static str,
+    pub module: &'static str,
+    pub run: fn(&Child),
+}
+
+/// How an `on_accept` handler serves connections.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// `async fn(Connection) -> io::Result<()>`: the worker runs its own current-thread tokio
+    /// runtime and serves up to `clients` connections at once.
+    Async(fn(Connection) -> BoxFuture),
+    /// `fn(TcpStream) -> io::Result<()>`: one connection at a time per worker.
+    Sync(fn(TcpStream) -> io::Result<()>),
+}
+
+/// The function registered with `#[daemon::on_accept]`. One per program at most.
+pub struct OnAccept {
+    pub name: &'static str,
+    pub module: &'static str,
+    pub handler: Handler,
+}
+
+/// How a supervised or task function runs.
+pub enum Run<C> {
+    /// `fn(&C)`, on the worker's own thread.
+    Sync(fn(&C) -> Result<(), String>),
+    /// `async fn(C)`, on the worker's own single-threaded tokio runtime.
+    Async(fn(C) -> WorkFuture),
+}
+
+// By hand: a derive would ask `C: Copy`, and function pointers are Copy whatever C is.
+impl<C> Clone for Run<C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C> Copy for Run<C> {}
+
+/// The function registered with `#[daemon::supervised]`: one worker runs it, and is started
+/// again (after `respawn_delay`) whenever it ends. One per program at most.
+pub struct OnSupervised {
+    pub name: &'static str,
+    pub module: &'static str,
+    pub run: Run<Supervised>,
+}
+
+/// A function registered with `#[daemon::task(...)]`: the work of a task group (its name is the
+/// function's), with the group's settings from the attribute.
+pub struct TaskFn {
+    pub name: &'static str,
+    pub module: &'static str,
+    pub attrs: &'static [(GroupKey, Attr)],
+    pub run: Run<Task>,
+}
+
+/// A worker the manager has just forked, as `#[daemon::on_spawn]` hooks see it.
+#[derive(Clone, Debug)]
+pub struct Spawned {
+    pub pid: u32,
+    /// The pool's name: `main` for the `on_accept` pool, `supervised`, or a task group's.
+    pub pool: String,
+    pub slot: usize,
+    pub generation: u32,
+}
+
+/// A worker the manager has just reaped, as `#[daemon::on_reap]` hooks see it.
+#[derive(Clone, Debug)]
+pub struct Reaped {
+    pub pid: u32,
+    pub pool: String,
+    pub slot: usize,
+    /// Its exit status, if it exited.
+    pub code: Option<i32>,
+    /// The signal that ended it, if one did.
+    pub signal: Option<i32>,
+    /// The manager's reading of it: `expected`, `crash` or `unexpected`.
+    pub death: &'static str,
+}
+
+/// When a manager hook runs.
+#[derive(Clone, Copy)]
+pub enum ManagerEvent {
+    /// Every worker of the first generation accepts (POE's daemon_parent).
+    Ready(fn()),
+    Spawn(fn(&Spawned)),
+    Reap(fn(&Reaped)),
+    /// A reload was applied.
+    Reload(fn()),
+    /// The manager is about to exit.
+    Exit(fn()),
+}
+
+/// A function registered with one of the manager-side attributes. They run in the manager,
+/// synchronously, and must not block: the manager does nothing else while they run.
+pub struct ManagerHook {
+    pub name: &'static str,
+    pub module: &'static str,
+    pub event: ManagerEvent,
+}
+
+impl OnChild {
+    pub const fn new(name: &'static str, module: &'static str, run: fn(&Child)) -> OnChild {
+        OnChild { name, module, run }
+    }
+}
+
+impl OnShutdown {
+    pub const fn new(name: &'static str, module: &'static str, run: fn(&Child)) -> OnShutdown {
+        OnShutdown { name, module, run }
+    }
+}
+
+impl OnAccept {
+    pub const fn asynchronous(
+        name: &'static str,
+        module: &'static str,
+        f: fn(Connection) -> BoxFuture,
+    ) -> OnAccept {
+        OnAccept { name, module, handler: Handler::Async(f) }
+    }
+
+    pub const fn blocking(
+        name: &'static str,
+        module: &'static str,
+        f: fn(TcpStream) -> io::Result<()>,
+    ) -> OnAccept {
+        OnAccept { name, module, handler: Handler::Sync(f) }
+    }
+}
+
+impl OnSupervised {
+    pub const fn new(name: &'static str, module: &'static str, run: Run<Supervised>) -> OnSupervised {
+        OnSupervised { name, module, run }
+    }
+}
+
+impl TaskFn {
+    pub const fn new(
+        name: &'static str,
+        module: &'static str,
+        attrs: &'static [(GroupKey, Attr)],
+        run: Run<Task>,
+    ) -> TaskFn {
+        TaskFn { name, module, attrs, run }
+    }
+}
+
+impl ManagerHook {
+    pub const fn new(name: &'static str, module: &'static str, event: ManagerEvent) -> ManagerHook {
+        ManagerHook { name, module, event }
+    }
+}
+
+inventory::collect!(OnChild);
+inventory::collect!(OnShutdown);
+inventory::collect!(OnAccept);
+inventory::collect!(OnSupervised);
+inventory::collect!(TaskFn);
+inventory::collect!(ManagerHook);
+
+/// What the program registered, collected once.
+pub(crate) struct Hooks {
+    pub on_child: Vec<&'static OnChild>,
+    pub on_shutdown: Vec<&'static OnShutdown>,
+    pub on_accept: Option<&'static OnAccept>,
+    pub supervised: Option<&'static OnSupervised>,
+    pub tasks: Vec<&'static TaskFn>,
+    pub manager: Vec<&'static ManagerHook>,
+}
+
+/// Why the registered hooks cannot make a daemon. (The attributes refuse most of these while
+/// the program compiles; hooks from other crates can only be counted here.)
+#[derive(Debug)]
+pub enum HookError {
+    TwoAcceptHandlers(Vec<String>),
+    TwoSupervised(Vec<String>),
+    TwoTasksNamed(String, Vec<String>),
+}
+
+impl std::fmt::Display for HookError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HookError::TwoAcceptHandlers(names) => write!(
+                f,
+                "{} #[daemon::on_accept] handlers ({}): a program has one at most; remove all but one",
+                names.len(),
+                names.join(", ")
+            ),
+            HookError::TwoSupervised(names) => write!(
+                f,
+                "{} #[daemon::supervised] functions ({}): a program has one at most; remove all but one",
+                names.len(),
+                names.join(", ")
+            ),
+            HookError::TwoTasksNamed(name, places) => write!(
+                f,
+                "two #[daemon::task] functions are named {name} ({}): a task group is named after its \
+                 function, so rename one",
+                places.join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for HookError {}
+
+fn full_names(list: &[(&str, &str)]) -> Vec<String> {
+    let mut names: Vec<String> = list.iter().map(|(m, n)| format!("{m}::{n}")).collect();
+    names.sort();
+    names
+}
+
+impl Hooks {
+    pub(crate) fn collect() -> Result<Hooks, HookError> {
+        let accepts: Vec<&'static OnAccept> = inventory::iter::<OnAccept>.into_iter().collect();
+        if accepts.len() > 1 {
+            let names: Vec<(&str, &str)> = accepts.iter().map(|h| (h.module, h.name)).collect();
+            return Err(HookError::TwoAcceptHandlers(full_names(&names)));
+        }
+        let supervised: Vec<&'static OnSupervised> = inventory::iter::<OnSupervised>.into_iter().collect();
+        if supervised.len() > 1 {
+            let names: Vec<(&str, &str)> = supervised.iter().map(|h| (h.module, h.name)).collect();
+            return Err(HookError::TwoSupervised(full_names(&names)));
+        }
+        let mut tasks: Vec<&'static TaskFn> = inventory::iter::<TaskFn>.into_iter().collect();
+        tasks.sort_by_key(|t| (t.name, t.module));
+        if let Some(w) = tasks.windows(2).find(|w| w[0].name == w[1].name) {
+            let names = full_names(&[(w[0].module, w[0].name), (w[1].module, w[1].name)]);
+            return Err(HookError::TwoTasksNamed(w[0].name.to_string(), names));
+        }
+        // inventory gives no order; run hooks in a stable one (module, then name).
+        let mut on_child: Vec<&'static OnChild> = inventory::iter::<OnChild>.into_iter().collect();
+        on_child.sort_by_key(|h| (h.module, h.name));
+        let mut on_shutdown: Vec<&'static OnShutdown> = inventory::iter::<OnShutdown>.into_iter().collect();
+        on_shutdown.sort_by_key(|h| (h.module, h.name));
+        let mut manager: Vec<&'static ManagerHook> = inventory::iter::<ManagerHook>.into_iter().collect();
+        manager.sort_by_key(|h| (h.module, h.name));
+        Ok(Hooks {
+            on_child,
+            on_shutdown,
+            on_accept: accepts.first().copied(),
+            supervised: supervised.first().copied(),
+            tasks,
+            manager,
+        })
+    }
+
+    /// Whether the program has any work for workers; without, `main`'s body is the daemon.
+    pub(crate) fn has_workers(&self) -> bool {
+        self.on_accept.is_some() || self.supervised.is_some() || !self.tasks.is_empty()
+    }
+
+    /// The task function named `name`.
+    pub(crate) fn task(&self, name: &str) -> Option<&'static TaskFn> {
+        self.tasks.iter().copied().find(|t| t.name == name)
+    }
+
+    /// Runs every manager hook `call` picks (it returns whether it ran one), each isolated: a
+    /// panic is reported, and the manager goes on.
+    fn each_manager_hook(&self, call: impl Fn(ManagerEvent) -> bool) {
+        for hook in &self.manager {
+            let run = std::panic::AssertUnwindSafe(|| call(hook.event));
+            if let Err(panic) = std::panic::catch_unwind(run) {
+                tracing::error!(
+                    hook = %format!("{}::{}", hook.module, hook.name),
+                    panic = crate::worker::panic_message(panic.as_ref()),
+                    "a manager hook panicked; the manager goes on"
+                );
+            }
+        }
+    }
+
+    pub(crate) fn on_ready(&self) {
+        self.each_manager_hook(|e| matches!(e, ManagerEvent::Ready(f) if { f(); true }));
+    }
+
+    pub(crate) fn on_spawn(&self, spawned: &Spawned) {
+        self.each_manager_hook(|e| matches!(e, ManagerEvent::Spawn(f) if { f(spawned); true }));
+    }
+
+    pub(crate) fn on_reap(&self, reaped: &Reaped) {
+        self.each_manager_hook(|e| matches!(e, ManagerEvent::Reap(f) if { f(reaped); true }));
+    }
+
+    pub(crate) fn on_reload(&self) {
+        self.each_manager_hook(|e| matches!(e, ManagerEvent::Reload(f) if { f(); true }));
+    }
+
+    pub(crate) fn on_exit(&self) {
+        self.each_manager_hook(|e| matches!(e, ManagerEvent::Exit(f) if { f(); true }));
+    }
+}

@@ -1,0 +1,2 @@
+#[daemon::main(max_rss = "512 parsecs", max_cpu = -1)]
+fn main() {}

@@ -1,0 +1,2 @@
+#[daemon::main(restart_period = off, graceful_timeout = "off")]
+fn main() {}
