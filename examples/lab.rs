@@ -12,6 +12,7 @@
 //! | `GET /pid`       | the pid of the worker that serves the request                     |
 //! | `GET /sleep/MS`  | `slept MS`, after waiting MS milliseconds (the worker stays free) |
 //! | `GET /spin/MS`   | `spun MS`, after a busy loop of MS milliseconds (the worker blocks) |
+//! | `GET /block/MS`  | `blocked MS`, after a blocking sleep of MS milliseconds (the worker's runtime stops) |
 //! | `GET /abort`     | nothing: the worker aborts                                        |
 //! | `GET /panic`     | nothing: the handler panics (the worker drops the connection, lives on) |
 //! | `GET /exit/CODE` | nothing: the worker exits with status CODE                        |
@@ -28,6 +29,10 @@
 //! worker's `on_child` hook panics; with `LAB_ON_CHILD=sleep:MS` it takes MS milliseconds. With
 //! `LAB_ORPHANS=N`, `main` leaves N short-lived orphans behind; with `LAB_NPROC=N` the manager may
 //! have at most N processes of its user.
+//!
+//! Beside the HTTP pool, a task group `crash_at_start` has no workers unless a config file gives
+//! it some (`[tasks.crash_at_start]` with `workers = 1`): each of its workers aborts as it
+//! starts, a pool in a crash loop next to a serving one.
 
 use std::time::Duration;
 
@@ -36,7 +41,7 @@ mod routes;
 
 #[daemon::main(listen = "127.0.0.1:8081")]
 fn main() -> std::io::Result<()> {
-    tracing::info!("lab: GET / /pid /sleep/MS /spin/MS /long/MS /abort /panic /exit/CODE /alloc/MB");
+    tracing::info!("lab: GET / /pid /sleep/MS /spin/MS /block/MS /long/MS /abort /panic /exit/CODE /alloc/MB");
     limit_processes();
     // LAB_FOREIGN_CHILDREN=N: start N helper processes that are not workers, for the manager to
     // reap when they exit and to stop with the pool.
@@ -110,4 +115,11 @@ fn limit_processes() {
             tracing::error!(error = %std::io::Error::last_os_error(), "cannot set LAB_NPROC");
         }
     }
+}
+
+/// Aborts at once: a pool that crash-loops at start (see the module's documentation).
+#[daemon::task(workers = 0)]
+fn crash_at_start(ctx: &daemon::Task) {
+    tracing::error!(group = ctx.group(), "crash_at_start: aborting, as this group always does");
+    std::process::abort();
 }

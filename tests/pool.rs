@@ -6,7 +6,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::io::Write;
 
-use support::{wait_until, Daemon, Signal, SOON};
+use support::{read_one_response, wait_until, Daemon, Signal, SOON};
 
 fn pid_of(body: &str) -> i32 {
     body.trim().parse().unwrap_or_else(|_| panic!("/pid answered {body:?}"))
@@ -217,24 +217,3 @@ fn a_burst_of_connections_is_shared_between_the_workers() {
     assert_eq!(per_worker.values().sum::<usize>(), 64);
 }
 
-/// Reads one `200` response from a keep-alive connection, leaving the connection open.
-fn read_one_response(stream: &mut std::net::TcpStream) -> String {
-    use std::io::Read;
-    let mut raw = Vec::new();
-    let mut byte = [0u8; 1];
-    while !raw.ends_with(b"\r\n\r\n") {
-        let n = stream.read(&mut byte).expect("a response head");
-        assert_eq!(n, 1, "the connection closed before a whole response head: {raw:?}");
-        raw.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&raw).to_string();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
-        .and_then(|v| v.parse().ok())
-        .expect("a Content-Length");
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).expect("the body");
-    String::from_utf8_lossy(&body).to_string()
-}

@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::io::Write;
 use std::time::Duration;
 
 use support::*;
@@ -36,6 +37,33 @@ fn a_spinning_async_handler_is_found_hung_and_replaced() {
     assert!(spinning.join().is_err(), "the spinning request cannot be answered");
     let replacement = pid_via(&d, false);
     assert_ne!(replacement, victim);
+}
+
+
+#[test]
+fn a_blocked_async_worker_takes_at_most_one_client_nobody_serves() {
+    // A handler blocks its worker's runtime (a blocking call in an async fn). No heartbeat
+    // timeout: the worker stays blocked for the whole test. Its acceptor thread still runs, but
+    // once its runtime has not taken up one connection, it takes no more, and the others accept
+    // the rest.
+    let d = Daemon::serve("lab", &["--workers", "2", "--max-children", "2", "--heartbeat-timeout", "off"]);
+    d.wait_for_workers(2, SOON);
+    // Idle keep-alive clients on both workers raise each one's fair share of connections, so
+    // the share alone would let the blocked worker take several more (3 to 5 of 10 before the rule).
+    let mut idle: Vec<std::net::TcpStream> = (0..8).map(|_| d.connect()).collect();
+    for c in &mut idle {
+        c.write_all(b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n").expect("a request");
+        assert_eq!(read_one_response(c), "hello\n");
+    }
+    let mut block = d.connect();
+    block.write_all(b"GET /block/600000 HTTP/1.1\r\nHost: lab\r\n\r\n").expect("the blocking request");
+    d.wait_for_request("/block/600000", SOON);
+    let blocked = d.wait_for_holders(std::slice::from_ref(&block), SOON)[0];
+    // A burst of new clients: all are accepted, and the blocked worker holds one of them at most.
+    let burst: Vec<std::net::TcpStream> = (0..10).map(|_| d.connect()).collect();
+    let holders = d.wait_for_holders(&burst, SOON);
+    let taken = holders.iter().filter(|&&h| h == blocked).count();
+    assert!(taken <= 1, "the blocked worker took {taken} of 10 new clients that it cannot serve: {holders:?}");
 }
 
 #[test]

@@ -101,6 +101,15 @@ async fn route(method: &str, path: &str) -> (u16, String) {
             }
             Err(_) => (400, "usage: /long/MILLISECONDS\n".to_string()),
         },
+        // A blocking call in an async handler, the common mistake: the runtime stops, the CPU
+        // does not spin.
+        ("block", Some(ms)) => match ms.parse::<u64>() {
+            Ok(ms) => {
+                std::thread::sleep(Duration::from_millis(ms));
+                (200, format!("blocked {ms}\n"))
+            }
+            Err(_) => (400, "usage: /block/MILLISECONDS\n".to_string()),
+        },
         ("spin", Some(ms)) => match ms.parse::<u64>() {
             Ok(ms) => {
                 let until = Instant::now() + Duration::from_millis(ms);

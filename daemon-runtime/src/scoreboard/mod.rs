@@ -429,6 +429,16 @@ impl WorkerSlot {
         self.wake_manager();
     }
 
+    /// Counts this worker out of the fair share while its runtime is stuck (or back in, when it
+    /// is not): its connections still count, over one worker fewer, so the others' share grows
+    /// and someone always accepts.
+    pub(crate) fn set_competing(&self, competing: bool) {
+        if self.slot().accepting.swap(competing, Ordering::AcqRel) != competing {
+            let change = if competing { 1 } else { -1 };
+            self.header().accepting.fetch_add(change, Ordering::AcqRel);
+        }
+    }
+
     /// Whether some worker of this pool has room for another connection (a hint).
     pub(crate) fn pool_has_room(&self) -> bool {
         self.header().idle.load(Ordering::Relaxed) > 0

@@ -74,6 +74,9 @@ impl Serving<'_> {
                     self.ticking,
                 ));
                 while let Some(stream) = conn_rx.recv().await {
+                    if tracker.taken_up() {
+                        let _ = room.write(1);
+                    }
                     // The acceptor took it while full, to admit it: make its place.
                     if self.slot.active() > self.clients {
                         connections.make_room();
@@ -130,16 +133,35 @@ impl Serving<'_> {
         tracker: &Tracker,
     ) {
         let mut served = 0u64;
+        let mut unclaimed_since = None::<u64>;
         loop {
-            let full = self.slot.active() >= self.clients;
+            // One connection at a time waits for the runtime to take it up: a runtime stuck in a
+            // handler that spins or blocks gets one client nobody serves, not every client the
+            // acceptor could take until the manager replaces the worker (as it did at first).
+            // After STALL_MS, look again only now and then.
+            let unclaimed = tracker.unclaimed() && tracker.wait_for_claim();
+            let stalled = if unclaimed {
+                let now = crate::sys::coarse_ms();
+                now.saturating_sub(*unclaimed_since.get_or_insert(now)) >= STALL_MS
+            } else {
+                unclaimed_since = None;
+                false
+            };
+            // Out of the fair share while stuck: otherwise its connections would hold the
+            // healthy workers' share down, and a burst would wait in the queue.
+            self.slot.set_competing(!stalled);
+            let full = unclaimed || self.slot.active() >= self.clients;
             // Full, with a connection to let go, and no other worker with room: compete for the
             // next client anyway (nginx and Apache keep an idle keep-alive client out of a new
             // one's way too). Full otherwise: look again soon, the pool may fill up.
-            let evict = full && tracker.waiting_between() > 0 && !self.slot.pool_has_room();
+            let evict = !unclaimed && full && tracker.waiting_between() > 0 && !self.slot.pool_has_room();
             // Holding back a fair share is brief: look again within a millisecond or two.
             let holding_back = !full && self.slot.over_share();
             let timeout = if holding_back {
                 Some(HOLD_BACK_MS)
+            } else if unclaimed && !stalled {
+                // The runtime wakes us (on `room`) when it takes the connection up.
+                Some(STALL_MS)
             } else if full && !evict {
                 Some(FULL_RECHECK_MS)
             } else {
@@ -172,6 +194,7 @@ impl Serving<'_> {
             };
             acceptor.rotate(i);
             self.slot.begin_connection();
+            tracker.handed_over();
             if conns.send(stream).is_err() {
                 return;
             }
@@ -250,6 +273,10 @@ impl Serving<'_> {
 /// How often a full worker looks again at whether the pool has filled up (then it may let an idle
 /// keep-alive connection go for a new client).
 const FULL_RECHECK_MS: u64 = 100;
+
+/// How long a connection handed to the runtime may wait to be taken up before the acceptor
+/// counts the runtime stuck and stops taking more.
+const STALL_MS: u64 = 100;
 
 /// One accepted connection's place in the worker: freed when this is dropped, which is when its
 /// task ends, whether the handler returned or panicked (tokio catches the panic, then drops the

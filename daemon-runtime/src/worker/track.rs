@@ -33,11 +33,50 @@ pub(crate) struct Tracker {
     /// Connections waiting for their next request now: a full worker competes for new clients
     /// only when it has one to let go.
     between: AtomicU32,
+    /// Connections the acceptor handed to the runtime, and those the runtime took up: while
+    /// they differ for long, the runtime is stuck (a handler spins or blocks).
+    handed: AtomicU64,
+    taken: AtomicU64,
+    /// The acceptor waits for the runtime to take up what it handed: wake it (on `room`).
+    claim_waiter: AtomicBool,
 }
 
 impl Tracker {
     pub(crate) fn new() -> Arc<Tracker> {
-        Arc::new(Tracker { stop: Stop::new(), clock: AtomicU64::new(coarse_ms()), between: AtomicU32::new(0) })
+        Arc::new(Tracker {
+            stop: Stop::new(),
+            clock: AtomicU64::new(coarse_ms()),
+            between: AtomicU32::new(0),
+            handed: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
+            claim_waiter: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn handed_over(&self) {
+        self.handed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The runtime took up a connection. Returns whether the acceptor waits to be told.
+    pub(crate) fn taken_up(&self) -> bool {
+        self.taken.fetch_add(1, Ordering::SeqCst);
+        self.claim_waiter.swap(false, Ordering::SeqCst)
+    }
+
+    /// Whether a connection handed to the runtime has not been taken up yet.
+    pub(crate) fn unclaimed(&self) -> bool {
+        self.taken.load(Ordering::SeqCst) < self.handed.load(Ordering::SeqCst)
+    }
+
+    /// The acceptor is about to wait for the runtime to take up its connection: whether it still
+    /// has to (if not, the runtime took it meanwhile, and will not wake it).
+    pub(crate) fn wait_for_claim(&self) -> bool {
+        self.claim_waiter.store(true, Ordering::SeqCst);
+        if self.unclaimed() {
+            return true;
+        }
+        self.claim_waiter.store(false, Ordering::SeqCst);
+        false
     }
 
     pub(crate) fn now(&self) -> u64 {
