@@ -23,6 +23,14 @@
 //! `daemon` is the one dependency such a program needs: [`prelude`] brings tokio's I/O traits and
 //! the tracing macros, and [`tokio`] and [`tracing`] are re-exported whole.
 //!
+//! Besides the pre-forked pool above, one manager runs: a child per connection
+//! (`#[daemon::main(postfork, max_children = N)]`); one supervised worker
+//! ([`macro@supervised`], with a [`Supervised`] context); task groups ([`macro@task`], with a
+//! [`Task`] context), any number of them, beside an HTTP pool or alone; or no workers at all,
+//! `main`'s body being the daemon ([`stopping`], [`wait_for_stop`], [`take_reload`]). The
+//! manager's own hooks are [`macro@on_ready`], [`macro@on_spawn`], [`macro@on_reap`],
+//! [`macro@on_reload`] and [`macro@on_exit`].
+//!
 //! See the README for the attributes' keys, the command line of the generated binary, and the
 //! signals the manager understands.
 

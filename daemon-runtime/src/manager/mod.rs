@@ -564,6 +564,7 @@ impl Manager {
             Kind::Postfork => c.live >= pool.limits.max_children,
             _ => false,
         };
+        self.board.set_saturated(i, saturated);
         match (saturated, pool.saturated_since) {
             // A pool that keeps reaching its limit says so once per window, not per connection.
             (true, None) if now.saturating_sub(pool.saturation_told_ms) < exits::WINDOW_MS && pool.saturation_told_ms > 0 => {

@@ -76,6 +76,9 @@ pub(crate) struct Header {
     /// the manager when it reaps a worker.
     active_total: AtomicI64,
     accepting: AtomicI64,
+    /// Set by the manager while every worker is busy and max_children is reached: only then
+    /// does a full worker let a keep-alive client go for a new one.
+    saturated: AtomicBool,
 }
 
 /// One worker's line on the scoreboard. A cache line each, so workers never share one.
@@ -202,6 +205,10 @@ impl Scoreboard {
 
     pub(crate) fn announce_ready(&self, pool: usize, on: bool) {
         self.header(pool).announce_ready.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_saturated(&self, pool: usize, on: bool) {
+        self.header(pool).saturated.store(on, Ordering::Relaxed);
     }
 
     /// How many times workers woke the manager, in every pool.
@@ -442,6 +449,11 @@ impl WorkerSlot {
     /// Whether some worker of this pool has room for another connection (a hint).
     pub(crate) fn pool_has_room(&self) -> bool {
         self.header().idle.load(Ordering::Relaxed) > 0
+    }
+
+    /// Whether the manager found the pool saturated (and no worker has found room since).
+    pub(crate) fn pool_saturated(&self) -> bool {
+        self.header().saturated.load(Ordering::Relaxed) && !self.pool_has_room()
     }
 
     /// Whether this worker holds more than its fair share of the pool's connections (the pool's

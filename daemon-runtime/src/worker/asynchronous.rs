@@ -151,10 +151,11 @@ impl Serving<'_> {
             // healthy workers' share down, and a burst would wait in the queue.
             self.slot.set_competing(!stalled);
             let full = unclaimed || self.slot.active() >= self.clients;
-            // Full, with a connection to let go, and no other worker with room: compete for the
-            // next client anyway (nginx and Apache keep an idle keep-alive client out of a new
-            // one's way too). Full otherwise: look again soon, the pool may fill up.
-            let evict = !unclaimed && full && tracker.waiting_between() > 0 && !self.slot.pool_has_room();
+            // Full, with a connection to let go, and the pool saturated (no worker has room, and
+            // none may be forked): compete for the next client anyway (nginx keeps an idle
+            // keep-alive client out of a new one's way too). Not while the pool is only starting
+            // or growing: the new workers will take the client. Full otherwise: look again soon.
+            let evict = !unclaimed && full && tracker.waiting_between() > 0 && self.slot.pool_saturated();
             // Holding back a fair share is brief: look again within a millisecond or two.
             let holding_back = !full && self.slot.over_share();
             let timeout = if holding_back {
