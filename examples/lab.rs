@@ -10,6 +10,7 @@
 //! |------------------|-------------------------------------------------------------------|
 //! | `GET /`          | `hello`                                                           |
 //! | `GET /pid`       | the pid of the worker that serves the request                     |
+//! | `GET /version`   | a hash of the executable the worker runs (which binary answered)  |
 //! | `GET /sleep/MS`  | `slept MS`, after waiting MS milliseconds (the worker stays free) |
 //! | `GET /spin/MS`   | `spun MS`, after a busy loop of MS milliseconds (the worker blocks) |
 //! | `GET /block/MS`  | `blocked MS`, after a blocking sleep of MS milliseconds (the worker's runtime stops) |
@@ -26,7 +27,8 @@
 //!
 //! With `LAB_FOREIGN_CHILDREN=N` in its environment, `main` also starts N `sleep` processes and
 //! hands them to the manager with `daemon::foreign_child`. With `LAB_ON_CHILD=panic` every
-//! worker's `on_child` hook panics; with `LAB_ON_CHILD=sleep:MS` it takes MS milliseconds. With
+//! worker's `on_child` hook panics; with `LAB_ON_CHILD=sleep:MS` it takes MS milliseconds
+//! (`LAB_ON_CHILD_FILE=PATH` reads the same words from a file as each worker starts). With
 //! `LAB_ORPHANS=N`, `main` leaves N short-lived orphans behind; with `LAB_NPROC=N` the manager may
 //! have at most N processes of its user.
 //!
@@ -41,7 +43,7 @@ mod routes;
 
 #[daemon::main(listen = "127.0.0.1:8081")]
 fn main() -> std::io::Result<()> {
-    tracing::info!("lab: GET / /pid /sleep/MS /spin/MS /block/MS /long/MS /abort /panic /exit/CODE /alloc/MB");
+    tracing::info!("lab: GET / /pid /version /sleep/MS /spin/MS /block/MS /long/MS /abort /panic /exit/CODE /alloc/MB");
     limit_processes();
     // LAB_FOREIGN_CHILDREN=N: start N helper processes that are not workers, for the manager to
     // reap when they exit and to stop with the pool.
@@ -82,15 +84,18 @@ fn main() -> std::io::Result<()> {
 #[daemon::on_child]
 fn up(child: &daemon::Child) {
     tracing::info!(generation = child.generation(), "lab worker up");
-    // LAB_ON_CHILD=panic, or sleep:MS: a worker that cannot start, or is slow to.
-    match std::env::var("LAB_ON_CHILD").as_deref() {
-        Ok("panic") => panic!("lab: LAB_ON_CHILD=panic"),
-        Ok(other) => {
+    // LAB_ON_CHILD=panic, or sleep:MS: a worker that cannot start, or is slow to. Or
+    // LAB_ON_CHILD_FILE=PATH: the same words, read from the file as each worker starts (a test
+    // changes them between generations).
+    let from_file = std::env::var_os("LAB_ON_CHILD_FILE").and_then(|p| std::fs::read_to_string(p).ok());
+    let what = from_file.or_else(|| std::env::var("LAB_ON_CHILD").ok()).unwrap_or_default();
+    match what.trim() {
+        "panic" => panic!("lab: on_child panics, as asked"),
+        other => {
             if let Some(ms) = other.strip_prefix("sleep:").and_then(|ms| ms.parse().ok()) {
                 std::thread::sleep(Duration::from_millis(ms));
             }
         }
-        Err(_) => {}
     }
 }
 

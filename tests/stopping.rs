@@ -79,10 +79,11 @@ fn workers_leave_when_their_manager_dies() {
 }
 
 #[test]
-fn quit_lets_go_of_idle_keep_alive_connections_at_once() {
+fn quit_lets_go_of_idle_keep_alive_connections_after_the_drain() {
     // A graceful timeout far beyond the test's deadlines: the worker can only be gone in time
-    // because it let go of its idle connections, not because its time ran out.
-    let mut d = Daemon::serve("hello", &["--workers", "1", "--graceful-timeout", "600s"]);
+    // because it let go of its idle connections once drain_timeout passed, not because its time
+    // ran out.
+    let mut d = Daemon::serve("hello", &["--workers", "1", "--graceful-timeout", "600s", "--drain-timeout", "500ms"]);
     let workers = d.wait_for_workers(1, SOON);
     let mut idle: Vec<std::net::TcpStream> = (0..3).map(|_| d.connect()).collect();
     for conn in &mut idle {
@@ -107,4 +108,37 @@ fn quit_lets_go_of_idle_keep_alive_connections_at_once() {
     let status = d.wait_exit(SOON);
     assert_eq!(status.code(), Some(0), "the manager's exit after QUIT: {status}");
     assert!(!d.worker_alive(workers[0]), "the worker outlived its manager");
+}
+
+/// One keep-alive request on `conn`, and its whole response head and body (`hello\n`).
+fn keep_alive_request(conn: &mut std::net::TcpStream) -> String {
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("a request");
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 256];
+    while !answer.ends_with(b"hello\n") {
+        let n = conn.read(&mut chunk).expect("an answer on the keep-alive connection");
+        assert!(n > 0, "the connection closed before its answer: {:?}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn a_keep_alive_request_sent_as_the_stop_comes_is_served_with_connection_close() {
+    // nginx's PR 437 race: the client sends its next request in the instant its idle keep-alive
+    // connection is closed. Here the connection waits out the drain for it, and answers it with
+    // `Connection: close`.
+    let mut d = Daemon::serve("hello", &["--workers", "1", "--drain-timeout", "10s"]);
+    d.wait_for_workers(1, SOON);
+    let mut conn = d.connect();
+    let first = keep_alive_request(&mut conn);
+    assert!(first.starts_with("HTTP/1.1 200") && !first.to_ascii_lowercase().contains("connection: close"), "{first}");
+    d.signal(Signal::SIGQUIT);
+    d.wait_for_line("worker stopping gracefully", SOON);
+    let last = keep_alive_request(&mut conn);
+    assert!(last.starts_with("HTTP/1.1 200") && last.to_ascii_lowercase().contains("connection: close"), "{last}");
+    let mut rest = Vec::new();
+    conn.read_to_end(&mut rest).expect("the server closes the connection after its last answer");
+    assert!(rest.is_empty());
+    assert!(d.wait_exit(SOON).success());
 }

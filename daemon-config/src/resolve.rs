@@ -88,6 +88,8 @@ pub struct Config {
     /// The manager accepts, and forks a child per connection.
     pub postfork: bool,
     pub respawn_delay: Duration,
+    pub drain_timeout: Duration,
+    pub upgrade_timeout: Duration,
     pub pid_file: Option<String>,
     pub log_file: Option<String>,
     pub user: Option<String>,
@@ -128,6 +130,8 @@ impl Config {
             Key::MinWorkerLifetime => Value::Duration(self.min_worker_lifetime),
             Key::Postfork => Value::Flag(self.postfork),
             Key::RespawnDelay => Value::Duration(self.respawn_delay),
+            Key::DrainTimeout => Value::Duration(self.drain_timeout),
+            Key::UpgradeTimeout => Value::Duration(self.upgrade_timeout),
             Key::PidFile => Value::Text(self.pid_file.clone().unwrap_or_default()),
             Key::LogFile => Value::Text(self.log_file.clone().unwrap_or_default()),
             Key::User => Value::Text(self.user.clone().unwrap_or_default()),
@@ -169,6 +173,8 @@ impl Config {
             | Key::MinWorkerLifetime
             | Key::Postfork
             | Key::RespawnDelay
+            | Key::DrainTimeout
+            | Key::UpgradeTimeout
             | Key::User
             | Key::Group => None,
         }
@@ -201,6 +207,8 @@ impl Config {
             Key::MinWorkerLifetime => self.min_worker_lifetime = other.min_worker_lifetime,
             Key::Postfork => self.postfork = other.postfork,
             Key::RespawnDelay => self.respawn_delay = other.respawn_delay,
+            Key::DrainTimeout => self.drain_timeout = other.drain_timeout,
+            Key::UpgradeTimeout => self.upgrade_timeout = other.upgrade_timeout,
             Key::PidFile => self.pid_file.clone_from(&other.pid_file),
             Key::LogFile => self.log_file.clone_from(&other.log_file),
             Key::User => self.user.clone_from(&other.user),
@@ -455,6 +463,8 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
         min_worker_lifetime,
         postfork: flag(Key::Postfork),
         respawn_delay: duration(Key::RespawnDelay, Duration::from_secs(5)),
+        drain_timeout: duration(Key::DrainTimeout, Duration::from_secs(1)),
+        upgrade_timeout: duration(Key::UpgradeTimeout, Duration::from_secs(60)),
         pid_file: text(Key::PidFile),
         log_file: text(Key::LogFile),
         user: text(Key::User),

@@ -42,7 +42,7 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
     let mut config = None;
     let mut print_config = false;
     let mut command: Option<String> = None;
-    let (mut graceful, mut json) = (false, false);
+    let (mut graceful, mut json, mut hold) = (false, false, false);
     loop {
         let arg = parser.next().map_err(|e| CliError(e.to_string()))?;
         let Some(arg) = arg else { break };
@@ -52,6 +52,7 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
             Arg::Long("print-config") => print_config = true,
             Arg::Long("graceful") => graceful = true,
             Arg::Long("json") => json = true,
+            Arg::Long("hold") => hold = true,
             Arg::Long("config") => {
                 let path = parser
                     .value()
@@ -130,8 +131,13 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
         Some("start") => Some(Control::Start),
         Some("stop") => Some(Control::Stop { graceful }),
         Some("reload") => Some(Control::Reload),
+        Some("upgrade") => Some(Control::Upgrade { hold }),
+        Some("backout") => Some(Control::Backout),
         Some(_) => Some(Control::Status { json }),
     };
+    if hold && !matches!(command, Some(Control::Upgrade { .. })) {
+        return Err(CliError("--hold goes with the upgrade command: `upgrade --hold`".into()));
+    }
     if graceful && !matches!(command, Some(Control::Stop { .. })) {
         return Err(CliError("--graceful goes with the stop command: `stop --graceful`".into()));
     }
@@ -142,7 +148,7 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
 }
 
 /// The control commands.
-const COMMANDS: [&str; 4] = ["start", "stop", "reload", "status"];
+const COMMANDS: [&str; 6] = ["start", "stop", "reload", "status", "upgrade", "backout"];
 
 fn os_to_string(flag: &str, v: OsString) -> Result<String, CliError> {
     v.into_string()
@@ -197,7 +203,8 @@ pub(crate) fn help(program: &str, name: &str, version: &str, current: &Given) ->
     );
     out.push_str(
         "\nSignals to the manager: TERM/INT fast stop, QUIT graceful stop, HUP new generation of \
-         workers, TTIN/TTOU one worker more/fewer.\n",
+         workers, USR2 hot upgrade, WINCH retire the workers (back-out), TTIN/TTOU one worker \
+         more/fewer.\n",
     );
     out
 }

@@ -6,11 +6,11 @@ use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
 use daemon_config::{Given, Key, Model, Origin, Value};
-use tracing::{error, info, info_span, warn};
+use tracing::{error, info_span, warn};
 
 use crate::cli::{self, Command};
 use crate::hooks::{Handler, Hooks};
-use crate::boot::listener::bind_all;
+use crate::boot::listener::listen;
 use crate::control::{self, Control};
 use crate::boot::detach::{self, Readiness};
 use crate::boot::logfile::LogFile;
@@ -93,6 +93,9 @@ where
     R: MainOutput,
 {
     let args: Vec<OsString> = std::env::args_os().collect();
+    // The path it was started from, for a hot upgrade: taken now, while it still names this
+    // binary's file (a binary replaced on disk is what an upgrade is for).
+    let exe = std::env::current_exe().ok();
     let program = args
         .first()
         .map(std::path::Path::new)
@@ -104,7 +107,7 @@ where
     for (key, attr) in attrs {
         given.set(*key, attr.value(), Origin::Attribute);
     }
-    let run = match cli::parse(args) {
+    let run = match cli::parse(args.clone()) {
         Ok(Command::Run(r)) => r,
         Ok(Command::Help) => {
             print!("{}", cli::help(&program, package.name, package.version, &given));
@@ -166,7 +169,10 @@ where
     let detach = match run.command {
         Some(Control::Start) => true,
         Some(command) => {
-            let wait = config.graceful_timeout + std::time::Duration::from_secs(10);
+            let mut wait = config.graceful_timeout + std::time::Duration::from_secs(10);
+            if matches!(command, Control::Upgrade { .. }) {
+                wait += config.upgrade_timeout;
+            }
             let user = match config.user.as_deref().map(privileges::uid_of).transpose() {
                 Ok(u) => u,
                 Err(e) => {
@@ -179,10 +185,22 @@ where
         }
         None => config.detaches(),
     };
-    // The daemon keeps none of the descriptors its starter left open (a pipe to a shell would
-    // never see its end): only 0, 1 and 2 stay. Before anything below opens what it keeps (the
-    // user database's connections among them).
-    crate::sys::close_from(3);
+    // Sockets handed over by systemd or by the manager this one upgrades; then the daemon keeps
+    // none of the other descriptors its starter left open (a pipe to a shell would never see its
+    // end): only 0, 1, 2 and those. Before anything below opens what it keeps (the user
+    // database's connections among them).
+    let mut inherited = match crate::boot::inherit::take() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("{program}: error: {e}");
+            return 2;
+        }
+    };
+    crate::sys::close_from(u32::try_from(inherited.first_free).unwrap_or(3));
+    let upgrade = inherited.upgrade.take();
+    // A new manager started by an upgrade is a daemon already: it does not detach again (its
+    // parent waits for its verdict on the pipe it handed over).
+    let detach = detach && upgrade.is_none();
     let identity = match privileges::resolve(config.user.as_deref(), config.group.as_deref()) {
         Ok(id) => id,
         Err(e) => {
@@ -200,7 +218,10 @@ where
     // A plain daemon takes `main` back, to run it as the daemon.
     let mut main = Some(main);
     let started = tracing::dispatcher::with_default(&ours, || {
-        let mut readiness = if detach {
+        let upgraded_from = upgrade.as_ref().map(|(old, _)| *old);
+        let mut readiness = if let Some((_, pipe)) = upgrade {
+            Readiness::upgrade(pipe)
+        } else if detach {
             match detach::detach(&program) {
                 Ok(r) => r,
                 Err(e) => {
@@ -230,15 +251,15 @@ where
         for w in env_warnings {
             warn!("{w}");
         }
+        if let Some(why) = &inherited.ignored {
+            warn!("{why}");
+        }
         // Only a program that accepts connections listens.
         let addresses: &[String] = if hooks.on_accept.is_some() { &config.listen } else { &[] };
-        let listeners = match bind_all(addresses) {
+        let listeners = match listen(addresses, std::mem::take(&mut inherited.listeners), inherited.source) {
             Ok(l) => l,
             Err(e) => return fail(e.to_string()),
         };
-        for l in &listeners {
-            info!(addr = %l.addr, "listening");
-        }
         let pid_lock = match pid_file.as_deref().map(PidFile::acquire).transpose() {
             Ok(p) => p,
             Err(e) => return fail(e.to_string()),
@@ -246,7 +267,8 @@ where
         if let Err(e) = privileges::drop_to(identity) {
             return fail(e.to_string());
         }
-        let housework = Housework { readiness, pid_file: pid_lock, log_file, package };
+        let restart = exe.clone().map(|exe| crate::manager::Restart { exe, args: args.clone() });
+        let housework = Housework { readiness, pid_file: pid_lock, log_file, package, upgraded_from, restart };
         if !hooks.has_workers() {
             // No worker hooks: `main`'s body is the daemon.
             return Ok(Started::Plain(housework));

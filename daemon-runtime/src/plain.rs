@@ -186,6 +186,9 @@ where
                             Ok(()) => json!({ "applied": true }),
                             Err(problems) => json!({ "applied": false, "problems": problems }),
                         },
+                        // No workers and no sockets to hand over: a plain daemon restarts instead.
+                        Request::Upgrade { .. } => json!({ "why": "a plain daemon (no workers) cannot be upgraded in place: restart it" }),
+                        Request::Backout => json!({ "backed_out": false, "why": "a plain daemon has no workers to retire" }),
                     };
                     answer["pid"] = pid.into();
                     answer["package"] = package.name.into();

@@ -111,7 +111,8 @@ pub(crate) fn from_env(
             continue;
         };
         let rest = &name["DAEMON_".len()..];
-        if rest.is_empty() {
+        // The upgrade's own handshake (boot/inherit.rs), not settings.
+        if rest.is_empty() || name == crate::boot::inherit::UPGRADE_FROM || name == crate::boot::inherit::UPGRADE_FD {
             continue;
         }
         let is_ours = name == CONFIG_ENV || SETTINGS.iter().any(|s| s.env == name);

@@ -9,6 +9,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Memory that `/alloc/MB` keeps for the worker's life.
 static HOARD: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
+/// This binary's identity: a hash of the executable the process runs (`/proc/self/exe`, which
+/// stays the file it was started from even when another has replaced it on disk), so a test can
+/// tell which binary answered after an upgrade.
+fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::fs::read("/proc/self/exe").unwrap_or_default().hash(&mut h);
+        format!("lab-{:016x}", h.finish())
+    })
+}
+
 /// The longest request head the lab reads.
 const MAX_HEAD: usize = 16 * 1024;
 
@@ -87,6 +100,7 @@ async fn route(method: &str, path: &str) -> (u16, String) {
     match (first, arg) {
         ("", None) => (200, "hello\n".to_string()),
         ("pid", None) => (200, format!("{}\n", std::process::id())),
+        ("version", None) => (200, format!("{}\n", version())),
         ("sleep", Some(ms)) => match ms.parse::<u64>() {
             Ok(ms) => {
                 tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -23,6 +23,9 @@
     restart_intensity = 10,
     restart_period = "30s",
     min_worker_lifetime = "500ms",
+    respawn_delay = "2s",
+    drain_timeout = "250ms",
+    upgrade_timeout = 90s,
 )]
 fn main() {
     stop_before_forking();

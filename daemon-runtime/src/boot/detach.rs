@@ -25,6 +25,11 @@ impl Readiness {
         Readiness { pipe: None }
     }
 
+    /// The verdict goes to the manager this one upgrades, on the pipe it handed over.
+    pub(crate) fn upgrade(pipe: OwnedFd) -> Readiness {
+        Readiness { pipe: Some(std::fs::File::from(pipe)) }
+    }
+
     /// The workers accept: the starting process may exit 0.
     pub(crate) fn ready(&mut self) {
         if let Some(mut p) = self.pipe.take() {

@@ -6,8 +6,9 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
+use super::inherit::Source;
 use nix::sys::socket::{
-    bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
+    bind, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
     SockaddrStorage,
 };
 
@@ -54,8 +55,43 @@ impl std::fmt::Display for BindError {
 
 impl std::error::Error for BindError {}
 
-pub(crate) fn bind_all(addrs: &[String]) -> Result<Vec<Listener>, BindError> {
-    addrs.iter().map(|a| bind_one(a)).collect()
+/// The daemon's listeners, from the configured addresses and the sockets it was handed
+/// (`boot::inherit`). Sockets from systemd are the configuration: `listen` is not used. Sockets
+/// from the manager this one upgrades serve the addresses they match (an address with port 0
+/// matches a socket on the same IP, as the old manager's was bound from it); an address none
+/// matches is bound, and a socket no address wants any more is closed.
+pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<Source>) -> Result<Vec<Listener>, BindError> {
+    if source == Some(Source::Activation) && !inherited.is_empty() {
+        for l in &inherited {
+            tracing::info!(addr = %l.addr, from = "socket activation", "listening");
+        }
+        if !addrs.is_empty() {
+            tracing::info!(listen = %addrs.join(","), "listening on the sockets passed by socket activation; `listen` is not used");
+        }
+        return Ok(inherited);
+    }
+    let mut left = inherited;
+    let mut out = Vec::new();
+    for text in addrs {
+        let wanted: Option<SocketAddr> = text.parse().ok();
+        let matching = wanted.and_then(|w| left.iter().position(|l| l.addr.ip() == w.ip() && (w.port() == 0 || w.port() == l.addr.port())));
+        match matching {
+            Some(i) => {
+                let l = left.remove(i);
+                tracing::info!(addr = %l.addr, from = "the old manager", "listening");
+                out.push(l);
+            }
+            None => {
+                let l = bind_one(text)?;
+                tracing::info!(addr = %l.addr, "listening");
+                out.push(l);
+            }
+        }
+    }
+    for l in left {
+        tracing::warn!(addr = %l.addr, "a socket handed over is not in `listen` any more: closed");
+    }
+    Ok(out)
 }
 
 fn bind_one(text: &str) -> Result<Listener, BindError> {
@@ -69,7 +105,7 @@ fn bind_one(text: &str) -> Result<Listener, BindError> {
     // Lets a restarted daemon bind while old connections linger in TIME_WAIT.
     setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| err(e.into()))?;
     bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|e| err(e.into()))?;
-    listen(&fd, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN)).map_err(|e| err(e.into()))?;
+    nix::sys::socket::listen(&fd, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN)).map_err(|e| err(e.into()))?;
     let socket = TcpListener::from(fd);
     let addr = socket.local_addr().map_err(err)?;
     Ok(Listener { socket, addr })

@@ -3,6 +3,7 @@
 //! notify protocol.
 
 pub(crate) mod detach;
+pub(crate) mod inherit;
 pub(crate) mod listener;
 pub(crate) mod logfile;
 pub(crate) mod logging;

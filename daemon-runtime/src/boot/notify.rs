@@ -17,6 +17,12 @@ pub(crate) fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
+/// A manager started by an upgrade is the service's main process from now on (systemd follows
+/// it with `NotifyAccess=all`); after a rollback, the old one says it is again.
+pub(crate) fn main_pid(pid: u32) {
+    send(&[NotifyState::MainPid(pid)]);
+}
+
 pub(crate) fn reloading() {
     match NotifyState::monotonic_usec_now() {
         Ok(now) => send(&[NotifyState::Reloading, now]),

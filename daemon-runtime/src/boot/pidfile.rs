@@ -90,7 +90,6 @@ fn pid_in(file: &mut File) -> Option<i32> {
 }
 
 /// Reads the pid a pid file names, if it names one.
-#[cfg(test)]
 pub(crate) fn read_pid(path: &Path) -> io::Result<Option<i32>> {
     Ok(pid_in(&mut open_existing(path)?))
 }
@@ -240,6 +239,25 @@ impl PidFile {
     }
 
     /// Removes the pid file, if it is still ours.
+    /// Where the file is now.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Moves the pid file to `to` (atomically, replacing what is there): during an upgrade the old
+    /// manager's file becomes `PATH.oldbin`, so the new one can take `PATH`; after a rollback it
+    /// moves back. The lock is on the file, so it moves with it. Only a file that is still ours
+    /// (the same inode) is moved.
+    pub(crate) fn rename_to(&mut self, to: &Path) -> io::Result<()> {
+        let still_ours = std::fs::symlink_metadata(&self.path).map(|m| inode(&m)).ok() == Some(self.inode);
+        if !still_ours {
+            return Err(io::Error::other(format!("{} is no longer this manager's pid file", self.path.display())));
+        }
+        std::fs::rename(&self.path, to)?;
+        self.path = to.to_path_buf();
+        Ok(())
+    }
+
     pub(crate) fn remove(self) {
         let still_ours = std::fs::symlink_metadata(&self.path).map(|m| inode(&m)).ok() == Some(self.inode);
         if still_ours {

@@ -48,6 +48,10 @@ pub(crate) enum Request {
     Status,
     Stop { graceful: bool },
     Reload,
+    /// A hot upgrade; with `hold`, the old manager stays (backed out) once the new one serves.
+    Upgrade { hold: bool },
+    /// Retire every worker, keep the sockets, stay (as WINCH).
+    Backout,
 }
 
 impl Request {
@@ -56,6 +60,8 @@ impl Request {
             Request::Status => json!({ "command": "status" }),
             Request::Stop { graceful } => json!({ "command": "stop", "graceful": graceful }),
             Request::Reload => json!({ "command": "reload" }),
+            Request::Upgrade { hold } => json!({ "command": "upgrade", "hold": hold }),
+            Request::Backout => json!({ "command": "backout" }),
         }
     }
 
@@ -65,7 +71,9 @@ impl Request {
             Some("status") => Ok(Request::Status),
             Some("stop") => Ok(Request::Stop { graceful: v.get("graceful").and_then(Json::as_bool).unwrap_or(false) }),
             Some("reload") => Ok(Request::Reload),
-            _ => Err("unknown command: the commands are status, stop and reload".into()),
+            Some("upgrade") => Ok(Request::Upgrade { hold: v.get("hold").and_then(Json::as_bool).unwrap_or(false) }),
+            Some("backout") => Ok(Request::Backout),
+            _ => Err("unknown command: the commands are status, stop, reload, upgrade and backout".into()),
         }
     }
 }
@@ -468,7 +476,15 @@ mod tests {
 
     #[test]
     fn requests_round_trip_and_nonsense_is_refused() {
-        for r in [Request::Status, Request::Reload, Request::Stop { graceful: true }, Request::Stop { graceful: false }] {
+        for r in [
+            Request::Status,
+            Request::Reload,
+            Request::Stop { graceful: true },
+            Request::Stop { graceful: false },
+            Request::Upgrade { hold: true },
+            Request::Upgrade { hold: false },
+            Request::Backout,
+        ] {
             assert_eq!(Request::parse(r.to_json().to_string().as_bytes()), Ok(r));
         }
         assert!(Request::parse(b"{\"command\":\"format-disk\"}").is_err());

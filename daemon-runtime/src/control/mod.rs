@@ -26,6 +26,10 @@ pub(crate) enum Control {
     Reload,
     /// Print the scoreboard; `--json` for machines.
     Status { json: bool },
+    /// USR2: a hot upgrade, waited for until it took over or rolled back.
+    Upgrade { hold: bool },
+    /// WINCH: retire the workers, keep the sockets.
+    Backout,
 }
 
 /// LSB init-script exit codes.
@@ -65,8 +69,8 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
                     println!("{name} is not running");
                     lsb::OK
                 }
-                Control::Reload => {
-                    eprintln!("{name}: error: not running, nothing to reload");
+                Control::Reload | Control::Upgrade { .. } | Control::Backout => {
+                    eprintln!("{name}: error: not running, nothing to do");
                     lsb::STOPPED_RELOAD
                 }
                 Control::Status { json } => {
@@ -93,6 +97,8 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
         Control::Stop { graceful } => Request::Stop { graceful },
         Control::Reload => Request::Reload,
         Control::Status { .. } => Request::Status,
+        Control::Upgrade { hold } => Request::Upgrade { hold },
+        Control::Backout => Request::Backout,
         Control::Start => return lsb::FAILED,
     };
     let answer = match channel::ask(&expect, request) {
@@ -124,15 +130,114 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
             lsb::FAILED
         }
         Control::Status { json } => {
+            // During an upgrade the old manager runs on under the `.oldbin` pid file: shown too.
+            let old = old_manager(path, running, &expect);
             if json {
+                let mut answer = answer;
+                if let Some(old) = old {
+                    answer["old_manager"] = old;
+                }
                 println!("{answer}");
             } else {
                 print!("{}", render(name, &answer));
+                if let Some(old) = old {
+                    println!("\nthe old manager of an upgrade, under {}:", oldbin(path).display());
+                    print!("{}", render(name, &old));
+                }
             }
             lsb::OK
         }
+        Control::Upgrade { .. } => upgrade(name, path, running, &answer, &expect, wait),
+        Control::Backout => {
+            if answer.get("backed_out").and_then(Json::as_bool) == Some(true) {
+                println!("{name}: pid {running} retires its workers and keeps its sockets; `reload` starts them again");
+                return lsb::OK;
+            }
+            let why = answer.get("why").and_then(Json::as_str).unwrap_or("it is stopping");
+            eprintln!("{name}: error: the manager (pid {running}) did not back out: {why}");
+            lsb::FAILED
+        }
         Control::Start => lsb::FAILED,
     }
+}
+
+/// Where a manager keeps its pid file while the manager it started by an upgrade takes over
+/// (nginx's and unicorn's name for it).
+pub(crate) fn oldbin(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".oldbin");
+    name.into()
+}
+
+/// The status of the old manager of an upgrade, if one runs (under `PATH.oldbin`), verified as
+/// the one at the pid file is.
+fn old_manager(path: &Path, running: Pid, expect: &Expect<'_>) -> Option<Json> {
+    let old = match holder(&oldbin(path)) {
+        Ok(Holder::Manager(p)) if p != running.as_raw() => p,
+        _ => return None,
+    };
+    let expect = Expect { pid: old, uids: expect.uids.clone(), package: expect.package };
+    channel::ask(&expect, Request::Status).ok()
+}
+
+/// Waits for an upgrade that was started to take over (the pid file names the new manager) or
+/// to roll back (the old manager says so).
+fn upgrade(name: &str, path: &Path, old: Pid, answer: &Json, expect: &Expect<'_>, wait: Duration) -> i32 {
+    let Some(new) = answer.get("new_pid").and_then(Json::as_i64) else {
+        let why = answer.get("why").and_then(Json::as_str).unwrap_or("no reason given");
+        eprintln!("{name}: error: the manager (pid {old}) started no upgrade: {why}");
+        return lsb::FAILED;
+    };
+    println!("{name}: pid {old} started the new manager, pid {new}; waiting for its workers");
+    let held = answer.get("hold").and_then(Json::as_bool) == Some(true);
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        // The old manager tells how it ended, under whichever name its pid file has now.
+        let asked = [oldbin(path), path.to_path_buf()].into_iter().find_map(|p| match holder(&p) {
+            Ok(Holder::Manager(pid)) if pid == old.as_raw() => {
+                let e = Expect { pid: old.as_raw(), uids: expect.uids.clone(), package: expect.package };
+                channel::ask(&e, Request::Status).ok()
+            }
+            _ => None,
+        });
+        let outcome = match &asked {
+            Some(status) if status["last_upgrade"]["new_pid"].as_i64() == Some(new) && status["upgrade"]["state"] != "rolling back" => {
+                status["last_upgrade"]["outcome"].as_str().map(String::from).map(|o| (o, status["last_upgrade"]["why"].as_str().unwrap_or("").to_string()))
+            }
+            Some(_) => None,
+            // The old manager is gone: it went after the new one took over, if the new one
+            // holds the pid file.
+            None if matches!(holder(path), Ok(Holder::Manager(p)) if i64::from(p) == new) => Some(("took over".to_string(), String::new())),
+            None => {
+                eprintln!("{name}: error: the old manager (pid {old}) is gone, and the new one (pid {new}) does not hold the pid file");
+                return lsb::FAILED;
+            }
+        };
+        match outcome.as_ref().map(|(o, why)| (o.as_str(), why)) {
+            Some(("took over", _)) => {
+                let after = if held {
+                    format!(
+                        "the old one (pid {old}) is backed out under {}: `stop --graceful --pid-file {}` ends it; \
+                         `reload` of it and `stop --graceful` of the new one back the upgrade out",
+                        oldbin(path).display(),
+                        oldbin(path).display()
+                    )
+                } else {
+                    format!("the old one (pid {old}) finishes its work and exits")
+                };
+                println!("{name}: upgraded: the new manager (pid {new}) serves; {after}");
+                return lsb::OK;
+            }
+            Some(("rolled back", why)) => {
+                eprintln!("{name}: error: the upgrade rolled back: {why}; the manager (pid {old}) keeps serving");
+                return lsb::FAILED;
+            }
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("{name}: error: the upgrade to pid {new} has neither taken over nor rolled back after {}s", wait.as_secs());
+    lsb::FAILED
 }
 
 /// The pid of the running manager, or the LSB code that says why there is none.
@@ -219,8 +324,8 @@ fn render(name: &str, s: &Json) -> String {
     for w in &workers {
         let n = |k: &str| w.get(k).and_then(Json::as_u64).unwrap_or(0);
         let request_age = w.get("request_age_ms").and_then(Json::as_u64).map(human).unwrap_or_else(|| "-".into());
-        out.push_str(&format!(
-            "{:<width$} {:>5} {:>8} {:>5} {:>9} {:>8} {:>14} {:>11} {:>8}  {}\n",
+        let line = format!(
+            "{:<width$} {:>5} {:>8} {:>5} {:>9} {:>8} {:>14} {:>11} {:>8}  {}",
             text(w, "pool"),
             n("slot"),
             n("pid"),
@@ -231,7 +336,9 @@ fn render(name: &str, s: &Json) -> String {
             request_age,
             bytes(n("rss")),
             w.get("request").and_then(Json::as_str).unwrap_or(""),
-        ));
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
 }

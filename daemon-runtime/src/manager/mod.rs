@@ -12,6 +12,9 @@ mod procs;
 mod spawn;
 mod status;
 mod supervision;
+mod upgrade;
+
+pub(crate) use upgrade::Restart;
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -76,6 +79,10 @@ pub(crate) struct Housework {
     pub log_file: Option<LogFile>,
     /// The program's package name and version, which the control channel's answers carry.
     pub package: crate::entry::Package,
+    /// The manager that started this one by an upgrade, if one did.
+    pub upgraded_from: Option<Pid>,
+    /// How to start the program again, for an upgrade.
+    pub restart: Option<Restart>,
 }
 
 pub(crate) struct Manager {
@@ -110,6 +117,14 @@ pub(crate) struct Manager {
     watchdog: Option<(u64, u64)>,
     /// The last STATUS= sent.
     told_status: Option<String>,
+    /// How to start the program again (USR2), the upgrade under way, how the last one ended.
+    restart: Option<Restart>,
+    upgrade: Option<upgrade::Upgrade>,
+    last_upgrade: Option<upgrade::Outcome>,
+    /// The manager whose upgrade started this one.
+    upgraded_from: Option<Pid>,
+    /// WINCH, `backout`, a held upgrade: no workers until HUP.
+    backed_out: bool,
 }
 
 /// Why the manager could not start.
@@ -199,6 +214,7 @@ impl Manager {
                 pool.starting = None;
             }
         }
+        let (restart, upgraded_from) = (housework.restart.clone(), housework.upgraded_from);
         Ok(Manager {
             config,
             layers,
@@ -220,6 +236,11 @@ impl Manager {
             planned_wake: None,
             watchdog,
             told_status: None,
+            restart,
+            upgrade: None,
+            last_upgrade: None,
+            upgraded_from,
+            backed_out: false,
         })
     }
 
@@ -244,6 +265,7 @@ impl Manager {
             let now = monotonic_ms();
             self.guard_against_a_stall(now);
             self.judge_start(now);
+            self.check_upgrade(now);
             self.drop_removed_pools();
             if self.stop.is_some() && self.procs.all_gone() {
                 break;
@@ -378,9 +400,12 @@ impl Manager {
 
     /// The workers of pool `index`, as the spare policy sees them.
     fn views(&self, index: usize) -> Vec<WorkerView> {
+        // While a new generation starts, the old one serves on beside it, outside the policy's
+        // view: the policy forks the new generation as if the pool were empty.
+        let generation = self.pools.get(&index).map_or(0, |p| p.generation);
         self.procs
             .iter()
-            .filter(|p| p.pool == index)
+            .filter(|p| p.pool == index && !(p.generation < generation && p.stopping.is_none()))
             .map(|p| {
                 let v = self.board.view(p.slot);
                 let phase = if p.stopping.is_some() || v.state == State::Exiting {
@@ -399,6 +424,10 @@ impl Manager {
 
     /// Keeps every pool at its size. Returns when to look again, if there is a reason to.
     fn manage(&mut self, now: u64) -> Option<u64> {
+        // Backed out: the workers retire and none is forked until HUP.
+        if self.backed_out {
+            return None;
+        }
         let indexes: Vec<usize> = self.pools.keys().copied().collect();
         let mut next = None::<u64>;
         let mut counts = policy::Counts::default();
@@ -436,6 +465,7 @@ impl Manager {
                 let (name, generation) = (pool.name.clone(), pool.generation);
                 let what = if pool.kind.serves() { "pool ready: every worker accepts" } else { "pool ready: every worker runs" };
                 info!(pool = %name, generation, workers = ready, scoreboard = %self.letters(i), "{what}");
+                self.retire_older_generations(i, generation, now);
             }
         }
         self.watch_saturation(i, &c, now);
@@ -524,6 +554,10 @@ impl Manager {
                 own.housework.readiness.ready();
             }
             let workers = self.procs.len();
+            // After an upgrade, this manager is the service's main process now.
+            if self.upgraded_from.is_some() {
+                notify::main_pid(self.pid.as_raw() as u32);
+            }
             notify::ready(&format!("{workers} workers{}", if addrs.is_empty() { String::new() } else { format!(" accepting on {}", addrs.join(",")) }));
             self.hooks.on_ready();
         } else if self.reloading {
@@ -604,12 +638,14 @@ impl Manager {
         let watchdog = self.watchdog.map(|(_, due)| due);
         let start = self.pools.values().filter_map(|p| p.starting.as_ref().map(|(w, _)| w.deadline_ms));
         let control = self.own.as_ref().and_then(|o| o.channel.as_ref()).and_then(Channel::deadline);
-        foreign.into_iter().chain(watchdog).chain(start).chain(control).chain(self.exits.deadline()).min()
+        let upgrade = self.upgrade_deadline();
+        foreign.into_iter().chain(watchdog).chain(start).chain(control).chain(self.exits.deadline()).chain(upgrade).min()
     }
 
     /// Whether the post-forking pool may take a connection now: below max_children, and no stop.
     fn accepting(&self) -> bool {
         self.stop.is_none()
+            && !self.backed_out
             && self.pools.get(&0).is_some_and(|p| {
                 p.kind == Kind::Postfork
                     && monotonic_ms() >= p.restarts.not_before()
@@ -641,6 +677,12 @@ impl Manager {
         for l in self.listeners.iter().take(listening) {
             fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
         }
+        let verdict = self.verdict_fd();
+        let verdict_at = fds.len();
+        if let Some(fd) = verdict {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
+        let control_at = fds.len();
         if let Some(channel) = own.channel.as_ref() {
             for (fd, writing) in channel.poll_fds() {
                 let flags = if writing { PollFlags::POLLOUT } else { PollFlags::POLLIN };
@@ -656,8 +698,12 @@ impl Manager {
         }
         let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
         let connections: Vec<usize> = fds[2..2 + listening].iter().enumerate().filter(|(_, f)| ready(f)).map(|(i, _)| i).collect();
-        let asked = fds[2 + listening..].iter().any(ready);
+        let said = verdict.is_some() && fds.get(verdict_at).is_some_and(ready);
+        let asked = fds[control_at..].iter().any(ready);
         drop(fds);
+        if said {
+            self.read_verdict();
+        }
         if !connections.is_empty() {
             self.accept_postfork(&connections);
         }
@@ -723,6 +769,17 @@ impl Manager {
                     Err(problems) => serde_json::json!({ "applied": false, "problems": problems }),
                 }
             }
+            Request::Upgrade { hold } => match self.start_upgrade(hold) {
+                Ok(child) => serde_json::json!({ "new_pid": child.as_raw(), "hold": hold }),
+                Err(why) => {
+                    warn!("upgrade: {why}; nothing started");
+                    serde_json::json!({ "why": why })
+                }
+            },
+            Request::Backout => {
+                self.back_out("asked by the control channel");
+                serde_json::json!({ "backed_out": self.backed_out })
+            }
         };
         answer["pid"] = self.pid.as_raw().into();
         answer["package"] = package.name.into();
@@ -748,6 +805,12 @@ impl Manager {
                 let _ = self.reload();
             }
             Signal::SIGUSR1 => self.reopen_logs(),
+            Signal::SIGUSR2 => {
+                if let Err(why) = self.start_upgrade(false) {
+                    warn!("USR2: {why}; nothing started");
+                }
+            }
+            Signal::SIGWINCH => self.on_winch(),
             other => warn!(signal = %other, "this version of the manager does not act on this signal; ignored"),
         }
     }
@@ -829,6 +892,10 @@ impl Manager {
     fn reload(&mut self) -> Result<(), Vec<String>> {
         if self.stop.is_some() {
             return Err(vec!["the daemon is stopping".to_string()]);
+        }
+        if self.backed_out {
+            info!("HUP: backed in: workers start again");
+            self.backed_out = false;
         }
         notify::reloading();
         let resolved = match self.layers.resolve_all() {
@@ -924,14 +991,26 @@ impl Manager {
     }
 
     /// A new generation of pool `i`'s workers replaces the old one, which finishes its work first.
+    /// In a pre-forked pool the old generation serves on until every new worker is ready (a new
+    /// generation that cannot start leaves the old one serving); in the others, where two
+    /// generations at once could run one job twice, the old one stops at once.
     fn new_generation(&mut self, i: usize, now: u64) {
         let Some(pool) = self.pools.get_mut(&i) else { return };
         pool.generation += 1;
         pool.waiting_for_pool = pool.kind != Kind::Postfork;
         pool.next_ms = 0;
-        let generation = pool.generation;
+        let (generation, overlap) = (pool.generation, pool.kind == Kind::Prefork);
         self.board.announce_ready(i, true);
-        info!(pool = %pool.name, generation, workers = pool.limits.workers, "new generation: replacing every worker");
+        if overlap {
+            info!(pool = %pool.name, generation, workers = pool.limits.workers, "new generation: starting it; the old one serves until it is ready");
+        } else {
+            info!(pool = %pool.name, generation, workers = pool.limits.workers, "new generation: replacing every worker");
+            self.retire_older_generations(i, generation, now);
+        }
+    }
+
+    /// Stops, gracefully, every worker of pool `i` older than `generation`.
+    fn retire_older_generations(&mut self, i: usize, generation: u32, now: u64) {
         let old: Vec<usize> = self
             .procs
             .iter()
@@ -953,6 +1032,9 @@ impl Manager {
             StopKind::Fast => (Rung::Term, "fast stop: workers end now"),
         };
         info!(why, workers = self.procs.len(), "{how}");
+        if self.upgrade.as_ref().is_some_and(|u| u.state == upgrade::State::Starting) {
+            self.roll_back_for_stop();
+        }
         if self.stop.is_none() {
             notify::stopping();
         }
@@ -965,6 +1047,10 @@ impl Manager {
         }
         let slots: Vec<usize> = self.procs.slots().collect();
         for slot in slots {
+            // A worker not ready yet holds no connection: a graceful stop has nothing to wait
+            // for (an on_child hook that sleeps would hold the stop for graceful_timeout).
+            let starting = matches!(self.board.view(slot).state, State::Forking | State::Forked | State::Starting);
+            let rung = if starting { Rung::Term } else { rung };
             self.stop_worker(slot, rung, Why::Stop, now);
         }
     }
@@ -1009,6 +1095,7 @@ impl Manager {
         match self.procs.reap(pid) {
             Some(Gone::Worker(proc)) => self.on_death(proc, status),
             Some(Gone::Foreign) => info!(pid = pid.as_raw(), ?status, "foreign child exited"),
+            None if self.upgrade_child_exited(pid, status) => {}
             None => debug!(pid = pid.as_raw(), ?status, "reaped a process that was not a worker (an orphan)"),
         }
     }

@@ -202,7 +202,8 @@ impl Manager {
         let death = supervise::classify(&exit, r.min_lifetime_ms);
         // During the daemon's stop, a worker that did not end as the stop asked (exit 0, or TERM
         // for a fast stop) was killed by a later rung, or by its own graceful_timeout alarm.
-        let as_asked = match (self.stop, ending) {
+        // (A worker that was never ready had no work to cut off: TERM is how a stop ends it.)
+        let as_asked = never_ready || match (self.stop, ending) {
             (_, Ending::Exited(0)) => true,
             (Some(StopKind::Fast), Ending::Signaled(sig)) => sig == libc::SIGTERM || sig == libc::SIGINT,
             _ => false,

@@ -47,6 +47,29 @@ pub(crate) fn own_fd(fd: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
+/// Takes ownership of descriptor `fd`, handed to this process by whoever started it (socket
+/// activation, an upgrade), if it is open. Only for numbers the protocol gives, at start,
+/// before anything of the process's own is open.
+pub(crate) fn claim_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
+    // SAFETY: fcntl(F_GETFD) on any number only asks whether it is open.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor is open, and it is one the starter handed on: at this point of the
+    // start nothing of the process's own is open at or above 3, so nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Puts a copy of `fd` at number `target`, without close-on-exec, in a child about to exec.
+pub(crate) fn dup_onto(fd: RawFd, target: RawFd) -> nix::Result<()> {
+    // SAFETY: dup2(2) takes no memory. Whatever had `target` in this child is given up: the
+    // child only execs next, and everything of the daemon's own is close-on-exec.
+    if unsafe { libc::dup2(fd, target) } < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(())
+}
+
 /// Types whose all-zero bit pattern is a valid value (atomics, integers, arrays of them).
 ///
 /// # Safety

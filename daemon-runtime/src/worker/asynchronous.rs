@@ -114,9 +114,12 @@ impl Serving<'_> {
                     }));
                     connections.add(tracked, stop_slot, task.abort_handle(), peer);
                 }
-                // The acceptor is done and every connection it took has been received: serve them
-                // to their end. The last one's guard notifies; notify_one leaves a permit if this
-                // is not waiting yet, and a stale permit only means one more check.
+                // The acceptor is done (the stop is raised) and every connection it took has been
+                // received: serve them to their end. Those waiting for their next request may
+                // still get it for drain_timeout, then they close. The last one's guard notifies;
+                // notify_one leaves a permit if this is not waiting yet, and a stale permit only
+                // means one more check.
+                tokio::task::spawn_local(close_idle_after(Arc::clone(&tracker), self.drain));
                 while self.slot.active() > 0 {
                     drained.notified().await;
                 }
@@ -229,8 +232,9 @@ impl Serving<'_> {
                 let watch = async move {
                     loop {
                         let Ok(mut ready) = signals.readable().await else { return };
-                        if crate::signals::drain(quit).contains(&nix::sys::signal::Signal::SIGQUIT) {
+                        if crate::signals::drain(quit).contains(&nix::sys::signal::Signal::SIGQUIT) && !stop_tracker.stop.is_raised() {
                             stop_tracker.stop.raise();
+                            tokio::task::spawn_local(close_idle_after(Arc::clone(&stop_tracker), self.drain));
                         }
                         ready.clear_ready();
                     }
@@ -269,6 +273,14 @@ impl Serving<'_> {
         self.slot.exiting();
         0
     }
+}
+
+/// The end of a stopping worker's drain: connections still waiting for a request close.
+async fn close_idle_after(tracker: Arc<Tracker>, drain: std::time::Duration) {
+    if !drain.is_zero() {
+        tokio::time::sleep(drain).await;
+    }
+    tracker.stop.close_idle();
 }
 
 /// How often a full worker looks again at whether the pool has filled up (then it may let an idle

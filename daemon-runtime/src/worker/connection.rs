@@ -96,9 +96,12 @@ impl Connection {
         }
     }
 
-    /// Reads into `buf` like [`tokio::io::AsyncReadExt::read`], unless the worker is asked to stop
-    /// gracefully while the connection is idle between requests: then `Ok(None)`. The way to wait
-    /// for the next request on a keep-alive connection. It also returns `Ok(None)` when this
+    /// Reads into `buf` like [`tokio::io::AsyncReadExt::read`], unless the worker is stopping
+    /// gracefully and the connection stays idle between requests: then `Ok(None)`. The way to
+    /// wait for the next request on a keep-alive connection. A stop does not end the wait at
+    /// once: for `drain_timeout` (1 s) the next request is still read, and should be answered
+    /// with `Connection: close` ([`Connection::is_stopping`] is true by then), so a client that
+    /// sent it as the stop came is served, not cut off. It also returns `Ok(None)` when this
     /// connection alone is let go: it waited longer than `keepalive_timeout`, or its worker is
     /// full and needs its place for a new client.
     ///
@@ -129,7 +132,7 @@ impl Connection {
                 slot.park(cx.waker());
                 *parked = Some(cx.waker().clone());
             }
-            if tracker.stop.is_raised() || slot.is_let_go() {
+            if tracker.stop.is_closing() || slot.is_let_go() {
                 return Poll::Ready(Ok(None));
             }
             Poll::Pending

@@ -175,6 +175,7 @@ pub(crate) fn run(setup: Setup<'_>) -> ! {
         graceful_secs: graceful_secs(setup.config),
         ticking,
         idle_timeout: classic_io_timeout(setup.config),
+        drain: setup.config.drain_timeout,
     };
     let code = match setup.job {
         Job::Supervised(run) => work::supervised(work(quit, log_file), run),
@@ -277,6 +278,8 @@ pub(super) struct Serving<'a> {
     ticking: Ticking,
     /// For a classic handler's stream: its reads and writes time out.
     idle_timeout: Option<std::time::Duration>,
+    /// How long a stopping async worker's idle keep-alive connections wait for a last request.
+    drain: std::time::Duration,
 }
 
 impl Serving<'_> {

@@ -7,7 +7,7 @@
 //! a worker's CPU at 180k requests/s (perf, `bench/run`). Here each connection keeps one waker
 //! slot, registered with the worker once when the connection is made; a pending read only
 //! stores its waker there (a compare when it is the same task's, as it nearly always is), and
-//! the stop wakes every stored waker once.
+//! the end of the stop's drain wakes every stored waker once.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,9 +17,17 @@ use std::task::Waker;
 use tokio::sync::Notify;
 
 /// One worker's stop signal, shared by its acceptor (which raises it) and its connections.
+///
+/// A stop comes in two steps. `raise` says the worker is stopping: handlers see
+/// `is_stopping()`, and answer the request in hand with `Connection: close`; a connection
+/// waiting for its next request keeps waiting, for `drain_timeout`. `close_idle`, at the end of
+/// that window, ends every such wait. A keep-alive client that sent its next request just as
+/// the stop came (nginx's PR 437) is served instead of finding its connection closed under it.
 #[derive(Debug, Default)]
 pub(crate) struct Stop {
     raised: AtomicBool,
+    /// The drain is over: connections waiting between requests close.
+    closing: AtomicBool,
     /// The waker slots of the connections made so far (dead ones are swept as it grows).
     slots: Mutex<Slots>,
     /// For `Connection::stopping()`, which may be awaited anywhere, by any number of tasks.
@@ -52,13 +60,26 @@ impl Stop {
         self.raised.load(Ordering::SeqCst)
     }
 
-    /// Raises the stop and wakes every connection waiting between requests, and every
-    /// `stopping()` future. Later raises do nothing.
+    /// Whether connections waiting between requests are to close now.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    /// Raises the stop, and completes every `stopping()` future. Later raises do nothing.
     pub(crate) fn raise(&self) {
         if self.raised.swap(true, Ordering::SeqCst) {
             return;
         }
         self.notify.notify_waiters();
+    }
+
+    /// Ends the drain: wakes every connection waiting between requests, once, to close. Raises
+    /// the stop too, if it was not.
+    pub(crate) fn close_idle(&self) {
+        self.raise();
+        if self.closing.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let slots = std::mem::take(&mut self.slots.lock().unwrap_or_else(PoisonError::into_inner).list);
         for slot in slots.iter().filter_map(Weak::upgrade) {
             let waker = slot.waker.lock().unwrap_or_else(PoisonError::into_inner).take();
@@ -109,14 +130,14 @@ impl Slot {
         }
     }
 
-    /// Whether it was asked to let go. Checked after `park`, as `Stop::is_raised` is.
+    /// Whether it was asked to let go. Checked after `park`, as `Stop::is_closing` is.
     pub(crate) fn is_let_go(&self) -> bool {
         self.let_go.load(Ordering::SeqCst)
     }
 
-    /// Leaves `waker` to be woken by the stop. The caller must check `Stop::is_raised` after
-    /// this, before it waits: `raise` sets its flag before it takes the wakers, so either it
-    /// finds this waker or the check sees the flag.
+    /// Leaves `waker` to be woken by the end of the drain. The caller must check
+    /// `Stop::is_closing` after this, before it waits: `close_idle` sets its flag before it takes
+    /// the wakers, so either it finds this waker or the check sees the flag.
     pub(crate) fn park(&self, waker: &Waker) {
         *self.waker.lock().unwrap_or_else(PoisonError::into_inner) = Some(waker.clone());
     }
@@ -136,7 +157,7 @@ mod tests {
     }
 
     #[test]
-    fn raise_wakes_each_parked_connection_once() {
+    fn the_drain_keeps_waits_until_close_idle_wakes_each_once() {
         let stop = Stop::new();
         let counts: Vec<_> = (0..3).map(|_| Arc::new(Count(AtomicUsize::new(0)))).collect();
         let slots: Vec<_> = counts.iter().map(|_| stop.slot()).collect();
@@ -147,11 +168,16 @@ mod tests {
             assert!(!stop.is_raised());
         }
         stop.raise();
-        stop.raise();
+        for count in &counts {
+            assert_eq!(count.0.load(Ordering::SeqCst), 0, "raising alone wakes no waiting connection");
+        }
+        assert!(stop.is_raised() && !stop.is_closing());
+        stop.close_idle();
+        stop.close_idle();
         for count in &counts {
             assert_eq!(count.0.load(Ordering::SeqCst), 1);
         }
-        assert!(stop.is_raised(), "a read after the stop sees it");
+        assert!(stop.is_closing(), "a read after the drain sees it");
     }
 
     #[test]

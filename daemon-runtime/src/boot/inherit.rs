@@ -1,0 +1,188 @@
+//! Listening sockets handed to the daemon at start, by systemd's socket activation or by the
+//! manager it upgrades: one protocol for both (`sd_listen_fds(3)`), so one path takes them
+//! (unicorn's `inherit_listeners!`). The sockets are descriptors 3, 4, ... with `LISTEN_FDS`
+//! saying how many and `LISTEN_PID` naming the process they are meant for: variables that name
+//! another process were meant for it (a parent that did not clear them) and are ignored. During
+//! an upgrade the old manager also passes the descriptor after them, a pipe on which the new one
+//! says when its workers accept (`DAEMON_UPGRADE_FD`), and its own pid (`DAEMON_UPGRADE_FROM`),
+//! believed only when it is this process's parent.
+//!
+//! Every one of these variables is removed from the environment once read, so no worker or
+//! program the daemon starts sees them.
+
+use std::ffi::OsString;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::sys::socket::{getsockopt, sockopt, SockType};
+use nix::unistd::Pid;
+
+use super::listener::Listener;
+
+/// The first descriptor of the protocol (`SD_LISTEN_FDS_START`).
+pub(crate) const FIRST_FD: RawFd = 3;
+
+pub(crate) const LISTEN_PID: &str = "LISTEN_PID";
+pub(crate) const LISTEN_FDS: &str = "LISTEN_FDS";
+pub(crate) const LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
+pub(crate) const UPGRADE_FROM: &str = "DAEMON_UPGRADE_FROM";
+pub(crate) const UPGRADE_FD: &str = "DAEMON_UPGRADE_FD";
+
+/// Where inherited sockets came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// systemd (or `systemd-socket-activate`, or any supervisor speaking its protocol).
+    Activation,
+    /// The manager this one upgrades.
+    Upgrade,
+}
+
+/// What the daemon was handed at start.
+#[derive(Debug, Default)]
+pub(crate) struct Inherited {
+    pub listeners: Vec<Listener>,
+    pub source: Option<Source>,
+    /// During an upgrade: the old manager, and the pipe to tell it our verdict on.
+    pub upgrade: Option<(Pid, OwnedFd)>,
+    /// Variables that were there but not for us, for the log.
+    pub ignored: Option<String>,
+    /// The first descriptor nothing was handed on: everything from it up is the starter's.
+    pub first_free: RawFd,
+}
+
+/// Why inherited descriptors cannot be used.
+#[derive(Debug)]
+pub struct InheritError(pub String);
+
+impl std::fmt::Display for InheritError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InheritError {}
+
+fn take_var(name: &str) -> Option<OsString> {
+    let value = std::env::var_os(name);
+    // Called at start, before the daemon has a second thread: nothing reads the environment
+    // concurrently.
+    std::env::remove_var(name);
+    value
+}
+
+/// Takes what the environment says was handed to this process, and clears those variables.
+/// Must run before anything else opens a descriptor, and while the process has one thread.
+pub(crate) fn take() -> Result<Inherited, InheritError> {
+    let pid = take_var(LISTEN_PID);
+    let fds = take_var(LISTEN_FDS);
+    let names = take_var(LISTEN_FDNAMES);
+    let from = take_var(UPGRADE_FROM);
+    let upgrade_fd = take_var(UPGRADE_FD);
+    let mut found = Inherited { first_free: FIRST_FD, ..Inherited::default() };
+    let Some(fds) = fds else {
+        if pid.is_some() || from.is_some() {
+            found.ignored = Some("LISTEN_PID without LISTEN_FDS".to_string());
+        }
+        return Ok(found);
+    };
+    let me = std::process::id().to_string();
+    if pid.as_deref() != Some(me.as_ref()) {
+        found.ignored = Some(format!(
+            "LISTEN_FDS={} is for process {} (LISTEN_PID), not this one ({me}): not taken",
+            fds.to_string_lossy(),
+            pid.as_deref().map_or_else(|| "none".into(), |p| p.to_string_lossy())
+        ));
+        return Ok(found);
+    }
+    let count: RawFd = fds
+        .to_str()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| (0..=64).contains(n))
+        .ok_or_else(|| InheritError(format!("LISTEN_FDS={}: not a number of descriptors (0 to 64)", fds.to_string_lossy())))?;
+    let names: Vec<String> = names.map(|n| n.to_string_lossy().split(':').map(String::from).collect()).unwrap_or_default();
+    for i in 0..count {
+        let fd = FIRST_FD + i;
+        let listener = adopt(fd).map_err(|why| {
+            let name = names.get(i as usize).map(|n| format!(" ({n})")).unwrap_or_default();
+            InheritError(format!("LISTEN_FDS: descriptor {fd}{name} {why}"))
+        })?;
+        found.listeners.push(listener);
+    }
+    found.first_free = FIRST_FD + count;
+    found.source = Some(Source::Activation);
+    // The upgrade's own variables count only with the sockets, from our parent, on the next
+    // descriptor: anything else is someone else's.
+    let parent = nix::unistd::getppid();
+    let from_parent = from.as_deref().and_then(|f| f.to_str()).and_then(|f| f.parse::<i32>().ok()).filter(|&p| p == parent.as_raw());
+    let fd_next = upgrade_fd.as_deref().and_then(|f| f.to_str()).and_then(|f| f.parse::<RawFd>().ok()).filter(|&f| f == found.first_free);
+    match (from_parent, fd_next) {
+        (Some(old), Some(fd)) => {
+            let Some(pipe) = crate::sys::claim_inherited_fd(fd).filter(is_pipe) else {
+                found.ignored = Some(format!("{UPGRADE_FD}={fd} is not a pipe: not an upgrade"));
+                return Ok(found);
+            };
+            let _ = fcntl(&pipe, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+            found.upgrade = Some((Pid::from_raw(old), pipe));
+            found.first_free += 1;
+            found.source = Some(Source::Upgrade);
+        }
+        (None, None) => {}
+        _ => {
+            found.ignored = Some(format!(
+                "{UPGRADE_FROM}/{UPGRADE_FD} do not name this process's parent ({parent}) and the descriptor after the sockets: not an upgrade"
+            ));
+        }
+    }
+    Ok(found)
+}
+
+fn is_pipe(fd: &OwnedFd) -> bool {
+    nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO)
+}
+
+/// Makes descriptor `fd` a listener, if it is a listening TCP socket.
+fn adopt(fd: RawFd) -> Result<Listener, String> {
+    // If it is not what we need, dropping it closes it.
+    let owned = crate::sys::claim_inherited_fd(fd).ok_or_else(|| "is not open".to_string())?;
+    let kind = getsockopt(&owned, sockopt::SockType).map_err(|_| "is not a socket".to_string())?;
+    if kind != SockType::Stream {
+        return Err("is not a stream socket".to_string());
+    }
+    if !getsockopt(&owned, sockopt::AcceptConn).unwrap_or(false) {
+        return Err("is not listening".to_string());
+    }
+    // Only sockets handed on lose close-on-exec; ours keep it, and the workers wait on them
+    // with epoll, so they are non-blocking.
+    fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(|e| format!("cannot be set close-on-exec: {e}"))?;
+    let flags = fcntl(&owned, FcntlArg::F_GETFL).map_err(|e| e.to_string())?;
+    fcntl(&owned, FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK)).map_err(|e| e.to_string())?;
+    let socket = TcpListener::from(owned);
+    let addr: SocketAddr = socket.local_addr().map_err(|_| "is not a TCP socket (IPv4 or IPv6)".to_string())?;
+    Ok(Listener { socket, addr })
+}
+
+/// Hands `listeners` and `verdict` to a program about to be executed in this (child) process:
+/// descriptors 3, 4, ... for the sockets and the next one for the pipe, without close-on-exec,
+/// and the variables that say so. Only in the child of a fork, just before exec.
+pub(crate) fn hand_on(listeners: &[Listener], verdict: &OwnedFd, old: Pid) -> nix::Result<Vec<(String, String)>> {
+    // First out of the way (above every target), then into place: a source may sit on another
+    // one's target.
+    let mut high = Vec::new();
+    for fd in listeners.iter().map(|l| l.as_fd()).chain(std::iter::once(verdict.as_fd())) {
+        let copy = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(FIRST_FD + 70))?;
+        high.push(copy);
+    }
+    for (i, fd) in high.iter().enumerate() {
+        // dup2 clears close-on-exec on the copy: the new program keeps exactly these.
+        crate::sys::dup_onto(*fd, FIRST_FD + i as RawFd)?;
+    }
+    let names: Vec<String> = listeners.iter().map(|l| l.addr.to_string()).collect();
+    Ok(vec![
+        (LISTEN_PID.to_string(), std::process::id().to_string()),
+        (LISTEN_FDS.to_string(), listeners.len().to_string()),
+        (LISTEN_FDNAMES.to_string(), names.join(":")),
+        (UPGRADE_FROM.to_string(), old.as_raw().to_string()),
+        (UPGRADE_FD.to_string(), (FIRST_FD + listeners.len() as RawFd).to_string()),
+    ])
+}

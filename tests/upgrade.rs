@@ -1,0 +1,495 @@
+//! Zero downtime: reloads and hot binary upgrades under continuous load lose no request, for
+//! keep-alive clients and new connections alike; an upgrade to a binary that cannot start, or
+//! never becomes ready, rolls back; a held upgrade backs out; socket activation and its
+//! variables, from systemd and from an old manager.
+//!
+//! Each test runs its own copy of the lab binary (`app`), so it can replace it on disk, and
+//! controls it with another copy (`ctl`), which stays the lab whatever `app` becomes.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use support::*;
+
+struct App {
+    dir: TempDir,
+    exe: PathBuf,
+    ctl: PathBuf,
+    pid_file: PathBuf,
+    log: PathBuf,
+    /// Every manager seen, to kill at the end with its workers.
+    managers: Mutex<Vec<i32>>,
+}
+
+impl App {
+    fn start(tag: &str, extra: &[&str]) -> App {
+        let dir = TempDir::new(tag);
+        let (exe, ctl) = (dir.path("app"), dir.path("ctl"));
+        std::fs::copy(example("lab"), &exe).expect("copy the lab binary");
+        std::fs::copy(example("lab"), &ctl).expect("copy the lab binary");
+        let (pid_file, log) = (dir.path("app.pid"), dir.path("app.log"));
+        let app = App { dir, exe, ctl, pid_file, log, managers: Mutex::new(Vec::new()) };
+        let (p, l) = (app.pid_file.display().to_string(), app.log.display().to_string());
+        let mut args = vec!["start", "--listen", "127.0.0.1:0", "--workers", "2", "--pid-file", &p, "--log-file", &l];
+        args.extend_from_slice(extra);
+        let out = run_program(&app.exe, &args);
+        assert!(out.status.success(), "start: {out:?}");
+        app.track();
+        app
+    }
+
+    /// The manager the pid file names now (remembered, to be killed at the end).
+    fn track(&self) -> i32 {
+        let pid = read_pid(&self.pid_file).expect("a pid file");
+        let mut seen = self.managers.lock().unwrap();
+        if !seen.contains(&pid) {
+            seen.push(pid);
+        }
+        pid
+    }
+
+    fn control(&self, args: &[&str]) -> Output {
+        let p = self.pid_file.display().to_string();
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--pid-file", &p]);
+        run_program(&self.ctl, &all)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn port(&self) -> u16 {
+        port_in(&self.log_text()).expect("the log names the port")
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let out = self.control(&["status", "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Replaces the binary on disk, as a deploy does: written beside it, then renamed over it.
+    fn replace(&self, contents: &[u8]) {
+        let new = self.dir.path("app.new");
+        std::fs::write(&new, contents).expect("write the new binary");
+        std::fs::set_permissions(&new, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("make it executable");
+        std::fs::rename(&new, &self.exe).expect("move it in place");
+    }
+
+    /// A script in place of the binary: `body` runs with the lab (the `ctl` copy) at `$LAB`.
+    fn replace_with_script(&self, body: &str) {
+        self.replace(format!("#!/bin/sh\nLAB={}\n{body}\n", self.ctl.display()).as_bytes());
+    }
+
+    /// `upgrade`, which waits until the new manager serves or the upgrade rolled back.
+    fn upgrade(&self, extra: &[&str]) -> Output {
+        let mut args = vec!["upgrade"];
+        args.extend_from_slice(extra);
+        let out = self.control(&args);
+        if let Some(pid) = text(&out.stdout).split("the new manager, pid ").nth(1).and_then(|r| r.split(';').next()).and_then(|p| p.trim().parse().ok()) {
+            self.managers.lock().unwrap().push(pid);
+        }
+        out
+    }
+
+    /// Waits until only the manager the pid file names runs (an upgrade's old one is gone).
+    fn settle(&self) -> i32 {
+        let current = self.track();
+        let others: Vec<i32> = self.managers.lock().unwrap().iter().copied().filter(|&p| p != current).collect();
+        for old in others {
+            wait_until(SOON, "the old manager to exit", || !alive(old));
+        }
+        current
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let managers = self.managers.lock().map(|m| m.clone()).unwrap_or_default();
+        for pid in managers {
+            let workers = children(pid);
+            for p in std::iter::once(pid).chain(workers) {
+                if alive(p) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+/// Reads one response on a keep-alive connection: its status, whether the server closes the
+/// connection after it, and its body.
+fn read_keep_alive(stream: &mut TcpStream) -> std::io::Result<(u16, bool, String)> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("closed after {} bytes of a response head", head.len())));
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().to_string()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body)?;
+    Ok((status, head.contains("connection: close"), String::from_utf8_lossy(&body).into_owned()))
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    ok: u64,
+    failed: u64,
+    first_failures: Vec<String>,
+}
+
+impl Counts {
+    fn fail(&mut self, why: String) {
+        self.failed += 1;
+        if self.first_failures.len() < 5 {
+            self.first_failures.push(why);
+        }
+    }
+}
+
+/// Clients that run until stopped: `keep_alive` of them on keep-alive connections (a
+/// connection the server closes after a `Connection: close` answer is opened again: not a
+/// failure), `fresh` of them a new connection per request. Every other end is a failure.
+struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<Counts>>,
+}
+
+impl Load {
+    fn start(port: u16, keep_alive: usize, fresh: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for _ in 0..keep_alive {
+            let stop = Arc::clone(&stop);
+            threads.push(std::thread::spawn(move || {
+                let mut counts = Counts::default();
+                let mut conn: Option<TcpStream> = None;
+                while !stop.load(Ordering::Relaxed) {
+                    let c = match conn.take() {
+                        Some(c) => c,
+                        None => match connect(port) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                counts.fail(format!("connect: {e}"));
+                                continue;
+                            }
+                        },
+                    };
+                    let mut c = c;
+                    let asked = c.write_all(b"GET / HTTP/1.1\r\nHost: app\r\n\r\n").and_then(|()| read_keep_alive(&mut c));
+                    match asked {
+                        Ok((200, close, body)) if body == "hello\n" => {
+                            counts.ok += 1;
+                            if close {
+                                // The server said so: it closes, we open another.
+                                let mut rest = Vec::new();
+                                let _ = c.read_to_end(&mut rest);
+                            } else {
+                                conn = Some(c);
+                            }
+                        }
+                        Ok(other) => counts.fail(format!("keep-alive answer {other:?}")),
+                        Err(e) => counts.fail(format!("keep-alive: {e}")),
+                    }
+                }
+                counts
+            }));
+        }
+        for _ in 0..fresh {
+            let stop = Arc::clone(&stop);
+            threads.push(std::thread::spawn(move || {
+                let mut counts = Counts::default();
+                while !stop.load(Ordering::Relaxed) {
+                    match http_get(port, "/") {
+                        Ok((200, body)) if body == "hello\n" => counts.ok += 1,
+                        Ok(other) => counts.fail(format!("answer {other:?}")),
+                        Err(e) => counts.fail(format!("new connection: {e}")),
+                    }
+                }
+                counts
+            }));
+        }
+        Load { stop, threads }
+    }
+
+    fn finish(self) -> Counts {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Counts::default();
+        for t in self.threads {
+            let c = t.join().expect("a client thread");
+            all.ok += c.ok;
+            all.failed += c.failed;
+            all.first_failures.extend(c.first_failures);
+        }
+        all
+    }
+}
+
+fn generation(app: &App) -> u64 {
+    let s = app.status();
+    s["generation"].as_u64().unwrap_or(0)
+}
+
+/// The main pool is ready at `generation` (every worker of it accepts, no older one left).
+fn ready_at(app: &App, generation: u64) -> bool {
+    let s = app.status();
+    let workers = s["workers"].as_array().cloned().unwrap_or_default();
+    s["generation"].as_u64() == Some(generation)
+        && workers.len() == 2
+        && workers.iter().all(|w| w["generation"].as_u64() == Some(generation) && (w["state"] == "w" || w["state"] == "r"))
+}
+
+fn version(port: u16) -> String {
+    let (code, body) = http_get(port, "/version").expect("GET /version");
+    assert_eq!(code, 200);
+    body
+}
+
+#[test]
+fn ten_reloads_and_three_upgrades_under_load_lose_no_request() {
+    let app = App::start("lossless", &[]);
+    let port = app.port();
+    let before = version(port);
+    let load = Load::start(port, 2, 2);
+    for _ in 0..10 {
+        let g = generation(&app);
+        let out = app.control(&["reload"]);
+        assert!(out.status.success(), "reload: {out:?}");
+        wait_until(SOON, "the new generation ready", || ready_at(&app, g + 1));
+    }
+    // Two upgrades of the same binary, then one to a binary replaced on disk.
+    for _ in 0..2 {
+        let out = app.upgrade(&[]);
+        assert!(out.status.success(), "upgrade: {out:?}");
+        app.settle();
+    }
+    let mut next = std::fs::read(example("lab")).expect("the lab binary");
+    next.extend_from_slice(b"\0another build\0"); // runs the same, is another file: another version
+    app.replace(&next);
+    let out = app.upgrade(&[]);
+    assert!(out.status.success(), "upgrade: {out:?}");
+    let manager = app.settle();
+    let counts = load.finish();
+    assert_eq!(counts.failed, 0, "{} of {} requests failed: {:?}", counts.failed, counts.ok + counts.failed, counts.first_failures);
+    assert!(counts.ok > 100, "only {} requests in all", counts.ok);
+    // The replaced binary answers now, and the pid file names its manager.
+    let after = version(port);
+    assert_ne!(after, before, "the new binary answers");
+    for _ in 0..5 {
+        assert_eq!(version(port), after);
+    }
+    assert_eq!(read_pid(&app.pid_file), Some(manager));
+    assert!(!app.dir.path("app.pid.oldbin").exists());
+}
+
+#[test]
+fn an_upgrade_to_a_binary_that_exits_at_start_rolls_back_and_loses_nothing() {
+    let app = App::start("exits", &[]);
+    let manager = app.track();
+    let load = Load::start(app.port(), 1, 1);
+    app.replace_with_script("echo 'the new build is broken' >&2\nexit 1");
+    let out = app.upgrade(&[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("the upgrade rolled back") && err.contains("exit status 1"), "{err}");
+    let counts = load.finish();
+    assert_eq!(counts.failed, 0, "{:?}", counts.first_failures);
+    assert_eq!(read_pid(&app.pid_file), Some(manager), "the old manager has its pid file back");
+    assert!(!app.dir.path("app.pid.oldbin").exists());
+    let s = app.status();
+    assert_eq!(s["last_upgrade"]["outcome"], "rolled back", "{s:#}");
+    assert!(app.log_text().contains("upgrade rolled back"));
+}
+
+#[test]
+fn an_upgrade_to_a_binary_that_never_becomes_ready_rolls_back_and_loses_nothing() {
+    let app = App::start("never-ready", &["--upgrade-timeout", "2s", "--graceful-timeout", "1s"]);
+    let manager = app.track();
+    let load = Load::start(app.port(), 1, 1);
+    // Its workers never finish their on_child hook.
+    app.replace_with_script("LAB_ON_CHILD=sleep:600000 exec \"$LAB\" \"$@\"");
+    let out = app.upgrade(&[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("not ready within upgrade_timeout"), "{out:?}");
+    let counts = load.finish();
+    assert_eq!(counts.failed, 0, "{:?}", counts.first_failures);
+    assert_eq!(read_pid(&app.pid_file), Some(manager));
+    // The new manager and its workers are gone; the old one's two workers serve.
+    let new: Vec<i32> = app.managers.lock().unwrap().iter().copied().filter(|&p| p != manager).collect();
+    for pid in new {
+        wait_until(SOON, "the failed new manager to be gone", || !alive(pid));
+    }
+    wait_until(SOON, "two workers", || children(manager).len() == 2);
+}
+
+#[test]
+fn a_second_usr2_during_an_upgrade_starts_no_second_manager() {
+    let app = App::start("twice", &[]);
+    let old = app.track();
+    // A new binary slow to be ready: the upgrade lasts a few seconds.
+    app.replace_with_script("LAB_ON_CHILD=sleep:3000 exec \"$LAB\" \"$@\"");
+    let signal = |pid: i32, s: Signal| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), s).expect("signal");
+    signal(old, Signal::SIGUSR2);
+    let new = wait_for(SOON, "the upgrade to start", || {
+        let s = app.status();
+        let new = s["pid"].as_i64().filter(|&p| p != i64::from(old))?;
+        Some(new as i32)
+    });
+    app.managers.lock().unwrap().push(new);
+    signal(old, Signal::SIGUSR2);
+    signal(new, Signal::SIGUSR2);
+    wait_until(SOON, "both refusals in the log", || {
+        let log = app.log_text();
+        log.contains("USR2: an upgrade is under way already") && log.contains("USR2: this manager's own upgrade is not finished")
+    });
+    // Only one new manager: the old one's children are its two workers and the new manager.
+    let kids = children(old);
+    assert!(kids.len() <= 3 && kids.contains(&new), "{kids:?}");
+    wait_until(SOON, "the upgrade to finish", || !alive(old));
+    assert_eq!(app.settle(), new);
+    assert_eq!(http_get(app.port(), "/").map(|(c, _)| c).ok(), Some(200));
+}
+
+#[test]
+fn a_held_upgrade_backs_out_and_serves_every_request() {
+    let app = App::start("backout", &[]);
+    let old = app.track();
+    let load = Load::start(app.port(), 2, 1);
+    let out = app.upgrade(&["--hold"]);
+    assert!(out.status.success(), "{out:?}");
+    let new = app.track();
+    assert_ne!(new, old);
+    // Held: the old manager stays, backed out, under the .oldbin pid file; status shows both.
+    let oldbin = app.dir.path("app.pid.oldbin");
+    assert_eq!(read_pid(&oldbin), Some(old));
+    wait_until(SOON, "the old manager's workers to retire", || children(old).iter().all(|&c| c == new));
+    let s = app.status();
+    assert_eq!(s["old_manager"]["pid"].as_i64(), Some(i64::from(old)), "{s:#}");
+    assert_eq!(s["old_manager"]["backed_out"], true);
+    // Back out: the old manager's workers start again, then the new manager stops gracefully.
+    let ob = oldbin.display().to_string();
+    let out = run_program(&app.ctl, &["reload", "--pid-file", &ob]);
+    assert!(out.status.success(), "{out:?}");
+    wait_until(SOON, "the old manager's workers back", || children(old).iter().filter(|&&c| c != new).count() == 2);
+    let out = app.control(&["stop", "--graceful"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_until(SOON, "the old manager to have its pid file back", || read_pid(&app.pid_file) == Some(old));
+    let counts = load.finish();
+    assert_eq!(counts.failed, 0, "{:?}", counts.first_failures);
+    assert!(!alive(new));
+    assert!(!oldbin.exists());
+}
+
+#[test]
+fn winch_retires_the_workers_and_hup_brings_them_back() {
+    let app = App::start("winch", &[]);
+    let manager = app.track();
+    wait_until(SOON, "two workers", || children(manager).len() == 2);
+    // A detached manager has no controlling terminal, so WINCH is a back-out.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(manager), Signal::SIGWINCH).expect("WINCH");
+    wait_until(SOON, "no worker", || children(manager).is_empty());
+    assert_eq!(app.status()["backed_out"], true);
+    // The sockets stay: a client waits in the queue, and is served once HUP brings workers.
+    let port = app.port();
+    let waiting = std::thread::spawn(move || http_get(port, "/"));
+    let out = app.control(&["reload"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(waiting.join().expect("the client").map(|(c, _)| c).ok(), Some(200));
+    wait_until(SOON, "two workers again", || children(manager).len() == 2);
+    // `backout` is the same, by the control channel.
+    let out = app.control(&["backout"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_until(SOON, "no worker", || children(manager).is_empty());
+}
+
+/// A free port, as the OS picks one (bound, read, released).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().expect("its address").port()
+}
+
+#[test]
+fn systemd_socket_activation_hands_the_daemon_its_listener() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let lab = example("lab").display().to_string();
+    let d = Daemon::start_program(
+        Path::new("systemd-socket-activate"),
+        "systemd-socket-activate",
+        // It passes the program only the variables it is told to (-E).
+        &["-l", &addr, "-E", "LAB_FOREIGN_CHILDREN=1", &lab, "--workers", "2"],
+        &[],
+    );
+    // It starts the program at the first connection, with the socket as descriptor 3.
+    let answer = wait_for(SOON, "an answer through the activated socket", || http_get(port, "/pid").ok());
+    assert_eq!(answer.0, 200);
+    let line = d.wait_for_line("from=\"socket activation\"", SOON);
+    assert!(line.contains(&format!("listening addr={addr}")), "{line}");
+    assert!(d.lines().iter().any(|l| l.contains("`listen` is not used")));
+    // The variables are gone from the environment of what the daemon starts.
+    assert_no_listen_vars_in_foreign_child(d.pid());
+}
+
+/// The daemon's foreign child (lab's `sleep`, started in `main` after the start-up took the
+/// variables) was started without LISTEN_* in its environment. (A worker is forked, not
+/// executed: its /proc environ is the manager's original block, whatever the manager removed.)
+fn assert_no_listen_vars_in_foreign_child(manager: i32) {
+    let sleeper = wait_for(SOON, "the foreign child", || {
+        children(manager).into_iter().find(|&c| std::fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|n| n.trim() == "sleep"))
+    });
+    let environ = std::fs::read(format!("/proc/{sleeper}/environ")).unwrap_or_default();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(environ.contains("LAB_FOREIGN_CHILDREN"), "the environment was read: {environ}");
+    assert!(!environ.contains("LISTEN_"), "a child of the daemon sees the variables: {environ}");
+}
+
+#[test]
+fn listen_fds_meant_for_another_process_are_ignored() {
+    let env = [("LISTEN_PID", "1"), ("LISTEN_FDS", "1"), ("LISTEN_FDNAMES", "stolen"), ("LAB_FOREIGN_CHILDREN", "1")];
+    let d = Daemon::start_with_env("lab", &["--listen", "127.0.0.1:0", "--workers", "1"], &env);
+    let warning = d.wait_for_line("LISTEN_FDS=1 is for process 1", SOON);
+    assert!(warning.contains("not taken"), "{warning}");
+    let line = d.wait_for_line("listening addr=", SOON);
+    assert!(!line.contains("socket activation"), "{line}");
+    let port = port_in(&line).expect("a port");
+    assert_eq!(http_get(port, "/").map(|(c, _)| c).ok(), Some(200));
+    assert_no_listen_vars_in_foreign_child(d.pid());
+}
+
+#[test]
+fn an_upgrade_refuses_a_program_file_another_user_could_have_replaced() {
+    let app = App::start("writable", &[]);
+    let manager = app.track();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&app.exe, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let out = app.upgrade(&[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("can be replaced by another user") && err.contains("started no upgrade"), "{err}");
+    assert_eq!(children(manager).len(), 2, "nothing was started");
+    assert_eq!(read_pid(&app.pid_file), Some(manager));
+    // The same for its directory.
+    std::fs::set_permissions(&app.exe, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&app.dir.0, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let out = app.upgrade(&[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("the program's directory"), "{out:?}");
+    std::fs::set_permissions(&app.dir.0, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
