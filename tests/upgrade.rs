@@ -493,3 +493,40 @@ fn an_upgrade_refuses_a_program_file_another_user_could_have_replaced() {
     assert!(text(&out.stderr).contains("the program's directory"), "{out:?}");
     std::fs::set_permissions(&app.dir.0, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
+
+#[test]
+fn systemd_hears_mainpid_and_ready_from_the_new_manager() {
+    let dir = TempDir::new("upgrade-notify");
+    let socket_path = dir.path("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind NOTIFY_SOCKET");
+    socket.set_read_timeout(Some(Duration::from_millis(200))).expect("a read timeout");
+    let path = socket_path.display().to_string();
+    let mut d = Daemon::start_with_env("lab", &["--listen", "127.0.0.1:0", "--workers", "2"], &[("NOTIFY_SOCKET", path.as_str())]);
+    let mut heard: Vec<String> = Vec::new();
+    let mut listen_for = |what: &dyn Fn(&str) -> bool| -> String {
+        let found = poll_until(SOON, || {
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = socket.recv(&mut buf) {
+                heard.push(text(&buf[..n]));
+            }
+            heard.iter().any(|m| what(m))
+        });
+        assert!(found, "not heard, in {heard:?}");
+        let i = heard.iter().position(|m| what(m)).unwrap_or(0);
+        heard.remove(i)
+    };
+    listen_for(&|m| m.contains("READY=1"));
+    let old = d.pid();
+    d.signal(Signal::SIGUSR2);
+    let mainpid = listen_for(&|m| m.contains("MAINPID="));
+    let new: i32 = mainpid.split("MAINPID=").nth(1).and_then(|r| r.lines().next()).and_then(|p| p.trim().parse().ok()).expect("a pid");
+    assert_ne!(new, old, "{mainpid}");
+    assert!(mainpid.contains("READY=1") || listen_for(&|m| m.contains("READY=1")).contains("READY"), "{mainpid}");
+    // The old manager retires; the new one, a child of it until then, serves.
+    assert!(d.wait_exit(SOON).success());
+    assert!(alive(new));
+    let line = d.wait_for_line("upgrade: the new manager serves; this one retires", SOON);
+    assert!(line.contains(&format!("new_manager={new}")), "{line}");
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(new), Signal::SIGTERM);
+    wait_until(SOON, "the new manager to stop", || !alive(new));
+}
