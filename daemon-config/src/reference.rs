@@ -57,6 +57,7 @@ fn kind_text(kind: Kind) -> String {
         Kind::Count { min, max } => format!("whole number, {min} to {max}"),
         Kind::Flag => "flag".to_string(),
         Kind::Addresses => "`IP:PORT`, or a list of them".to_string(),
+        Kind::Endpoint => "`IP:PORT`, or `off`".to_string(),
         Kind::Duration { min, max, off } => {
             format!(
                 "duration, {} to {}{}: `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds",

@@ -90,6 +90,12 @@ pub struct Config {
     pub respawn_delay: Duration,
     pub drain_timeout: Duration,
     pub upgrade_timeout: Duration,
+    /// `json`: one JSON object a line.
+    pub log_json: bool,
+    /// Where `GET /metrics` is answered, if anywhere.
+    pub metrics_listen: Option<String>,
+    /// Any client may read the metrics, not only root's and the daemon's user's.
+    pub metrics_for_anyone: bool,
     pub pid_file: Option<String>,
     pub log_file: Option<String>,
     pub user: Option<String>,
@@ -132,6 +138,9 @@ impl Config {
             Key::RespawnDelay => Value::Duration(self.respawn_delay),
             Key::DrainTimeout => Value::Duration(self.drain_timeout),
             Key::UpgradeTimeout => Value::Duration(self.upgrade_timeout),
+            Key::LogFormat => Value::Text(if self.log_json { "json" } else { "text" }.to_string()),
+            Key::MetricsListen => Value::Text(self.metrics_listen.clone().unwrap_or_default()),
+            Key::MetricsAccess => Value::Text(if self.metrics_for_anyone { "any" } else { "owner" }.to_string()),
             Key::PidFile => Value::Text(self.pid_file.clone().unwrap_or_default()),
             Key::LogFile => Value::Text(self.log_file.clone().unwrap_or_default()),
             Key::User => Value::Text(self.user.clone().unwrap_or_default()),
@@ -175,6 +184,9 @@ impl Config {
             | Key::RespawnDelay
             | Key::DrainTimeout
             | Key::UpgradeTimeout
+            | Key::LogFormat
+            | Key::MetricsListen
+            | Key::MetricsAccess
             | Key::User
             | Key::Group => None,
         }
@@ -209,6 +221,9 @@ impl Config {
             Key::RespawnDelay => self.respawn_delay = other.respawn_delay,
             Key::DrainTimeout => self.drain_timeout = other.drain_timeout,
             Key::UpgradeTimeout => self.upgrade_timeout = other.upgrade_timeout,
+            Key::LogFormat => self.log_json = other.log_json,
+            Key::MetricsListen => self.metrics_listen.clone_from(&other.metrics_listen),
+            Key::MetricsAccess => self.metrics_for_anyone = other.metrics_for_anyone,
             Key::PidFile => self.pid_file.clone_from(&other.pid_file),
             Key::LogFile => self.log_file.clone_from(&other.log_file),
             Key::User => self.user.clone_from(&other.user),
@@ -465,6 +480,9 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
         respawn_delay: duration(Key::RespawnDelay, Duration::from_secs(5)),
         drain_timeout: duration(Key::DrainTimeout, Duration::from_secs(1)),
         upgrade_timeout: duration(Key::UpgradeTimeout, Duration::from_secs(60)),
+        log_json: text(Key::LogFormat).as_deref() == Some("json"),
+        metrics_listen: text(Key::MetricsListen).filter(|a| !a.is_empty()),
+        metrics_for_anyone: text(Key::MetricsAccess).as_deref() == Some("any"),
         pid_file: text(Key::PidFile),
         log_file: text(Key::LogFile),
         user: text(Key::User),

@@ -33,6 +33,9 @@ pub enum Key {
     RespawnDelay,
     DrainTimeout,
     UpgradeTimeout,
+    LogFormat,
+    MetricsListen,
+    MetricsAccess,
     PidFile,
     LogFile,
     User,
@@ -62,6 +65,8 @@ pub enum Kind {
     Name,
     /// One of a few words.
     Choice(&'static [&'static str]),
+    /// One address to listen on, `IP:PORT`, or `off`.
+    Endpoint,
 }
 
 /// What a reload (HUP) may do with a setting.
@@ -412,6 +417,39 @@ pub static SETTINGS: &[Setting] = &[
         example: "upgrade_timeout = \"60s\"",
     },
     Setting {
+        key: Key::LogFormat,
+        name: "log_format",
+        flag: "--log-format",
+        env: "DAEMON_LOG_FORMAT",
+        kind: Kind::Choice(LOG_FORMATS),
+        default: "text",
+        reload: Reload::NeedsRestart,
+        summary: "text: a line for people; json: one JSON object a line (time, level, role, pid, slot, message, fields) for log shippers",
+        example: "log_format = \"json\"",
+    },
+    Setting {
+        key: Key::MetricsListen,
+        name: "metrics_listen",
+        flag: "--metrics-listen",
+        env: "DAEMON_METRICS_LISTEN",
+        kind: Kind::Endpoint,
+        default: "off",
+        reload: Reload::NeedsRestart,
+        summary: "where the manager answers `GET /metrics` in Prometheus's text format, from its own loop: workers by pool and state, requests, exits by cause, restarts, crash loops, upgrades",
+        example: "metrics_listen = \"127.0.0.1:9100\"",
+    },
+    Setting {
+        key: Key::MetricsAccess,
+        name: "metrics_access",
+        flag: "--metrics-access",
+        env: "DAEMON_METRICS_ACCESS",
+        kind: Kind::Choice(METRICS_ACCESS),
+        default: "owner",
+        reload: Reload::Applies,
+        summary: "owner: /metrics answers local clients of root and of the daemon's own user only (their sockets' owners, from the kernel); any: every client that reaches the address",
+        example: "metrics_access = \"any\"",
+    },
+    Setting {
         key: Key::PidFile,
         name: "pid_file",
         flag: "--pid-file",
@@ -528,6 +566,10 @@ impl<K> Setting<K> {
                 t => Value::Size(crate::parse_size(t)?),
             },
             Kind::Path | Kind::Name | Kind::Choice(_) => Value::Text(text.trim().to_string()),
+            Kind::Endpoint => match text.trim() {
+                "off" | "none" => Value::Text(String::new()),
+                t => Value::Text(t.to_string()),
+            },
         };
         self.check(&value)?;
         Ok(value)
@@ -606,6 +648,8 @@ impl<K> Setting<K> {
                     Err(format!("`{n}` is not a user or group name: use letters, digits, `_`, `-` or `.`, such as `www-data`"))
                 }
             }
+            (Kind::Endpoint, Value::Text(a)) if a.is_empty() => Ok(()),
+            (Kind::Endpoint, Value::Text(a)) => check_address(a),
             (Kind::Choice(words), Value::Text(w)) => {
                 if words.contains(&w.as_str()) {
                     Ok(())
@@ -630,6 +674,7 @@ impl<K> Setting<K> {
                 "off".to_string()
             }
             (Kind::Size { off: true, .. }, Value::Size(0)) => "off".to_string(),
+            (Kind::Endpoint, Value::Text(a)) if a.is_empty() => "off".to_string(),
             _ => value.to_string(),
         }
     }
@@ -657,6 +702,7 @@ impl<K> Setting<K> {
             Kind::Path => format!("{} takes a file's path", self.name),
             Kind::Name => format!("{} takes a user or group name", self.name),
             Kind::Choice(words) => format!("{} is one of {}", self.name, words.join(", ")),
+            Kind::Endpoint => format!("{} takes an address such as `127.0.0.1:9100`, or off", self.name),
         }
     }
 
@@ -671,9 +717,13 @@ impl<K> Setting<K> {
             Kind::Path => "a path such as \"/run/hello.pid\"",
             Kind::Name => "a name such as \"www-data\"",
             Kind::Choice(_) => "one of its words",
+            Kind::Endpoint => "an address such as \"127.0.0.1:9100\", or off",
         }
     }
 }
+
+const LOG_FORMATS: &[&str] = &["text", "json"];
+const METRICS_ACCESS: &[&str] = &["owner", "any"];
 
 /// An address to listen on: `IP:PORT`, with a port the OS can bind (0 asks it for a free one).
 fn check_address(addr: &str) -> Result<(), String> {
@@ -727,6 +777,9 @@ mod tests {
             Key::RespawnDelay,
             Key::DrainTimeout,
             Key::UpgradeTimeout,
+            Key::LogFormat,
+            Key::MetricsListen,
+            Key::MetricsAccess,
             Key::PidFile,
             Key::LogFile,
             Key::User,

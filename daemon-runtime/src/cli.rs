@@ -171,7 +171,7 @@ pub(crate) fn help(program: &str, name: &str, version: &str, current: &Given) ->
         let arg = match s.kind {
             Kind::Flag => String::new(),
             Kind::Count { .. } => " N".to_string(),
-            Kind::Addresses => " IP:PORT".to_string(),
+            Kind::Addresses | Kind::Endpoint => " IP:PORT".to_string(),
             Kind::Duration { .. } => " DURATION".to_string(),
             Kind::Size { .. } => " SIZE".to_string(),
             Kind::Path => " PATH".to_string(),

@@ -214,7 +214,10 @@ where
 
     // Our subscriber is the default while the daemon starts and `main`'s body runs; afterwards
     // it becomes the global one, unless that body installed the program's own.
-    let ours = crate::boot::logging::dispatch();
+    let ours = crate::boot::logging::dispatch(config.log_json);
+    if config.log_json {
+        crate::boot::logging::log_panics();
+    }
     // A plain daemon takes `main` back, to run it as the daemon.
     let mut main = Some(main);
     let started = tracing::dispatcher::with_default(&ours, || {
@@ -254,6 +257,18 @@ where
         if let Some(why) = &inherited.ignored {
             warn!("{why}");
         }
+        // The metrics' socket first: an old manager hands it over with the others.
+        let handed_metrics = match (inherited.source, config.metrics_listen.as_deref()) {
+            (Some(crate::boot::inherit::Source::Upgrade), Some(addr)) => crate::boot::inherit::take_matching(&mut inherited.listeners, addr),
+            _ => None,
+        };
+        let metrics = match handed_metrics.map(Ok).or_else(|| config.metrics_listen.as_deref().map(crate::boot::listener::bind_one)).transpose() {
+            Ok(m) => m.map(|l| {
+                tracing::info!(addr = %l.addr, "metrics: GET /metrics answered here");
+                l.socket
+            }),
+            Err(e) => return fail(format!("metrics_listen: {e}")),
+        };
         // Only a program that accepts connections listens.
         let addresses: &[String] = if hooks.on_accept.is_some() { &config.listen } else { &[] };
         let listeners = match listen(addresses, std::mem::take(&mut inherited.listeners), inherited.source) {
@@ -268,7 +283,7 @@ where
             return fail(e.to_string());
         }
         let restart = exe.clone().map(|exe| crate::manager::Restart { exe, args: args.clone() });
-        let housework = Housework { readiness, pid_file: pid_lock, log_file, package, upgraded_from, restart };
+        let housework = Housework { readiness, pid_file: pid_lock, log_file, package, upgraded_from, restart, metrics };
         if !hooks.has_workers() {
             // No worker hooks: `main`'s body is the daemon.
             return Ok(Started::Plain(housework));

@@ -169,6 +169,7 @@ pub fn value_of<K>(cx: &mut Ctxt, s: &Setting<K>, arg: &Arg) -> Option<Value> {
         Kind::Size { .. } => size(s, expr),
         Kind::Path | Kind::Name => text(s, expr),
         Kind::Choice(words) => choice(s, words, expr),
+        Kind::Endpoint => endpoint(s, expr),
     };
     result
         .map_err(|message| cx.error_spanned_by(expr, message))
@@ -409,6 +410,15 @@ fn choice<K>(s: &Setting<K>, words: &[&str], expr: &Expr) -> Result<Value, Strin
     match word {
         Some(w) => s.parse_text(&w),
         None => Err(format!("`{}` is one of {}: write `{}`", s.name, words.join(", "), example(s))),
+    }
+}
+
+/// An address as a string, or `off`.
+fn endpoint<K>(s: &Setting<K>, expr: &Expr) -> Result<Value, String> {
+    match (expr, literal(expr)) {
+        (Expr::Path(p), _) if p.path.is_ident("off") => s.parse_text("off"),
+        (_, Some(Lit::Str(text))) => s.parse_text(&text.value()),
+        _ => Err(format!("{}, as a string (or `off`): write `{}`", wrong_type_head(s, expr), example(s))),
     }
 }
 

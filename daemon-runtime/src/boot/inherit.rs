@@ -12,7 +12,7 @@
 
 use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::socket::{getsockopt, sockopt, SockType};
@@ -162,14 +162,15 @@ fn adopt(fd: RawFd) -> Result<Listener, String> {
     Ok(Listener { socket, addr })
 }
 
-/// Hands `listeners` and `verdict` to a program about to be executed in this (child) process:
-/// descriptors 3, 4, ... for the sockets and the next one for the pipe, without close-on-exec,
-/// and the variables that say so. Only in the child of a fork, just before exec.
-pub(crate) fn hand_on(listeners: &[Listener], verdict: &OwnedFd, old: Pid) -> nix::Result<Vec<(String, String)>> {
+/// Hands `sockets` (each with its name, its address) and `verdict` to a program about to be
+/// executed in this (child) process: descriptors 3, 4, ... for the sockets and the next one for
+/// the pipe, without close-on-exec, and the variables that say so. Only in the child of a fork,
+/// just before exec.
+pub(crate) fn hand_on(sockets: &[(BorrowedFd<'_>, String)], verdict: &OwnedFd, old: Pid) -> nix::Result<Vec<(String, String)>> {
     // First out of the way (above every target), then into place: a source may sit on another
     // one's target.
     let mut high = Vec::new();
-    for fd in listeners.iter().map(|l| l.as_fd()).chain(std::iter::once(verdict.as_fd())) {
+    for fd in sockets.iter().map(|(fd, _)| *fd).chain(std::iter::once(verdict.as_fd())) {
         let copy = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(FIRST_FD + 70))?;
         high.push(copy);
     }
@@ -177,12 +178,20 @@ pub(crate) fn hand_on(listeners: &[Listener], verdict: &OwnedFd, old: Pid) -> ni
         // dup2 clears close-on-exec on the copy: the new program keeps exactly these.
         crate::sys::dup_onto(*fd, FIRST_FD + i as RawFd)?;
     }
-    let names: Vec<String> = listeners.iter().map(|l| l.addr.to_string()).collect();
+    let names: Vec<&str> = sockets.iter().map(|(_, n)| n.as_str()).collect();
     Ok(vec![
         (LISTEN_PID.to_string(), std::process::id().to_string()),
-        (LISTEN_FDS.to_string(), listeners.len().to_string()),
+        (LISTEN_FDS.to_string(), sockets.len().to_string()),
         (LISTEN_FDNAMES.to_string(), names.join(":")),
         (UPGRADE_FROM.to_string(), old.as_raw().to_string()),
-        (UPGRADE_FD.to_string(), (FIRST_FD + listeners.len() as RawFd).to_string()),
+        (UPGRADE_FD.to_string(), (FIRST_FD + sockets.len() as RawFd).to_string()),
     ])
+}
+
+/// Takes from `inherited` the socket that serves `text` (the same address; port 0 matches the
+/// same IP, as the socket was bound from it), if one does.
+pub(crate) fn take_matching(inherited: &mut Vec<Listener>, text: &str) -> Option<Listener> {
+    let wanted: SocketAddr = text.parse().ok()?;
+    let i = inherited.iter().position(|l| l.addr.ip() == wanted.ip() && (wanted.port() == 0 || wanted.port() == l.addr.port()))?;
+    Some(inherited.remove(i))
 }

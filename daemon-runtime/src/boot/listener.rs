@@ -73,11 +73,8 @@ pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<
     let mut left = inherited;
     let mut out = Vec::new();
     for text in addrs {
-        let wanted: Option<SocketAddr> = text.parse().ok();
-        let matching = wanted.and_then(|w| left.iter().position(|l| l.addr.ip() == w.ip() && (w.port() == 0 || w.port() == l.addr.port())));
-        match matching {
-            Some(i) => {
-                let l = left.remove(i);
+        match super::inherit::take_matching(&mut left, text) {
+            Some(l) => {
                 tracing::info!(addr = %l.addr, from = "the old manager", "listening");
                 out.push(l);
             }
@@ -94,7 +91,7 @@ pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<
     Ok(out)
 }
 
-fn bind_one(text: &str) -> Result<Listener, BindError> {
+pub(crate) fn bind_one(text: &str) -> Result<Listener, BindError> {
     let err = |error: io::Error| BindError { addr: text.to_string(), error };
     let addr: SocketAddr = text
         .parse()

@@ -8,6 +8,7 @@
 //! carries them out: it forks, signals, reaps and logs.
 
 mod exits;
+mod metrics;
 mod procs;
 mod spawn;
 mod status;
@@ -68,6 +69,8 @@ struct Own {
     wake_read: OwnedFd,
     /// The control channel, when there is a pid file to find it by.
     channel: Option<Channel>,
+    /// `GET /metrics`, with `metrics_listen`.
+    metrics: Option<metrics::MetricsServer>,
     housework: Housework,
 }
 
@@ -83,6 +86,8 @@ pub(crate) struct Housework {
     pub upgraded_from: Option<Pid>,
     /// How to start the program again, for an upgrade.
     pub restart: Option<Restart>,
+    /// The metrics' listener, bound with the others (`metrics_listen`).
+    pub metrics: Option<std::net::TcpListener>,
 }
 
 pub(crate) struct Manager {
@@ -125,6 +130,8 @@ pub(crate) struct Manager {
     upgraded_from: Option<Pid>,
     /// WINCH, `backout`, a held upgrade: no workers until HUP.
     backed_out: bool,
+    /// What the metrics count as workers come and go.
+    counters: metrics::Counters,
 }
 
 /// Why the manager could not start.
@@ -215,13 +222,15 @@ impl Manager {
             }
         }
         let (restart, upgraded_from) = (housework.restart.clone(), housework.upgraded_from);
+        let mut housework = housework;
+        let metrics = housework.metrics.take().map(|l| metrics::MetricsServer::new(l, config.metrics_for_anyone));
         Ok(Manager {
             config,
             layers,
             board,
             listeners,
             hooks,
-            own: Some(Own { signals, wake_read, channel, housework }),
+            own: Some(Own { signals, wake_read, channel, metrics, housework }),
             wake_write,
             pools,
             procs: Procs::default(),
@@ -241,6 +250,7 @@ impl Manager {
             last_upgrade: None,
             upgraded_from,
             backed_out: false,
+            counters: metrics::Counters::default(),
         })
     }
 
@@ -639,7 +649,8 @@ impl Manager {
         let start = self.pools.values().filter_map(|p| p.starting.as_ref().map(|(w, _)| w.deadline_ms));
         let control = self.own.as_ref().and_then(|o| o.channel.as_ref()).and_then(Channel::deadline);
         let upgrade = self.upgrade_deadline();
-        foreign.into_iter().chain(watchdog).chain(start).chain(control).chain(self.exits.deadline()).chain(upgrade).min()
+        let metrics = self.own.as_ref().and_then(|o| o.metrics.as_ref()).and_then(|m| m.deadline());
+        foreign.into_iter().chain(watchdog).chain(start).chain(control).chain(self.exits.deadline()).chain(upgrade).chain(metrics).min()
     }
 
     /// Whether the post-forking pool may take a connection now: below max_children, and no stop.
@@ -682,6 +693,12 @@ impl Manager {
         if let Some(fd) = verdict {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
+        let metrics_at = fds.len();
+        if let Some(m) = own.metrics.as_ref() {
+            for (fd, writing) in m.poll_fds() {
+                fds.push(PollFd::new(fd, if writing { PollFlags::POLLOUT } else { PollFlags::POLLIN }));
+            }
+        }
         let control_at = fds.len();
         if let Some(channel) = own.channel.as_ref() {
             for (fd, writing) in channel.poll_fds() {
@@ -700,9 +717,13 @@ impl Manager {
         let connections: Vec<usize> = fds[2..2 + listening].iter().enumerate().filter(|(_, f)| ready(f)).map(|(i, _)| i).collect();
         let said = verdict.is_some() && fds.get(verdict_at).is_some_and(ready);
         let asked = fds[control_at..].iter().any(ready);
+        let scraped = fds[metrics_at..control_at].iter().any(ready);
         drop(fds);
         if said {
             self.read_verdict();
+        }
+        if scraped || self.own.as_ref().and_then(|o| o.metrics.as_ref()).and_then(|m| m.deadline()).is_some() {
+            self.serve_metrics();
         }
         if !connections.is_empty() {
             self.accept_postfork(&connections);
@@ -922,6 +943,10 @@ impl Manager {
         }
         self.config = new;
         self.reloading = true;
+        let anyone = self.config.metrics_for_anyone;
+        if let Some(m) = self.own.as_mut().and_then(|o| o.metrics.as_mut()) {
+            m.set_anyone(anyone);
+        }
         let now = monotonic_ms();
         let indexes: Vec<usize> = self.pools.keys().copied().collect();
         for i in indexes {

@@ -37,6 +37,7 @@ impl Manager {
                     pool.fork_failures_logged = false;
                 }
                 let spawned = Spawned { pid: pid.as_raw() as u32, pool: pool.name.clone(), slot, generation };
+                *self.counters.spawned.entry(pool.name.clone()).or_default() += 1;
                 // One line per post-forked child would be one per connection: debug.
                 if pool.kind == Kind::Postfork {
                     tracing::debug!(slot, pid = spawned.pid, "child forked for a connection");
@@ -75,6 +76,7 @@ impl Manager {
     /// In the child: drop what is the manager's alone and run the worker. Never returns.
     fn become_worker(&mut self, i: usize, slot: usize, connection: Option<TcpStream>) -> ! {
         drop(self.own.take());
+        drop(self.upgrade.take());
         let wake = match self.wake_write.try_clone() {
             Ok(fd) => fd,
             Err(e) => {

@@ -242,6 +242,24 @@ impl Manager {
                 ),
             }
         }
+        let cause = match (p.stopping.map(|s| s.why), death) {
+            (Some(Why::Stop), _) => "stopped",
+            (Some(Why::Retire), _) => "retired",
+            (Some(Why::Verdict(Verdict::Silent { .. })), _) => "hung",
+            (Some(Why::Verdict(Verdict::Overdue { .. })), _) => "deadline",
+            (Some(Why::Verdict(Verdict::NotReady)), _) => "not_ready",
+            (Some(Why::Verdict(Verdict::OverMemory { .. })), _) => "memory",
+            (Some(Why::Verdict(Verdict::OverCpu { .. })), _) => "cpu",
+            (None, Death::Crash) => "crashed",
+            (None, Death::Unexpected) => "failed",
+            (None, Death::Expected) => match kind {
+                Kind::Prefork => "recycled",
+                Kind::Postfork => "served",
+                _ => "returned",
+            },
+        };
+        *self.counters.exits.entry((pool_name.clone(), cause)).or_default() += 1;
+        *self.counters.served.entry(pool_name.clone()).or_default() += view.requests;
         self.hooks.on_reap(&Reaped {
             pid: p.pid.as_raw() as u32,
             pool: pool_name.clone(),

@@ -192,7 +192,11 @@ impl Manager {
             let _ = std::fs::File::from(verdict.try_clone().unwrap_or_else(|_| exit_now(127))).write_all(format!("ERR {why}\n").as_bytes());
             exit_now(127)
         };
-        let handed = match inherit::hand_on(&self.listeners, verdict, self.pid) {
+        let mut sockets: Vec<(BorrowedFd<'_>, String)> = self.listeners.iter().map(|l| (l.as_fd(), l.addr.to_string())).collect();
+        if let Some((fd, addr)) = self.own.as_ref().and_then(|o| o.metrics.as_ref()).and_then(|m| m.socket()) {
+            sockets.push((fd, format!("metrics:{addr}")));
+        }
+        let handed = match inherit::hand_on(&sockets, verdict, self.pid) {
             Ok(h) => h,
             Err(e) => fail(format!("cannot hand the sockets over: {e}")),
         };
@@ -265,6 +269,7 @@ impl Manager {
         u.state = State::TookOver;
         let (hold, took_ms) = (u.hold, monotonic_ms().saturating_sub(u.started_ms));
         self.last_upgrade = Some(Outcome { new_pid: child.as_raw(), outcome: "took over", why: String::new() });
+        *self.counters.upgrades.entry("took_over").or_default() += 1;
         if hold {
             info!(new_manager = child.as_raw(), took_ms, "upgrade: the new manager serves; this one is held");
             self.back_out("the upgrade is held");
@@ -290,6 +295,7 @@ impl Manager {
         send(child, Signal::SIGQUIT);
         error!(new_manager = child.as_raw(), why = %why, "upgrade rolled back: the new manager is stopped; this manager serves on");
         self.last_upgrade = Some(Outcome { new_pid: child.as_raw(), outcome: "rolled back", why });
+        *self.counters.upgrades.entry("rolled_back").or_default() += 1;
         notify::main_pid(self.pid.as_raw() as u32);
         notify::status("upgrade rolled back");
     }

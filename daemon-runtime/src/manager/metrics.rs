@@ -1,0 +1,351 @@
+//! `GET /metrics` in Prometheus's text format (`metrics_listen`), answered by the manager from its
+//! own poll loop: no thread, no async runtime. Every socket is non-blocking, a request must come
+//! whole within 5 s, at most 16 clients are served at once (a new one pushes out the one that
+//! waited longest), and 64 are accepted per wake-up at most, so no client can stall the manager.
+//!
+//! By default only root and the daemon's own user may read it (`metrics_access = "owner"`): a
+//! local client's user is the owner of its socket, which the kernel lists in `/proc/net/tcp`; a
+//! client whose socket is not local cannot be told apart, and is refused. `metrics_access =
+//! "any"` answers everyone who reaches the address.
+//!
+//! The figures are built at each scrape from the scoreboard, the pools and a few counters the
+//! manager keeps as workers come and go, in the text format (0.0.4) of the `prometheus` crate's
+//! encoder. (`prometheus-client` writes OpenMetrics, whose `HELP` lines name a counter without
+//! its `_total`: promtool's checks of the text format reject them.)
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use super::Manager;
+use crate::scoreboard::State;
+use crate::sys::monotonic_ms;
+
+const MAX_CLIENTS: usize = 16;
+const DEADLINE_MS: u64 = 5_000;
+const ACCEPTS_PER_WAKE: usize = 64;
+const MAX_HEAD: usize = 8 * 1024;
+
+/// What the manager counts for the metrics as workers come and go (the scoreboard has the rest).
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    /// Worker exits, by pool and cause.
+    pub exits: BTreeMap<(String, &'static str), u64>,
+    /// Requests served by workers that have exited, by pool (the live ones' are on the
+    /// scoreboard).
+    pub served: BTreeMap<String, u64>,
+    /// Workers forked, by pool.
+    pub spawned: BTreeMap<String, u64>,
+    /// Hot upgrades, by outcome.
+    pub upgrades: BTreeMap<&'static str, u64>,
+}
+
+pub(crate) struct MetricsServer {
+    listener: TcpListener,
+    anyone: bool,
+    clients: Vec<Client>,
+}
+
+struct Client {
+    stream: TcpStream,
+    peer: SocketAddr,
+    inbox: Vec<u8>,
+    outbox: Vec<u8>,
+    sent: usize,
+    deadline_ms: u64,
+}
+
+impl MetricsServer {
+    /// `listener` is bound (by the start, before privileges are dropped) and non-blocking.
+    pub(crate) fn new(listener: TcpListener, anyone: bool) -> MetricsServer {
+        MetricsServer { listener, anyone, clients: Vec::new() }
+    }
+
+    /// The listening socket and its address, to hand over in an upgrade.
+    pub(crate) fn socket(&self) -> Option<(BorrowedFd<'_>, SocketAddr)> {
+        Some((self.listener.as_fd(), self.listener.local_addr().ok()?))
+    }
+
+    pub(crate) fn set_anyone(&mut self, anyone: bool) {
+        self.anyone = anyone;
+    }
+
+    /// What to poll: the listener, and each client (for writing once it has an answer).
+    pub(crate) fn poll_fds(&self) -> Vec<(BorrowedFd<'_>, bool)> {
+        let mut fds = vec![(self.listener.as_fd(), false)];
+        fds.extend(self.clients.iter().map(|c| (c.stream.as_fd(), !c.outbox.is_empty())));
+        fds
+    }
+
+    pub(crate) fn deadline(&self) -> Option<u64> {
+        self.clients.iter().map(|c| c.deadline_ms).min()
+    }
+
+    /// Accepts, reads, answers and closes, without blocking. `render` makes the page.
+    pub(crate) fn serve(&mut self, now: u64, render: impl FnOnce() -> String) {
+        for _ in 0..ACCEPTS_PER_WAKE {
+            match self.listener.accept() {
+                Ok((stream, peer)) => {
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    if self.clients.len() >= MAX_CLIENTS {
+                        // The one that waited longest goes.
+                        self.clients.remove(0);
+                    }
+                    self.clients.push(Client {
+                        stream,
+                        peer,
+                        inbox: Vec::new(),
+                        outbox: Vec::new(),
+                        sent: 0,
+                        deadline_ms: now.saturating_add(DEADLINE_MS),
+                    });
+                }
+                Err(_) => break,
+            }
+        }
+        let local = self.listener.local_addr().ok();
+        let mut page: Option<String> = None;
+        let mut render = Some(render);
+        let anyone = self.anyone;
+        self.clients.retain_mut(|c| {
+            if now >= c.deadline_ms {
+                return false;
+            }
+            if c.outbox.is_empty() {
+                let mut buf = [0u8; 2048];
+                loop {
+                    match c.stream.read(&mut buf) {
+                        Ok(0) => return false,
+                        Ok(n) => {
+                            c.inbox.extend_from_slice(&buf[..n]);
+                            if c.inbox.len() > MAX_HEAD {
+                                return false;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => break,
+                    }
+                }
+                let Some(end) = c.inbox.windows(4).position(|w| w == b"\r\n\r\n") else { return true };
+                let head = String::from_utf8_lossy(&c.inbox[..end]).into_owned();
+                let allowed = anyone || local.is_some_and(|l| owner_may_read(c.peer, l));
+                c.outbox = answer(&head, allowed, || {
+                    if page.is_none() {
+                        page = render.take().map(|r| r());
+                    }
+                    page.clone().unwrap_or_default()
+                });
+            }
+            loop {
+                match c.stream.write(&c.outbox[c.sent..]) {
+                    Ok(0) => return false,
+                    Ok(n) => {
+                        c.sent += n;
+                        if c.sent == c.outbox.len() {
+                            return false; // answered: close
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                    Err(_) => return false,
+                }
+            }
+        });
+    }
+}
+
+fn response(status: &str, content_type: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The answer to a request head.
+fn answer(head: &str, allowed: bool, page: impl FnOnce() -> String) -> Vec<u8> {
+    let mut words = head.lines().next().unwrap_or("").split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    if !allowed {
+        return response(
+            "403 Forbidden",
+            "text/plain",
+            "only root and the daemon's user may read the metrics (metrics_access = \"owner\")\n",
+        );
+    }
+    match (method, path) {
+        ("GET", "/metrics") => response("200 OK", prometheus::TEXT_FORMAT, &page()),
+        ("GET", _) => response("404 Not Found", "text/plain", "the metrics are at /metrics\n"),
+        _ => response("405 Method Not Allowed", "text/plain", "only GET\n"),
+    }
+}
+
+/// Whether the client at `peer`, connected to `local`, runs as root or as this process's user:
+/// the kernel's record of its socket's owner (`/proc/net/tcp`, `/proc/net/tcp6`). A client the
+/// table does not show (not on this machine) is not known, so not allowed.
+fn owner_may_read(peer: SocketAddr, local: SocketAddr) -> bool {
+    let me = nix::unistd::geteuid().as_raw();
+    socket_owner(peer, local).is_some_and(|uid| uid == 0 || uid == me)
+}
+
+fn socket_owner(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
+    let table = match peer {
+        SocketAddr::V4(_) => "/proc/net/tcp",
+        SocketAddr::V6(_) => "/proc/net/tcp6",
+    };
+    let text = std::fs::read_to_string(table).ok()?;
+    // The client's socket: its local address is our peer, its remote ours.
+    let (want_local, want_remote) = (hex_addr(peer), hex_addr(local));
+    text.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() > 7 && f[1].eq_ignore_ascii_case(&want_local) && f[2].eq_ignore_ascii_case(&want_remote) {
+            f[7].parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+/// An address as `/proc/net/tcp` writes it: the IP's bytes as native-endian 32-bit words in
+/// hex, a colon, the port in hex.
+fn hex_addr(addr: SocketAddr) -> String {
+    let ip = match addr {
+        SocketAddr::V4(a) => u32::from_ne_bytes(a.ip().octets()).to_be_bytes().iter().map(|b| format!("{b:02X}")).collect::<String>(),
+        SocketAddr::V6(a) => a
+            .ip()
+            .octets()
+            .chunks(4)
+            .map(|w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]).to_be_bytes().iter().map(|b| format!("{b:02X}")).collect::<String>())
+            .collect(),
+    };
+    format!("{ip}:{:04X}", addr.port())
+}
+
+fn state_name(state: State) -> &'static str {
+    match state {
+        State::Empty | State::Forking | State::Forked | State::Starting => "starting",
+        State::Waiting => "idle",
+        State::Request => "busy",
+        State::Long => "long",
+        State::Exiting => "exiting",
+    }
+}
+
+const STATES: [&str; 5] = ["starting", "idle", "busy", "long", "exiting"];
+
+impl Manager {
+    /// The metrics page, as of now.
+    pub(super) fn render_metrics(&self) -> String {
+        self.try_render_metrics().unwrap_or_else(|e| format!("# the metrics could not be encoded: {e}\n"))
+    }
+
+    fn try_render_metrics(&self) -> prometheus::Result<String> {
+        let gauges = |name: &str, help: &str, labels: &[&str]| IntGaugeVec::new(Opts::new(name, help), labels);
+        let counters = |name: &str, help: &str, labels: &[&str]| IntCounterVec::new(Opts::new(name, help), labels);
+        let workers = gauges("workers", "Workers by pool and state (starting, idle, busy, long, exiting)", &["pool", "state"])?;
+        let target = gauges("pool_workers_target", "The workers a pool keeps (its floor)", &["pool"])?;
+        let generation = gauges("pool_generation", "A pool's generation: one more each reload that replaced its workers", &["pool"])?;
+        let crash_loop = gauges("pool_crash_loop", "1 while the pool is in a crash loop (forks slowed to one each 10 s)", &["pool"])?;
+        let requests = counters("requests_total", "Connections served (in the async model) or requests, by pool", &["pool"])?;
+        let exits = counters(
+            "worker_exits_total",
+            "Worker exits by pool and cause: recycled, returned, served (post-forked), retired, stopped, \
+             hung (no heartbeat), deadline, not_ready, memory, cpu, crashed (before ready or within \
+             min_worker_lifetime), failed (a non-zero exit or a signal the manager did not send, later)",
+            &["pool", "cause"],
+        )?;
+        let spawned = counters("workers_spawned_total", "Workers forked, by pool", &["pool"])?;
+        let upgrades = counters("upgrades_total", "Hot upgrades this manager started, by outcome", &["outcome"])?;
+        let rss = gauges("worker_rss_bytes", "Resident memory of each worker, as it measured it (with max_rss)", &["pool", "slot"])?;
+        let wakes = IntCounter::new("manager_wakes_total", "Times workers woke the manager")?;
+        let backed_out = IntGauge::new("backed_out", "1 while the manager is backed out (no workers, sockets kept)")?;
+        for pool in self.pools.values() {
+            let name = pool.name.as_str();
+            for state in STATES {
+                workers.with_label_values(&[name, state]).set(0);
+            }
+            target.with_label_values(&[name]).set(i64::from(pool.limits.workers));
+            generation.with_label_values(&[name]).set(i64::from(pool.generation));
+            crash_loop.with_label_values(&[name]).set(i64::from(pool.restarts.in_crash_loop()));
+            requests.with_label_values(&[name]).inc_by(self.counters.served.get(name).copied().unwrap_or(0));
+            spawned.with_label_values(&[name]).inc_by(self.counters.spawned.get(name).copied().unwrap_or(0));
+        }
+        for p in self.procs.iter() {
+            let Some(pool) = self.pools.get(&p.pool) else { continue };
+            let v = self.board.view(p.slot);
+            let state = if p.stopping.is_some() { "exiting" } else { state_name(v.state) };
+            workers.with_label_values(&[pool.name.as_str(), state]).inc();
+            requests.with_label_values(&[pool.name.as_str()]).inc_by(v.requests);
+            if pool.supervision.max_rss.is_some() {
+                let slot = p.slot.to_string();
+                rss.with_label_values(&[pool.name.as_str(), slot.as_str()]).set(i64::try_from(v.rss).unwrap_or(i64::MAX));
+            }
+        }
+        for ((pool, cause), n) in &self.counters.exits {
+            exits.with_label_values(&[pool.as_str(), cause]).inc_by(*n);
+        }
+        for outcome in ["took_over", "rolled_back"] {
+            upgrades.with_label_values(&[outcome]).inc_by(self.counters.upgrades.get(outcome).copied().unwrap_or(0));
+        }
+        wakes.inc_by(self.board.wakes());
+        backed_out.set(i64::from(self.backed_out));
+        let registry = Registry::new_custom(Some("daemon".to_string()), None)?;
+        for family in [workers, target, generation, crash_loop] {
+            registry.register(Box::new(family))?;
+        }
+        for family in [requests, exits, spawned, upgrades] {
+            registry.register(Box::new(family))?;
+        }
+        registry.register(Box::new(wakes))?;
+        registry.register(Box::new(backed_out))?;
+        if self.pools.values().any(|p| p.supervision.max_rss.is_some()) {
+            registry.register(Box::new(rss))?;
+        }
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&registry.gather(), &mut out)?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// Serves the metrics clients that are ready.
+    pub(super) fn serve_metrics(&mut self) {
+        let Some(mut server) = self.own.as_mut().and_then(|o| o.metrics.take()) else { return };
+        server.serve(monotonic_ms(), || self.render_metrics());
+        if let Some(own) = self.own.as_mut() {
+            own.metrics = Some(server);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_written_as_the_kernel_writes_them() {
+        // /proc/net/tcp on little-endian Linux: 127.0.0.1:8080 is 0100007F:1F90.
+        let a: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        if cfg!(target_endian = "little") {
+            assert_eq!(hex_addr(a), "0100007F:1F90");
+        }
+        let b: SocketAddr = "[::1]:80".parse().unwrap();
+        if cfg!(target_endian = "little") {
+            assert_eq!(hex_addr(b), "00000000000000000000000001000000:0050");
+        }
+    }
+
+    #[test]
+    fn a_stranger_is_refused_and_an_owner_gets_the_page() {
+        let refused = String::from_utf8(answer("GET /metrics HTTP/1.1", false, || "x".into())).unwrap();
+        assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+        let ok = String::from_utf8(answer("GET /metrics?x=1 HTTP/1.1", true, || "daemon_x 1\n".into())).unwrap();
+        assert!(ok.starts_with("HTTP/1.1 200") && ok.ends_with("daemon_x 1\n"), "{ok}");
+        let other = String::from_utf8(answer("GET / HTTP/1.1", true, || unreachable!())).unwrap();
+        assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+    }
+}

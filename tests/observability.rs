@@ -1,0 +1,212 @@
+//! What operators read: JSON logs that parse line by line and survive a rotation, and the
+//! Prometheus metrics, checked by `promtool`, scraped by a real Prometheus server and read back
+//! through its HTTP API, and refused to other users.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+#[test]
+fn json_logs_parse_line_by_line_and_survive_a_rotation() {
+    let dir = TempDir::new("json-logs");
+    let d = Detached::start(&dir, &["--workers", "2", "--log-format", "json"]);
+    let port = port_of_json(&d);
+    let ask = |path: &str| http_get(port, path).map(|(c, _)| c).unwrap_or(0);
+    for i in 0..20 {
+        assert_eq!(ask(&format!("/before/{i}")), 404);
+    }
+    // A handler's panic is a JSON line too, not the default hook's text.
+    let _ = http_get(port, "/panic");
+    let rotated = dir.path("lab.log.1");
+    std::fs::rename(&d.log, &rotated).expect("rotate the log");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.manager), Signal::SIGUSR1).expect("USR1");
+    wait_until(SOON, "the new log file", || d.log_text().contains("log file reopened"));
+    for i in 0..20 {
+        assert_eq!(ask(&format!("/after/{i}")), 404);
+    }
+    let out = d.control(&["stop"]);
+    assert!(out.status.success(), "{out:?}");
+
+    let mut paths: BTreeMap<String, usize> = BTreeMap::new();
+    let mut roles: BTreeMap<String, usize> = BTreeMap::new();
+    let mut panicked = false;
+    for file in [&rotated, &d.log] {
+        let text = std::fs::read_to_string(file).expect("a log file");
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            for field in ["timestamp", "level", "message"] {
+                assert!(v.get(field).is_some(), "no {field} in {line}");
+            }
+            let role = v["span"]["name"].as_str().unwrap_or("none").to_string();
+            if role == "worker" {
+                assert!(v["span"]["slot"].is_u64() && v["span"]["pid"].is_u64(), "{line}");
+            }
+            *roles.entry(role).or_default() += 1;
+            if v["message"] == "request" {
+                *paths.entry(v["path"].as_str().unwrap_or("").to_string()).or_default() += 1;
+            }
+            panicked |= v["message"] == "panicked" && v["panic"] == "lab: GET /panic";
+        }
+    }
+    assert!(roles.contains_key("manager") && roles.contains_key("worker"), "{roles:?}");
+    assert!(panicked, "the panic is a JSON event");
+    for i in 0..20 {
+        for when in ["before", "after"] {
+            let path = format!("/{when}/{i}");
+            assert_eq!(paths.get(&path), Some(&1), "{path} logged {:?} times", paths.get(&path));
+        }
+    }
+}
+
+/// The port in a JSON log's `listening` event.
+fn port_of_json(d: &Detached) -> u16 {
+    let text = wait_for(SOON, "the listening event", || {
+        let t = d.log_text();
+        t.contains("\"listening\"").then_some(t)
+    });
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "listening")
+        .and_then(|v| v["addr"].as_str().and_then(|a| a.parse::<std::net::SocketAddr>().ok()))
+        .map(|a| a.port())
+        .expect("an address in the listening event")
+}
+
+/// GET `path` from `port`, with HTTP/1.0: status and body.
+fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut c = connect(port)?;
+    write!(c, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    read_response(&mut c)
+}
+
+/// The daemon's metrics port, from its log.
+fn metrics_port(d: &Daemon) -> u16 {
+    let line = d.wait_for_line("GET /metrics answered here", SOON);
+    port_in(&line.replace("addr=", "listening addr=")).expect("the metrics address")
+}
+
+/// A value of the metrics page: the sample whose name and labels are `series`.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines().find(|l| l.starts_with(series) && l[series.len()..].starts_with(' ')).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn the_metrics_pass_promtool_and_count_what_happened() {
+    // No minimum lifetime: the kill below is a failure, not a crash of a worker that just started.
+    let d = Daemon::serve("lab", &["--workers", "2", "--metrics-listen", "127.0.0.1:0", "--max-rss", "1G", "--min-worker-lifetime", "0s"]);
+    let port = metrics_port(&d);
+    let workers = d.wait_for_workers(2, SOON);
+    for _ in 0..5 {
+        assert_eq!(d.get("/").0, 200);
+    }
+    d.kill_worker(workers[0]);
+    d.wait_for_workers(2, SOON);
+    let page = wait_for(SOON, "the page to count the death", || {
+        let (code, page) = get(port, "/metrics").ok()?;
+        assert_eq!(code, 200, "{page}");
+        (sample(&page, "daemon_worker_exits_total{cause=\"failed\",pool=\"main\"}") == Some(1.0)).then_some(page)
+    });
+    assert_eq!(sample(&page, "daemon_workers{pool=\"main\",state=\"idle\"}"), Some(2.0), "{page}");
+    assert!(sample(&page, "daemon_requests_total{pool=\"main\"}").is_some_and(|n| n >= 5.0), "{page}");
+    assert_eq!(sample(&page, "daemon_workers_spawned_total{pool=\"main\"}"), Some(3.0), "{page}");
+    assert!(page.contains("daemon_worker_rss_bytes{pool=\"main\""), "with max_rss, each worker's memory: {page}");
+
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; .ci/run installs it)");
+    check.stdin.take().expect("its stdin").write_all(page.as_bytes()).expect("feed promtool");
+    let out = check.wait_with_output().expect("promtool's verdict");
+    assert!(out.status.success(), "promtool check metrics: {}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(get(port, "/").map(|(c, _)| c).ok(), Some(404));
+}
+
+/// GET /metrics as the user `nobody`, in a process of its own (bash's /dev/tcp): the status line.
+fn get_as_nobody(port: u16) -> String {
+    let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port}; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; head -n 1 <&3");
+    let out = Command::new("bash").args(["-c", &script]).uid(65534).gid(65534).output().expect("bash as nobody");
+    text(&out.stdout)
+}
+
+#[test]
+fn only_root_and_the_daemons_user_read_the_metrics_unless_told_otherwise() {
+    let d = Daemon::serve("lab", &["--workers", "1", "--metrics-listen", "127.0.0.1:0"]);
+    let port = metrics_port(&d);
+    assert!(get_as_nobody(port).starts_with("HTTP/1.1 403"), "nobody reads the metrics");
+    assert_eq!(get(port, "/metrics").map(|(c, _)| c).ok(), Some(200), "root does");
+    drop(d);
+    let d = Daemon::serve("lab", &["--workers", "1", "--metrics-listen", "127.0.0.1:0", "--metrics-access", "any"]);
+    let port = metrics_port(&d);
+    assert!(get_as_nobody(port).starts_with("HTTP/1.1 200"), "with metrics_access = any, anyone does");
+}
+
+#[test]
+fn a_slow_metrics_client_does_not_stall_the_manager() {
+    let d = Daemon::serve("lab", &["--workers", "1", "--metrics-listen", "127.0.0.1:0"]);
+    let port = metrics_port(&d);
+    // Half a request, never finished, from as many clients as the manager serves at once.
+    let _silent: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut c = connect(port).expect("connect");
+            c.write_all(b"GET /metr").expect("half a request");
+            c
+        })
+        .collect();
+    // The manager still supervises (a killed worker is replaced) and answers a whole request.
+    let worker = d.wait_for_workers(1, SOON)[0];
+    d.kill_worker(worker);
+    wait_until(SOON, "the replacement", || d.workers().iter().any(|&w| w != worker));
+    assert_eq!(get(port, "/metrics").map(|(c, _)| c).ok(), Some(200));
+}
+
+/// A free port, as the OS picks one (bound, read, released).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().expect("its address").port()
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_workers_and_answers_for_them() {
+    let d = Daemon::serve("lab", &["--workers", "2", "--metrics-listen", "127.0.0.1:0"]);
+    let target = metrics_port(&d);
+    let dir = TempDir::new("prometheus");
+    let config = dir.path("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: daemon\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+        ),
+    )
+    .expect("write prometheus.yml");
+    let web = free_port();
+    let (c, data, listen) = (config.display().to_string(), dir.path("data").display().to_string(), format!("127.0.0.1:{web}"));
+    let prometheus = Daemon::start_program(
+        std::path::Path::new("prometheus"),
+        "prometheus",
+        &["--config.file", &c, "--storage.tsdb.path", &data, "--web.listen-address", &listen],
+        &[],
+    );
+    // Its own HTTP API: the sum of the main pool's workers, as scraped.
+    let query = "/api/v1/query?query=sum(daemon_workers%7Bpool%3D%22main%22%7D)";
+    let value = wait_for(Duration::from_secs(60), "Prometheus to have scraped the daemon", || {
+        let (code, body) = get(web, query).ok()?;
+        let v: Value = serde_json::from_str(&body).ok()?;
+        (code == 200 && v["status"] == "success").then_some(())?;
+        v["data"]["result"][0]["value"][1].as_str().map(String::from)
+    });
+    assert_eq!(value, "2", "Prometheus counts two workers");
+    let (_, up) = get(web, "/api/v1/query?query=up%7Bjob%3D%22daemon%22%7D").expect("query up");
+    assert!(up.contains("\"1\""), "the target is up: {up}");
+    drop(prometheus);
+}
