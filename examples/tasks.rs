@@ -122,10 +122,15 @@ fn convert(ctx: &daemon::Task) {
 
 #[daemon::on_accept]
 async fn serve(mut conn: daemon::Connection) -> std::io::Result<()> {
+    // The request's head, whole (a client may send it in pieces), then the answer.
+    let mut head = Vec::new();
     let mut buf = [0u8; 4096];
-    let n = conn.read(&mut buf).await?;
-    if n == 0 {
-        return Ok(());
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = conn.read(&mut buf).await?;
+        if n == 0 || head.len() > 16 * 1024 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
     }
     let done = |group: &str| {
         spool()

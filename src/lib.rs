@@ -38,6 +38,12 @@ pub use daemon_macros::{
     main, on_accept, on_child, on_exit, on_ready, on_reap, on_reload, on_shutdown, on_spawn, supervised, task,
 };
 pub use daemon_runtime::config;
+pub use daemon_runtime::{settings, try_settings, ProgramSettings};
+
+/// The clap crate the command line of the program's own settings is parsed with. A program
+/// whose `main` takes its settings derives `clap::Args` for them, so it depends on clap itself
+/// (`clap = { version = "4", features = ["derive"] }`): the derive names the crate `clap`.
+pub use daemon_runtime::clap;
 pub use daemon_runtime::{
     describe_request, foreign_child, heartbeat, long, stopping, take_reload, wait_for_stop, Child, Connection, Reaped,
     Spawned, Supervised, Task, WorkContext,

@@ -30,6 +30,14 @@ impl Paths {
         self.private(quote!(run))
     }
 
+    pub fn run_with_settings(&self) -> TokenStream {
+        self.private(quote!(run_with_settings))
+    }
+
+    pub fn program_settings(&self) -> TokenStream {
+        self.private(quote!(ProgramSettings))
+    }
+
     pub fn package(&self) -> TokenStream {
         self.private(quote!(Package))
     }

@@ -21,6 +21,8 @@ pub(crate) struct Run {
     pub print_config: bool,
     /// `start`, `stop`, `reload` or `status`; none runs the daemon as configured.
     pub command: Option<crate::control::Control>,
+    /// The program's own options, in order, for its parser (see `app`).
+    pub app_args: Vec<OsString>,
 }
 
 /// A command line that cannot be understood; the message names the flag, the value and the rule.
@@ -33,8 +35,9 @@ impl std::fmt::Display for CliError {
     }
 }
 
-/// Parses the arguments (the first is the program's name).
-pub(crate) fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
+/// Parses the arguments (the first is the program's name). The program's own options (of its
+/// settings type, `app`) are set aside for its parser.
+pub(crate) fn parse(args: Vec<OsString>, app: Option<&crate::app::AppSpec>) -> Result<Command, CliError> {
     use lexopt::Arg;
     let mut parser = lexopt::Parser::from_iter(args);
     let mut given = Given::new();
@@ -43,6 +46,7 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
     let mut print_config = false;
     let mut command: Option<String> = None;
     let (mut graceful, mut json, mut hold) = (false, false, false);
+    let mut app_args: Vec<OsString> = Vec::new();
     loop {
         let arg = parser.next().map_err(|e| CliError(e.to_string()))?;
         let Some(arg) = arg else { break };
@@ -61,11 +65,23 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
             }
             Arg::Long(name) => {
                 let flag = format!("--{name}");
+                if let Some(opt) = app.and_then(|a| a.flag(&flag)) {
+                    app_args.push(flag.clone().into());
+                    if opt.takes_value {
+                        let v = parser.value().map_err(|_| CliError(format!("{flag} needs a value: see --help")))?;
+                        app_args.push(v);
+                    } else if let Some(v) = parser.optional_value() {
+                        return Err(CliError(format!("{flag} is a flag and takes no value (`{}`): give it, or leave it out", v.to_string_lossy())));
+                    }
+                    continue;
+                }
                 let Some(key) = Key::from_flag(&flag) else {
+                    let program_flags: Vec<&str> = app.map(|a| a.opts.iter().map(|o| o.flag.as_str()).collect()).unwrap_or_default();
                     let flags = SETTINGS
                         .iter()
                         .map(|s| s.flag)
-                        .chain(["--help", "--version", "--config", "--print-config"]);
+                        .chain(["--help", "--version", "--config", "--print-config"])
+                        .chain(program_flags.iter().copied());
                     let hint = match suggest(&flag, flags) {
                         Some(near) => format!("; did you mean {near}?"),
                         None => String::new(),
@@ -144,7 +160,7 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Command, CliError> {
     if json && !matches!(command, Some(Control::Status { .. })) {
         return Err(CliError("--json goes with the status command: `status --json`".into()));
     }
-    Ok(Command::Run(Run { given, config, print_config, command }))
+    Ok(Command::Run(Run { given, config, print_config, command, app_args }))
 }
 
 /// The control commands.
@@ -156,7 +172,7 @@ fn os_to_string(flag: &str, v: OsString) -> Result<String, CliError> {
 }
 
 /// The help text, generated from the rule book; `current` shows what the attributes set.
-pub(crate) fn help(program: &str, name: &str, version: &str, current: &Given) -> String {
+pub(crate) fn help(program: &str, name: &str, version: &str, current: &Given, app: Option<&crate::app::AppSpec>) -> String {
     let mut out = format!(
         "{name} {version}\n\nUsage: {program} [COMMAND] [OPTIONS]\n\n\
          Commands (none: run as configured, in the foreground unless `detach` is set):\n\
@@ -198,6 +214,9 @@ pub(crate) fn help(program: &str, name: &str, version: &str, current: &Given) ->
     ));
     out.push_str(&format!("  {:<28}{}\n", "-h, --help", "print this help"));
     out.push_str(&format!("  {:<28}{}\n", "-V, --version", "print the version"));
+    if let Some(app) = app {
+        out.push_str(&crate::app::help(app));
+    }
     out.push_str(
         "\nPrecedence: command line > environment > config file > #[daemon::main] > defaults.\n",
     );
@@ -218,7 +237,7 @@ mod tests {
     }
 
     fn given(list: &[&str]) -> Given {
-        match parse(args(list)) {
+        match parse(args(list), None) {
             Ok(Command::Run(r)) => r.given,
             Ok(_) => panic!("not a run"),
             Err(e) => panic!("{e}"),
@@ -226,7 +245,7 @@ mod tests {
     }
 
     fn error(list: &[&str]) -> String {
-        match parse(args(list)) {
+        match parse(args(list), None) {
             Err(e) => e.0,
             Ok(_) => panic!("accepted {list:?}"),
         }
@@ -260,7 +279,7 @@ mod tests {
 
     #[test]
     fn help_lists_every_flag() {
-        let h = help("prog", "demo", "1.0", &Given::new());
+        let h = help("prog", "demo", "1.0", &Given::new(), None);
         for s in SETTINGS {
             assert!(h.contains(s.flag) && h.contains(s.env), "{}", s.flag);
         }

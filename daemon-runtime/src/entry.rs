@@ -77,7 +77,26 @@ where
     F: FnOnce() -> R,
     R: MainOutput,
 {
-    let code = start(attrs, package, main);
+    let code = start(attrs, package, None, main);
+    std::process::exit(code)
+}
+
+/// [`run`], for a `main` that takes the program's own settings (a `clap::Args` type).
+pub fn run_with_settings<T, F, R>(attrs: &'static [(Key, Attr)], package: Package, main: F) -> !
+where
+    T: crate::app::ProgramSettings,
+    F: FnOnce(T) -> R,
+    R: MainOutput,
+{
+    let body = move || match crate::app::try_settings::<T>() {
+        Some(settings) => main((*settings).clone()),
+        // Set before `main`'s body runs, always; no settings is a bug of the runtime's.
+        None => {
+            eprintln!("the program's settings were not resolved before main");
+            std::process::exit(1)
+        }
+    };
+    let code = start(attrs, package, Some(crate::app::AppSpec::of::<T>), body);
     std::process::exit(code)
 }
 
@@ -87,7 +106,9 @@ enum Started {
     Plain(Housework),
 }
 
-fn start<F, R>(attrs: &'static [(Key, Attr)], package: Package, main: F) -> i32
+type AppSpecOf = fn(&str) -> Result<crate::app::AppSpec, String>;
+
+fn start<F, R>(attrs: &'static [(Key, Attr)], package: Package, app: Option<AppSpecOf>, main: F) -> i32
 where
     F: FnOnce() -> R,
     R: MainOutput,
@@ -107,10 +128,17 @@ where
     for (key, attr) in attrs {
         given.set(*key, attr.value(), Origin::Attribute);
     }
-    let run = match cli::parse(args.clone()) {
+    let app = match app.map(|of| of(&program)).transpose() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{program}: error: {e}");
+            return 2;
+        }
+    };
+    let run = match cli::parse(args.clone(), app.as_ref()) {
         Ok(Command::Run(r)) => r,
         Ok(Command::Help) => {
-            print!("{}", cli::help(&program, package.name, package.version, &given));
+            print!("{}", cli::help(&program, package.name, package.version, &given, app.as_ref()));
             return 0;
         }
         Ok(Command::Version) => {
@@ -122,8 +150,17 @@ where
             return 2;
         }
     };
-    let (env, env_warnings) = match sources::from_env(std::env::vars_os()) {
+    let (env, env_warnings) = match sources::from_env(std::env::vars_os(), |n| app.as_ref().is_some_and(|a| a.has_env(n))) {
         Ok(found) => found,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{program}: error: {e}");
+            }
+            return 2;
+        }
+    };
+    let app = match app.map(|spec| crate::app::AppGiven::env_of(&spec, std::env::vars_os()).map(|env| (spec, env))).transpose() {
+        Ok(a) => a.map(|(spec, env)| std::sync::Arc::new((spec, crate::app::AppGiven { cli: run.app_args.clone(), env }))),
         Err(errors) => {
             for e in errors {
                 eprintln!("{program}: error: {e}");
@@ -149,9 +186,9 @@ where
         .config
         .or_else(|| std::env::var_os(sources::CONFIG_ENV).map(Into::into))
         .map(|p| base.join(p));
-    let layers = Layers { attributes: given, file, env, cli: run.given, model, base, tasks: hooks.tasks.clone() };
-    let (config, groups) = match layers.resolve_all() {
-        Ok(r) => (r.config, r.groups),
+    let layers = Layers { attributes: given, file, env, cli: run.given, model, base, tasks: hooks.tasks.clone(), app };
+    let (config, groups, app_resolved) = match layers.resolve_all() {
+        Ok(r) => (r.config, r.groups, r.app),
         Err(problems) => {
             for p in problems {
                 eprintln!("{program}: error: {p}");
@@ -161,7 +198,13 @@ where
     };
     if run.print_config {
         print!("{}", sources::print_config(&config));
+        if let Some(app) = &app_resolved {
+            print!("{}", crate::app::print(app));
+        }
         return 0;
+    }
+    if let Some(app) = &app_resolved {
+        crate::app::set_current(app.value.clone());
     }
     // Absolute already: taken from where the program started, before a detach moves to `/`.
     let pid_file = config.pid_file.as_deref().map(PathBuf::from);

@@ -4,6 +4,7 @@
 //!
 //! Programs use it through the `daemon` crate's attributes; see that crate's documentation.
 
+mod app;
 mod boot;
 mod child;
 mod cli;
@@ -68,4 +69,6 @@ pub use worker::work::{Supervised, Task, WorkContext};
 pub use worker::{describe_request, heartbeat, long};
 pub use daemon_config as config;
 pub use foreign::foreign_child;
+pub use app::{settings, try_settings, ProgramSettings};
+pub use clap;
 pub use hooks::HookError;

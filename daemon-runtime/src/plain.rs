@@ -142,8 +142,11 @@ where
             };
             let reload = || -> Result<(), Vec<String>> {
                 reopen();
-                match layers.resolve() {
-                    Ok(_) => {
+                match layers.resolve_all() {
+                    Ok(resolved) => {
+                        if let Some(app) = &resolved.app {
+                            crate::app::set_current(app.value.clone());
+                        }
                         info!("reload: the configuration is good; the program reads it again (daemon::take_reload())");
                         watcher.reload.store(true, Ordering::SeqCst);
                         thread_hooks.on_reload();

@@ -34,6 +34,9 @@ pub(crate) struct Layers {
     pub base: PathBuf,
     /// The program's task functions, which the file's task groups must name.
     pub tasks: Vec<&'static TaskFn>,
+    /// The program's own settings (`main`'s parameter), and what the command line and the
+    /// environment gave for them.
+    pub app: Option<std::sync::Arc<(crate::app::AppSpec, crate::app::AppGiven)>>,
 }
 
 /// Everything resolved at once, from one read of the config file.
@@ -43,17 +46,14 @@ pub(crate) struct Resolved {
     /// The task groups: one per #[daemon::task] function (unless the file stops it), and one per
     /// `[tasks.NAME]` table of the file that names another.
     pub groups: Vec<GroupConfig>,
+    /// The program's own settings, if it has any.
+    pub app: Option<crate::app::AppResolved>,
 }
 
 impl Layers {
-    /// Reads the config file (if any) and resolves every layer into one configuration. Errors are
-    /// complete sentences, one per problem.
-    pub(crate) fn resolve(&self) -> Result<Config, Vec<String>> {
-        self.resolve_all().map(|r| r.config)
-    }
-
-    /// [`Layers::resolve`], and the task groups, with one read of the file: a reload sees one
-    /// version of it.
+    /// Reads the config file (if any) and resolves every layer: the configuration, the task
+    /// groups and the program's own settings, from one read of the file (a reload sees one
+    /// version of it). Errors are complete sentences, one per problem.
     pub(crate) fn resolve_all(&self) -> Result<Resolved, Vec<String>> {
         let contents = match &self.file {
             Some(path) => read_file(path)?,
@@ -61,9 +61,17 @@ impl Layers {
         };
         let config = self.resolve_with(&contents.given);
         let groups = resolve_groups(&self.tasks, &contents.groups);
-        match (config, groups) {
-            (Ok(config), Ok(groups)) => Ok(Resolved { config, groups }),
-            (a, b) => Err(a.err().into_iter().chain(b.err()).flatten().collect()),
+        let shown = self.file.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+        let app = match &self.app {
+            Some(app) => crate::app::resolve(&app.0, &app.1, &contents.app, &shown).map(Some),
+            None if !contents.app.is_empty() => Err(vec![format!(
+                "{shown}: [app] holds a program's own settings, and this program has none: remove the table"
+            )]),
+            None => Ok(None),
+        };
+        match (config, groups, app) {
+            (Ok(config), Ok(groups), Ok(app)) => Ok(Resolved { config, groups, app }),
+            (a, b, c) => Err(a.err().into_iter().chain(b.err()).chain(c.err()).flatten().collect()),
         }
     }
 
@@ -95,6 +103,7 @@ impl Layers {
 /// whatever their encoding, but one of ours that is not UTF-8 is an error that names it.
 pub(crate) fn from_env(
     vars: impl IntoIterator<Item = (OsString, OsString)>,
+    programs: impl Fn(&str) -> bool,
 ) -> Result<(Given, Vec<String>), Vec<String>> {
     let mut given = Given::new();
     let mut errors = Vec::new();
@@ -111,8 +120,9 @@ pub(crate) fn from_env(
             continue;
         };
         let rest = &name["DAEMON_".len()..];
-        // The upgrade's own handshake (boot/inherit.rs), not settings.
-        if rest.is_empty() || name == crate::boot::inherit::UPGRADE_FROM || name == crate::boot::inherit::UPGRADE_FD {
+        // The upgrade's own handshake (boot/inherit.rs), and the program's own settings, not
+        // the framework's settings.
+        if rest.is_empty() || name == crate::boot::inherit::UPGRADE_FROM || name == crate::boot::inherit::UPGRADE_FD || programs(&name) {
             continue;
         }
         let is_ours = name == CONFIG_ENV || SETTINGS.iter().any(|s| s.env == name);
@@ -188,11 +198,13 @@ fn resolve_groups(tasks: &[&TaskFn], tables: &BTreeMap<String, GroupGiven>) -> R
     }
 }
 
-/// A config file: the global keys, and the task groups' tables.
+/// A config file: the global keys, the task groups' tables, and the program's `[app]` table (its
+/// values as text, for the program's own value parsers).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FileContents {
     pub given: Given,
     pub groups: BTreeMap<String, GroupGiven>,
+    pub app: BTreeMap<String, String>,
 }
 
 /// Reads a TOML config file whose keys are the attribute keys (`prefork = 8`,
@@ -209,9 +221,29 @@ pub(crate) fn parse_file(shown: &str, text: &str) -> Result<FileContents, Vec<St
         .map_err(|e| vec![format!("{shown} is not valid TOML: {}", e.to_string().trim_end())])?;
     let mut given = Given::new();
     let mut groups = BTreeMap::new();
+    let mut app = BTreeMap::new();
     let mut errors = Vec::new();
     let origin = Origin::File(shown.to_string());
     for (name, item) in &table {
+        if name == "app" {
+            match item.as_table() {
+                Some(t) => {
+                    for (key, value) in t {
+                        match value {
+                            toml::Value::String(s) => {
+                                app.insert(key.clone(), s.clone());
+                            }
+                            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                                app.insert(key.clone(), value.to_string());
+                            }
+                            other => errors.push(format!("{shown}: [app] {key} = {other}: write one value (a string, a number or true/false)")),
+                        }
+                    }
+                }
+                None => errors.push(format!("{shown}: app is the program's own settings: write an `[app]` table")),
+            }
+            continue;
+        }
         if name == "tasks" {
             match parse_groups(shown, item) {
                 Ok(g) => groups = g,
@@ -239,7 +271,7 @@ pub(crate) fn parse_file(shown: &str, text: &str) -> Result<FileContents, Vec<St
         }
     }
     if errors.is_empty() {
-        Ok(FileContents { given, groups })
+        Ok(FileContents { given, groups, app })
     } else {
         Err(errors)
     }
@@ -352,7 +384,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Result<(Given, Vec<String>), Vec<String>> {
-        from_env(pairs.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))))
+        from_env(pairs.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))), |_| false)
     }
 
     #[test]
@@ -364,15 +396,15 @@ mod tests {
             (OsString::from_vec(b"\xffBAR".to_vec()), OsString::from("1")),
             (OsString::from("DAEMON_REQUESTS"), OsString::from("5")),
         ];
-        let (g, warnings) = from_env(vars).unwrap();
+        let (g, warnings) = from_env(vars, |_| false).unwrap();
         assert_eq!(g.get(Key::Requests).map(|v| &v.0), Some(&Value::Count(5)));
         assert!(warnings.is_empty(), "{warnings:?}");
         for name in ["DAEMON_PREFORK", "DAEMON_CONFIG"] {
-            let errors = from_env(vec![(OsString::from(name), bad())]).unwrap_err();
+            let errors = from_env(vec![(OsString::from(name), bad())], |_| false).unwrap_err();
             assert_eq!(errors, [format!("{name}=x\u{fffd}: not valid UTF-8; set it to a UTF-8 value or unset it")]);
         }
         // Somebody else's DAEMON_ variable (an init script's DAEMON_OPTS): named, not judged.
-        let (_, warnings) = from_env(vec![(OsString::from("DAEMON_OPTS"), bad())]).unwrap();
+        let (_, warnings) = from_env(vec![(OsString::from("DAEMON_OPTS"), bad())], |_| false).unwrap();
         assert_eq!(warnings, ["ignoring DAEMON_OPTS: no setting has this name"]);
     }
 
@@ -399,7 +431,7 @@ mod tests {
 
     #[test]
     fn one_wrong_value_reads_the_same_from_every_source() {
-        let cli = crate::cli::parse(vec!["p".into(), "--workers".into(), "0".into()]).err().map(|e| e.0);
+        let cli = crate::cli::parse(vec!["p".into(), "--workers".into(), "0".into()], None).err().map(|e| e.0);
         let env = env(&[("DAEMON_PREFORK", "0")]).unwrap_err().remove(0);
         let file = parse_file("d.toml", "prefork = 0").unwrap_err().remove(0);
         let rule = "0 is too few: prefork must be between 1 and 4096";
@@ -420,8 +452,8 @@ mod tests {
         let (env, _) = env(&[("DAEMON_MIN_SPARE", "3"), ("DAEMON_REQUESTS", "8")]).unwrap();
         let mut cli = Given::new();
         cli.set(Key::Requests, Value::Count(9), Origin::CommandLine);
-        let layers = Layers { attributes, file: Some(path.clone()), env, cli, model: Model::Async, base: dir.clone(), tasks: Vec::new() };
-        let c = layers.resolve().unwrap();
+        let layers = Layers { attributes, file: Some(path.clone()), env, cli, model: Model::Async, base: dir.clone(), tasks: Vec::new(), app: None };
+        let c = layers.resolve_all().unwrap().config;
         assert_eq!((c.workers, c.min_spare, c.requests, c.clients), (3, 3, 9, 5));
         assert_eq!(c.origin(Key::Prefork), Origin::File(path.display().to_string()));
         assert_eq!(c.origin(Key::MinSpare), Origin::Env);
@@ -432,7 +464,7 @@ mod tests {
         let mut with_paths = layers.clone();
         with_paths.cli.set(Key::LogFile, Value::Text("rel/d.log".into()), Origin::CommandLine);
         with_paths.cli.set(Key::PidFile, Value::Text("/run/d.pid".into()), Origin::CommandLine);
-        let c2 = with_paths.resolve().unwrap();
+        let c2 = with_paths.resolve_all().unwrap().config;
         assert_eq!(c2.log_file, Some(dir.join("rel/d.log").display().to_string()), "relative to the start directory");
         assert_eq!(c2.pid_file.as_deref(), Some("/run/d.pid"));
         let printed = print_config(&c);

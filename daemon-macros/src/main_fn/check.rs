@@ -494,12 +494,23 @@ pub fn signature<'a>(cx: &mut Ctxt, item: &'a Item) -> Option<&'a ItemFn> {
             "`fn main` cannot be generic: remove the type parameters".into(),
         );
     }
-    if !sig.inputs.is_empty() {
+    // At most one parameter: the program's own settings, a type that derives `clap::Args`.
+    let mut inputs = sig.inputs.iter();
+    if let Some(first) = inputs.next() {
+        match first {
+            syn::FnArg::Typed(_) => {}
+            syn::FnArg::Receiver(r) => error(cx, r.to_token_stream(), "`fn main` cannot take `self`: remove it".into()),
+        }
+    }
+    let extra: Vec<_> = inputs.collect();
+    if !extra.is_empty() {
+        let tokens = extra.iter().map(|a| a.to_token_stream()).collect::<TokenStream>();
         error(
             cx,
-            sig.inputs.to_token_stream(),
-            "`fn main` takes no parameters: remove them (the daemon reads its own command line; \
-             run the program with `--help` to see it)"
+            tokens,
+            "`fn main` takes one parameter at most: the program's own settings, a type that derives \
+             `clap::Args` (`fn main(settings: Settings)`); the daemon reads the rest of its command line \
+             itself (run the program with `--help` to see it)"
                 .into(),
         );
     }

@@ -48,18 +48,49 @@ pub fn expand(paths: &Paths, values: &[(Key, Value)], main: &ItemFn) -> TokenStr
         ReturnType::Type(_, ty) => first_span(ty),
         ReturnType::Default => Span::call_site(),
     };
-    let run = respan(run, at);
+    // `fn main(settings: Settings)`: the program's own settings, resolved before the body runs.
+    let settings = main.sig.inputs.first().and_then(|a| match a {
+        syn::FnArg::Typed(t) => Some((&t.pat, &t.ty)),
+        syn::FnArg::Receiver(_) => None,
+    });
+    let Some((pat, ty)) = settings else {
+        let run = respan(run, at);
+        let call = quote_spanned! {at=>
+            #run(
+                &[#(#entries),*],
+                #package {
+                    name: #env("CARGO_PKG_NAME"),
+                    version: #env("CARGO_PKG_VERSION"),
+                },
+                move || #output #body,
+            )
+        };
+        return quote! {
+            #(#attrs)*
+            #vis fn #ident() {
+                #call
+            }
+        };
+    };
+    let run = respan(paths.run_with_settings(), at);
+    let marker = paths.program_settings();
+    // The settings type's bounds (clap::Args, FromArgMatches, Clone, Send, Sync) are checked at
+    // this impl, which points at the type.
+    let marker_impl = quote_spanned! {first_span(ty)=>
+        impl #marker for #ty {}
+    };
     let call = quote_spanned! {at=>
-        #run(
+        #run::<#ty, _, _>(
             &[#(#entries),*],
             #package {
                 name: #env("CARGO_PKG_NAME"),
                 version: #env("CARGO_PKG_VERSION"),
             },
-            move || #output #body,
+            move |#pat: #ty| #output #body,
         )
     };
     quote! {
+        #marker_impl
         #(#attrs)*
         #vis fn #ident() {
             #call

@@ -930,6 +930,10 @@ impl Manager {
                 return Err(problems);
             }
         };
+        // The program's own settings: the new generation of workers is forked with them.
+        if let Some(app) = &resolved.app {
+            crate::app::set_current(app.value.clone());
+        }
         // Settings that need a restart keep their running value, in the manager and in every
         // worker of the new generation alike.
         let mut new = resolved.config;
