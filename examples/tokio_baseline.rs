@@ -11,8 +11,8 @@
 //! runtime, and an acceptor thread that accepts on the listening socket (backlog 1024, like the
 //! framework's) and hands the connections to the serving threads in turn, over a channel: the
 //! framework's worker (acceptor thread, hand-off, current-thread runtime) without the processes.
-//! The workspace's tokio is built without the `rt-multi-thread` feature, so a work-stealing
-//! multi-thread runtime is not available to the examples.
+//! (`examples/axum_baseline.rs` is the other reference: axum on tokio's work-stealing
+//! multi-thread runtime.)
 //!
 //! The handler talks to a `daemon::Connection`; here that is a thin local type over a tokio
 //! `TcpStream` whose `read_or_stop` is a plain read (nothing ever asks this server to stop

@@ -49,6 +49,29 @@ pub use daemon_runtime::{
     Spawned, Supervised, Task, WorkContext,
 };
 
+/// HTTP in one line, with the `http` feature (off by default): `daemon::http::serve(conn, app)`
+/// serves an axum `Router` (built once per worker by `app`) over hyper's HTTP/1.1 keep-alive,
+/// on the daemon's graceful stops and request deadlines. The program depends on axum itself, for
+/// its router: `axum = { version = "0.8", default-features = false, features = ["http1"] }`.
+///
+/// ```no_run
+/// use axum::{routing::get, Router};
+///
+/// #[daemon::main(listen = "127.0.0.1:8080")]
+/// fn main() {}
+///
+/// fn app() -> Router {
+///     Router::new().route("/", get(|| async { "hello\n" }))
+/// }
+///
+/// #[daemon::on_accept]
+/// async fn serve(conn: daemon::Connection) -> std::io::Result<()> {
+///     daemon::http::serve(conn, app).await
+/// }
+/// ```
+#[cfg(feature = "http")]
+pub use daemon_runtime::http;
+
 /// The tokio crate the workers run async handlers on, for a program that needs no other
 /// dependency: `daemon::tokio::time::sleep(...)`, `daemon::tokio::task::spawn_local(...)`.
 pub use daemon_runtime::tokio;

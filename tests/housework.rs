@@ -1,6 +1,5 @@
 //! Daemon housework with real processes and files: detach, pid file, log file and its reopening,
-//! privileges, control commands, start-stop-daemon, systemd's notify protocol, foreign children,
-//! and the axum example.
+//! privileges, control commands, start-stop-daemon, systemd's notify protocol, and foreign children.
 
 mod support;
 
@@ -266,22 +265,6 @@ fn a_foreign_child_is_reaped_and_stopped_with_the_daemon() {
     d.signal(Signal::SIGTERM);
     assert!(d.wait_exit(SOON).success());
     wait_until(SOON, "the second to be gone", || !alive(second));
-}
-
-#[test]
-fn axum_serves_from_the_pool_and_stops_gracefully() {
-    let mut d = Daemon::serve("axum", &["--workers", "2"]);
-    assert_eq!(d.get("/"), (200, "hello from axum\n".to_string()));
-    let (status, body) = d.get("/worker");
-    assert_eq!(status, 200);
-    assert!(body.starts_with("slot "), "{body}");
-    d.wait_for_line_where("a request log line", SOON, |l| l.contains("request") && l.contains("status=200") && l.contains("path=\"/worker\""));
-    let pending = d.get_in_background("/sleep/1000");
-    d.wait_for_line("sleeping ms=1000", SOON);
-    d.signal(Signal::SIGQUIT);
-    let (status, body) = pending.join().expect("the in-flight request");
-    assert_eq!((status, body.as_str()), (200, "slept 1000\n"));
-    assert!(d.wait_exit(SOON).success());
 }
 
 #[test]

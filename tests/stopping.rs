@@ -142,3 +142,20 @@ fn a_keep_alive_request_sent_as_the_stop_comes_is_served_with_connection_close()
     assert!(rest.is_empty());
     assert!(d.wait_exit(SOON).success());
 }
+
+#[test]
+fn a_client_that_sends_nothing_does_not_hold_a_graceful_stop() {
+    let mut d = Daemon::serve("hello", &["--workers", "1", "--drain-timeout", "300ms", "--graceful-timeout", "60s"]);
+    let mut silent = d.connect();
+    // Served after it, so the silent one was accepted before the stop.
+    let mut probe = d.connect();
+    probe.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").expect("a request");
+    assert_eq!(support::read_one_response(&mut probe), "hello\n");
+    let asked = std::time::Instant::now();
+    d.signal(Signal::SIGQUIT);
+    let mut b = [0u8; 1];
+    assert_eq!(silent.read(&mut b).expect("an end, not a reset"), 0, "closed at the drain's end");
+    assert!(d.wait_exit(SOON).success());
+    // graceful_timeout is 60 s: nothing waited for it.
+    assert!(asked.elapsed() < std::time::Duration::from_secs(30), "{:?}", asked.elapsed());
+}

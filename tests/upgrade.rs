@@ -368,6 +368,43 @@ fn a_second_usr2_during_an_upgrade_starts_no_second_manager() {
 }
 
 #[test]
+fn a_stop_during_an_upgrade_stops_both_managers_and_the_pid_file_is_never_missing() {
+    let app = App::start("stop-during", &["--upgrade-timeout", "60s", "--graceful-timeout", "1s"]);
+    let old = app.track();
+    app.replace_with_script("LAB_ON_CHILD=sleep:600000 exec \"$LAB\" \"$@\"");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old), Signal::SIGUSR2).expect("USR2");
+    let new = wait_for(SOON, "the upgrade to start", || {
+        // From the old manager, under either name of the pid file.
+        let s = app.status();
+        let old_one = if s["upgrade"].is_null() { &s["old_manager"] } else { &s };
+        (old_one["upgrade"]["state"] == "starting").then(|| old_one["upgrade"]["new_pid"].as_i64()).flatten()
+    }) as i32;
+    app.managers.lock().unwrap().push(new);
+    // While the new manager starts, the pid file is never missing: it names the old manager
+    // until the new one has written it (as nginx's and unicorn's), `.oldbin` the old one.
+    let named = read_pid(&app.pid_file);
+    assert!(named == Some(old) || named == Some(new), "{named:?}");
+    assert_eq!(read_pid(&app.dir.path("app.pid.oldbin")), Some(old));
+    // The text status says so, and a reader that goes away costs it nothing (`status | head`).
+    let out = app.control(&["status"]);
+    assert!(text(&out.stdout).contains(&format!("upgrade: new manager pid {new}, starting")), "{out:?}");
+    let (read, write) = nix::unistd::pipe().expect("a pipe");
+    drop(read);
+    let p = app.pid_file.display().to_string();
+    let out = std::process::Command::new(&app.ctl)
+        .args(["status", "--pid-file", &p])
+        .stdout(std::process::Stdio::from(write))
+        .output()
+        .expect("status into a closed pipe");
+    assert!(out.status.success() && !text(&out.stderr).contains("panicked"), "{out:?}");
+    // `stop` ends the daemon: both managers, whichever the pid file names.
+    let out = app.control(&["stop"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_until(SOON, "both managers to be gone", || !alive(old) && !alive(new));
+    assert!(!app.pid_file.exists() && !app.dir.path("app.pid.oldbin").exists());
+}
+
+#[test]
 fn a_held_upgrade_backs_out_and_serves_every_request() {
     let app = App::start("backout", &[]);
     let old = app.track();
@@ -383,6 +420,8 @@ fn a_held_upgrade_backs_out_and_serves_every_request() {
     let s = app.status();
     assert_eq!(s["old_manager"]["pid"].as_i64(), Some(i64::from(old)), "{s:#}");
     assert_eq!(s["old_manager"]["backed_out"], true);
+    let out = app.control(&["status"]);
+    assert!(text(&out.stdout).contains("BACKED OUT"), "the text status shows it: {out:?}");
     // Back out: the old manager's workers start again, then the new manager stops gracefully.
     let ob = oldbin.display().to_string();
     let out = run_program(&app.ctl, &["reload", "--pid-file", &ob]);

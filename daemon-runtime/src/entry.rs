@@ -108,15 +108,31 @@ enum Started {
 
 type AppSpecOf = fn(&str) -> Result<crate::app::AppSpec, String>;
 
+/// The program's path as it was started (argv[0]), absolute but with its symlinks: relative to
+/// the start directory, or found on `PATH` as the shell found it; else the running file's.
+fn program_path(argv0: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let found = argv0.map(Path::new).and_then(|p| {
+        if p.as_os_str().as_encoded_bytes().contains(&b'/') {
+            let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().ok()?.join(p) };
+            return runnable(&abs).then_some(abs);
+        }
+        std::env::var_os("PATH")
+            .and_then(|dirs| std::env::split_paths(&dirs).map(|d| d.join(p)).find(|c| c.is_absolute() && runnable(c)))
+    });
+    found.or_else(|| std::env::current_exe().ok())
+}
+
 fn start<F, R>(attrs: &'static [(Key, Attr)], package: Package, app: Option<AppSpecOf>, main: F) -> i32
 where
     F: FnOnce() -> R,
     R: MainOutput,
 {
     let args: Vec<OsString> = std::env::args_os().collect();
-    // The path it was started from, for a hot upgrade: taken now, while it still names this
-    // binary's file (a binary replaced on disk is what an upgrade is for).
-    let exe = std::env::current_exe().ok();
+    // The path it was started from, for a hot upgrade: taken now, from where it started, with
+    // its symlinks (a deploy that switches a `current` link is picked up by the upgrade).
+    let exe = program_path(args.first().map(OsString::as_os_str));
     let program = args
         .first()
         .map(std::path::Path::new)
@@ -242,12 +258,20 @@ where
     crate::sys::close_from(u32::try_from(inherited.first_free).unwrap_or(3));
     let upgrade = inherited.upgrade.take();
     // A new manager started by an upgrade is a daemon already: it does not detach again (its
-    // parent waits for its verdict on the pipe it handed over).
+    // parent waits for its verdict on the pipe it handed over), but it leaves the start
+    // directory as a detach would (it was started from it, for its relative paths).
+    if detach && upgrade.is_some() {
+        let _ = std::env::set_current_dir("/");
+    }
     let detach = detach && upgrade.is_none();
     let identity = match privileges::resolve(config.user.as_deref(), config.group.as_deref()) {
         Ok(id) => id,
         Err(e) => {
             eprintln!("{program}: error: {e}");
+            // The old manager's log says why its upgrade failed.
+            if let Some(pipe) = upgrade.as_ref().and_then(|(_, p)| p.try_clone().ok()) {
+                let _ = std::io::Write::write_all(&mut std::fs::File::from(pipe), format!("ERR {e}\n").as_bytes());
+            }
             return 2;
         }
     };
@@ -278,6 +302,12 @@ where
         } else {
             Readiness::none()
         };
+        // The daemon exists from here: its control signals wait for its loop (noted before the
+        // pid file can name it).
+        if let Err(e) = crate::signals::note_early_signals() {
+            readiness.failed(&format!("cannot set the manager's signals: {e}"));
+            return Err(1);
+        }
         // From here on, a failure is also told to the process that waits for the daemon to start.
         let mut fail = |why: String| {
             error!("{why}");
@@ -318,7 +348,8 @@ where
             Ok(l) => l,
             Err(e) => return fail(e.to_string()),
         };
-        let pid_lock = match pid_file.as_deref().map(PidFile::acquire).transpose() {
+        let handed_by = upgraded_from.map(|p| p.as_raw());
+        let pid_lock = match pid_file.as_deref().map(|p| PidFile::acquire(p, handed_by)).transpose() {
             Ok(p) => p,
             Err(e) => return fail(e.to_string()),
         };

@@ -12,6 +12,8 @@ mod control;
 mod entry;
 mod foreign;
 mod hooks;
+#[cfg(feature = "http")]
+pub mod http;
 mod manager;
 mod plain;
 mod pool;

@@ -21,6 +21,25 @@ pub(crate) const MANAGER: [Signal; 10] = [
     Signal::SIGCHLD,
 ];
 
+/// The manager's control signals whose default action would end or stop the daemon while it
+/// starts (a log rotation's USR1 or HUP, a USR2, a TTIN): noted from as early as the daemon
+/// exists (before its pid file names it) and acted on by the manager's loop once it runs. Not
+/// blocked: a blocked mask would pass on to what `main`'s body starts. TERM, INT and QUIT keep
+/// their default: a stop asked before the daemon runs ends it.
+pub(crate) fn note_early_signals() -> nix::Result<()> {
+    for s in EARLY {
+        crate::sys::note_early(s)?;
+    }
+    // A new manager of an upgrade starts with the old one's mask: what came meanwhile is noted now.
+    let mut set = SigSet::empty();
+    for s in MANAGER {
+        set.add(s);
+    }
+    set.thread_unblock()
+}
+
+const EARLY: [Signal; 6] = [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH, Signal::SIGTTIN, Signal::SIGTTOU];
+
 /// Blocks the manager's signals and returns a descriptor that reads them. Called before the
 /// first fork, so children start with these signals blocked and lose none before they are set up.
 pub(crate) fn manager_signalfd() -> nix::Result<SignalFd> {
@@ -29,7 +48,16 @@ pub(crate) fn manager_signalfd() -> nix::Result<SignalFd> {
         set.add(s);
     }
     set.thread_block()?;
-    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+    let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+    // Blocked now, the early ones go back to their default, and those that came are raised
+    // again, pending for this descriptor.
+    for s in EARLY {
+        set_disposition(s, false)?;
+    }
+    for s in crate::sys::take_early_signals() {
+        nix::sys::signal::raise(s)?;
+    }
+    Ok(fd)
 }
 
 /// A worker's signals: the manager's control signals are ignored (they are the manager's, and a

@@ -41,8 +41,8 @@ pub fn example(name: &str) -> PathBuf {
         .and_then(Path::parent)
         .unwrap_or_else(|| panic!("unexpected test binary location {}", exe.display()));
     let path = profile_dir.join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    let build = "`cargo test` (with no target filter) builds the examples before running the \
-                 tests, but `cargo test --test NAME` does not: run `cargo build --examples` with \
+    let build = "`cargo test --all-features` (with no target filter) builds the examples before running the \
+                 tests, but `cargo test --test NAME` does not: run `cargo build --examples --all-features` with \
                  the same profile first";
     let built = match std::fs::metadata(&path).and_then(|m| m.modified()) {
         Ok(t) => t,

@@ -813,9 +813,9 @@ mod tests {
             ),
             (
                 parse_quote!(
-                    fn main(argc: i32) {}
+                    fn main(settings: Settings, argc: i32) {}
                 ),
-                "`fn main` takes no parameters",
+                "`fn main` takes one parameter at most",
             ),
             (
                 parse_quote!(
@@ -849,7 +849,7 @@ mod tests {
             assert!(errors[0].contains(want), "{errors:?} should contain {want}");
         }
         let (_, errors) = signature_errors(parse_quote!(
-            async fn run<T>(x: T) {}
+            async fn run<T>(x: T, y: T) {}
         ));
         assert_eq!(errors.len(), 4, "{errors:?}");
     }

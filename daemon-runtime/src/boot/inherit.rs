@@ -28,6 +28,10 @@ pub(crate) const LISTEN_FDS: &str = "LISTEN_FDS";
 pub(crate) const LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
 pub(crate) const UPGRADE_FROM: &str = "DAEMON_UPGRADE_FROM";
 pub(crate) const UPGRADE_FD: &str = "DAEMON_UPGRADE_FD";
+/// The most sockets a process takes from `LISTEN_FDS`, and so the most an upgrade hands on.
+pub(crate) const MOST_SOCKETS: usize = 64;
+/// How an upgrade names, in `LISTEN_FDNAMES`, a socket that came from socket activation.
+pub(crate) const ACTIVATED: &str = "activated:";
 
 /// Where inherited sockets came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,8 +85,10 @@ pub(crate) fn take() -> Result<Inherited, InheritError> {
     let upgrade_fd = take_var(UPGRADE_FD);
     let mut found = Inherited { first_free: FIRST_FD, ..Inherited::default() };
     let Some(fds) = fds else {
-        if pid.is_some() || from.is_some() {
-            found.ignored = Some("LISTEN_PID without LISTEN_FDS".to_string());
+        if pid.is_some() {
+            found.ignored = Some(format!("{LISTEN_PID} without {LISTEN_FDS}: not taken"));
+        } else if from.is_some() || upgrade_fd.is_some() {
+            found.ignored = Some(format!("{UPGRADE_FROM}/{UPGRADE_FD} without {LISTEN_FDS}: not an upgrade"));
         }
         return Ok(found);
     };
@@ -98,28 +104,39 @@ pub(crate) fn take() -> Result<Inherited, InheritError> {
     let count: RawFd = fds
         .to_str()
         .and_then(|n| n.parse().ok())
-        .filter(|n| (0..=64).contains(n))
-        .ok_or_else(|| InheritError(format!("LISTEN_FDS={}: not a number of descriptors (0 to 64)", fds.to_string_lossy())))?;
+        .filter(|&n| n >= 0 && n as usize <= MOST_SOCKETS)
+        .ok_or_else(|| InheritError(format!("LISTEN_FDS={}: not a number of descriptors (0 to {MOST_SOCKETS})", fds.to_string_lossy())))?;
     let names: Vec<String> = names.map(|n| n.to_string_lossy().split(':').map(String::from).collect()).unwrap_or_default();
     for i in 0..count {
         let fd = FIRST_FD + i;
         let listener = adopt(fd).map_err(|why| {
-            let name = names.get(i as usize).map(|n| format!(" ({n})")).unwrap_or_default();
+            // Someone else's text: quoted, so it cannot forge lines of the log.
+            let name = names.get(i as usize).map(|n| format!(" ({n:?})")).unwrap_or_default();
             InheritError(format!("LISTEN_FDS: descriptor {fd}{name} {why}"))
         })?;
         found.listeners.push(listener);
     }
     found.first_free = FIRST_FD + count;
     found.source = Some(Source::Activation);
+    // Sockets from the service manager: directly, or through an upgrade that names them so.
+    for (i, l) in found.listeners.iter_mut().enumerate() {
+        l.activated = names.get(i).is_some_and(|n| n.starts_with(ACTIVATED));
+    }
     // The upgrade's own variables count only with the sockets, from our parent, on the next
     // descriptor: anything else is someone else's.
     let parent = nix::unistd::getppid();
     let from_parent = from.as_deref().and_then(|f| f.to_str()).and_then(|f| f.parse::<i32>().ok()).filter(|&p| p == parent.as_raw());
     let fd_next = upgrade_fd.as_deref().and_then(|f| f.to_str()).and_then(|f| f.parse::<RawFd>().ok()).filter(|&f| f == found.first_free);
+    let from_service_manager = from_parent.is_none() && fd_next.is_none();
+    if from_service_manager {
+        for l in &mut found.listeners {
+            l.activated = true;
+        }
+    }
     match (from_parent, fd_next) {
         (Some(old), Some(fd)) => {
-            let Some(pipe) = crate::sys::claim_inherited_fd(fd).filter(is_pipe) else {
-                found.ignored = Some(format!("{UPGRADE_FD}={fd} is not a pipe: not an upgrade"));
+            let Some(pipe) = crate::sys::claim_inherited_fd(fd).filter(is_pipe).filter(is_write_end) else {
+                found.ignored = Some(format!("{UPGRADE_FD}={fd} is not the write end of a pipe: not an upgrade"));
                 return Ok(found);
             };
             let _ = fcntl(&pipe, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
@@ -135,6 +152,10 @@ pub(crate) fn take() -> Result<Inherited, InheritError> {
         }
     }
     Ok(found)
+}
+
+fn is_write_end(fd: &OwnedFd) -> bool {
+    fcntl(fd, FcntlArg::F_GETFL).is_ok_and(|f| OFlag::from_bits_truncate(f) & OFlag::O_ACCMODE == OFlag::O_WRONLY)
 }
 
 fn is_pipe(fd: &OwnedFd) -> bool {
@@ -159,7 +180,7 @@ fn adopt(fd: RawFd) -> Result<Listener, String> {
     fcntl(&owned, FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK)).map_err(|e| e.to_string())?;
     let socket = TcpListener::from(owned);
     let addr: SocketAddr = socket.local_addr().map_err(|_| "is not a TCP socket (IPv4 or IPv6)".to_string())?;
-    Ok(Listener { socket, addr })
+    Ok(Listener { socket, addr, activated: false })
 }
 
 /// Hands `sockets` (each with its name, its address) and `verdict` to a program about to be

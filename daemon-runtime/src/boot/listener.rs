@@ -20,6 +20,9 @@ const BACKLOG: i32 = 1024;
 pub(crate) struct Listener {
     pub(crate) socket: TcpListener,
     pub(crate) addr: SocketAddr,
+    /// Handed to the daemon by socket activation (directly, or through an upgrade): the
+    /// service manager's, which `listen` does not replace.
+    pub(crate) activated: bool,
 }
 
 impl AsFd for Listener {
@@ -61,14 +64,19 @@ impl std::error::Error for BindError {}
 /// matches a socket on the same IP, as the old manager's was bound from it); an address none
 /// matches is bound, and a socket no address wants any more is closed.
 pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<Source>) -> Result<Vec<Listener>, BindError> {
-    if source == Some(Source::Activation) && !inherited.is_empty() {
-        for l in &inherited {
+    let activated = source == Some(Source::Activation) || inherited.iter().any(|l| l.activated);
+    if activated && !inherited.is_empty() {
+        let (kept, other): (Vec<Listener>, Vec<Listener>) = inherited.into_iter().partition(|l| l.activated || source == Some(Source::Activation));
+        for l in &kept {
             tracing::info!(addr = %l.addr, from = "socket activation", "listening");
+        }
+        for l in other {
+            tracing::warn!(addr = %l.addr, "a socket handed over beside the activated ones is not used: closed");
         }
         if !addrs.is_empty() {
             tracing::info!(listen = %addrs.join(","), "listening on the sockets passed by socket activation; `listen` is not used");
         }
-        return Ok(inherited);
+        return Ok(kept);
     }
     let mut left = inherited;
     let mut out = Vec::new();
@@ -105,5 +113,5 @@ pub(crate) fn bind_one(text: &str) -> Result<Listener, BindError> {
     nix::sys::socket::listen(&fd, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN)).map_err(|e| err(e.into()))?;
     let socket = TcpListener::from(fd);
     let addr = socket.local_addr().map_err(err)?;
-    Ok(Listener { socket, addr })
+    Ok(Listener { socket, addr, activated: false })
 }

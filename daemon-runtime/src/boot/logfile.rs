@@ -63,6 +63,11 @@ impl LogFile {
         if m.uid() != 0 && m.uid() != me && Some(m.uid()) != self.user {
             return Err(refuse(format!("it belongs to uid {}, neither root nor the daemon's user", m.uid())));
         }
+        // The daemon's user must be able to open it again: its workers after a rotation, a new
+        // manager after an upgrade (nginx chowns its reopened logs to its workers' user too).
+        if let Some(user) = self.user.filter(|&u| me == 0 && m.uid() == 0 && u != 0) {
+            nix::unistd::fchown(&file, Some(nix::unistd::Uid::from_raw(user)), None)?;
+        }
         // Regular files ignore O_NONBLOCK; it was there for the open alone.
         let flags = OFlag::from_bits_truncate(fcntl(&file, FcntlArg::F_GETFL)?);
         fcntl(&file, FcntlArg::F_SETFL(flags & !OFlag::O_NONBLOCK))?;

@@ -150,8 +150,10 @@ fn lock_holder(file: &File) -> Option<i32> {
 }
 
 impl PidFile {
-    /// Writes this process's pid to `path` and locks it, or says who holds it.
-    pub(crate) fn acquire(path: &Path) -> Result<PidFile, PidFileError> {
+    /// Writes this process's pid to `path` and locks it, or says who holds it. `handed_by` is
+    /// the manager this one upgrades, whose lock on `path` is no reason to refuse (it keeps its
+    /// lock under its own name, `PATH.oldbin`).
+    pub(crate) fn acquire(path: &Path, handed_by: Option<i32>) -> Result<PidFile, PidFileError> {
         let io_err = |error: io::Error| PidFileError::Io { path: path.to_path_buf(), error };
         let pid = std::process::id();
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -212,6 +214,7 @@ impl PidFile {
                             Holder::Stranger { .. } => {
                                 "its lock is held by a process that is not the manager it names"
                             }
+                            Holder::Manager(p) if Some(p) == handed_by => "the manager this one upgrades hands it over",
                             _ => {
                                 let _ = std::fs::remove_file(&temp);
                                 return Err(PidFileError::Running { path: path.to_path_buf(), pid: named });
@@ -244,16 +247,42 @@ impl PidFile {
         &self.path
     }
 
-    /// Moves the pid file to `to` (atomically, replacing what is there): during an upgrade the old
-    /// manager's file becomes `PATH.oldbin`, so the new one can take `PATH`; after a rollback it
-    /// moves back. The lock is on the file, so it moves with it. Only a file that is still ours
-    /// (the same inode) is moved.
-    pub(crate) fn rename_to(&mut self, to: &Path) -> io::Result<()> {
-        let still_ours = std::fs::symlink_metadata(&self.path).map(|m| inode(&m)).ok() == Some(self.inode);
-        if !still_ours {
+    fn is_ours_at(&self, path: &Path) -> bool {
+        std::fs::symlink_metadata(path).map(|m| inode(&m)).ok() == Some(self.inode)
+    }
+
+    /// During an upgrade: the pid file gets a second name, `to` (`PATH.oldbin`), which becomes
+    /// this manager's; `PATH` is never missing, and the new manager replaces it when it starts.
+    /// The lock is on the file, so it stays. A stale file at `to` (no manager holds it) is
+    /// replaced; anything else there is an error.
+    pub(crate) fn link_aside(&mut self, to: &Path) -> io::Result<()> {
+        if !self.is_ours_at(&self.path) {
             return Err(io::Error::other(format!("{} is no longer this manager's pid file", self.path.display())));
         }
-        std::fs::rename(&self.path, to)?;
+        if let Ok(m) = std::fs::symlink_metadata(to) {
+            let stale = m.file_type().is_file() && !matches!(holder(to), Ok(Holder::Manager(_)));
+            if !stale && !m.file_type().is_symlink() {
+                return Err(io::Error::other(format!("{} exists, and is not a stale pid file: remove it", to.display())));
+            }
+            std::fs::remove_file(to)?;
+        }
+        std::fs::hard_link(&self.path, to)?;
+        self.path = to.to_path_buf();
+        Ok(())
+    }
+
+    /// After a rollback, or a held upgrade's new manager gone: the pid file's name is `to`
+    /// (`PATH`) again, replacing what the new manager left there; the `.oldbin` name goes.
+    pub(crate) fn take_back(&mut self, to: &Path) -> io::Result<()> {
+        if !self.is_ours_at(&self.path) {
+            return Err(io::Error::other(format!("{} is no longer this manager's pid file", self.path.display())));
+        }
+        if self.is_ours_at(to) {
+            // Both names are ours still (the new manager never took `to`): drop the second.
+            std::fs::remove_file(&self.path)?;
+        } else {
+            std::fs::rename(&self.path, to)?;
+        }
         self.path = to.to_path_buf();
         Ok(())
     }
@@ -285,10 +314,10 @@ mod tests {
     fn written_whole_locked_and_removed() {
         let d = dir("whole");
         let path = d.join("x.pid");
-        let pf = PidFile::acquire(&path).unwrap();
+        let pf = PidFile::acquire(&path, None).unwrap();
         assert_eq!(read_pid(&path).unwrap(), Some(std::process::id() as i32));
         assert_eq!(holder(&path).unwrap(), Holder::Manager(std::process::id() as i32));
-        match PidFile::acquire(&path) {
+        match PidFile::acquire(&path, None) {
             Err(PidFileError::Running { pid, .. }) => assert_eq!(pid, Some(std::process::id() as i32)),
             other => panic!("{other:?}"),
         }
@@ -310,14 +339,14 @@ mod tests {
         let held = File::open(&path).unwrap();
         assert!(try_lock_exclusive(&held).unwrap());
         assert_eq!(holder(&path).unwrap(), Holder::Stranger { named: Some(999999), holder: std::process::id() as i32 });
-        let pf = PidFile::acquire(&path).expect("a file locked by a stranger is stale");
+        let pf = PidFile::acquire(&path, None).expect("a file locked by a stranger is stale");
         assert_eq!(read_pid(&path).unwrap(), Some(std::process::id() as i32));
         pf.remove();
         // A FIFO in its place is refused, at once.
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
         assert!(read_pid(&path).unwrap_err().to_string().contains("not a regular file"));
         assert!(holder(&path).is_err());
-        assert!(PidFile::acquire(&path).is_err());
+        assert!(PidFile::acquire(&path, None).is_err());
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -326,12 +355,12 @@ mod tests {
         let d = dir("stale");
         let path = d.join("x.pid");
         std::fs::write(&path, "999999\n").unwrap();
-        let pf = PidFile::acquire(&path).unwrap();
+        let pf = PidFile::acquire(&path, None).unwrap();
         assert_eq!(read_pid(&path).unwrap(), Some(std::process::id() as i32));
         pf.remove();
         let target = d.join("elsewhere");
         std::os::unix::fs::symlink(&target, &path).unwrap();
-        assert!(matches!(PidFile::acquire(&path), Err(PidFileError::Symlink(_))));
+        assert!(matches!(PidFile::acquire(&path, None), Err(PidFileError::Symlink(_))));
         assert!(!target.exists(), "nothing written through the link");
         std::fs::remove_dir_all(&d).unwrap();
     }

@@ -15,6 +15,22 @@ use crate::boot::pidfile::{holder, Holder};
 pub(crate) use channel::{Channel, Request};
 use channel::{Expect, Unverified};
 
+/// `println!` that does not panic when the reader has gone (`status | head -1`).
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `print!`, likewise.
+macro_rules! say_part {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
 /// The commands, after the options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Control {
@@ -66,7 +82,7 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
         Err(code) => {
             return match command {
                 Control::Stop { .. } => {
-                    println!("{name} is not running");
+                    say!("{name} is not running");
                     lsb::OK
                 }
                 Control::Reload | Control::Upgrade { .. } | Control::Backout => {
@@ -75,11 +91,11 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
                 }
                 Control::Status { json } => {
                     if json {
-                        println!("{}", json!({ "running": false }));
+                        say!("{}", json!({ "running": false }));
                     } else if code == lsb::DEAD_WITH_PID_FILE {
-                        println!("{name} is not running, but its pid file {} remains", path.display());
+                        say!("{name} is not running, but its pid file {} remains", path.display());
                     } else {
-                        println!("{name} is not running");
+                        say!("{name} is not running");
                     }
                     code
                 }
@@ -116,10 +132,28 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
         }
     };
     match command {
-        Control::Stop { graceful } => stop(name, path, running, graceful, wait),
+        Control::Stop { graceful } => {
+            // While an upgrade starts, the daemon is two managers: the old one, under
+            // `PATH.oldbin`, stops too (else stopping a new manager that is not ready yet would
+            // leave the old one serving, the upgrade rolled back). A held old manager (the
+            // upgrade took over) is left alone: stopping the new one is how a back-out ends.
+            let old = match holder(&oldbin(path)) {
+                Ok(Holder::Manager(p)) if p != running.as_raw() => {
+                    let e = Expect { pid: p, uids: expect.uids.clone(), package: expect.package };
+                    let starting = channel::ask(&e, Request::Status).ok().is_some_and(|s| s["upgrade"]["state"] == "starting");
+                    (starting && channel::ask(&e, Request::Stop { graceful }).is_ok()).then(|| Pid::from_raw(p))
+                }
+                _ => None,
+            };
+            let code = stop(name, path, running, graceful, wait);
+            match old {
+                Some(old) if code == lsb::OK => stop(name, &oldbin(path), old, graceful, wait),
+                _ => code,
+            }
+        }
         Control::Reload => {
             if answer.get("applied").and_then(Json::as_bool) == Some(true) {
-                println!("{name}: pid {running} applied the new configuration");
+                say!("{name}: pid {running} applied the new configuration");
                 return lsb::OK;
             }
             let problems = answer.get("problems").and_then(Json::as_array).cloned().unwrap_or_default();
@@ -137,12 +171,12 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
                 if let Some(old) = old {
                     answer["old_manager"] = old;
                 }
-                println!("{answer}");
+                say!("{answer}");
             } else {
-                print!("{}", render(name, &answer));
+                say_part!("{}", render(name, &answer));
                 if let Some(old) = old {
-                    println!("\nthe old manager of an upgrade, under {}:", oldbin(path).display());
-                    print!("{}", render(name, &old));
+                    say!("\nthe old manager of an upgrade, under {}:", oldbin(path).display());
+                    say_part!("{}", render(name, &old));
                 }
             }
             lsb::OK
@@ -150,7 +184,7 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
         Control::Upgrade { .. } => upgrade(name, path, running, &answer, &expect, wait),
         Control::Backout => {
             if answer.get("backed_out").and_then(Json::as_bool) == Some(true) {
-                println!("{name}: pid {running} retires its workers and keeps its sockets; `reload` starts them again");
+                say!("{name}: pid {running} retires its workers and keeps its sockets; `reload` starts them again");
                 return lsb::OK;
             }
             let why = answer.get("why").and_then(Json::as_str).unwrap_or("it is stopping");
@@ -188,7 +222,7 @@ fn upgrade(name: &str, path: &Path, old: Pid, answer: &Json, expect: &Expect<'_>
         eprintln!("{name}: error: the manager (pid {old}) started no upgrade: {why}");
         return lsb::FAILED;
     };
-    println!("{name}: pid {old} started the new manager, pid {new}; waiting for its workers");
+    say!("{name}: pid {old} started the new manager, pid {new}; waiting for its workers");
     let held = answer.get("hold").and_then(Json::as_bool) == Some(true);
     let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
@@ -225,7 +259,7 @@ fn upgrade(name: &str, path: &Path, old: Pid, answer: &Json, expect: &Expect<'_>
                 } else {
                     format!("the old one (pid {old}) finishes its work and exits")
                 };
-                println!("{name}: upgraded: the new manager (pid {new}) serves; {after}");
+                say!("{name}: upgraded: the new manager (pid {new}) serves; {after}");
                 return lsb::OK;
             }
             Some(("rolled back", why)) => {
@@ -261,7 +295,7 @@ fn stop(name: &str, path: &Path, pid: Pid, graceful: bool, wait: Duration) -> i3
     while Instant::now() < deadline {
         // The lock goes with the manager, whoever its parent is.
         if !still_running(path, pid) {
-            println!("{name} stopped (pid {pid})");
+            say!("{name} stopped (pid {pid})");
             return lsb::OK;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -316,6 +350,20 @@ fn render(name: &str, s: &Json) -> String {
             out.push_str("  SATURATED: every worker is busy and max_children is reached");
         }
         out.push('\n');
+    }
+    if s.get("backed_out").and_then(Json::as_bool) == Some(true) {
+        out.push_str("  BACKED OUT: its workers retire; `reload` starts them again\n");
+    }
+    if let Some(u) = s.get("upgrade").filter(|u| !u.is_null()) {
+        let why = u.get("why").and_then(Json::as_str).map(|w| format!(": {w}")).unwrap_or_default();
+        out.push_str(&format!("  upgrade: new manager pid {}, {}{why}\n", u.get("new_pid").unwrap_or(&Json::Null), text(u, "state")));
+    }
+    if let Some(from) = s.get("upgraded_from").filter(|u| !u.is_null()) {
+        out.push_str(&format!("  upgraded from pid {from}, which still runs\n"));
+    }
+    if let Some(l) = s.get("last_upgrade").filter(|u| !u.is_null()) {
+        let why = l.get("why").and_then(Json::as_str).filter(|w| !w.is_empty()).map(|w| format!(": {w}")).unwrap_or_default();
+        out.push_str(&format!("  last upgrade: to pid {}, {}{why}\n", l.get("new_pid").unwrap_or(&Json::Null), text(l, "outcome")));
     }
     out.push_str(&format!(
         "{:<width$} {:>5} {:>8} {:>5} {:>9} {:>8} {:>14} {:>11} {:>8}  {}\n",

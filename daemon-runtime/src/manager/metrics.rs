@@ -46,6 +46,7 @@ pub(super) struct Counters {
 pub(crate) struct MetricsServer {
     listener: TcpListener,
     anyone: bool,
+    user: Option<u32>,
     clients: Vec<Client>,
 }
 
@@ -60,8 +61,10 @@ struct Client {
 
 impl MetricsServer {
     /// `listener` is bound (by the start, before privileges are dropped) and non-blocking.
-    pub(crate) fn new(listener: TcpListener, anyone: bool) -> MetricsServer {
-        MetricsServer { listener, anyone, clients: Vec::new() }
+    /// `user`: the daemon's user (`user`), who may read the metrics besides root and this
+    /// process's own user.
+    pub(crate) fn new(listener: TcpListener, anyone: bool, user: Option<u32>) -> MetricsServer {
+        MetricsServer { listener, anyone, user, clients: Vec::new() }
     }
 
     /// The listening socket and its address, to hand over in an upgrade.
@@ -111,7 +114,7 @@ impl MetricsServer {
         let local = self.listener.local_addr().ok();
         let mut page: Option<String> = None;
         let mut render = Some(render);
-        let anyone = self.anyone;
+        let (anyone, user) = (self.anyone, self.user);
         self.clients.retain_mut(|c| {
             if now >= c.deadline_ms {
                 return false;
@@ -133,7 +136,7 @@ impl MetricsServer {
                 }
                 let Some(end) = c.inbox.windows(4).position(|w| w == b"\r\n\r\n") else { return true };
                 let head = String::from_utf8_lossy(&c.inbox[..end]).into_owned();
-                let allowed = anyone || local.is_some_and(|l| owner_may_read(c.peer, l));
+                let allowed = anyone || local.is_some_and(|l| owner_may_read(c.peer, l, user));
                 c.outbox = answer(&head, allowed, || {
                     if page.is_none() {
                         page = render.take().map(|r| r());
@@ -186,12 +189,13 @@ fn answer(head: &str, allowed: bool, page: impl FnOnce() -> String) -> Vec<u8> {
     }
 }
 
-/// Whether the client at `peer`, connected to `local`, runs as root or as this process's user:
+/// Whether the client at `peer`, connected to `local`, runs as root, as this process's user or as
+/// the daemon's `user`:
 /// the kernel's record of its socket's owner (`/proc/net/tcp`, `/proc/net/tcp6`). A client the
 /// table does not show (not on this machine) is not known, so not allowed.
-fn owner_may_read(peer: SocketAddr, local: SocketAddr) -> bool {
+fn owner_may_read(peer: SocketAddr, local: SocketAddr, user: Option<u32>) -> bool {
     let me = nix::unistd::geteuid().as_raw();
-    socket_owner(peer, local).is_some_and(|uid| uid == 0 || uid == me)
+    socket_owner(peer, local).is_some_and(|uid| uid == 0 || uid == me || Some(uid) == user)
 }
 
 fn socket_owner(peer: SocketAddr, local: SocketAddr) -> Option<u32> {

@@ -223,7 +223,10 @@ impl Manager {
         }
         let (restart, upgraded_from) = (housework.restart.clone(), housework.upgraded_from);
         let mut housework = housework;
-        let metrics = housework.metrics.take().map(|l| metrics::MetricsServer::new(l, config.metrics_for_anyone));
+        let metrics = housework.metrics.take().map(|l| {
+            let user = config.user.as_deref().and_then(|u| crate::boot::privileges::uid_of(u).ok());
+            metrics::MetricsServer::new(l, config.metrics_for_anyone, user)
+        });
         Ok(Manager {
             config,
             layers,
@@ -365,7 +368,9 @@ impl Manager {
         if let Some(own) = self.own.as_mut() {
             own.housework.readiness.failed(&why);
         }
-        notify::status(&format!("start failed: {why}"));
+        if self.speaks() {
+            notify::status(&format!("start failed: {why}"));
+        }
         self.exit_code = 1;
         self.begin_stop(StopKind::Fast, "the start failed");
     }
@@ -402,7 +407,9 @@ impl Manager {
     fn feed_watchdog(&mut self, now: u64) {
         if let Some((every, due)) = self.watchdog {
             if now >= due {
-                notify::watchdog();
+                if self.speaks() {
+                    notify::watchdog();
+                }
                 self.watchdog = Some((every, now + every));
             }
         }
@@ -441,7 +448,12 @@ impl Manager {
         let indexes: Vec<usize> = self.pools.keys().copied().collect();
         let mut next = None::<u64>;
         let mut counts = policy::Counts::default();
+        let held = self.singletons_held();
         for i in indexes {
+            // A supervised worker or a task group's would run beside the old manager's own.
+            if held && self.pools.get(&i).is_some_and(|p| p.is_singleton()) {
+                continue;
+            }
             let (at, c) = self.manage_pool(i, now);
             if let Some(at) = at {
                 next = Some(next.map_or(at, |n| n.min(at)));
@@ -549,9 +561,11 @@ impl Manager {
     /// the on_ready hooks. After a reload, READY=1 again.
     fn report_ready(&mut self) {
         // The first time, only the pools the start waits for; after a reload, every pool.
+        let held = self.singletons_held();
         let waiting = self
             .pools
             .values()
+            .filter(|p| !(held && p.is_singleton()))
             .any(|p| p.waiting_for_pool && !p.removed && (p.primary || self.ready_reported));
         if waiting || (self.ready_reported && !self.reloading) {
             return;
@@ -572,13 +586,15 @@ impl Manager {
             self.hooks.on_ready();
         } else if self.reloading {
             self.reloading = false;
-            notify::ready("reloaded");
+            if self.speaks() {
+                notify::ready("reloaded");
+            }
         }
     }
 
     /// STATUS= for systemd, when it listens and something changed.
     fn tell_status(&mut self, c: policy::Counts) {
-        if !notify::enabled() {
+        if !notify::enabled() || !self.speaks() {
             return;
         }
         let looping: Vec<&str> = self.pools.values().filter(|p| p.restarts.in_crash_loop()).map(|p| p.name.as_str()).collect();
@@ -649,8 +665,10 @@ impl Manager {
         let start = self.pools.values().filter_map(|p| p.starting.as_ref().map(|(w, _)| w.deadline_ms));
         let control = self.own.as_ref().and_then(|o| o.channel.as_ref()).and_then(Channel::deadline);
         let upgrade = self.upgrade_deadline();
+        // Held singletons start once the old manager is gone: look for that now and then.
+        let held = self.singletons_held().then(|| monotonic_ms().saturating_add(100));
         let metrics = self.own.as_ref().and_then(|o| o.metrics.as_ref()).and_then(|m| m.deadline());
-        foreign.into_iter().chain(watchdog).chain(start).chain(control).chain(self.exits.deadline()).chain(upgrade).chain(metrics).min()
+        foreign.into_iter().chain(watchdog).chain(start).chain(control).chain(self.exits.deadline()).chain(upgrade).chain(metrics).chain(held).min()
     }
 
     /// Whether the post-forking pool may take a connection now: below max_children, and no stop.
@@ -918,7 +936,9 @@ impl Manager {
             info!("HUP: backed in: workers start again");
             self.backed_out = false;
         }
-        notify::reloading();
+        if self.speaks() {
+            notify::reloading();
+        }
         let resolved = match self.layers.resolve_all() {
             Ok(r) => r,
             Err(problems) => {
@@ -926,7 +946,9 @@ impl Manager {
                     error!("{p}");
                 }
                 error!(problems = problems.len(), "HUP: the new configuration is refused; the running one stays");
-                notify::ready("reload refused; running configuration kept");
+                if self.speaks() {
+                    notify::ready("reload refused; running configuration kept");
+                }
                 return Err(problems);
             }
         };
@@ -1032,6 +1054,18 @@ impl Manager {
         self.board.announce_ready(i, true);
         if overlap {
             info!(pool = %pool.name, generation, workers = pool.limits.workers, "new generation: starting it; the old one serves until it is ready");
+            // Of a generation that a quicker HUP made old before it was ready, the workers still
+            // starting serve nobody: they end now, so a burst of HUPs does not pile them up.
+            let starting: Vec<usize> = self
+                .procs
+                .iter()
+                .filter(|p| p.pool == i && p.stopping.is_none() && p.generation < generation)
+                .filter(|p| matches!(self.board.view(p.slot).state, State::Forking | State::Forked | State::Starting))
+                .map(|p| p.slot)
+                .collect();
+            for slot in starting {
+                self.stop_worker(slot, Rung::Term, Why::Retire, now);
+            }
         } else {
             info!(pool = %pool.name, generation, workers = pool.limits.workers, "new generation: replacing every worker");
             self.retire_older_generations(i, generation, now);
@@ -1064,7 +1098,7 @@ impl Manager {
         if self.upgrade.as_ref().is_some_and(|u| u.state == upgrade::State::Starting) {
             self.roll_back_for_stop();
         }
-        if self.stop.is_none() {
+        if self.stop.is_none() && self.speaks() {
             notify::stopping();
         }
         self.stop = Some(kind);

@@ -268,6 +268,7 @@ impl Manager {
             signal,
             death: death_name,
         });
+        let speaks = self.speaks();
         let Some(pool) = self.pools.get_mut(&p.pool) else { return };
         if kind == Kind::Supervised && self.stop.is_none() {
             // App::Base's delay_before_respawn, whatever the cause; a crash may wait longer.
@@ -288,7 +289,9 @@ impl Manager {
                      forking one each {}s until one lives past min_worker_lifetime",
                     supervise::BACKOFF_MAX_MS / 1000
                 );
-                notify::status(&format!("crash loop in {pool_name}: workers keep dying soon after they start"));
+                if speaks {
+                    notify::status(&format!("crash loop in {pool_name}: workers keep dying soon after they start"));
+                }
             }
             if never_ready {
                 if let Some((watch, last)) = pool.starting.as_mut() {

@@ -19,7 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use tracing::{error, info, warn};
@@ -87,31 +87,48 @@ fn handover_var(name: &OsString) -> bool {
         .any(|v| name.as_bytes() == v.as_bytes())
 }
 
-/// Refuses to run a program file that someone other than root and this manager's user could
-/// have put there: the upgrade would run their code as the daemon.
-fn replaceable_by_others(exe: &std::path::Path) -> Result<(), String> {
+/// Whether someone other than root and this manager's user could change what `m` is: its owner,
+/// or its write bits (a sticky directory protects the names of its owners' files).
+fn others_may_change(m: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
     let me = nix::unistd::geteuid().as_raw();
-    let check = |path: &std::path::Path, what: &str| -> Result<(), String> {
-        let m = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let sticky = m.mode() & 0o1000 != 0;
-        let others_write = m.mode() & 0o022 != 0 && !(m.is_dir() && sticky);
-        if (m.uid() != 0 && m.uid() != me) || others_write {
-            return Err(format!(
-                "{what} {} can be replaced by another user (owner uid {}, mode {:o}): the upgrade would run \
-                 their program; make it owned by root or uid {me}, and writable by its owner only",
-                path.display(),
-                m.uid(),
-                m.mode() & 0o7777
-            ));
-        }
-        Ok(())
+    let sticky = m.is_dir() && m.mode() & 0o1000 != 0;
+    (m.uid() != 0 && m.uid() != me) || (m.mode() & 0o022 != 0 && !sticky)
+}
+
+/// Refuses to run a program file that someone other than root and this manager's user could
+/// have put there (the file, or any directory on its path, theirs or writable by them): the
+/// upgrade would run their code as the daemon. Returns the file's identity (device, inode),
+/// which the exec checks again on the file it opens.
+fn trusted_program(exe: &std::path::Path) -> Result<(u64, u64), String> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |path: &std::path::Path, what: &str, m: &std::fs::Metadata| {
+        format!(
+            "{what} {} can be replaced by another user (owner uid {}, mode {:o}): the upgrade would run \
+             their program; make it owned by root or uid {}, and writable by its owner only",
+            path.display(),
+            m.uid(),
+            m.mode() & 0o7777,
+            nix::unistd::geteuid()
+        )
     };
-    check(exe, "the program")?;
-    match exe.parent() {
-        Some(dir) => check(dir, "the program's directory"),
-        None => Ok(()),
+    // The path as given (its symlinks included: a deploy may switch one) and the file it names
+    // now: every directory of both.
+    let real = std::fs::canonicalize(exe).map_err(|e| format!("cannot read {}: {e}", exe.display()))?;
+    let m = std::fs::metadata(&real).map_err(|e| format!("cannot read {}: {e}", real.display()))?;
+    if others_may_change(&m) {
+        return Err(refuse(&real, "the program", &m));
     }
+    for path in [exe, real.as_path()] {
+        for dir in path.ancestors().skip(1).filter(|d| !d.as_os_str().is_empty()) {
+            let d = std::fs::metadata(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+            if others_may_change(&d) {
+                let what = if Some(dir) == path.parent() { "the program's directory" } else { "a directory above the program" };
+                return Err(refuse(dir, what, &d));
+            }
+        }
+    }
+    Ok((m.dev(), m.ino()))
 }
 
 fn c_string(bytes: &[u8]) -> Result<CString, String> {
@@ -122,6 +139,20 @@ impl Manager {
     /// The old manager of this one's own upgrade, while it runs (it is our parent until it exits).
     pub(super) fn old_manager_runs(&self) -> Option<Pid> {
         self.upgraded_from.filter(|old| nix::unistd::getppid() == *old)
+    }
+
+    /// Whether this manager speaks for the service to systemd: not once a new manager has taken
+    /// over from it, and, for a new manager, not before it has (its failing start, or its stop
+    /// in a rollback, is not the service's).
+    pub(super) fn speaks(&self) -> bool {
+        let handed_over = self.upgrade.as_ref().is_some_and(|u| u.state == State::TookOver);
+        !handed_over && (self.old_manager_runs().is_none() || self.ready_reported)
+    }
+
+    /// A new manager whose old one still runs holds its supervised worker and task groups: the
+    /// old manager's own run until it is gone (two at once could do one job twice).
+    pub(super) fn singletons_held(&self) -> bool {
+        self.old_manager_runs().is_some() && self.pools.values().any(|p| p.is_singleton())
     }
 
     /// USR2 or `upgrade`: starts the new manager. Returns its pid, or why nothing was started.
@@ -137,8 +168,15 @@ impl Manager {
                 "this manager's own upgrade is not finished: the old manager (pid {old}) still runs; stop it first"
             ));
         }
+        let handing = self.listeners.len() + usize::from(self.own.as_ref().and_then(|o| o.metrics.as_ref()).is_some());
+        if handing > inherit::MOST_SOCKETS {
+            return Err(format!(
+                "this manager has {handing} sockets; a new manager takes at most {}: restart the daemon instead",
+                inherit::MOST_SOCKETS
+            ));
+        }
         let restart = self.restart.clone().ok_or("cannot tell which program to start again")?;
-        replaceable_by_others(&restart.exe)?;
+        let identity = trusted_program(&restart.exe)?;
         // Everything exec needs, made before the fork.
         let exe = c_string(restart.exe.as_os_str().as_bytes())?;
         let args = restart.args.iter().map(|a| c_string(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
@@ -157,7 +195,7 @@ impl Manager {
                 let _ = self.move_pid_file(false);
                 return Err(format!("cannot fork: {e}"));
             }
-            Ok(Forked::Child) => self.exec_new_manager(&exe, &args, env, &write),
+            Ok(Forked::Child) => self.exec_new_manager(&exe, identity, &args, env, &write),
             Ok(Forked::Parent(child)) => child,
         };
         drop(write);
@@ -184,15 +222,18 @@ impl Manager {
     }
 
     /// In the child of the fork: becomes the new manager, or says why it cannot.
-    fn exec_new_manager(&self, exe: &CString, args: &[CString], mut env: Vec<CString>, verdict: &OwnedFd) -> ! {
-        // The manager blocks its signals (it reads them from a signalfd); the new program starts
-        // with none blocked, as any program does.
-        let _ = SigSet::empty().thread_set_mask();
+    fn exec_new_manager(&self, exe: &CString, identity: (u64, u64), args: &[CString], mut env: Vec<CString>, verdict: &OwnedFd) -> ! {
+        // The manager's signals stay blocked across the exec: the new manager blocks them at
+        // once too, and one that came meanwhile waits for its loop instead of killing it.
         let fail = |why: String| -> ! {
             let _ = std::fs::File::from(verdict.try_clone().unwrap_or_else(|_| exit_now(127))).write_all(format!("ERR {why}\n").as_bytes());
             exit_now(127)
         };
-        let mut sockets: Vec<(BorrowedFd<'_>, String)> = self.listeners.iter().map(|l| (l.as_fd(), l.addr.to_string())).collect();
+        let mut sockets: Vec<(BorrowedFd<'_>, String)> = self
+            .listeners
+            .iter()
+            .map(|l| (l.as_fd(), if l.activated { format!("{}{}", inherit::ACTIVATED, l.addr) } else { l.addr.to_string() }))
+            .collect();
         if let Some((fd, addr)) = self.own.as_ref().and_then(|o| o.metrics.as_ref()).and_then(|m| m.socket()) {
             sockets.push((fd, format!("metrics:{addr}")));
         }
@@ -200,29 +241,56 @@ impl Manager {
             Ok(h) => h,
             Err(e) => fail(format!("cannot hand the sockets over: {e}")),
         };
+        // systemd's watchdog names the process it expects pings from: this one, after the exec.
+        if let Some(i) = env.iter().position(|e| e.as_bytes().starts_with(b"WATCHDOG_PID=")) {
+            env.remove(i);
+            if let Ok(c) = CString::new(format!("WATCHDOG_PID={}", std::process::id())) {
+                env.push(c);
+            }
+        }
         for (k, v) in handed {
             match CString::new(format!("{k}={v}")) {
                 Ok(c) => env.push(c),
                 Err(_) => fail("a variable of the handover holds a NUL byte".to_string()),
             }
         }
-        // execve returns only on failure. The verdict pipe is at its handed-over number now, so
-        // the message goes through a copy that closes on exec.
-        let e = nix::unistd::execve(exe, args, &env).err();
-        fail(format!("cannot run {}: {}", exe.to_string_lossy(), e.map(|e| e.to_string()).unwrap_or_default()))
+        // Relative paths in its arguments mean what they meant at the first start.
+        let _ = std::env::set_current_dir(&self.layers.base);
+        // The file checked is the file run: opened once, checked again by what it is (not by
+        // its path, which could name another by now), and executed through the descriptor. Not
+        // close-on-exec, so that a script's interpreter can read it (/dev/fd/N).
+        let path = std::path::Path::new(std::ffi::OsStr::from_bytes(exe.as_bytes()));
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => fail(format!("cannot open {}: {e}", path.display())),
+        };
+        {
+            use std::os::unix::fs::MetadataExt;
+            match file.metadata() {
+                Ok(m) if (m.dev(), m.ino()) == identity && !others_may_change(&m) => {}
+                Ok(_) => fail(format!("{} changed between its check and its start: not run", path.display())),
+                Err(e) => fail(format!("cannot read {}: {e}", path.display())),
+            }
+        }
+        let fd = OwnedFd::from(file);
+        let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
+        // fexecve returns only on failure.
+        let e = nix::unistd::fexecve(&fd, args, &env).err();
+        fail(format!("cannot run {}: {}", path.display(), e.map(|e| e.to_string()).unwrap_or_default()))
     }
 
-    /// The pid file goes to `PATH.oldbin` for the new manager (`aside`), or back.
+    /// The pid file's name for this manager becomes `PATH.oldbin` while the new one takes `PATH`
+    /// (`aside`), or `PATH` again.
     fn move_pid_file(&mut self, aside: bool) -> Result<(), String> {
         let Some(p) = self.own.as_mut().and_then(|o| o.housework.pid_file.as_mut()) else { return Ok(()) };
         let here = p.path().to_path_buf();
-        let to = if aside {
-            oldbin(&here)
-        } else {
-            let Some(name) = here.to_str().and_then(|h| h.strip_suffix(".oldbin")) else { return Ok(()) };
-            PathBuf::from(name)
-        };
-        p.rename_to(&to).map_err(|e| format!("cannot move the pid file {} to {}: {e}", here.display(), to.display()))
+        if aside {
+            let to = oldbin(&here);
+            return p.link_aside(&to).map_err(|e| format!("cannot name the pid file {} as {}: {e}", here.display(), to.display()));
+        }
+        let Some(name) = here.to_str().and_then(|h| h.strip_suffix(".oldbin")) else { return Ok(()) };
+        let to = PathBuf::from(name);
+        p.take_back(&to).map_err(|e| format!("cannot name the pid file {} as {}: {e}", here.display(), to.display()))
     }
 
     /// The verdict pipe, while the new manager has not said its verdict.
@@ -279,8 +347,33 @@ impl Manager {
         }
     }
 
+    /// What the new manager wrote on its verdict pipe, read without blocking (a process it
+    /// started may still hold the write end).
+    fn said_so_far(&mut self) -> String {
+        let Some(u) = self.upgrade.as_mut() else { return String::new() };
+        if let Some(file) = u.verdict.take() {
+            let _ = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+            let mut buf = [0u8; 512];
+            let mut file = file;
+            while u.said.len() <= 4096 {
+                match file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => u.said.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        String::from_utf8_lossy(&u.said).trim().to_string()
+    }
+
     /// The upgrade failed: the new manager is stopped, and this one serves on.
     fn roll_back(&mut self, why: String) {
+        self.roll_back_with(why, true)
+    }
+
+    /// `alive` is false once the new manager is reaped: its pid is nobody's to signal.
+    fn roll_back_with(&mut self, why: String, alive: bool) {
         // Time for the new manager's own stop ladder (QUIT, TERM after graceful_timeout, KILL)
         // to end its workers, before it gets KILL itself.
         let graceful = ms(self.config.graceful_timeout).saturating_add(5_000);
@@ -291,9 +384,15 @@ impl Manager {
         let child = u.child;
         u.state = State::RollingBack(why.clone());
         u.verdict = None;
-        u.kill_at_ms = Some(monotonic_ms().saturating_add(graceful));
-        send(child, Signal::SIGQUIT);
-        error!(new_manager = child.as_raw(), why = %why, "upgrade rolled back: the new manager is stopped; this manager serves on");
+        if alive {
+            u.kill_at_ms = Some(monotonic_ms().saturating_add(graceful));
+            send(child, Signal::SIGQUIT);
+        }
+        if self.backed_out {
+            error!(new_manager = child.as_raw(), why = %why, "upgrade rolled back: the new manager is stopped; this manager is backed out, with no workers: HUP starts them again");
+        } else {
+            error!(new_manager = child.as_raw(), why = %why, "upgrade rolled back: the new manager is stopped; this manager serves on");
+        }
         self.last_upgrade = Some(Outcome { new_pid: child.as_raw(), outcome: "rolled back", why });
         *self.counters.upgrades.entry("rolled_back").or_default() += 1;
         notify::main_pid(self.pid.as_raw() as u32);
@@ -337,7 +436,19 @@ impl Manager {
         }
         let state = u.state.clone();
         match state {
-            State::Starting => self.roll_back(format!("the new manager ended before its workers were ready: {}", describe(status))),
+            State::Starting => {
+                // What it said before it ended is the reason; it is reaped, so nothing is signalled.
+                let said = self.said_so_far();
+                let why = match said.strip_prefix("ERR ") {
+                    Some(why) => format!("the new manager failed to start: {why} ({})", describe(status)),
+                    None if matches!(status, WaitStatus::Exited(_, 2)) => format!(
+                        "the new manager ended before its workers were ready: {} (a bad command line or configuration: its reason is in this log or on its stderr)",
+                        describe(status)
+                    ),
+                    None => format!("the new manager ended before its workers were ready: {}", describe(status)),
+                };
+                self.roll_back_with(why, false);
+            }
             State::RollingBack(_) => {
                 info!(new_manager = pid.as_raw(), status = %describe(status), "upgrade: the new manager has exited");
                 if let Some(o) = self.last_upgrade.as_mut().filter(|o| o.new_pid == pid.as_raw()) {
@@ -350,6 +461,10 @@ impl Manager {
             }
             State::TookOver => info!(new_manager = pid.as_raw(), status = %describe(status), "the new manager has exited; this manager serves (it was backed in)"),
         }
+        // A held old manager outlives the new one: it is the service's main process again.
+        if state == State::TookOver && self.stop.is_none() {
+            notify::main_pid(self.pid.as_raw() as u32);
+        }
         self.upgrade = None;
         // Its name back, unless the new manager still has it (it exited; its file is stale) or
         // someone else took it.
@@ -357,7 +472,9 @@ impl Manager {
             let here = p.path().to_path_buf();
             if let Some(name) = here.to_str().and_then(|h| h.strip_suffix(".oldbin")).map(PathBuf::from) {
                 let names = crate::boot::pidfile::read_pid(&name).ok().flatten();
-                if names.is_none() || names == Some(pid.as_raw()) {
+                // It names nobody, the new manager that has exited, or (still a link to the
+                // `.oldbin` name) this manager.
+                if names.is_none() || names == Some(pid.as_raw()) || names == Some(self.pid.as_raw()) {
                     if let Err(e) = self.move_pid_file(false) {
                         warn!("{e}");
                     } else {

@@ -40,6 +40,12 @@ impl Kind {
         }
     }
 
+    /// Whether its workers run a job that must not run twice at once (the supervised function,
+    /// a task group's).
+    pub(crate) fn singleton(&self) -> bool {
+        matches!(self, Kind::Supervised | Kind::Task(_))
+    }
+
     /// Whether its workers serve the listeners.
     pub(crate) fn serves(&self) -> bool {
         matches!(self, Kind::Prefork | Kind::Postfork)
@@ -145,6 +151,10 @@ impl Pool {
                 },
             },
         }
+    }
+
+    pub(crate) fn is_singleton(&self) -> bool {
+        self.kind.singleton()
     }
 
     /// The task group, if the pool is one.

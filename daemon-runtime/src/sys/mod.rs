@@ -127,6 +127,43 @@ pub(crate) fn alarm(secs: u32) {
     }
 }
 
+/// The grace a worker has once its manager is gone (see `stop_when_parent_dies`).
+static ORPHAN_GRACE_SECS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+extern "C" fn parent_died(_: libc::c_int) {
+    // SAFETY: alarm(2), getpid(2) and kill(2) are async-signal-safe, and the atomic load is a
+    // plain load.
+    unsafe {
+        libc::alarm(ORPHAN_GRACE_SECS.load(std::sync::atomic::Ordering::Relaxed));
+        libc::kill(libc::getpid(), libc::SIGQUIT);
+    }
+}
+
+/// When this worker's parent (the manager) dies, it stops gracefully, and ends after `grace`
+/// seconds whatever it is doing: the kernel's parent-death signal (a real-time one, which
+/// nobody sends by accident) arms the alarm and queues QUIT for the worker's own graceful path.
+/// A worker whose handler never returns to its loop (a classic one with a busy client) still
+/// ends on time, which QUIT alone, read between connections, could not promise.
+pub(crate) fn stop_when_parent_dies(grace: u32) -> std::io::Result<()> {
+    ORPHAN_GRACE_SECS.store(grace.max(1), std::sync::atomic::Ordering::Relaxed);
+    let signal = libc::SIGRTMIN() + 1;
+    // SAFETY: a zeroed sigaction is valid (no flags, an empty mask); the handler only makes
+    // async-signal-safe calls; prctl takes no memory.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = parent_died as extern "C" fn(libc::c_int) as *const () as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Milliseconds on the coarse monotonic clock (a few ms of resolution, and a fraction of the cost
 /// of the precise one): enough for a heartbeat stamp written on every connection.
 pub(crate) fn coarse_ms() -> u64 {
@@ -149,6 +186,32 @@ pub(crate) fn set_disposition(signal: nix::sys::signal::Signal, ignore: bool) ->
     let action = SigAction::new(handler, SaFlags::empty(), SigSet::empty());
     // SAFETY: SIG_IGN and SIG_DFL are not functions, so no handler code runs in signal context.
     unsafe { sigaction(signal, &action) }.map(|_| ())
+}
+
+/// Signals that came while the daemon started, before its manager reads them (one bit each).
+static EARLY_SIGNALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn note_early_signal(signal: libc::c_int) {
+    // Async-signal-safe: one atomic operation on a static.
+    if (0..64).contains(&signal) {
+        EARLY_SIGNALS.fetch_or(1 << signal, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Notes `signal` when it comes, instead of its default action, until [`take_early_signals`].
+/// A handler, not a blocked mask: what the program starts meanwhile (its `main`'s children)
+/// gets neither, as exec resets handled signals to their default.
+pub(crate) fn note_early(signal: nix::sys::signal::Signal) -> nix::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    let action = SigAction::new(SigHandler::Handler(note_early_signal), SaFlags::SA_RESTART, SigSet::empty());
+    // SAFETY: the handler does one atomic `fetch_or` on a static, which is async-signal-safe.
+    unsafe { sigaction(signal, &action) }.map(|_| ())
+}
+
+/// The signals [`note_early`] noted, and forgets them.
+pub(crate) fn take_early_signals() -> Vec<nix::sys::signal::Signal> {
+    let bits = EARLY_SIGNALS.swap(0, std::sync::atomic::Ordering::SeqCst);
+    (1..64).filter(|n| bits & (1 << n) != 0).filter_map(|n| nix::sys::signal::Signal::try_from(n as libc::c_int).ok()).collect()
 }
 
 /// Takes an exclusive flock(2) on `file` without waiting. `Ok(false)`: another open file holds it.

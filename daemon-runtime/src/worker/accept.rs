@@ -1,6 +1,7 @@
 //! Waiting for connections on the shared listeners, and taking one.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::net::TcpStream;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
@@ -137,6 +138,19 @@ impl<'a> Acceptor<'a> {
 }
 
 /// Accepts one connection, or None if another worker took it first.
+/// How long a worker that could not accept for lack of resources leaves the listeners alone.
+const STARVED_MS: u64 = 250;
+/// At most one line about it in this long.
+const STARVED_LOG_MS: u64 = 10_000;
+static STARVED_UNTIL: AtomicU64 = AtomicU64::new(0);
+static LAST_STARVED_LOG: AtomicU64 = AtomicU64::new(0);
+
+/// If the last accept failed for lack of resources: how long before trying again.
+pub(super) fn starved_for(now_ms: u64) -> Option<u64> {
+    let until = STARVED_UNTIL.load(Ordering::Relaxed);
+    (until > now_ms).then(|| until - now_ms)
+}
+
 pub(super) fn accept(listener: BorrowedFd<'_>, nonblocking: bool) -> io::Result<Option<TcpStream>> {
     let mut flags = SockFlag::SOCK_CLOEXEC;
     if nonblocking {
@@ -150,7 +164,15 @@ pub(super) fn accept(listener: BorrowedFd<'_>, nonblocking: bool) -> io::Result<
             // The client gave up before we accepted: not our problem, nor a reason to stop.
             Err(Errno::ECONNABORTED) | Err(Errno::EPROTO) => return Ok(None),
             Err(e @ (Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)) => {
-                warn!(error = %e, "accept failed for lack of resources");
+                // The connection stays in the queue and the listener ready: waiting on it again
+                // at once would spin. Leave it to the other workers for a while, and say so once
+                // in a while, not at every try.
+                let now = crate::sys::coarse_ms();
+                STARVED_UNTIL.store(now + STARVED_MS, Ordering::Relaxed);
+                if now >= LAST_STARVED_LOG.load(Ordering::Relaxed) + STARVED_LOG_MS {
+                    LAST_STARVED_LOG.store(now, Ordering::Relaxed);
+                    warn!(error = %e, pause_ms = STARVED_MS, "accept failed for lack of resources (descriptors, memory): not accepting for a moment; raise the limit (ulimit -n) or lower `clients`");
+                }
                 return Ok(None);
             }
             Err(e) => return Err(e.into()),

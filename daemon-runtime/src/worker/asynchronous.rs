@@ -153,12 +153,14 @@ impl Serving<'_> {
             // Out of the fair share while stuck: otherwise its connections would hold the
             // healthy workers' share down, and a burst would wait in the queue.
             self.slot.set_competing(!stalled);
-            let full = unclaimed || self.slot.active() >= self.clients;
+            // Out of descriptors (or memory) at the last accept: leave the listeners to the others.
+            let starved = super::accept::starved_for(crate::sys::coarse_ms());
+            let full = unclaimed || starved.is_some() || self.slot.active() >= self.clients;
             // Full, with a connection to let go, and the pool saturated (no worker has room, and
             // none may be forked): compete for the next client anyway (nginx keeps an idle
             // keep-alive client out of a new one's way too). Not while the pool is only starting
             // or growing: the new workers will take the client. Full otherwise: look again soon.
-            let evict = !unclaimed && full && tracker.waiting_between() > 0 && self.slot.pool_saturated();
+            let evict = !unclaimed && starved.is_none() && full && tracker.waiting_between() > 0 && self.slot.pool_saturated();
             // Holding back a fair share is brief: look again within a millisecond or two.
             let holding_back = !full && self.slot.over_share();
             let timeout = if holding_back {
@@ -166,6 +168,8 @@ impl Serving<'_> {
             } else if unclaimed && !stalled {
                 // The runtime wakes us (on `room`) when it takes the connection up.
                 Some(STALL_MS)
+            } else if let Some(ms) = starved {
+                Some(ms)
             } else if full && !evict {
                 Some(FULL_RECHECK_MS)
             } else {

@@ -105,9 +105,10 @@ impl Connection {
     /// connection alone is let go: it waited longer than `keepalive_timeout`, or its worker is
     /// full and needs its place for a new client.
     ///
-    /// The first read of a connection is never given up: the worker accepted it, so its request
-    /// is served (a stop is bounded by `graceful_timeout`). Data that has already arrived is read
-    /// even when a stop is pending.
+    /// The first read of a connection waits through the drain too: the worker accepted it, so a
+    /// request that comes within `drain_timeout` of the stop is served; a client that has sent
+    /// nothing by then is closed (`Ok(None)`), so a silent client cannot hold a stopping worker
+    /// for `graceful_timeout`. Data that has already arrived is read even when a stop is pending.
     pub async fn read_or_stop(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         // Separate borrows of the fields: the wait below reads some and writes others.
         let Connection { stream, tracker, tracked, slot, parked, has_read, .. } = self;
@@ -123,16 +124,15 @@ impl Connection {
                 return Poll::Ready(done.map(|()| Some(out.filled().len())));
             }
             tracked.waits(tracker, between);
-            if !between {
-                return Poll::Pending;
-            }
             // Only the stop (or a let-go) takes a waker out of the slot, so while ours is the
             // same, the slot still holds it, or the flag is set and the check below sees it.
             if !parked.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 slot.park(cx.waker());
                 *parked = Some(cx.waker().clone());
             }
-            if tracker.stop.is_closing() || slot.is_let_go() {
+            // A client that has sent nothing by the drain's end is not waited for either (nginx
+            // closes such connections at a graceful stop too); a let-go is for idle keep-alive.
+            if tracker.stop.is_closing() || (between && slot.is_let_go()) {
                 return Poll::Ready(Ok(None));
             }
             Poll::Pending
@@ -145,6 +145,41 @@ impl Connection {
             *has_read = true;
         }
         read
+    }
+
+    /// A read for a server that parses the stream itself (`daemon::http`): as
+    /// [`Connection::read_or_stop`], with `between` saying whether a request has just been
+    /// answered, and end-of-file (`Ready(Ok)` with nothing read) where that returns `Ok(None)`.
+    /// A read during a request (its body, a pipelined next one) is never ended by a stop.
+    #[cfg(feature = "http")]
+    pub(crate) fn poll_read_to_stop(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>, between: bool, first: bool) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        if let Poll::Ready(done) = Pin::new(&mut self.stream).poll_read(cx, buf) {
+            self.tracked.waited(&self.tracker);
+            if between && done.is_ok() && buf.filled().len() > before {
+                self.tracked.request_begins(self.tracker.now());
+            }
+            return Poll::Ready(done);
+        }
+        self.tracked.waits(&self.tracker, between);
+        if !(between || first) {
+            return Poll::Pending;
+        }
+        if !self.parked.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            self.slot.park(cx.waker());
+            self.parked = Some(cx.waker().clone());
+        }
+        if self.tracker.stop.is_closing() || (between && self.slot.is_let_go()) {
+            self.tracked.waited(&self.tracker);
+            return Poll::Ready(Ok(()));
+        }
+        Poll::Pending
+    }
+
+    /// For `daemon::http`: the handles a request's service needs, which outlive borrows of this.
+    #[cfg(feature = "http")]
+    pub(crate) fn handles(&self) -> (Arc<Tracker>, Arc<Tracked>) {
+        (self.tracker.clone(), self.tracked.clone())
     }
 
     /// The underlying stream.

@@ -7,14 +7,13 @@ mod asynchronous;
 mod blocking;
 pub(crate) mod connection;
 mod stop;
-mod track;
+pub(crate) mod track;
 pub(crate) mod work;
 
 use std::panic::catch_unwind;
 use std::sync::{Arc, OnceLock};
 
 use daemon_config::Config;
-use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::Pid;
 use tracing::{debug, error, info, info_span};
@@ -123,9 +122,12 @@ pub(crate) fn run(setup: Setup<'_>) -> ! {
             exit_now(1)
         }
     };
-    // The manager's death asks us to stop gracefully. Set it, then check that the manager did not
-    // die before it was set.
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGQUIT);
+    // The manager's death asks us to stop gracefully, with graceful_timeout to do it. Set it,
+    // then check that the manager did not die before it was set.
+    if let Err(e) = crate::sys::stop_when_parent_dies(graceful_secs(setup.config)) {
+        slot.give_up(&format!("cannot watch for the manager's death: {e}"));
+        exit_now(1)
+    }
     if nix::unistd::getppid() != setup.manager_pid {
         exit_now(0);
     }

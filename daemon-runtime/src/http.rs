@@ -1,0 +1,198 @@
+//! HTTP in one line: `daemon::http::serve(conn, app).await` serves an axum `Router` over
+//! hyper's HTTP/1.1 on one accepted connection, with the daemon's stops and deadlines.
+//!
+//! What it adds to `hyper::server::conn::http1` (and what `axum::serve` leaves to its user):
+//! - `app` is called once per worker (the first connection builds the router; the others share
+//!   it), so a router that opens a pool or reads a file does it after fork, in the worker.
+//! - A graceful stop (QUIT, recycling, a new generation) finishes the request in hand and
+//!   answers it with `Connection: close`; an idle keep-alive connection stays open for
+//!   `drain_timeout` and a request that arrives meanwhile is served the same way (hyper's own
+//!   `graceful_shutdown` closes an idle connection at once, in the instant its client may be
+//!   sending the next request); then the connection ends cleanly, between two requests.
+//! - The worker sees where requests begin and end, as with `Connection::read_or_stop`:
+//!   `request_timeout` bounds a request, `keepalive_timeout` the wait for the next one, a full
+//!   worker can let an idle connection go, and the scoreboard says which request a worker
+//!   serves (`GET /path`), for the log line of a verdict against it.
+
+use std::any::TypeId;
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, Request, Response};
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::worker::connection::Connection;
+use crate::worker::track::{Tracked, Tracker};
+
+thread_local! {
+    /// Each worker's routers, one per `app` function, built by the first connection. A worker
+    /// runs its handlers on one thread; the manager never builds one.
+    static APPS: RefCell<Vec<(TypeId, Router)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Serves HTTP/1.1 on `conn` with the router `app` makes (once per worker), until the client
+/// closes the connection or the worker stops. Keep-alive and pipelining as hyper does them.
+/// `daemon::http` (the facade) shows it in a program.
+///
+/// A client that goes away mid-request, or sends what is not HTTP, ends its connection
+/// quietly (`Ok`); other errors of hyper's are returned, for the worker to log.
+pub async fn serve<F>(conn: Connection, app: F) -> io::Result<()>
+where
+    F: Fn() -> Router + 'static,
+{
+    let router = router_of(&app);
+    let phase = Arc::new(AtomicU8::new(FIRST));
+    let (tracker, tracked) = conn.handles();
+    let service = Service { router, phase: phase.clone(), tracker, tracked };
+    let io = Io { conn, phase };
+    let served = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service).await;
+    match served {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_incomplete_message() || e.is_parse() || e.is_canceled() || client_gone(&e) => Ok(()),
+        Err(e) => Err(io::Error::other(e)),
+    }
+}
+
+fn router_of<F: Fn() -> Router + 'static>(app: &F) -> Router {
+    let id = TypeId::of::<F>();
+    if let Some(router) = APPS.with_borrow(|apps| apps.iter().find(|(k, _)| *k == id).map(|(_, r)| r.clone())) {
+        return router;
+    }
+    // Built outside the borrow: a router's constructor may serve nothing, but may do anything.
+    let router = app();
+    APPS.with_borrow_mut(|apps| apps.push((id, router.clone())));
+    router
+}
+
+fn client_gone(e: &hyper::Error) -> bool {
+    use std::error::Error as _;
+    e.source().and_then(|s| s.downcast_ref::<io::Error>()).is_some_and(|e| {
+        matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof)
+    })
+}
+
+/// Where the connection is, between the reads (which see the client) and the service (which
+/// sees hyper's parsed requests).
+const FIRST: u8 = 0;
+const IN_REQUEST: u8 = 1;
+const BETWEEN: u8 = 2;
+
+/// The connection as hyper reads it: a wait for a request, the first or a next one, ends at
+/// the drain's end (or a let-go) as end-of-file, which hyper takes as the client's clean close.
+struct Io {
+    conn: Connection,
+    phase: Arc<AtomicU8>,
+}
+
+impl AsyncRead for Io {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let phase = this.phase.load(Ordering::Relaxed);
+        let before = buf.filled().len();
+        let read = this.conn.poll_read_to_stop(cx, buf, phase == BETWEEN, phase == FIRST);
+        if phase != IN_REQUEST && matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.phase.store(IN_REQUEST, Ordering::Relaxed);
+        }
+        read
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().conn).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().conn).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.conn.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().conn).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().conn).poll_shutdown(cx)
+    }
+}
+
+/// The router, with the request's begin and end marked for the worker.
+struct Service {
+    router: Router,
+    phase: Arc<AtomicU8>,
+    tracker: Arc<Tracker>,
+    tracked: Arc<Tracked>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Service {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn call(&self, request: Request<Incoming>) -> Answer {
+        // A pipelined request, parsed from bytes read with the last one: it begins now.
+        if self.phase.swap(IN_REQUEST, Ordering::Relaxed) == BETWEEN {
+            self.tracked.request_begins(self.tracker.now());
+        }
+        describe(&request);
+        let mut router = self.router.clone();
+        let answer = tower_service::Service::call(&mut router, request.map(Body::new));
+        Answer { answer: Box::pin(answer), phase: self.phase.clone(), tracker: self.tracker.clone(), tracked: self.tracked.clone() }
+    }
+}
+
+/// `GET /path` on the worker's scoreboard slot, without an allocation.
+fn describe(request: &Request<Incoming>) {
+    use std::io::Write as _;
+    let mut line = [0u8; 96];
+    let room = {
+        let mut rest = &mut line[..];
+        let _ = write!(rest, "{} {}", request.method(), request.uri().path());
+        rest.len()
+    };
+    let written = &line[..line.len() - room];
+    // A path cut inside a character loses the character, not the line.
+    let text = match std::str::from_utf8(written) {
+        Ok(t) => t,
+        Err(e) => std::str::from_utf8(&written[..e.valid_up_to()]).unwrap_or_default(),
+    };
+    crate::worker::describe_request(text);
+}
+
+/// The router's answer to one request; when it is ready, the request is done.
+struct Answer {
+    answer: Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>,
+    phase: Arc<AtomicU8>,
+    tracker: Arc<Tracker>,
+    tracked: Arc<Tracked>,
+}
+
+impl Future for Answer {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Poll::Ready(Ok(mut response)) = self.answer.as_mut().poll(cx) else {
+            return Poll::Pending;
+        };
+        self.tracked.request_done();
+        self.phase.store(BETWEEN, Ordering::Relaxed);
+        // The worker stops: this is the connection's last answer, and the client is told so.
+        if self.tracker.stop.is_raised() {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Poll::Ready(Ok(response))
+    }
+}
