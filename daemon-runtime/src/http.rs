@@ -26,6 +26,7 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, Response};
+use axum::routing::future::RouteFuture;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -51,10 +52,10 @@ where
     F: Fn() -> Router + 'static,
 {
     let router = router_of(&app);
-    let phase = Arc::new(AtomicU8::new(FIRST));
     let (tracker, tracked) = conn.handles();
-    let service = Service { router, phase: phase.clone(), tracker, tracked };
-    let io = Io { conn, phase };
+    let shared = Arc::new(Shared { phase: AtomicU8::new(FIRST), tracker, tracked });
+    let service = Service { router, shared: shared.clone() };
+    let io = Io { conn, shared };
     let served = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service).await;
     match served {
         Ok(()) => Ok(()),
@@ -87,21 +88,29 @@ const FIRST: u8 = 0;
 const IN_REQUEST: u8 = 1;
 const BETWEEN: u8 = 2;
 
+/// What the reads and the service share: one allocation per connection, one reference count
+/// per request.
+struct Shared {
+    phase: AtomicU8,
+    tracker: Arc<Tracker>,
+    tracked: Arc<Tracked>,
+}
+
 /// The connection as hyper reads it: a wait for a request, the first or a next one, ends at
 /// the drain's end (or a let-go) as end-of-file, which hyper takes as the client's clean close.
 struct Io {
     conn: Connection,
-    phase: Arc<AtomicU8>,
+    shared: Arc<Shared>,
 }
 
 impl AsyncRead for Io {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let phase = this.phase.load(Ordering::Relaxed);
+        let phase = this.shared.phase.load(Ordering::Relaxed);
         let before = buf.filled().len();
         let read = this.conn.poll_read_to_stop(cx, buf, phase == BETWEEN, phase == FIRST);
         if phase != IN_REQUEST && matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.phase.store(IN_REQUEST, Ordering::Relaxed);
+            this.shared.phase.store(IN_REQUEST, Ordering::Relaxed);
         }
         read
     }
@@ -132,9 +141,7 @@ impl AsyncWrite for Io {
 /// The router, with the request's begin and end marked for the worker.
 struct Service {
     router: Router,
-    phase: Arc<AtomicU8>,
-    tracker: Arc<Tracker>,
-    tracked: Arc<Tracked>,
+    shared: Arc<Shared>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Service {
@@ -144,26 +151,27 @@ impl hyper::service::Service<Request<Incoming>> for Service {
 
     fn call(&self, request: Request<Incoming>) -> Answer {
         // A pipelined request, parsed from bytes read with the last one: it begins now.
-        if self.phase.swap(IN_REQUEST, Ordering::Relaxed) == BETWEEN {
-            self.tracked.request_begins(self.tracker.now());
+        let shared = &self.shared;
+        if shared.phase.swap(IN_REQUEST, Ordering::Relaxed) == BETWEEN {
+            shared.tracked.request_begins(shared.tracker.now());
         }
         describe(&request);
         let mut router = self.router.clone();
         let answer = tower_service::Service::call(&mut router, request.map(Body::new));
-        Answer { answer: Box::pin(answer), phase: self.phase.clone(), tracker: self.tracker.clone(), tracked: self.tracked.clone() }
+        Answer { answer, shared: shared.clone() }
     }
 }
 
-/// `GET /path` on the worker's scoreboard slot, without an allocation.
+/// `GET /path` on the worker's scoreboard slot, without an allocation or formatting.
 fn describe(request: &Request<Incoming>) {
-    use std::io::Write as _;
     let mut line = [0u8; 96];
-    let room = {
-        let mut rest = &mut line[..];
-        let _ = write!(rest, "{} {}", request.method(), request.uri().path());
-        rest.len()
-    };
-    let written = &line[..line.len() - room];
+    let mut len = 0;
+    for part in [request.method().as_str().as_bytes(), b" ", request.uri().path().as_bytes()] {
+        let n = part.len().min(line.len() - len);
+        line[len..len + n].copy_from_slice(&part[..n]);
+        len += n;
+    }
+    let written = &line[..len];
     // A path cut inside a character loses the character, not the line.
     let text = match std::str::from_utf8(written) {
         Ok(t) => t,
@@ -172,25 +180,28 @@ fn describe(request: &Request<Incoming>) {
     crate::worker::describe_request(text);
 }
 
-/// The router's answer to one request; when it is ready, the request is done.
-struct Answer {
-    answer: Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>,
-    phase: Arc<AtomicU8>,
-    tracker: Arc<Tracker>,
-    tracked: Arc<Tracked>,
+pin_project_lite::pin_project! {
+    /// The router's answer to one request; when it is ready, the request is done.
+    struct Answer {
+        #[pin]
+        answer: RouteFuture<Infallible>,
+        shared: Arc<Shared>,
+    }
 }
 
 impl Future for Answer {
     type Output = Result<Response<Body>, Infallible>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Poll::Ready(Ok(mut response)) = self.answer.as_mut().poll(cx) else {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Poll::Ready(Ok(mut response)) = this.answer.poll(cx) else {
             return Poll::Pending;
         };
-        self.tracked.request_done();
-        self.phase.store(BETWEEN, Ordering::Relaxed);
+        let shared = &**this.shared;
+        shared.tracked.request_done();
+        shared.phase.store(BETWEEN, Ordering::Relaxed);
         // The worker stops: this is the connection's last answer, and the client is told so.
-        if self.tracker.stop.is_raised() {
+        if shared.tracker.stop.is_raised() {
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         Poll::Ready(Ok(response))
