@@ -86,7 +86,11 @@ fn client_gone(e: &hyper::Error) -> bool {
 /// sees hyper's parsed requests).
 const FIRST: u8 = 0;
 const IN_REQUEST: u8 = 1;
-const BETWEEN: u8 = 2;
+/// The router has answered; hyper is still writing the answer. Nothing ends a read yet: an
+/// end-of-file now could cut the answer's body short.
+const ANSWERED: u8 = 2;
+/// The answer is flushed: a wait for the next request.
+const BETWEEN: u8 = 3;
 
 /// What the reads and the service share: one allocation per connection, one reference count
 /// per request.
@@ -110,6 +114,10 @@ impl AsyncRead for Io {
         let before = buf.filled().len();
         let read = this.conn.poll_read_to_stop(cx, buf, phase == BETWEEN, phase == FIRST);
         if phase != IN_REQUEST && matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            // The next request's first bytes (BETWEEN marked its start in the read).
+            if phase == ANSWERED {
+                this.shared.tracked.request_begins(this.shared.tracker.now());
+            }
             this.shared.phase.store(IN_REQUEST, Ordering::Relaxed);
         }
         read
@@ -130,7 +138,13 @@ impl AsyncWrite for Io {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().conn).poll_flush(cx)
+        let this = self.get_mut();
+        let flushed = Pin::new(&mut this.conn).poll_flush(cx);
+        // hyper flushes once it has written an answer whole: from now on the connection waits.
+        if matches!(flushed, Poll::Ready(Ok(()))) {
+            let _ = this.shared.phase.compare_exchange(ANSWERED, BETWEEN, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -152,7 +166,7 @@ impl hyper::service::Service<Request<Incoming>> for Service {
     fn call(&self, request: Request<Incoming>) -> Answer {
         // A pipelined request, parsed from bytes read with the last one: it begins now.
         let shared = &self.shared;
-        if shared.phase.swap(IN_REQUEST, Ordering::Relaxed) == BETWEEN {
+        if matches!(shared.phase.swap(IN_REQUEST, Ordering::Relaxed), ANSWERED | BETWEEN) {
             shared.tracked.request_begins(shared.tracker.now());
         }
         describe(&request);
@@ -199,7 +213,7 @@ impl Future for Answer {
         };
         let shared = &**this.shared;
         shared.tracked.request_done();
-        shared.phase.store(BETWEEN, Ordering::Relaxed);
+        shared.phase.store(ANSWERED, Ordering::Relaxed);
         // The worker stops: this is the connection's last answer, and the client is told so.
         if shared.tracker.stop.is_raised() {
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -109,6 +109,9 @@ pub(crate) struct Manager {
     stop: Option<StopKind>,
     /// The status the manager exits with once every worker is gone.
     exit_code: i32,
+    /// Why the start failed: told to whoever waits for the start once this manager has cleaned
+    /// up (its workers gone, its pid file removed), so a start run again at once finds no trace.
+    start_failed: Option<String>,
     /// The daemon's stop had to climb past what it asked for (TERM after QUIT, KILL).
     had_to_kill: bool,
     pid: Pid,
@@ -241,6 +244,7 @@ impl Manager {
             reloading: false,
             stop: None,
             exit_code: 0,
+            start_failed: None,
             had_to_kill: false,
             pid,
             exits: ExitLog::default(),
@@ -297,9 +301,12 @@ impl Manager {
         }
         self.hooks.on_exit();
         info!(wakes = self.board.wakes(), exit_status = self.exit_code, "manager stopped: every worker is gone");
-        if let Some(own) = self.own.take() {
-            if let Some(p) = own.housework.pid_file {
+        if let Some(mut own) = self.own.take() {
+            if let Some(p) = own.housework.pid_file.take() {
                 p.remove();
+            }
+            if let Some(why) = self.start_failed.take() {
+                own.housework.readiness.failed(&why);
             }
         }
         self.exit_code
@@ -365,13 +372,11 @@ impl Manager {
             pool.starting = None;
         }
         error!("start failed: {why}");
-        if let Some(own) = self.own.as_mut() {
-            own.housework.readiness.failed(&why);
-        }
         if self.speaks() {
             notify::status(&format!("start failed: {why}"));
         }
         self.exit_code = 1;
+        self.start_failed = Some(why);
         self.begin_stop(StopKind::Fast, "the start failed");
     }
 
