@@ -17,14 +17,7 @@ fn request(stream: &mut TcpStream, path: &str) {
 
 /// One response (its head lowercased) with its `content-length` body.
 fn response(stream: &mut TcpStream) -> (String, String) {
-    let mut raw = Vec::new();
-    let mut byte = [0u8; 1];
-    while !raw.ends_with(b"\r\n\r\n") {
-        let n = stream.read(&mut byte).expect("a response head");
-        assert_eq!(n, 1, "the connection closed before a whole response head: {raw:?}");
-        raw.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    let head = read_head(stream).to_ascii_lowercase();
     let length: usize = head
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))

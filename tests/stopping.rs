@@ -87,15 +87,8 @@ fn quit_lets_go_of_idle_keep_alive_connections_after_the_drain() {
     let workers = d.wait_for_workers(1, SOON);
     let mut idle: Vec<std::net::TcpStream> = (0..3).map(|_| d.connect()).collect();
     for conn in &mut idle {
-        conn.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("a request");
-        let mut answer = Vec::new();
-        let mut chunk = [0u8; 256];
-        while !answer.ends_with(b"hello\n") {
-            let n = conn.read(&mut chunk).expect("an answer on the keep-alive connection");
-            assert!(n > 0, "the connection closed before its answer: {:?}", String::from_utf8_lossy(&answer));
-            answer.extend_from_slice(&chunk[..n]);
-        }
-        assert!(answer.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&answer));
+        let answer = keep_alive_request(conn);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
     }
 
     d.signal(Signal::SIGQUIT);

@@ -256,10 +256,11 @@ where
         }
     };
     crate::sys::close_from(u32::try_from(inherited.first_free).unwrap_or(3));
-    let upgrade = inherited.upgrade.take();
+    // An upgrade's verdict goes to the old manager, on the pipe it handed over.
+    let mut upgrade = inherited.upgrade.take().map(|(old, pipe)| (old, Readiness::upgrade(pipe)));
     // A new manager started by an upgrade is a daemon already: it does not detach again (its
-    // parent waits for its verdict on the pipe it handed over), but it leaves the start
-    // directory as a detach would (it was started from it, for its relative paths).
+    // parent waits for its verdict), but it leaves the start directory as a detach would (it
+    // was started from it, for its relative paths).
     if detach && upgrade.is_some() {
         let _ = std::env::set_current_dir("/");
     }
@@ -269,8 +270,8 @@ where
         Err(e) => {
             eprintln!("{program}: error: {e}");
             // The old manager's log says why its upgrade failed.
-            if let Some(pipe) = upgrade.as_ref().and_then(|(_, p)| p.try_clone().ok()) {
-                let _ = std::io::Write::write_all(&mut std::fs::File::from(pipe), format!("ERR {e}\n").as_bytes());
+            if let Some((_, readiness)) = upgrade.as_mut() {
+                readiness.failed(&e.to_string());
             }
             return 2;
         }
@@ -289,8 +290,8 @@ where
     let mut main = Some(main);
     let started = tracing::dispatcher::with_default(&ours, || {
         let upgraded_from = upgrade.as_ref().map(|(old, _)| *old);
-        let mut readiness = if let Some((_, pipe)) = upgrade {
-            Readiness::upgrade(pipe)
+        let mut readiness = if let Some((_, readiness)) = upgrade {
+            readiness
         } else if detach {
             match detach::detach(&program) {
                 Ok(r) => r,

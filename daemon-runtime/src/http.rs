@@ -32,7 +32,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::worker::connection::Connection;
+use crate::worker::connection::{Connection, Wait};
 use crate::worker::track::{Tracked, Tracker};
 
 thread_local! {
@@ -112,7 +112,13 @@ impl AsyncRead for Io {
         let this = self.get_mut();
         let phase = this.shared.phase.load(Ordering::Relaxed);
         let before = buf.filled().len();
-        let read = this.conn.poll_read_to_stop(cx, buf, phase == BETWEEN, phase == FIRST);
+        let wait = match phase {
+            FIRST => Wait::First,
+            BETWEEN => Wait::Between,
+            _ => Wait::InRequest,
+        };
+        // A stop that ends the wait is end-of-file to hyper.
+        let read = this.conn.poll_wait(cx, buf, wait).map_ok(|_| ());
         if phase != IN_REQUEST && matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             // The next request's first bytes (BETWEEN marked its start in the read).
             if phase == ANSWERED {

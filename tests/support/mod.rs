@@ -524,14 +524,7 @@ pub fn classic(port: u16, line: &str) -> io::Result<String> {
 
 /// Reads one `200` response from a keep-alive connection, leaving the connection open.
 pub fn read_one_response(stream: &mut TcpStream) -> String {
-    let mut raw = Vec::new();
-    let mut byte = [0u8; 1];
-    while !raw.ends_with(b"\r\n\r\n") {
-        let n = stream.read(&mut byte).expect("a response head");
-        assert_eq!(n, 1, "the connection closed before a whole response head: {raw:?}");
-        raw.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&raw).to_string();
+    let head = read_head(stream);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let length: usize = head
         .lines()
@@ -541,6 +534,19 @@ pub fn read_one_response(stream: &mut TcpStream) -> String {
     let mut body = vec![0u8; length];
     stream.read_exact(&mut body).expect("the body");
     String::from_utf8_lossy(&body).to_string()
+}
+
+/// Reads one response head, up to its blank line, and not a byte further (the connection may
+/// carry more).
+pub fn read_head(stream: &mut TcpStream) -> String {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).expect("a response head");
+        assert_eq!(n, 1, "the connection closed before a whole response head: {raw:?}");
+        raw.push(byte[0]);
+    }
+    String::from_utf8_lossy(&raw).to_string()
 }
 
 /// Reads a whole response from a connection the server closes after it: the status and the body.

@@ -199,6 +199,9 @@ impl Manager {
             Ok(Forked::Parent(child)) => child,
         };
         drop(write);
+        // Read as the poll loop finds it readable, and drained when the new manager is reaped
+        // (a process it started may still hold the write end): never a blocking read.
+        let _ = nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
         let now = monotonic_ms();
         let timeout = ms(self.config.upgrade_timeout);
         info!(
@@ -302,17 +305,7 @@ impl Manager {
     pub(super) fn read_verdict(&mut self) {
         let Some(u) = self.upgrade.as_mut() else { return };
         let Some(file) = u.verdict.as_mut() else { return };
-        let mut buf = [0u8; 512];
-        let ended = match file.read(&mut buf) {
-            Ok(0) => true,
-            Ok(n) => {
-                u.said.extend_from_slice(&buf[..n]);
-                u.said.contains(&b'\n') || u.said.len() > 4096
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => false,
-            Err(_) => true,
-        };
-        if !ended {
+        if !read_said(file, &mut u.said) {
             return;
         }
         u.verdict = None;
@@ -348,21 +341,11 @@ impl Manager {
     }
 
     /// What the new manager wrote on its verdict pipe, read without blocking (a process it
-    /// started may still hold the write end).
+    /// started may still hold the write end), once it is reaped.
     fn said_so_far(&mut self) -> String {
         let Some(u) = self.upgrade.as_mut() else { return String::new() };
-        if let Some(file) = u.verdict.take() {
-            let _ = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
-            let mut buf = [0u8; 512];
-            let mut file = file;
-            while u.said.len() <= 4096 {
-                match file.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => u.said.extend_from_slice(&buf[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
+        if let Some(mut file) = u.verdict.take() {
+            read_said(&mut file, &mut u.said);
         }
         String::from_utf8_lossy(&u.said).trim().to_string()
     }
@@ -541,5 +524,25 @@ impl Manager {
             "upgraded_from": self.old_manager_runs().map(Pid::as_raw),
             "backed_out": self.backed_out,
         })
+    }
+}
+
+/// Reads what has arrived of a verdict into `said`. Returns whether the verdict is whole: a
+/// line, the writer's end (or an error), or more than a verdict can be.
+fn read_said(file: &mut std::fs::File, said: &mut Vec<u8>) -> bool {
+    let mut buf = [0u8; 512];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => {
+                said.extend_from_slice(&buf[..n]);
+                if said.contains(&b'\n') || said.len() > 4096 {
+                    return true;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
     }
 }

@@ -42,16 +42,24 @@ pub struct Connection {
     has_read: bool,
 }
 
+/// What a read of a connection waits for, which decides what else than data ends it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// The connection's first request: the drain's end ends the wait.
+    First,
+    /// The next request on a keep-alive connection: the drain's end, or a let-go.
+    Between,
+    /// The rest of a request (its body), or a read the handler makes on its own: only data.
+    InRequest,
+}
+
 /// Marks the end of a wait for the client, however the wait ends (data, a stop, or the future
 /// dropped by a `select!`).
-struct Waiting<'a> {
-    tracked: &'a Tracked,
-    tracker: &'a Tracker,
-}
+struct Waiting<'a>(&'a mut Connection);
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.tracked.waited(self.tracker);
+        self.0.tracked.waited(&self.0.tracker);
     }
 }
 
@@ -110,68 +118,52 @@ impl Connection {
     /// nothing by then is closed (`Ok(None)`), so a silent client cannot hold a stopping worker
     /// for `graceful_timeout`. Data that has already arrived is read even when a stop is pending.
     pub async fn read_or_stop(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        // Separate borrows of the fields: the wait below reads some and writes others.
-        let Connection { stream, tracker, tracked, slot, parked, has_read, .. } = self;
-        let between = *has_read;
+        let between = self.has_read;
         if between {
-            tracked.request_done();
+            self.tracked.request_done();
         }
-        let _waiting = Waiting { tracked, tracker };
+        let wait = if between { Wait::Between } else { Wait::First };
+        let waiting = Waiting(self);
         let read = std::future::poll_fn(|cx| {
             let mut out = ReadBuf::new(&mut *buf);
-            // The read first: data that has arrived is served, stop or not.
-            if let Poll::Ready(done) = Pin::new(&mut *stream).poll_read(cx, &mut out) {
-                return Poll::Ready(done.map(|()| Some(out.filled().len())));
-            }
-            tracked.waits(tracker, between);
-            // Only the stop (or a let-go) takes a waker out of the slot, so while ours is the
-            // same, the slot still holds it, or the flag is set and the check below sees it.
-            if !parked.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                slot.park(cx.waker());
-                *parked = Some(cx.waker().clone());
-            }
-            // A client that has sent nothing by the drain's end is not waited for either (nginx
-            // closes such connections at a graceful stop too); a let-go is for idle keep-alive.
-            if tracker.stop.is_closing() || (between && slot.is_let_go()) {
-                return Poll::Ready(Ok(None));
-            }
-            Poll::Pending
+            waiting.0.poll_wait(cx, &mut out, wait).map(|r| r.map(|done| done.map(|()| out.filled().len())))
         })
         .await;
         if matches!(read, Ok(Some(n)) if n > 0) {
-            if between {
-                tracked.request_begins(tracker.now());
-            }
-            *has_read = true;
+            waiting.0.has_read = true;
         }
         read
     }
 
-    /// A read for a server that parses the stream itself (`daemon::http`): as
-    /// [`Connection::read_or_stop`], with `between` saying whether a request has just been
-    /// answered, and end-of-file (`Ready(Ok)` with nothing read) where that returns `Ok(None)`.
-    /// A read during a request (its body, a pipelined next one) is never ended by a stop.
-    #[cfg(feature = "http")]
-    pub(crate) fn poll_read_to_stop(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>, between: bool, first: bool) -> Poll<io::Result<()>> {
+    /// One poll of a read whose wait is `wait`: `Ready(Ok(Some(())))` when the read is done
+    /// (data, or the client's end, as `poll_read`), `Ready(Ok(None))` when the stop ends the
+    /// wait: the drain's end, or between requests a let-go. Data that has arrived is read first,
+    /// stop or not. The one read of `read_or_stop`, of `AsyncRead` and of `daemon::http`.
+    pub(crate) fn poll_wait(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>, wait: Wait) -> Poll<io::Result<Option<()>>> {
         let before = buf.filled().len();
         if let Poll::Ready(done) = Pin::new(&mut self.stream).poll_read(cx, buf) {
             self.tracked.waited(&self.tracker);
-            if between && done.is_ok() && buf.filled().len() > before {
+            if wait == Wait::Between && done.is_ok() && buf.filled().len() > before {
                 self.tracked.request_begins(self.tracker.now());
             }
-            return Poll::Ready(done);
+            return Poll::Ready(done.map(Some));
         }
+        let between = wait == Wait::Between;
         self.tracked.waits(&self.tracker, between);
-        if !(between || first) {
+        if wait == Wait::InRequest {
             return Poll::Pending;
         }
+        // Only the stop (or a let-go) takes a waker out of the slot, so while ours is the same,
+        // the slot still holds it, or the flag is set and the check below sees it.
         if !self.parked.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             self.slot.park(cx.waker());
             self.parked = Some(cx.waker().clone());
         }
+        // A client that has sent nothing by the drain's end is not waited for either (nginx
+        // closes such connections at a graceful stop too); a let-go is for idle keep-alive.
         if self.tracker.stop.is_closing() || (between && self.slot.is_let_go()) {
             self.tracked.waited(&self.tracker);
-            return Poll::Ready(Ok(()));
+            return Poll::Ready(Ok(None));
         }
         Poll::Pending
     }
@@ -203,14 +195,8 @@ impl DerefMut for Connection {
 
 impl AsyncRead for Connection {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
         // Stamps for idle_timeout: since when this read has waited for the client.
-        match polled {
-            Poll::Pending => this.tracked.waits(&this.tracker, false),
-            Poll::Ready(_) => this.tracked.waited(&this.tracker),
-        }
-        polled
+        self.get_mut().poll_wait(cx, buf, Wait::InRequest).map_ok(|_| ())
     }
 }
 
