@@ -45,7 +45,7 @@ pub use daemon_runtime::{settings, try_settings, ProgramSettings};
 /// (`clap = { version = "4", features = ["derive"] }`): the derive names the crate `clap`.
 pub use daemon_runtime::clap;
 pub use daemon_runtime::{
-    describe_request, foreign_child, heartbeat, long, stopping, take_reload, wait_for_stop, Child, Connection, Reaped,
+    default_signals, describe_request, foreign_child, heartbeat, long, stopping, take_reload, wait_for_stop, Child, Connection, Reaped,
     Spawned, Supervised, Task, WorkContext,
 };
 

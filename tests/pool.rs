@@ -217,3 +217,41 @@ fn a_burst_of_connections_is_shared_between_the_workers() {
     assert_eq!(per_worker.values().sum::<usize>(), 64);
 }
 
+
+/// A worker keeps the manager's control signals away from itself (a HUP to the process group, a
+/// stray TTIN), and a program it starts inherits that (std's Command keeps the signal mask and
+/// the ignored signals); through `daemon::default_signals` it gets every signal back.
+#[test]
+fn default_signals_gives_a_program_a_worker_starts_every_signal_back() {
+    let d = Daemon::serve("lab", &["--workers", "1"]);
+    let worker = d.wait_for_workers(1, SOON)[0];
+
+    let (status, body) = d.get("/signals");
+    assert_eq!(status, 200, "/signals answered {body:?}");
+    let masks = |which: &str| -> (u64, u64) {
+        let line = body.lines().find_map(|l| l.strip_prefix(which)).unwrap_or_else(|| panic!("no {which} in {body:?}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let hex = |w: &str| u64::from_str_radix(w, 16).unwrap_or_else(|_| panic!("not a mask: {w:?} in {body:?}"));
+        match words.as_slice() {
+            ["blocked", b, "ignored", i] => (hex(b), hex(i)),
+            _ => panic!("unexpected line {line:?}"),
+        }
+    };
+    let bit = |s: Signal| 1u64 << (s as i32 - 1);
+    let (blocked, ignored) = masks("inherited ");
+    assert_ne!(blocked & bit(Signal::SIGQUIT), 0, "QUIT is not blocked in what a worker starts: {body:?}");
+    assert_ne!(ignored & bit(Signal::SIGHUP), 0, "HUP is not ignored in what a worker starts: {body:?}");
+    // Ignored bits the test itself inherited (a harness may ignore some) are not the daemon's.
+    let ours = [Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH, Signal::SIGTTIN, Signal::SIGTTOU, Signal::SIGPIPE, Signal::SIGTERM]
+        .into_iter()
+        .fold(0, |m, s| m | bit(s));
+    let (blocked, ignored) = masks("default_signals ");
+    assert_eq!((blocked, ignored & ours), (0, 0), "default_signals left signals blocked or ignored: {body:?}");
+
+    // The worker itself drops them: each one, sent to it alone, leaves it serving.
+    for signal in [Signal::SIGHUP, Signal::SIGUSR2, Signal::SIGWINCH, Signal::SIGTTIN, Signal::SIGTTOU] {
+        d.signal_worker(worker, signal);
+    }
+    assert_eq!(d.get("/pid"), (200, format!("{worker}\n")), "a control signal sent to the worker ended or stopped it");
+    assert_eq!(d.workers(), vec![worker], "the pool changed after signals sent to a worker");
+}

@@ -71,6 +71,7 @@ pub use worker::work::{Supervised, Task, WorkContext};
 pub use worker::{describe_request, heartbeat, long};
 pub use daemon_config as config;
 pub use foreign::foreign_child;
+pub use signals::default_signals;
 pub use app::{settings, try_settings, ProgramSettings};
 pub use clap;
 pub use hooks::HookError;

@@ -93,3 +93,26 @@ pub(crate) fn drain(fd: &SignalFd) -> Vec<Signal> {
     }
     out
 }
+
+/// Starts a program with no signal blocked and none ignored, as if the daemon had not touched
+/// them. A program started with `std::process::Command` inherits the signal mask and the ignored
+/// signals of the thread that starts it (Rust's `Command` keeps both since 1.66), and the daemon
+/// blocks some everywhere it waits for them and ignores others: in a worker, QUIT and USR1 are
+/// blocked and HUP, USR2, WINCH, TTIN and TTOU ignored; in the manager (its hooks) and the plain
+/// daemon, the manager's signals are blocked. A shell started so cannot even trap HUP (a signal
+/// ignored when it starts stays ignored), and `kill -HUP` or `kill -QUIT` does nothing to it.
+///
+/// This has the child, after its fork and before its exec, unblock every signal and give HUP,
+/// USR2, WINCH, TTIN, TTOU and PIPE their default action. (A `pre_exec` step, so `Command`
+/// forks and execs instead of using `posix_spawn`.) For tokio's `Command`, pass
+/// `command.as_std_mut()`.
+///
+/// ```no_run
+/// let mut helper = std::process::Command::new("sh");
+/// helper.args(["-c", "trap 'echo reloading' HUP; while :; do sleep 1; done"]);
+/// daemon_runtime::default_signals(&mut helper).spawn()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn default_signals(command: &mut std::process::Command) -> &mut std::process::Command {
+    crate::sys::default_signals_at_exec(command)
+}

@@ -134,6 +134,23 @@ async fn route(method: &str, path: &str) -> (u16, String) {
             }
             Err(_) => (400, "usage: /spin/MILLISECONDS\n".to_string()),
         },
+        // What a program this worker starts inherits: the blocked and ignored signal masks of a
+        // `cat` started with std's Command, as it is and through daemon::default_signals
+        // (blocking the worker for the few ms they take).
+        ("signals", None) => {
+            let masks = |command: &mut std::process::Command| -> std::io::Result<String> {
+                let out = command.arg("/proc/self/status").output()?;
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).unwrap_or("?").trim().to_string();
+                Ok(format!("blocked {} ignored {}", field("SigBlk:"), field("SigIgn:")))
+            };
+            let inherited = masks(&mut std::process::Command::new("cat"));
+            let cleaned = masks(daemon::default_signals(&mut std::process::Command::new("cat")));
+            match (inherited, cleaned) {
+                (Ok(a), Ok(b)) => (200, format!("inherited {a}\ndefault_signals {b}\n")),
+                (Err(e), _) | (_, Err(e)) => (500, format!("cannot start cat: {e}\n")),
+            }
+        }
         ("abort", None) => std::process::abort(),
         ("panic", None) => panic!("lab: GET /panic"),
         ("exit", Some(code)) => match code.parse::<i32>() {
@@ -161,6 +178,7 @@ async fn route(method: &str, path: &str) -> (u16, String) {
 fn response(status: u16, body: &str, close: bool) -> Vec<u8> {
     let reason = match status {
         200 => "OK",
+        500 => "Internal Server Error",
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",

@@ -300,3 +300,31 @@ pub(crate) fn watch_readable<O: std::os::fd::AsFd>(
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(Watched(owner), tokio::io::Interest::READABLE) }
         .map_err(|e| e.into_parts().1)
 }
+
+/// Signals a role of the daemon ignores, which a program it starts would otherwise inherit.
+const IGNORED_SOMEWHERE: [libc::c_int; 6] = [libc::SIGHUP, libc::SIGUSR2, libc::SIGWINCH, libc::SIGTTIN, libc::SIGTTOU, libc::SIGPIPE];
+
+/// Has `command`'s child, between its fork and its exec, unblock every signal and give the ones
+/// the daemon ignores somewhere their default action.
+pub(crate) fn default_signals_at_exec(command: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let reset = || -> std::io::Result<()> {
+        // SAFETY: in the forked child only sigemptyset, pthread_sigmask and signal run, which
+        // are async-signal-safe, on a set that lives on this stack frame.
+        unsafe {
+            let mut none = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(none.as_mut_ptr());
+            if libc::pthread_sigmask(libc::SIG_SETMASK, none.as_ptr(), std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for signal in IGNORED_SOMEWHERE {
+                if libc::signal(signal, libc::SIG_DFL) == libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the closure does only async-signal-safe work (above) and touches no lock or heap.
+    unsafe { command.pre_exec(reset) }
+}
