@@ -94,17 +94,18 @@ pub(crate) fn drain(fd: &SignalFd) -> Vec<Signal> {
     out
 }
 
-/// Starts a program with no signal blocked and none ignored, as if the daemon had not touched
-/// them. A program started with `std::process::Command` inherits the signal mask and the ignored
-/// signals of the thread that starts it (Rust's `Command` keeps both since 1.66), and the daemon
-/// blocks some everywhere it waits for them and ignores others: in a worker, QUIT and USR1 are
-/// blocked and HUP, USR2, WINCH, TTIN and TTOU ignored; in the manager (its hooks) and the plain
-/// daemon, the manager's signals are blocked. A shell started so cannot even trap HUP (a signal
-/// ignored when it starts stays ignored), and `kill -HUP` or `kill -QUIT` does nothing to it.
+/// Starts a program with no signal blocked and every standard signal (1 to 31) at its default
+/// action. A program started with `std::process::Command` inherits the signal mask of the thread
+/// that starts it (Rust's `Command` stopped clearing it in 1.66) and the signals its process
+/// ignores, and the daemon blocks and ignores some: a worker blocks QUIT and USR1 and ignores
+/// HUP, USR2, WINCH, TTIN and TTOU; the manager (so its hooks) and the plain daemon block TERM,
+/// INT, QUIT, HUP, USR1, USR2, WINCH, TTIN, TTOU and CHLD. A shell started so cannot even trap
+/// HUP (a signal ignored when it starts stays ignored), and `kill -QUIT` does nothing to it.
 ///
-/// This has the child, after its fork and before its exec, unblock every signal and give HUP,
-/// USR2, WINCH, TTIN, TTOU and PIPE their default action. (A `pre_exec` step, so `Command`
-/// forks and execs instead of using `posix_spawn`.) For tokio's `Command`, pass
+/// This has the child, after its fork and before its exec, unblock every signal and give every
+/// standard signal its default action, as a service manager does (an ignore the daemon itself
+/// was started with, `nohup`'s HUP say, is reset too). It is a `pre_exec` step, so `Command`
+/// forks and execs instead of using `posix_spawn`. For tokio's `Command`, pass
 /// `command.as_std_mut()`.
 ///
 /// ```no_run

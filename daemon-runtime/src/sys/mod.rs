@@ -301,11 +301,8 @@ pub(crate) fn watch_readable<O: std::os::fd::AsFd>(
         .map_err(|e| e.into_parts().1)
 }
 
-/// Signals a role of the daemon ignores, which a program it starts would otherwise inherit.
-const IGNORED_SOMEWHERE: [libc::c_int; 6] = [libc::SIGHUP, libc::SIGUSR2, libc::SIGWINCH, libc::SIGTTIN, libc::SIGTTOU, libc::SIGPIPE];
-
-/// Has `command`'s child, between its fork and its exec, unblock every signal and give the ones
-/// the daemon ignores somewhere their default action.
+/// Has `command`'s child, between its fork and its exec, unblock every signal and give every
+/// standard signal its default action.
 pub(crate) fn default_signals_at_exec(command: &mut std::process::Command) -> &mut std::process::Command {
     use std::os::unix::process::CommandExt;
     let reset = || -> std::io::Result<()> {
@@ -314,12 +311,15 @@ pub(crate) fn default_signals_at_exec(command: &mut std::process::Command) -> &m
         unsafe {
             let mut none = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
             libc::sigemptyset(none.as_mut_ptr());
-            if libc::pthread_sigmask(libc::SIG_SETMASK, none.as_ptr(), std::ptr::null_mut()) != 0 {
-                return Err(std::io::Error::last_os_error());
+            // It returns the error number; it does not set errno.
+            let failed = libc::pthread_sigmask(libc::SIG_SETMASK, none.as_ptr(), std::ptr::null_mut());
+            if failed != 0 {
+                return Err(std::io::Error::from_raw_os_error(failed));
             }
-            for signal in IGNORED_SOMEWHERE {
-                if libc::signal(signal, libc::SIG_DFL) == libc::SIG_ERR {
-                    return Err(std::io::Error::last_os_error());
+            // KILL and STOP cannot be changed (EINVAL), nor is anything else left to fail.
+            for signal in 1..32 {
+                if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                    libc::signal(signal, libc::SIG_DFL);
                 }
             }
         }
