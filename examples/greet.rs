@@ -13,6 +13,9 @@
 //! A reload (HUP) reads the config file again: the new generation of workers answers with the
 //! new values; a bad value keeps the running ones.
 
+#[path = "common/answer.rs"]
+mod answer;
+
 use daemon::prelude::*;
 
 /// The program's own settings.
@@ -32,22 +35,10 @@ fn main(settings: Settings) {
 }
 
 #[daemon::on_accept]
-async fn serve(mut conn: daemon::Connection) -> std::io::Result<()> {
-    // The request's head, whole (a client may send it in pieces), then the answer.
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = conn.read(&mut buf).await?;
-        if n == 0 || head.len() > 16 * 1024 {
-            return Ok(());
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let s = daemon::settings::<Settings>();
-    let body = format!("{}\n", vec![s.greeting.as_str(); s.repeat as usize].join(" "));
-    let answer = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    conn.write_all(answer.as_bytes()).await
+async fn serve(conn: daemon::Connection) -> std::io::Result<()> {
+    answer::answer_once(conn, || {
+        let s = daemon::settings::<Settings>();
+        format!("{}\n", vec![s.greeting.as_str(); s.repeat as usize].join(" "))
+    })
+    .await
 }

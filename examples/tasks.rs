@@ -20,10 +20,11 @@
 //! A config file can resize a group, change it, add a group running either function, or stop
 //! one (`[tasks.NAME]` tables, read again on HUP).
 
+#[path = "common/answer.rs"]
+mod answer;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[daemon::main(listen = "127.0.0.1:8085", prefork = 1)]
 fn main() -> Result<(), String> {
@@ -121,29 +122,14 @@ fn convert(ctx: &daemon::Task) {
 }
 
 #[daemon::on_accept]
-async fn serve(mut conn: daemon::Connection) -> std::io::Result<()> {
-    // The request's head, whole (a client may send it in pieces), then the answer.
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = conn.read(&mut buf).await?;
-        if n == 0 || head.len() > 16 * 1024 {
-            return Ok(());
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
+async fn serve(conn: daemon::Connection) -> std::io::Result<()> {
     let done = |group: &str| {
         spool()
             .and_then(|s| std::fs::read_dir(s.join(group)).ok())
             .map(|d| d.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "done")).count())
             .unwrap_or(0)
     };
-    let body = format!("convert: {} done, digest: {} done\n", done("convert"), done("digest"));
-    let answer = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    conn.write_all(answer.as_bytes()).await
+    answer::answer_once(conn, || format!("convert: {} done, digest: {} done\n", done("convert"), done("digest"))).await
 }
 
 // The manager's hooks: they run in the manager, between its rounds, and must not block.

@@ -3,16 +3,12 @@
 
 mod support;
 
-use support::{Daemon, SOON};
+use support::Daemon;
 
 /// Runs `lab` with `args` (listening on a free port, should it start at all) and returns its exit
 /// code, standard output and standard error.
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
-    let mut all = vec!["--listen", "127.0.0.1:0"];
-    all.extend_from_slice(args);
-    let mut d = Daemon::start("lab", &all);
-    let status = d.wait_exit(SOON);
-    (status.code(), d.stdout_after_exit(), d.stderr_after_exit())
+    Daemon::run_to_exit("lab", args, &[])
 }
 
 #[test]

@@ -5,46 +5,11 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use support::*;
-
-/// A config file of this test's own, removed at the end.
-struct ConfigFile(PathBuf);
-
-impl ConfigFile {
-    fn new(tag: &str, text: &str) -> ConfigFile {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("daemon-config-{tag}-{}-{n}.toml", std::process::id()));
-        let file = ConfigFile(path);
-        file.write(text);
-        file
-    }
-
-    fn write(&self, text: &str) {
-        write_whole(&self.0, text);
-    }
-
-    fn arg(&self) -> String {
-        self.0.display().to_string()
-    }
-}
-
-impl Drop for ConfigFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// Runs `lab` to its exit; returns the exit code, standard output and standard error.
 fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let mut all = vec!["--listen", "127.0.0.1:0"];
-    all.extend_from_slice(args);
-    let mut d = Daemon::start_with_env("lab", &all, env);
-    let status = d.wait_exit(SOON);
-    (status.code(), d.stdout_after_exit(), d.stderr_after_exit())
+    Daemon::run_to_exit("lab", args, env)
 }
 
 /// The part of an error line after the place the value came from.

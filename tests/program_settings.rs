@@ -25,19 +25,13 @@ fn answer(d: &Daemon) -> String {
 
 /// Runs greet to its exit: its exit code and standard error (and output).
 fn exits(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let mut all = vec!["--listen", "127.0.0.1:0"];
-    all.extend_from_slice(args);
-    let mut d = Daemon::start_with_env("greet", &all, env);
-    let status = d.wait_exit(SOON);
-    (status.code(), d.stdout_after_exit(), d.stderr_after_exit())
+    Daemon::run_to_exit("greet", args, env)
 }
 
 #[test]
 fn every_source_sets_the_programs_settings_with_the_frameworks_precedence() {
-    let dir = TempDir::new("greet-sources");
-    let file = dir.path("greet.toml");
-    write_whole(&file, "[app]\ngreeting = \"from-file\"\nrepeat = 2\n");
-    let f = file.display().to_string();
+    let file = ConfigFile::new("greet-sources", "[app]\ngreeting = \"from-file\"\nrepeat = 2\n");
+    let f = file.arg();
     assert_eq!(answer(&greet(&[], &[])), "hello\n", "the defaults");
     assert_eq!(answer(&greet(&["--config", &f], &[])), "from-file from-file\n");
     assert_eq!(answer(&greet(&["--config", &f], &[("DAEMON_GREETING", "from-env")])), "from-env from-env\n", "environment > file");
@@ -49,16 +43,14 @@ fn every_source_sets_the_programs_settings_with_the_frameworks_precedence() {
 
 #[test]
 fn a_bad_value_from_any_source_is_refused_with_the_standard_message() {
-    let dir = TempDir::new("greet-bad");
-    let file = dir.path("greet.toml");
     let (code, _, err) = exits(&["--repeat", "x"], &[]);
     assert_eq!(code, Some(2));
     assert!(err.contains("--repeat x: invalid digit found in string"), "{err}");
     let (code, _, err) = exits(&[], &[("DAEMON_REPEAT", "11")]);
     assert_eq!(code, Some(2));
     assert!(err.contains("DAEMON_REPEAT=11: 11 is not in 1..=10"), "{err}");
-    write_whole(&file, "[app]\nrepeat = 0\ngreetin = \"x\"\n");
-    let f = file.display().to_string();
+    let file = ConfigFile::new("greet-bad", "[app]\nrepeat = 0\ngreetin = \"x\"\n");
+    let f = file.arg();
     let (code, _, err) = exits(&["--config", &f], &[]);
     assert_eq!(code, Some(2));
     assert!(err.contains(&format!("{f}: [app] repeat = 0: 0 is not in 1..=10")), "{err}");
@@ -81,26 +73,22 @@ fn help_and_print_config_show_the_programs_settings() {
     assert!(printed.contains("greeting = \"hey\"  # environment (DAEMON_GREETING)"), "{printed}");
     assert!(printed.contains("repeat = \"4\"  # command line"), "{printed}");
     // What --print-config prints is a config file the program reads back.
-    let dir = TempDir::new("greet-print");
-    let file = dir.path("printed.toml");
-    write_whole(&file, &printed);
-    let f = file.display().to_string();
+    let file = ConfigFile::new("greet-print", &printed);
+    let f = file.arg();
     assert_eq!(answer(&greet(&["--config", &f], &[])), "hey hey hey hey\n");
 }
 
 #[test]
 fn a_reload_hands_new_values_to_new_workers_and_a_bad_file_keeps_the_old_ones() {
-    let dir = TempDir::new("greet-reload");
-    let file = dir.path("greet.toml");
-    write_whole(&file, "[app]\ngreeting = \"first\"\n");
-    let f = file.display().to_string();
+    let file = ConfigFile::new("greet-reload", "[app]\ngreeting = \"first\"\n");
+    let f = file.arg();
     let d = greet(&["--config", &f], &[]);
     assert_eq!(answer(&d), "first\n");
-    write_whole(&file, "[app]\ngreeting = \"second\"\nrepeat = 2\n");
+    file.write("[app]\ngreeting = \"second\"\nrepeat = 2\n");
     d.signal(Signal::SIGHUP);
     wait_until(SOON, "the new generation to answer with the new values", || answer(&d) == "second second\n");
     // A bad value: refused, said, and the running values stay.
-    write_whole(&file, "[app]\ngreeting = \"third\"\nrepeat = 99\n");
+    file.write("[app]\ngreeting = \"third\"\nrepeat = 99\n");
     d.signal(Signal::SIGHUP);
     d.wait_for_line("repeat = 99: 99 is not in 1..=10", SOON);
     d.wait_for_line("the new configuration is refused", SOON);

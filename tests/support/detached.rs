@@ -32,6 +32,35 @@ impl Drop for TempDir {
     }
 }
 
+/// A config file of this test's own, removed at the end.
+pub struct ConfigFile(pub PathBuf);
+
+impl ConfigFile {
+    pub fn new(tag: &str, text: &str) -> ConfigFile {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("daemon-config-{tag}-{}-{n}.toml", std::process::id()));
+        let file = ConfigFile(path);
+        file.write(text);
+        file
+    }
+
+    pub fn write(&self, text: &str) {
+        write_whole(&self.0, text);
+    }
+
+    /// The path, as a `--config` argument.
+    pub fn arg(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Runs an example binary to completion (a control command, a `start`), with a deadline.
 pub fn run(example_name: &str, args: &[&str]) -> Output {
     run_program(&example(example_name), args)

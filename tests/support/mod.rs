@@ -169,6 +169,17 @@ impl Daemon {
         Daemon::start_program(&example(example_name), example_name, args, env)
     }
 
+    /// Runs `example` (listening on a free port, should it start at all) with these arguments
+    /// and environment variables until it exits: its exit code, standard output and standard
+    /// error.
+    pub fn run_to_exit(example_name: &str, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+        let mut all = vec!["--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let mut d = Daemon::start_with_env(example_name, &all, env);
+        let status = d.wait_exit(SOON);
+        (status.code(), d.stdout_after_exit(), d.stderr_after_exit())
+    }
+
     /// Starts the program at `path` (`name` in messages) as [`Daemon::start_with_env`] does.
     pub fn start_program(path: &Path, example_name: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut command = Command::new(path);
