@@ -544,11 +544,9 @@ impl<K> Setting<K> {
                 })?;
                 Value::Count(n)
             }
-            Kind::Flag => match text.trim().to_ascii_lowercase().as_str() {
-                "" | "1" | "true" | "yes" | "on" => Value::Flag(true),
-                "0" | "false" | "no" | "off" => Value::Flag(false),
-                other => return Err(format!("`{other}` is not on or off: write true or false")),
-            },
+            // A flag named with no value is on.
+            Kind::Flag if text.trim().is_empty() => Value::Flag(true),
+            Kind::Flag => Value::Flag(parse_switch(text)?),
             Kind::Addresses => Value::Addresses(
                 text.split(',')
                     .map(|s| s.trim().to_string())
@@ -840,5 +838,15 @@ mod tests {
                 "[::1]:80".into()
             ]))
         );
+    }
+}
+
+/// An on-or-off value as the environment or a file writes it: `true`, `yes`, `on`, `1` or their
+/// opposites, in any case. Shared with the program's own flags.
+pub fn parse_switch(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!("`{other}` is not on or off: write true or false")),
     }
 }

@@ -130,10 +130,7 @@ impl AppSpec {
     fn check(&self, id: &str, value: &str) -> Result<(), String> {
         let Some(arg) = self.command.get_arguments().find(|a| a.get_id().as_str() == id) else { return Ok(()) };
         if !arg.get_action().takes_values() {
-            return match value.to_ascii_lowercase().as_str() {
-                "true" | "false" | "1" | "0" | "yes" | "no" | "on" | "off" => Ok(()),
-                other => Err(format!("`{other}` is not on or off: write true or false")),
-            };
+            return daemon_config::parse_switch(value).map(|_| ());
         }
         // The option alone, through clap, with this value: the field's own value parser judges.
         let Some(long) = arg.get_long() else { return Ok(()) };
@@ -270,10 +267,7 @@ pub(crate) fn resolve(spec: &AppSpec, given: &AppGiven, file: &BTreeMap<String, 
 
 /// A flag's value from the environment or a file, as clap's boolean parser reads it.
 fn flag_text(v: &str) -> String {
-    match v.to_ascii_lowercase().as_str() {
-        "1" | "yes" | "on" | "true" => "true".to_string(),
-        _ => "false".to_string(),
-    }
+    daemon_config::parse_switch(v).unwrap_or(false).to_string()
 }
 
 /// A clap error of the program's command line, in the framework's words.

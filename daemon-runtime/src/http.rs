@@ -70,7 +70,8 @@ fn router_of<F: Fn() -> Router + 'static>(app: &F) -> Router {
         return router;
     }
     // Built outside the borrow: a router's constructor may serve nothing, but may do anything.
-    let router = app();
+    // Its handlers made into routes once (as `axum::serve` does), not at every request.
+    let router = app().with_state(());
     APPS.with_borrow_mut(|apps| apps.push((id, router.clone())));
     router
 }
@@ -177,7 +178,7 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         }
         describe(&request);
         let mut router = self.router.clone();
-        let answer = tower_service::Service::call(&mut router, request.map(Body::new));
+        let answer = tower_service::Service::call(&mut router, request);
         Answer { answer, shared: shared.clone() }
     }
 }

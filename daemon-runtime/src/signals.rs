@@ -31,10 +31,7 @@ pub(crate) fn note_early_signals() -> nix::Result<()> {
         crate::sys::note_early(s)?;
     }
     // A new manager of an upgrade starts with the old one's mask: what came meanwhile is noted now.
-    let mut set = SigSet::empty();
-    for s in MANAGER {
-        set.add(s);
-    }
+    let set: SigSet = MANAGER.into_iter().collect();
     set.thread_unblock()
 }
 
@@ -43,10 +40,7 @@ const EARLY: [Signal; 6] = [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2, Si
 /// Blocks the manager's signals and returns a descriptor that reads them. Called before the
 /// first fork, so children start with these signals blocked and lose none before they are set up.
 pub(crate) fn manager_signalfd() -> nix::Result<SignalFd> {
-    let mut set = SigSet::empty();
-    for s in MANAGER {
-        set.add(s);
-    }
+    let set: SigSet = MANAGER.into_iter().collect();
     set.thread_block()?;
     let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
     // Blocked now, the early ones go back to their default, and those that came are raised

@@ -127,12 +127,6 @@ pub(crate) fn take() -> Result<Inherited, InheritError> {
     let parent = nix::unistd::getppid();
     let from_parent = from.as_deref().and_then(|f| f.to_str()).and_then(|f| f.parse::<i32>().ok()).filter(|&p| p == parent.as_raw());
     let fd_next = upgrade_fd.as_deref().and_then(|f| f.to_str()).and_then(|f| f.parse::<RawFd>().ok()).filter(|&f| f == found.first_free);
-    let from_service_manager = from_parent.is_none() && fd_next.is_none();
-    if from_service_manager {
-        for l in &mut found.listeners {
-            l.activated = true;
-        }
-    }
     match (from_parent, fd_next) {
         (Some(old), Some(fd)) => {
             let Some(pipe) = crate::sys::claim_inherited_fd(fd).filter(is_pipe).filter(is_write_end) else {
@@ -144,7 +138,12 @@ pub(crate) fn take() -> Result<Inherited, InheritError> {
             found.first_free += 1;
             found.source = Some(Source::Upgrade);
         }
-        (None, None) => {}
+        // From a service manager: its sockets, which `listen` does not replace.
+        (None, None) => {
+            for l in &mut found.listeners {
+                l.activated = true;
+            }
+        }
         _ => {
             found.ignored = Some(format!(
                 "{UPGRADE_FROM}/{UPGRADE_FD} do not name this process's parent ({parent}) and the descriptor after the sockets: not an upgrade"
@@ -192,7 +191,7 @@ pub(crate) fn hand_on(sockets: &[(BorrowedFd<'_>, String)], verdict: &OwnedFd, o
     // one's target.
     let mut high = Vec::new();
     for fd in sockets.iter().map(|(fd, _)| *fd).chain(std::iter::once(verdict.as_fd())) {
-        let copy = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(FIRST_FD + 70))?;
+        let copy = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(FIRST_FD + MOST_SOCKETS as RawFd + 1))?;
         high.push(copy);
     }
     for (i, fd) in high.iter().enumerate() {

@@ -21,7 +21,10 @@ use crate::sys::try_lock_exclusive;
 /// A pid file this process holds.
 #[derive(Debug)]
 pub(crate) struct PidFile {
+    /// Where the file is now: its configured name, or `PATH.oldbin` during an upgrade.
     path: PathBuf,
+    /// Its configured name.
+    home: PathBuf,
     /// Locked; closing it (at exit, in the manager) releases the lock.
     lock: File,
     inode: (u64, u64),
@@ -181,7 +184,7 @@ impl PidFile {
                     match std::fs::hard_link(&temp, path) {
                         Ok(()) => {
                             let _ = std::fs::remove_file(&temp);
-                            return Ok(PidFile { path: path.to_path_buf(), lock, inode: ours });
+                            return Ok(PidFile { path: path.to_path_buf(), home: path.to_path_buf(), lock, inode: ours });
                         }
                         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                         Err(e) => {
@@ -233,7 +236,7 @@ impl PidFile {
                     std::fs::rename(&temp, path).map_err(io_err)?;
                     tracing::warn!(path = %path.display(), stale_pid = ?named, "replaced a stale pid file: {why}");
                     drop(old);
-                    return Ok(PidFile { path: path.to_path_buf(), lock, inode: ours });
+                    return Ok(PidFile { path: path.to_path_buf(), home: path.to_path_buf(), lock, inode: ours });
                 }
             }
         }
@@ -241,14 +244,26 @@ impl PidFile {
         Err(io_err(io::Error::other("the pid file kept changing while we tried to take it")))
     }
 
-    /// Removes the pid file, if it is still ours.
     /// Where the file is now.
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Its configured name, which an upgrade moves it away from for a while.
+    pub(crate) fn home(&self) -> &Path {
+        &self.home
+    }
+
     fn is_ours_at(&self, path: &Path) -> bool {
         std::fs::symlink_metadata(path).map(|m| inode(&m)).ok() == Some(self.inode)
+    }
+
+    /// Before a rename: the file where we left it must still be ours.
+    fn still_ours(&self) -> io::Result<()> {
+        if self.is_ours_at(&self.path) {
+            return Ok(());
+        }
+        Err(io::Error::other(format!("{} is no longer this manager's pid file", self.path.display())))
     }
 
     /// During an upgrade: the pid file gets a second name, `to` (`PATH.oldbin`), which becomes
@@ -256,9 +271,7 @@ impl PidFile {
     /// The lock is on the file, so it stays. A stale file at `to` (no manager holds it) is
     /// replaced; anything else there is an error.
     pub(crate) fn link_aside(&mut self, to: &Path) -> io::Result<()> {
-        if !self.is_ours_at(&self.path) {
-            return Err(io::Error::other(format!("{} is no longer this manager's pid file", self.path.display())));
-        }
+        self.still_ours()?;
         if let Ok(m) = std::fs::symlink_metadata(to) {
             let stale = m.file_type().is_file() && !matches!(holder(to), Ok(Holder::Manager(_)));
             if !stale && !m.file_type().is_symlink() {
@@ -271,32 +284,33 @@ impl PidFile {
         Ok(())
     }
 
-    /// After a rollback, or a held upgrade's new manager gone: the pid file's name is `to`
-    /// (`PATH`) again, replacing what the new manager left there; the `.oldbin` name goes.
-    pub(crate) fn take_back(&mut self, to: &Path) -> io::Result<()> {
-        if !self.is_ours_at(&self.path) {
-            return Err(io::Error::other(format!("{} is no longer this manager's pid file", self.path.display())));
+    /// After a rollback, or a held upgrade's new manager gone: the pid file's name is its
+    /// configured one (`PATH`) again, replacing what the new manager left there; the `.oldbin`
+    /// name goes.
+    pub(crate) fn take_back(&mut self) -> io::Result<()> {
+        if self.path == self.home {
+            return Ok(());
         }
-        if self.is_ours_at(to) {
-            // Both names are ours still (the new manager never took `to`): drop the second.
+        self.still_ours()?;
+        if self.is_ours_at(&self.home) {
+            // Both names are ours still (the new manager never took `PATH`): drop the second.
             std::fs::remove_file(&self.path)?;
         } else {
-            std::fs::rename(&self.path, to)?;
+            std::fs::rename(&self.path, &self.home)?;
         }
-        self.path = to.to_path_buf();
+        self.path = self.home.clone();
         Ok(())
     }
 
+    /// Removes the pid file, if it is still ours.
     pub(crate) fn remove(self) {
-        let still_ours = std::fs::symlink_metadata(&self.path).map(|m| inode(&m)).ok() == Some(self.inode);
-        if still_ours {
+        if self.is_ours_at(&self.path) {
             if let Err(e) = std::fs::remove_file(&self.path) {
                 tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the pid file");
             }
         }
         drop(self.lock);
     }
-
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 
 mod channel;
 
+pub(crate) use channel::{DEADLINE_MS, MAX_CLIENTS};
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -137,14 +139,11 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
             // `PATH.oldbin`, stops too (else stopping a new manager that is not ready yet would
             // leave the old one serving, the upgrade rolled back). A held old manager (the
             // upgrade took over) is left alone: stopping the new one is how a back-out ends.
-            let old = match holder(&oldbin(path)) {
-                Ok(Holder::Manager(p)) if p != running.as_raw() => {
-                    let e = Expect { pid: p, uids: expect.uids.clone(), package: expect.package };
-                    let starting = channel::ask(&e, Request::Status).ok().is_some_and(|s| s["upgrade"]["state"] == "starting");
-                    (starting && channel::ask(&e, Request::Stop { graceful }).is_ok()).then(|| Pid::from_raw(p))
-                }
-                _ => None,
-            };
+            let old = old_manager(path, running, &expect).and_then(|(old, status)| {
+                let e = Expect { pid: old.as_raw(), uids: expect.uids.clone(), package: expect.package };
+                let starting = status["upgrade"]["state"] == "starting";
+                (starting && channel::ask(&e, Request::Stop { graceful }).is_ok()).then_some(old)
+            });
             let code = stop(name, path, running, graceful, wait);
             match old {
                 Some(old) if code == lsb::OK => stop(name, &oldbin(path), old, graceful, wait),
@@ -165,7 +164,7 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
         }
         Control::Status { json } => {
             // During an upgrade the old manager runs on under the `.oldbin` pid file: shown too.
-            let old = old_manager(path, running, &expect);
+            let old = old_manager(path, running, &expect).map(|(_, status)| status);
             if json {
                 let mut answer = answer;
                 if let Some(old) = old {
@@ -203,14 +202,18 @@ pub(crate) fn oldbin(path: &Path) -> std::path::PathBuf {
     name.into()
 }
 
-/// The status of the old manager of an upgrade, if one runs (under `PATH.oldbin`), verified as
+/// The old manager of an upgrade, if one runs (under `PATH.oldbin`), and its status, verified as
 /// the one at the pid file is.
-fn old_manager(path: &Path, running: Pid, expect: &Expect<'_>) -> Option<Json> {
-    let old = match holder(&oldbin(path)) {
-        Ok(Holder::Manager(p)) if p != running.as_raw() => p,
-        _ => return None,
-    };
-    let expect = Expect { pid: old, uids: expect.uids.clone(), package: expect.package };
+fn old_manager(path: &Path, running: Pid, expect: &Expect<'_>) -> Option<(Pid, Json)> {
+    match holder(&oldbin(path)) {
+        Ok(Holder::Manager(p)) if p != running.as_raw() => status_of(p, expect).map(|s| (Pid::from_raw(p), s)),
+        _ => None,
+    }
+}
+
+/// The status of the manager `pid`, verified against `expect`'s users and package.
+fn status_of(pid: i32, expect: &Expect<'_>) -> Option<Json> {
+    let expect = Expect { pid, uids: expect.uids.clone(), package: expect.package };
     channel::ask(&expect, Request::Status).ok()
 }
 
@@ -228,10 +231,7 @@ fn upgrade(name: &str, path: &Path, old: Pid, answer: &Json, expect: &Expect<'_>
     while Instant::now() < deadline {
         // The old manager tells how it ended, under whichever name its pid file has now.
         let asked = [oldbin(path), path.to_path_buf()].into_iter().find_map(|p| match holder(&p) {
-            Ok(Holder::Manager(pid)) if pid == old.as_raw() => {
-                let e = Expect { pid: old.as_raw(), uids: expect.uids.clone(), package: expect.package };
-                channel::ask(&e, Request::Status).ok()
-            }
+            Ok(Holder::Manager(pid)) if pid == old.as_raw() => status_of(pid, expect),
             _ => None,
         });
         let outcome = match &asked {

@@ -24,8 +24,8 @@ use super::Manager;
 use crate::scoreboard::State;
 use crate::sys::monotonic_ms;
 
-const MAX_CLIENTS: usize = 16;
-const DEADLINE_MS: u64 = 5_000;
+// The control channel's limits: a scraper is a client like any other.
+use crate::control::{DEADLINE_MS, MAX_CLIENTS};
 const ACCEPTS_PER_WAKE: usize = 64;
 const MAX_HEAD: usize = 8 * 1024;
 
@@ -45,7 +45,6 @@ pub(super) struct Counters {
 
 pub(crate) struct MetricsServer {
     listener: TcpListener,
-    anyone: bool,
     user: Option<u32>,
     clients: Vec<Client>,
 }
@@ -63,17 +62,13 @@ impl MetricsServer {
     /// `listener` is bound (by the start, before privileges are dropped) and non-blocking.
     /// `user`: the daemon's user (`user`), who may read the metrics besides root and this
     /// process's own user.
-    pub(crate) fn new(listener: TcpListener, anyone: bool, user: Option<u32>) -> MetricsServer {
-        MetricsServer { listener, anyone, user, clients: Vec::new() }
+    pub(crate) fn new(listener: TcpListener, user: Option<u32>) -> MetricsServer {
+        MetricsServer { listener, user, clients: Vec::new() }
     }
 
     /// The listening socket and its address, to hand over in an upgrade.
     pub(crate) fn socket(&self) -> Option<(BorrowedFd<'_>, SocketAddr)> {
         Some((self.listener.as_fd(), self.listener.local_addr().ok()?))
-    }
-
-    pub(crate) fn set_anyone(&mut self, anyone: bool) {
-        self.anyone = anyone;
     }
 
     /// What to poll: the listener, and each client (for writing once it has an answer).
@@ -87,8 +82,9 @@ impl MetricsServer {
         self.clients.iter().map(|c| c.deadline_ms).min()
     }
 
-    /// Accepts, reads, answers and closes, without blocking. `render` makes the page.
-    pub(crate) fn serve(&mut self, now: u64, render: impl FnOnce() -> String) {
+    /// Accepts, reads, answers and closes, without blocking. `render` makes the page; `anyone`
+    /// is `metrics_access = "any"`.
+    pub(crate) fn serve(&mut self, now: u64, anyone: bool, render: impl FnOnce() -> String) {
         for _ in 0..ACCEPTS_PER_WAKE {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
@@ -114,7 +110,7 @@ impl MetricsServer {
         let local = self.listener.local_addr().ok();
         let mut page: Option<String> = None;
         let mut render = Some(render);
-        let (anyone, user) = (self.anyone, self.user);
+        let user = self.user;
         self.clients.retain_mut(|c| {
             if now >= c.deadline_ms {
                 return false;
@@ -319,7 +315,7 @@ impl Manager {
     /// Serves the metrics clients that are ready.
     pub(super) fn serve_metrics(&mut self) {
         let Some(mut server) = self.own.as_mut().and_then(|o| o.metrics.take()) else { return };
-        server.serve(monotonic_ms(), || self.render_metrics());
+        server.serve(monotonic_ms(), self.config.metrics_for_anyone, || self.render_metrics());
         if let Some(own) = self.own.as_mut() {
             own.metrics = Some(server);
         }

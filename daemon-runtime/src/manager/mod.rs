@@ -228,7 +228,7 @@ impl Manager {
         let mut housework = housework;
         let metrics = housework.metrics.take().map(|l| {
             let user = config.user.as_deref().and_then(|u| crate::boot::privileges::uid_of(u).ok());
-            metrics::MetricsServer::new(l, config.metrics_for_anyone, user)
+            metrics::MetricsServer::new(l, user)
         });
         Ok(Manager {
             config,
@@ -456,7 +456,7 @@ impl Manager {
         let held = self.singletons_held();
         for i in indexes {
             // A supervised worker or a task group's would run beside the old manager's own.
-            if held && self.pools.get(&i).is_some_and(|p| p.is_singleton()) {
+            if held && self.pools.get(&i).is_some_and(|p| p.kind.singleton()) {
                 continue;
             }
             let (at, c) = self.manage_pool(i, now);
@@ -570,7 +570,7 @@ impl Manager {
         let waiting = self
             .pools
             .values()
-            .filter(|p| !(held && p.is_singleton()))
+            .filter(|p| !(held && p.kind.singleton()))
             .any(|p| p.waiting_for_pool && !p.removed && (p.primary || self.ready_reported));
         if waiting || (self.ready_reported && !self.reloading) {
             return;
@@ -974,10 +974,6 @@ impl Manager {
         }
         self.config = new;
         self.reloading = true;
-        let anyone = self.config.metrics_for_anyone;
-        if let Some(m) = self.own.as_mut().and_then(|o| o.metrics.as_mut()) {
-            m.set_anyone(anyone);
-        }
         let now = monotonic_ms();
         let indexes: Vec<usize> = self.pools.keys().copied().collect();
         for i in indexes {
@@ -1065,7 +1061,7 @@ impl Manager {
                 .procs
                 .iter()
                 .filter(|p| p.pool == i && p.stopping.is_none() && p.generation < generation)
-                .filter(|p| matches!(self.board.view(p.slot).state, State::Forking | State::Forked | State::Starting))
+                .filter(|p| self.board.view(p.slot).state.before_ready())
                 .map(|p| p.slot)
                 .collect();
             for slot in starting {
@@ -1117,7 +1113,7 @@ impl Manager {
         for slot in slots {
             // A worker not ready yet holds no connection: a graceful stop has nothing to wait
             // for (an on_child hook that sleeps would hold the stop for graceful_timeout).
-            let starting = matches!(self.board.view(slot).state, State::Forking | State::Forked | State::Starting);
+            let starting = self.board.view(slot).state.before_ready();
             let rung = if starting { Rung::Term } else { rung };
             self.stop_worker(slot, rung, Why::Stop, now);
         }

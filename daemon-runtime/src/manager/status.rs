@@ -68,22 +68,21 @@ impl Manager {
                 })
             })
             .collect();
-        let upgrade = self.upgrade_snapshot();
         // The first pool (the serving one, when there is one) is the daemon's mode.
         let main = self.pools.values().next();
-        json!({
+        let mut status = json!({
             "pid": self.pid.as_raw(),
             "package": self.package().name,
             "version": self.package().version,
             "mode": main.map_or("none", |p| p.kind.name()),
             "generation": main.map_or(0, |p| p.generation),
             "pools": pools,
-            "upgrade": upgrade["upgrade"],
-            "last_upgrade": upgrade["last_upgrade"],
-            "upgraded_from": upgrade["upgraded_from"],
-            "backed_out": upgrade["backed_out"],
             "stopping": self.stop.is_some(),
             "workers": workers,
-        })
+        });
+        if let Some(keys) = status.as_object_mut() {
+            keys.extend(self.upgrade_snapshot());
+        }
+        status
     }
 }

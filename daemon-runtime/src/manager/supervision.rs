@@ -183,12 +183,8 @@ impl Manager {
             WaitStatus::Signaled(_, sig, _) => (Ending::Signaled(sig as i32), None, Some(sig as i32)),
             _ => (Ending::Exited(-1), None, None),
         };
-        let how = match status {
-            WaitStatus::Exited(_, code) => format!("exit status {code}"),
-            WaitStatus::Signaled(_, sig, _) => format!("killed by {sig}"),
-            other => format!("{other:?}"),
-        };
-        let never_ready = matches!(view.state, State::Forking | State::Forked | State::Starting);
+        let how = super::exits::describe(status);
+        let never_ready = view.state.before_ready();
         let exit = Exit {
             ending,
             asked: p.stopping.is_some(),

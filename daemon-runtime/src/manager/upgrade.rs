@@ -13,7 +13,7 @@
 //! graceful_timeout), takes its pid file back once it is gone, and serves on.
 
 use std::ffi::{CString, OsString};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -24,6 +24,7 @@ use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use tracing::{error, info, warn};
 
+use super::exits::describe;
 use super::procs::Why;
 use super::{ms, send, Manager, StopKind};
 use crate::boot::{inherit, notify};
@@ -71,16 +72,8 @@ pub(super) struct Outcome {
     pub why: String,
 }
 
-/// An exit status as people read it.
-fn describe(status: WaitStatus) -> String {
-    match status {
-        WaitStatus::Exited(_, code) => format!("exit status {code}"),
-        WaitStatus::Signaled(_, sig, _) => format!("killed by {sig}"),
-        other => format!("{other:?}"),
-    }
-}
-
 /// Variables of the handover that must not reach the new manager from this one's environment.
+/// `inherit::take` removed ours at start; this keeps out any that `main`'s body set since.
 fn handover_var(name: &OsString) -> bool {
     [inherit::LISTEN_PID, inherit::LISTEN_FDS, inherit::LISTEN_FDNAMES, inherit::UPGRADE_FROM, inherit::UPGRADE_FD]
         .iter()
@@ -152,7 +145,7 @@ impl Manager {
     /// A new manager whose old one still runs holds its supervised worker and task groups: the
     /// old manager's own run until it is gone (two at once could do one job twice).
     pub(super) fn singletons_held(&self) -> bool {
-        self.old_manager_runs().is_some() && self.pools.values().any(|p| p.is_singleton())
+        self.old_manager_runs().is_some() && self.pools.values().any(|p| p.kind.singleton())
     }
 
     /// USR2 or `upgrade`: starts the new manager. Returns its pid, or why nothing was started.
@@ -229,7 +222,7 @@ impl Manager {
         // The manager's signals stay blocked across the exec: the new manager blocks them at
         // once too, and one that came meanwhile waits for its loop instead of killing it.
         let fail = |why: String| -> ! {
-            let _ = std::fs::File::from(verdict.try_clone().unwrap_or_else(|_| exit_now(127))).write_all(format!("ERR {why}\n").as_bytes());
+            crate::boot::detach::Readiness::upgrade(verdict.try_clone().unwrap_or_else(|_| exit_now(127))).failed(&why);
             exit_now(127)
         };
         let mut sockets: Vec<(BorrowedFd<'_>, String)> = self
@@ -291,9 +284,8 @@ impl Manager {
             let to = oldbin(&here);
             return p.link_aside(&to).map_err(|e| format!("cannot name the pid file {} as {}: {e}", here.display(), to.display()));
         }
-        let Some(name) = here.to_str().and_then(|h| h.strip_suffix(".oldbin")) else { return Ok(()) };
-        let to = PathBuf::from(name);
-        p.take_back(&to).map_err(|e| format!("cannot name the pid file {} as {}: {e}", here.display(), to.display()))
+        let home = p.home().to_path_buf();
+        p.take_back().map_err(|e| format!("cannot name the pid file {} as {}: {e}", here.display(), home.display()))
     }
 
     /// The verdict pipe, while the new manager has not said its verdict.
@@ -452,8 +444,8 @@ impl Manager {
         // Its name back, unless the new manager still has it (it exited; its file is stale) or
         // someone else took it.
         if let Some(p) = self.own.as_ref().and_then(|o| o.housework.pid_file.as_ref()) {
-            let here = p.path().to_path_buf();
-            if let Some(name) = here.to_str().and_then(|h| h.strip_suffix(".oldbin")).map(PathBuf::from) {
+            let (here, name) = (p.path().to_path_buf(), p.home().to_path_buf());
+            if here != name {
                 let names = crate::boot::pidfile::read_pid(&name).ok().flatten();
                 // It names nobody, the new manager that has exited, or (still a link to the
                 // `.oldbin` name) this manager.
@@ -501,7 +493,8 @@ impl Manager {
     }
 
     /// What `status` says of upgrades.
-    pub(super) fn upgrade_snapshot(&self) -> serde_json::Value {
+    /// The status's upgrade keys: `upgrade`, `last_upgrade`, `upgraded_from`, `backed_out`.
+    pub(super) fn upgrade_snapshot(&self) -> serde_json::Map<String, serde_json::Value> {
         let now = monotonic_ms();
         let current = self.upgrade.as_ref().map(|u| {
             let (state, why) = match &u.state {
@@ -518,12 +511,12 @@ impl Manager {
             })
         });
         let last = self.last_upgrade.as_ref().map(|o| serde_json::json!({ "new_pid": o.new_pid, "outcome": o.outcome, "why": o.why }));
-        serde_json::json!({
-            "upgrade": current,
-            "last_upgrade": last,
-            "upgraded_from": self.old_manager_runs().map(Pid::as_raw),
-            "backed_out": self.backed_out,
-        })
+        let mut keys = serde_json::Map::new();
+        keys.insert("upgrade".into(), serde_json::json!(current));
+        keys.insert("last_upgrade".into(), serde_json::json!(last));
+        keys.insert("upgraded_from".into(), serde_json::json!(self.old_manager_runs().map(Pid::as_raw)));
+        keys.insert("backed_out".into(), serde_json::json!(self.backed_out));
+        keys
     }
 }
 

@@ -153,10 +153,6 @@ impl Pool {
         }
     }
 
-    pub(crate) fn is_singleton(&self) -> bool {
-        self.kind.singleton()
-    }
-
     /// The task group, if the pool is one.
     pub(crate) fn group(&self) -> Option<&GroupConfig> {
         match &self.kind {

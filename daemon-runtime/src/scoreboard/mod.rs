@@ -43,6 +43,11 @@ impl State {
         self as u8 as char
     }
 
+    /// A worker that has not been ready yet: being forked, forked, or in its `on_child` hooks.
+    pub fn before_ready(self) -> bool {
+        matches!(self, State::Forking | State::Forked | State::Starting)
+    }
+
     fn from_u8(b: u8) -> State {
         match b {
             b'F' => State::Forking,

@@ -38,7 +38,7 @@ const ROOM: u64 = u64::MAX - 1;
 /// no room does not wait on the listeners at all, so it is never the one woken.
 pub(super) struct Acceptor<'a> {
     open: Epoll,
-    full: Option<Epoll>,
+    full: Epoll,
     listeners: &'a [Listener],
     signals: &'a SignalFd,
     log_file: Option<LogFile>,
@@ -56,16 +56,13 @@ impl<'a> Acceptor<'a> {
             open.add(l.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE, i as u64))?;
         }
         open.add(quit.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))?;
-        let full = match room {
-            None => None,
-            Some(room) => {
-                open.add(room.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, ROOM))?;
-                let full = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-                full.add(quit.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))?;
-                full.add(room.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, ROOM))?;
-                Some(full)
-            }
-        };
+        // Without the listeners: for a worker with no room, or none to take (out of descriptors).
+        let full = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        full.add(quit.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))?;
+        if let Some(room) = room {
+            open.add(room.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, ROOM))?;
+            full.add(room.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, ROOM))?;
+        }
         Ok(Acceptor { open, full, listeners, signals: quit, log_file })
     }
 
@@ -103,12 +100,10 @@ impl<'a> Acceptor<'a> {
         quit
     }
 
-    /// Waits for a connection (when `listen`) or for room (when not), at most `timeout_ms`.
+    /// Waits for a connection (when `listen`) or for room or a signal only (when not), at most
+    /// `timeout_ms`.
     pub(super) fn wait(&self, listen: bool, timeout_ms: Option<u64>) -> io::Result<Wake> {
-        let epoll = match (&self.full, listen) {
-            (Some(full), false) => full,
-            _ => &self.open,
-        };
+        let epoll = if listen { &self.open } else { &self.full };
         let timeout = match timeout_ms {
             Some(ms) => EpollTimeout::try_from(ms).unwrap_or(EpollTimeout::MAX),
             None => EpollTimeout::NONE,
@@ -137,7 +132,6 @@ impl<'a> Acceptor<'a> {
     }
 }
 
-/// Accepts one connection, or None if another worker took it first.
 /// How long a worker that could not accept for lack of resources leaves the listeners alone.
 const STARVED_MS: u64 = 250;
 /// At most one line about it in this long.
@@ -151,6 +145,7 @@ pub(super) fn starved_for(now_ms: u64) -> Option<u64> {
     (until > now_ms).then(|| until - now_ms)
 }
 
+/// Accepts one connection, or None if another worker took it first.
 pub(super) fn accept(listener: BorrowedFd<'_>, nonblocking: bool) -> io::Result<Option<TcpStream>> {
     let mut flags = SockFlag::SOCK_CLOEXEC;
     if nonblocking {

@@ -14,7 +14,6 @@ use tracing::{debug, error};
 use super::accept::{accept, Acceptor, Wake};
 use super::track::measure;
 use super::{give_up, Serving};
-use crate::signals;
 use crate::sys::coarse_ms;
 
 impl Serving<'_> {
@@ -50,17 +49,10 @@ impl Serving<'_> {
                 measure(&self.slot);
                 next_beat = now.saturating_add(heartbeat_ms);
             }
-            // Out of descriptors (or memory) at the last accept: wait for QUIT alone for a while.
-            if let Some(ms) = super::accept::starved_for(now) {
-                let mut fds = [nix::poll::PollFd::new(self.quit.as_fd(), nix::poll::PollFlags::POLLIN)];
-                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX));
-                if fds[0].revents().is_some_and(|r| !r.is_empty()) && signals::drain(&self.quit).contains(&nix::sys::signal::Signal::SIGQUIT) {
-                    self.stopping("QUIT");
-                    return 0;
-                }
-                continue;
-            }
-            let i = match acceptor.wait(true, Some(next_beat.saturating_sub(now).max(1))) {
+            // Out of descriptors (or memory) at the last accept: leave the listeners for a while.
+            let starved = super::accept::starved_for(now);
+            let until_beat = next_beat.saturating_sub(now).max(1);
+            let i = match acceptor.wait(starved.is_none(), Some(starved.map_or(until_beat, |ms| ms.min(until_beat)))) {
                 Ok(Wake::Quit) => {
                     self.stopping("QUIT");
                     return 0;
