@@ -20,6 +20,8 @@
 //! | `GET /alloc/MB`  | allocates MB MiB, touches every page and keeps it                 |
 //! | `GET /long/MS`   | marks the request long (`conn.long()`), then sleeps MS milliseconds |
 //! | `GET /signals`   | the blocked and ignored signals of a `cat` the worker starts, as is and with `daemon::default_signals` |
+//! | `GET /leave/S`   | the pid of a `sleep S` the worker leaves behind (started through a shell that exits) |
+//! | `GET /leave-deaf/S` | the same, but the `sleep` ignores TERM                         |
 //! | anything else    | 404                                                               |
 //!
 //! Connections are kept alive unless the client sends `Connection: close` (or the worker is
@@ -44,7 +46,7 @@ mod routes;
 
 #[daemon::main(listen = "127.0.0.1:8081")]
 fn main() -> std::io::Result<()> {
-    tracing::info!("lab: GET / /pid /version /sleep/MS /spin/MS /block/MS /long/MS /signals /abort /panic /exit/CODE /alloc/MB");
+    tracing::info!("lab: GET / /pid /version /sleep/MS /spin/MS /block/MS /long/MS /signals /leave/S /leave-deaf/S /abort /panic /exit/CODE /alloc/MB");
     limit_processes();
     // LAB_FOREIGN_CHILDREN=N: start N helper processes that are not workers, for the manager to
     // reap when they exit and to stop with the pool.

@@ -128,9 +128,28 @@ fn keepalive_and_idle_timeouts_close_async_connections() {
     let mut kept = d.connect();
     hello_request(&mut kept).expect("a request");
     assert!(until_closed(&mut kept).is_empty(), "the idle keep-alive connection is closed");
-    // Connected, never a byte: closed after idle_timeout.
+    // Connected, never a byte: an idle client too, let go after keepalive_timeout.
     let mut silent = d.connect();
     assert!(until_closed(&mut silent).is_empty());
+    // Half a request, then nothing: its handler's read waits idle_timeout.
+    let mut half = d.connect();
+    half.write_all(b"GET / HTTP/1.1\r\n").expect("half a request");
+    assert!(until_closed(&mut half).is_empty());
     d.wait_for_line("its client sent nothing within idle_timeout", SOON);
     assert_eq!(d.get("/").0, 200);
+}
+
+#[test]
+fn silent_clients_hold_a_post_forked_pool_no_longer_than_keepalive_timeout() {
+    // Each child serves one connection; at max_children the manager accepts no more. Clients that
+    // connect and send nothing are idle clients: they hold their children for keepalive_timeout,
+    // not idle_timeout (60 s here), so the service is not down for a minute.
+    let d = Daemon::serve("postfork", &["--max-children", "2", "--keepalive-timeout", "1s"]);
+    d.wait_for_line("manager started", SOON);
+    let silent: Vec<TcpStream> = (0..2).map(|_| d.connect()).collect();
+    wait_until(SOON, "both silent clients to hold a child", || d.workers().len() == 2);
+    assert_eq!(wait_for(SOON, "a new client to be served", || d.try_get("/").ok()), (200, "hello\n".to_string()));
+    for mut c in silent {
+        assert!(until_closed(&mut c).is_empty(), "a silent client got an answer");
+    }
 }

@@ -108,6 +108,75 @@ fn reload_applies_a_good_file_and_keeps_the_running_one_on_a_bad_one() {
 }
 
 #[test]
+fn a_config_file_that_is_not_a_regular_file_is_refused_without_hanging() {
+    let file = ConfigFile::new("fifo", "prefork = 2\n");
+    let d = Daemon::serve("lab", &["--config", &file.arg()]);
+    let two = d.wait_for_workers(2, SOON);
+    // A FIFO in the file's place, with no writer: reading it would block the manager until one
+    // came. The reload is refused at once and the manager goes on.
+    std::fs::remove_file(&file.0).expect("remove the config file");
+    nix::unistd::mkfifo(&file.0, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    d.signal(Signal::SIGHUP);
+    let why = d.wait_for_line("cannot read the config file", SOON);
+    assert!(why.contains("a FIFO, not a regular file"), "{why}");
+    d.wait_for_line("the new configuration is refused", SOON);
+    d.kill_worker(two[0]);
+    wait_until(SOON, "the killed worker to be replaced", || d.workers().len() == 2 && !d.workers().contains(&two[0]));
+    // A link to /dev/zero: refused, not read into memory.
+    std::fs::remove_file(&file.0).expect("remove the FIFO");
+    std::os::unix::fs::symlink("/dev/zero", &file.0).expect("symlink");
+    d.signal(Signal::SIGHUP);
+    d.wait_for_line("a device, not a regular file", SOON);
+    assert_eq!(d.get("/").0, 200, "the old configuration serves on");
+
+    // At start: the same refusal, exit 2, at once.
+    let fifo = TempDir::new("fifo-start");
+    let path = fifo.path("daemon.toml");
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let (code, _, err) = run(&[], &[("DAEMON_CONFIG", &path.display().to_string())]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("a FIFO, not a regular file"), "{err}");
+}
+
+#[test]
+fn reload_of_a_refused_file_exits_1_with_the_reasons_and_stop_still_stops() {
+    let dir = TempDir::new("reload-refused");
+    let config = dir.path("lab.toml");
+    std::fs::write(&config, "prefork = 1\n").expect("write the config file");
+    let c = config.display().to_string();
+    let d = Detached::start(&dir, &["--config", &c]);
+    std::fs::write(&config, "prefork = 0\n").expect("break the config file");
+    // The manager judges the file, and says why it refuses it: exit 1, as README says.
+    let out = d.control(&["reload", "--config", &c]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("0 is too few") && err.contains("refused the new configuration and keeps running"), "{err}");
+    // A broken file does not keep the daemon from being stopped by its command.
+    let out = d.control(&["stop", "--config", &c]);
+    assert!(out.status.success(), "stop: {out:?}");
+    wait_until(SOON, "the manager to be gone", || !alive(d.manager));
+}
+
+#[test]
+fn workers_is_a_second_name_of_prefork_at_run_time() {
+    let d = Daemon::start_with_env("lab", &["--listen", "127.0.0.1:0"], &[("DAEMON_WORKERS", "3")]);
+    d.wait_for_workers(3, SOON);
+    let file = ConfigFile::new("alias", "workers = 2\n");
+    let d = Daemon::serve("lab", &["--config", &file.arg()]);
+    d.wait_for_workers(2, SOON);
+    let d = Daemon::serve("lab", &["--prefork", "2"]);
+    d.wait_for_workers(2, SOON);
+    // Both names at once is a mistake, not a race between them.
+    let (code, _, err) = run(&[], &[("DAEMON_WORKERS", "3"), ("DAEMON_PREFORK", "2")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("are the same setting"), "{err}");
+    let file = ConfigFile::new("alias-twice", "workers = 2\nprefork = 3\n");
+    let (code, _, err) = run(&["--config", &file.arg()], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("are the same setting"), "{err}");
+}
+
+#[test]
 fn a_misspelt_environment_variable_is_named_not_ignored() {
     let d = Daemon::start_with_env("lab", &["--listen", "127.0.0.1:0", "--workers", "1"], &[("DAEMON_MAX_SPARES", "2")]);
     let warning = d.wait_for_line("DAEMON_MAX_SPARES", SOON);

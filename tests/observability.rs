@@ -152,6 +152,18 @@ fn only_root_and_the_daemons_user_read_the_metrics_unless_told_otherwise() {
 }
 
 #[test]
+fn on_a_wildcard_address_the_owner_check_looks_at_the_connection_itself() {
+    // The lookup once compared the listener's address (0.0.0.0, ::) with the client's socket,
+    // found nothing, and refused even root.
+    for wildcard in ["0.0.0.0:0", "[::]:0"] {
+        let d = Daemon::serve("lab", &["--workers", "1", "--metrics-listen", wildcard]);
+        let port = metrics_port(&d);
+        assert_eq!(get(port, "/metrics").map(|(c, _)| c).ok(), Some(200), "root reads the metrics on {wildcard}");
+        assert!(get_as_nobody(port).starts_with("HTTP/1.1 403"), "nobody does not, on {wildcard}");
+    }
+}
+
+#[test]
 fn a_slow_metrics_client_does_not_stall_the_manager() {
     let d = Daemon::serve("lab", &["--workers", "1", "--metrics-listen", "127.0.0.1:0"]);
     let port = metrics_port(&d);

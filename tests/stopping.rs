@@ -5,7 +5,7 @@ mod support;
 
 use std::io::{Read, Write};
 
-use support::{has_field, wait_until, Daemon, Signal, SOON};
+use support::{alive, has_field, parent_of, wait_until, Daemon, Signal, SOON};
 
 #[test]
 fn quit_lets_an_in_flight_request_finish_then_everything_exits() {
@@ -151,4 +151,31 @@ fn a_client_that_sends_nothing_does_not_hold_a_graceful_stop() {
     assert!(d.wait_exit(SOON).success());
     // graceful_timeout is 60 s: nothing waited for it.
     assert!(asked.elapsed() < std::time::Duration::from_secs(30), "{:?}", asked.elapsed());
+}
+
+/// What a worker leaves behind (a process it started through a shell that exited) comes to the
+/// manager, not to init, and goes with the daemon: TERM, and KILL after graceful_timeout for
+/// one that ignores TERM, which the exit status then says (3).
+#[test]
+fn what_workers_leave_behind_is_stopped_with_the_daemon() {
+    let mut d = Daemon::serve("lab", &["--workers", "1"]);
+    d.wait_for_workers(1, SOON);
+    let left: i32 = d.get("/leave/300").1.trim().parse().expect("the pid of the sleep left behind");
+    wait_until(SOON, "the sleep to be the manager's child", || parent_of(left) == Some(d.pid()));
+    d.signal(Signal::SIGTERM);
+    let status = d.wait_exit(SOON);
+    assert_eq!(status.code(), Some(0), "{status}: {}", d.stderr_after_exit());
+    assert!(!alive(left), "the sleep a worker left behind outlived the daemon");
+
+    let mut d = Daemon::serve("lab", &["--workers", "1", "--graceful-timeout", "1s"]);
+    d.wait_for_workers(1, SOON);
+    let deaf: i32 = d.get("/leave-deaf/300").1.trim().parse().expect("the pid of the deaf sleep");
+    wait_until(SOON, "the deaf sleep to be the manager's child", || parent_of(deaf) == Some(d.pid()));
+    d.signal(Signal::SIGQUIT);
+    let status = d.wait_exit(SOON);
+    assert!(!alive(deaf), "a process that ignores TERM outlived the daemon");
+    assert_eq!(status.code(), Some(3), "a stop that had to kill says so: {status}");
+    let log = d.stderr_after_exit();
+    assert!(log.contains("a process a worker left behind"), "{log}");
+    assert!(!log.contains("worker died") && !log.contains("worker crashed"), "counted as a worker: {log}");
 }

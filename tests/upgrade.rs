@@ -31,7 +31,16 @@ struct App {
 
 impl App {
     fn start(tag: &str, extra: &[&str]) -> App {
+        App::start_owned(tag, extra, None)
+    }
+
+    /// Started in a directory that belongs to `owner` (uid), as README asks of a daemon that
+    /// drops to that user.
+    fn start_owned(tag: &str, extra: &[&str], owner: Option<u32>) -> App {
         let dir = TempDir::new(tag);
+        if let Some(uid) = owner {
+            nix::unistd::chown(&dir.0, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(uid))).expect("chown the directory");
+        }
         let (exe, ctl) = (dir.path("app"), dir.path("ctl"));
         std::fs::copy(example("lab"), &exe).expect("copy the lab binary");
         std::fs::copy(example("lab"), &ctl).expect("copy the lab binary");
@@ -300,6 +309,30 @@ fn ten_reloads_and_three_upgrades_under_load_lose_no_request() {
 }
 
 #[test]
+fn an_upgrade_after_a_privilege_drop_takes_over_under_load() {
+    // Root starts it, it runs as nobody: the pid file was created by root before the drop, and
+    // with fs.protected_hardlinks only its owner may link it as PATH.oldbin.
+    let app = App::start_owned("as-nobody", &["--user", "nobody"], Some(65534));
+    let old = app.track();
+    let port = app.port();
+    let load = Load::start(port, 2, 2);
+    // The control command is told whom the daemon runs as, as it was started.
+    let out = app.upgrade(&["--user", "nobody"]);
+    assert!(out.status.success(), "upgrade: {out:?}\n{}", app.log_text());
+    let new = app.settle();
+    assert_ne!(new, old, "a new manager took over");
+    let status = std::fs::read_to_string(format!("/proc/{new}/status")).expect("the new manager's status");
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).expect("a Uid line");
+    assert!(uid.split_whitespace().skip(1).all(|u| u == "65534"), "the new manager runs as nobody: {uid}");
+    let counts = load.finish();
+    assert!(counts.ok > 0 && counts.failed == 0, "{counts:?}");
+    // And a second one, from the manager that started as nobody.
+    let out = app.upgrade(&["--user", "nobody"]);
+    assert!(out.status.success(), "second upgrade: {out:?}\n{}", app.log_text());
+    app.settle();
+}
+
+#[test]
 fn an_upgrade_to_a_binary_that_exits_at_start_rolls_back_and_loses_nothing() {
     let app = App::start("exits", &[]);
     let manager = app.track();
@@ -402,6 +435,10 @@ fn a_stop_during_an_upgrade_stops_both_managers_and_the_pid_file_is_never_missin
     assert!(out.status.success(), "{out:?}");
     wait_until(SOON, "both managers to be gone", || !alive(old) && !alive(new));
     assert!(!app.pid_file.exists() && !app.dir.path("app.pid.oldbin").exists());
+    // The old manager stops too; its log does not say it serves on.
+    let log = app.log_text();
+    assert!(log.contains("upgrade abandoned: the daemon stops"), "{log}");
+    assert!(!log.contains("this manager serves on"), "{log}");
 }
 
 #[test]
@@ -434,6 +471,12 @@ fn a_held_upgrade_backs_out_and_serves_every_request() {
     assert_eq!(counts.failed, 0, "{:?}", counts.first_failures);
     assert!(!alive(new));
     assert!(!oldbin.exists());
+    // Its status says how the upgrade ended: backed out, not "took over".
+    let s = wait_for(SOON, "the status to say the upgrade was backed out", || {
+        let s = app.status();
+        (s["last_upgrade"]["outcome"] == "backed out").then_some(s)
+    });
+    assert!(s["last_upgrade"]["why"].as_str().is_some_and(|w| w.contains("took over, then exited")), "{s:#}");
 }
 
 #[test]

@@ -170,6 +170,35 @@ pub fn group_spelling(group: &str, key: GroupKey, value: &Value, origin: &Origin
 
 /// Checks a group's values and fills in its defaults. Returns every problem, each as a sentence
 /// naming the place, the value and the rule.
+/// The names of the pools that are not task groups: a group may not take one (`status` and the
+/// metrics tell pools apart by name).
+pub const RESERVED_POOL_NAMES: [&str; 2] = ["main", "supervised"];
+
+/// The longest task group name.
+pub const MAX_GROUP_NAME: usize = 64;
+
+/// Whether `name` may name a task group: 1 to 64 ASCII letters, digits, `_` and `-` (it appears
+/// in `status` lines, log fields and metric labels), and not the name of another pool.
+pub fn check_group_name(name: &str) -> Result<(), String> {
+    let shown = name.escape_debug();
+    if RESERVED_POOL_NAMES.contains(&name) {
+        return Err(format!(
+            "a task group may not be named `{name}`: that is the name of the {} pool; rename the group",
+            if name == "main" { "serving" } else { "supervised worker's" }
+        ));
+    }
+    if name.is_empty() || name.len() > MAX_GROUP_NAME {
+        return Err(format!("task group name \"{shown}\": a name has 1 to {MAX_GROUP_NAME} characters"));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+        return Err(format!(
+            "task group name \"{shown}\": {:?} is not allowed; use ASCII letters, digits, `_` and `-`",
+            c
+        ));
+    }
+    Ok(())
+}
+
 pub fn resolve_group(name: &str, given: &GroupGiven) -> Result<GroupConfig, Vec<String>> {
     let mut problems = Vec::new();
     let mut ok: BTreeMap<GroupKey, (Value, Origin)> = BTreeMap::new();

@@ -19,7 +19,7 @@ mod size;
 
 pub use duration::{format_duration, parse_duration};
 pub use group::{
-    group_setting, group_spelling, resolve_group, GroupConfig, GroupGiven, GroupKey, TaskModel,
+    check_group_name, group_setting, group_spelling, resolve_group, GroupConfig, GroupGiven, GroupKey, TaskModel,
     GROUP_SETTINGS,
 };
 pub use problem::{suggest, Origin, Problem};

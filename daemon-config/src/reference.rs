@@ -12,13 +12,19 @@ pub fn reference_table() -> String {
          |---|---|---|---|---|---|---|\n",
     );
     for s in SETTINGS {
+        // A key with a second name at run time shows it beside the first.
+        let (name, flag, env) = match (s.alias(), s.alias_flag(), s.alias_env()) {
+            (Some(a), Some(f), Some(e)) => (
+                format!("`{}` (`{a}` in a file)", s.name),
+                format!("`{}` (or `{f}`)", s.flag),
+                format!("`{}` (or `{e}`)", s.env),
+            ),
+            _ => (format!("`{}`", s.name), format!("`{}`", s.flag), format!("`{}`", s.env)),
+        };
         out.push_str(&format!(
-            "| `{}` | {} | {} | `{}` | `{}` | {} | {} |\n",
-            s.name,
+            "| {name} | {} | {} | {flag} | {env} | {} | {} |\n",
             kind_text(s.kind),
             s.default,
-            s.flag,
-            s.env,
             reload_text(s.reload),
             s.summary
         ));

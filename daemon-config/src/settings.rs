@@ -314,7 +314,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Duration { min: Duration::from_millis(100), max: Duration::from_secs(86_400), off: true },
         default: "15s",
         reload: Reload::Applies,
-        summary: "how long an async connection may wait for its next request (`read_or_stop`) before it is closed; a full worker closes its longest-waiting one to admit a new client",
+        summary: "how long an async connection may wait for a request, its first or its next (`read_or_stop`, `daemon::http`), before it is closed; a full worker closes its longest-waiting one to admit a new client",
         example: "keepalive_timeout = \"15s\"",
     },
     Setting {
@@ -515,6 +515,16 @@ impl Key {
         SETTINGS.iter().find(|s| s.name == name).map(|s| s.key)
     }
 
+    /// Looks a key up by a name a config file may use: its name or its alias.
+    pub fn from_file_name(name: &str) -> Option<Key> {
+        SETTINGS.iter().find(|s| s.name == name || s.alias() == Some(name)).map(|s| s.key)
+    }
+
+    /// Looks a key up by its environment variable, or its alias's.
+    pub fn from_env(var: &str) -> Option<Key> {
+        SETTINGS.iter().find(|s| s.env == var || s.alias().is_some_and(|a| alias_env(a) == var)).map(|s| s.key)
+    }
+
     /// The name of the key's variant in Rust (`MaxSpare`), for generated code.
     pub fn variant(self) -> String {
         format!("{self:?}")
@@ -522,7 +532,37 @@ impl Key {
 
     /// Looks a key up by its command-line flag (with dashes).
     pub fn from_flag(flag: &str) -> Option<Key> {
-        SETTINGS.iter().find(|s| s.flag == flag).map(|s| s.key)
+        SETTINGS.iter().find(|s| s.flag == flag || s.alias_flag().as_deref() == Some(flag)).map(|s| s.key)
+    }
+}
+
+/// `DAEMON_WORKERS` for `workers`.
+fn alias_env(alias: &str) -> String {
+    format!("DAEMON_{}", alias.to_ascii_uppercase())
+}
+
+impl Setting<Key> {
+    /// A second name at run time, for the one key whose flag says it in another word: `prefork`
+    /// is set by `--workers`, so `workers` is accepted too (in a config file, as
+    /// `DAEMON_WORKERS`, and `--prefork` as a flag). The attribute takes `prefork` only, and
+    /// says so at the mistake.
+    pub fn alias(&self) -> Option<&'static str> {
+        match self.key {
+            Key::Prefork => Some("workers"),
+            _ => None,
+        }
+    }
+
+    /// The alias's environment variable.
+    pub fn alias_env(&self) -> Option<String> {
+        self.alias().map(alias_env)
+    }
+
+    /// The flag of the key's other name (`--prefork` for `--workers`).
+    pub fn alias_flag(&self) -> Option<String> {
+        let alias = self.alias()?;
+        let word = if self.flag.trim_start_matches('-') == self.name.replace('_', "-") { alias } else { self.name };
+        Some(format!("--{}", word.replace('_', "-")))
     }
 }
 

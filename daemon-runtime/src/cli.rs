@@ -77,9 +77,11 @@ pub(crate) fn parse(args: Vec<OsString>, app: Option<&crate::app::AppSpec>) -> R
                 }
                 let Some(key) = Key::from_flag(&flag) else {
                     let program_flags: Vec<&str> = app.map(|a| a.opts.iter().map(|o| o.flag.as_str()).collect()).unwrap_or_default();
+                    let aliases: Vec<String> = SETTINGS.iter().filter_map(|s| s.alias_flag()).collect();
                     let flags = SETTINGS
                         .iter()
                         .map(|s| s.flag)
+                        .chain(aliases.iter().map(String::as_str))
                         .chain(["--help", "--version", "--config", "--print-config"])
                         .chain(program_flags.iter().copied());
                     let hint = match suggest(&flag, flags) {
@@ -173,47 +175,60 @@ fn os_to_string(flag: &str, v: OsString) -> Result<String, CliError> {
 
 /// The help text, generated from the rule book; `current` shows what the attributes set.
 pub(crate) fn help(program: &str, name: &str, version: &str, current: &Given, app: Option<&crate::app::AppSpec>) -> String {
-    let mut out = format!(
-        "{name} {version}\n\nUsage: {program} [COMMAND] [OPTIONS]\n\n\
-         Commands (none: run as configured, in the foreground unless `detach` is set):\n\
-         \x20 start                       detach; exit 0 once the workers accept, 1 with the reason if start-up fails\n\
-         \x20 stop [--graceful]           stop the manager named by the pid file, as TERM (or QUIT) would, and wait until it is gone\n\
-         \x20 reload                      as HUP: re-read the config file, reopen logs, replace the workers; exit 1 if refused\n\
-         \x20 status [--json]             the scoreboard; exit 0 running, 1 dead with a pid file, 3 not running\n\n\
-         The commands talk to the manager over its control channel, verified as its own; they signal nothing.\n\n\
-         Options override the values of #[daemon::main]:\n"
-    );
+    let commands = [
+        ("start", "detach; exit 0 once the workers accept, 1 with the reason if start-up fails"),
+        ("stop [--graceful]", "stop the manager named by the pid file, as TERM (or QUIT) would, and wait until it is gone"),
+        ("reload", "as HUP: re-read the config file, reopen logs, replace the workers; exit 1 if refused"),
+        ("status [--json]", "the scoreboard; exit 0 running, 1 dead with a pid file, 3 not running"),
+        ("upgrade [--hold]", "as USR2: start the program's file again beside this manager; exit 0 once it serves, 1 if it rolled back (--hold: keep this manager, backed out, until it is stopped)"),
+        ("backout", "as WINCH: retire every worker and keep the sockets (connections wait); HUP or reload brings workers back"),
+    ];
+    let mut options: Vec<(String, String)> = Vec::new();
     for s in SETTINGS {
         let arg = match s.kind {
-            Kind::Flag => String::new(),
-            Kind::Count { .. } => " N".to_string(),
-            Kind::Addresses | Kind::Endpoint => " IP:PORT".to_string(),
-            Kind::Duration { .. } => " DURATION".to_string(),
-            Kind::Size { .. } => " SIZE".to_string(),
-            Kind::Path => " PATH".to_string(),
-            Kind::Name => " NAME".to_string(),
-            Kind::Choice(_) => " WORD".to_string(),
+            Kind::Flag => "",
+            Kind::Count { .. } => " N",
+            Kind::Addresses | Kind::Endpoint => " IP:PORT",
+            Kind::Duration { .. } => " DURATION",
+            Kind::Size { .. } => " SIZE",
+            Kind::Path => " PATH",
+            Kind::Name => " NAME",
+            Kind::Choice(_) => " WORD",
         };
-        let left = format!("{}{arg}", s.flag);
-        out.push_str(&format!("  {left:<28}{}\n", s.summary));
         let set = match current.get(s.key) {
             Some((v, _)) => format!("; set by the program: {v}"),
             None => String::new(),
         };
-        out.push_str(&format!("  {:<28}[default: {}{set}] [env: {}]\n", "", s.default, s.env));
+        let (also, env) = match (s.alias_flag(), s.alias_env()) {
+            (Some(f), Some(e)) => (format!(" (or {f})"), format!("{} or {e}", s.env)),
+            _ => (String::new(), s.env.to_string()),
+        };
+        options.push((format!("{}{arg}{also}", s.flag), format!("{}\n[default: {}{set}] [env: {env}]", s.summary, s.default)));
     }
-    out.push_str(&format!(
-        "  {:<28}{}\n",
-        "--config FILE",
-        "read settings from a TOML file whose keys are the attribute keys [env: DAEMON_CONFIG]"
-    ));
-    out.push_str(&format!(
-        "  {:<28}{}\n",
-        "--print-config",
-        "print the effective configuration and the source of each value, then exit"
-    ));
-    out.push_str(&format!("  {:<28}{}\n", "-h, --help", "print this help"));
-    out.push_str(&format!("  {:<28}{}\n", "-V, --version", "print the version"));
+    options.push(("--config FILE".into(), "read settings from a TOML file whose keys are the attribute keys [env: DAEMON_CONFIG]".into()));
+    options.push(("--print-config".into(), "print the effective configuration and the source of each value, then exit".into()));
+    options.push(("-h, --help".into(), "print this help".into()));
+    options.push(("-V, --version".into(), "print the version".into()));
+    // One column for every left-hand side, two spaces past the longest.
+    let width = commands.iter().map(|(c, _)| c.len()).chain(options.iter().map(|(o, _)| o.len())).max().unwrap_or(0) + 2;
+    let row = |out: &mut String, left: &str, text: &str| {
+        for (i, line) in text.lines().enumerate() {
+            let left = if i == 0 { left } else { "" };
+            out.push_str(&format!("  {left:<width$}{line}\n"));
+        }
+    };
+    let mut out = format!(
+        "{name} {version}\n\nUsage: {program} [COMMAND] [OPTIONS]\n\n\
+         Commands (none: run as configured, in the foreground unless `detach` is set):\n"
+    );
+    for (command, text) in commands {
+        row(&mut out, command, text);
+    }
+    out.push_str("\nThe commands talk to the manager over its control channel, verified as its own; they signal nothing.\n\n");
+    out.push_str("Options override the values of #[daemon::main]:\n");
+    for (option, text) in &options {
+        row(&mut out, option, text);
+    }
     if let Some(app) = app {
         out.push_str(&crate::app::help(app));
     }
@@ -278,10 +293,26 @@ mod tests {
     }
 
     #[test]
-    fn help_lists_every_flag() {
+    fn help_lists_every_flag_and_command_in_columns() {
         let h = help("prog", "demo", "1.0", &Given::new(), None);
         for s in SETTINGS {
             assert!(h.contains(s.flag) && h.contains(s.env), "{}", s.flag);
         }
+        for command in COMMANDS {
+            assert!(h.lines().any(|l| l.trim_start().starts_with(command)), "{command} in\n{h}");
+        }
+        // Every option row keeps two spaces between the option and its text.
+        for l in h.lines().filter(|l| l.starts_with("  --")) {
+            let left = l.trim_start().split("  ").next().unwrap_or("");
+            assert!(l.trim_start().len() > left.len(), "glued: {l}");
+            assert!(!left.contains("DURATIONhow"), "glued: {l}");
+        }
+        assert!(h.contains("--workers N (or --prefork)") && h.contains("DAEMON_PREFORK or DAEMON_WORKERS"), "{h}");
+    }
+
+    #[test]
+    fn prefork_has_its_flags_word_too() {
+        assert_eq!(given(&["--prefork", "3"]).get(Key::Prefork).map(|v| &v.0), Some(&Value::Count(3)));
+        assert_eq!(given(&["--workers", "3"]).get(Key::Prefork).map(|v| &v.0), Some(&Value::Count(3)));
     }
 }

@@ -203,8 +203,30 @@ where
         .or_else(|| std::env::var_os(sources::CONFIG_ENV).map(Into::into))
         .map(|p| base.join(p));
     let layers = Layers { attributes: given, file, env, cli: run.given, model, base, tasks: hooks.tasks.clone(), app };
+    let controls = run.command.is_some_and(|c| c != Control::Start);
     let (config, groups, app_resolved) = match layers.resolve_all() {
         Ok(r) => (r.config, r.groups, r.app),
+        // A control command reads the file only to find the daemon (its pid file, its user):
+        // a broken file must not keep `stop` from stopping it, and `reload` asks the manager,
+        // which reads the file itself and says why it refuses it (exit 1).
+        Err(problems) if controls && layers.file.is_some() => {
+            let without = Layers { file: None, ..layers.clone() };
+            match without.resolve_all() {
+                Ok(r) => {
+                    for p in &problems {
+                        eprintln!("{program}: warning: {p}");
+                    }
+                    eprintln!("{program}: warning: the config file is refused; finding the daemon by the other settings");
+                    (r.config, r.groups, r.app)
+                }
+                Err(_) => {
+                    for p in problems {
+                        eprintln!("{program}: error: {p}");
+                    }
+                    return 2;
+                }
+            }
+        }
         Err(problems) => {
             for p in problems {
                 eprintln!("{program}: error: {p}");
@@ -350,7 +372,7 @@ where
             Err(e) => return fail(e.to_string()),
         };
         let handed_by = upgraded_from.map(|p| p.as_raw());
-        let pid_lock = match pid_file.as_deref().map(|p| PidFile::acquire(p, handed_by)).transpose() {
+        let pid_lock = match pid_file.as_deref().map(|p| PidFile::acquire(p, handed_by, user)).transpose() {
             Ok(p) => p,
             Err(e) => return fail(e.to_string()),
         };

@@ -60,8 +60,8 @@ impl Layers {
             None => FileContents::default(),
         };
         let config = self.resolve_with(&contents.given);
-        let groups = resolve_groups(&self.tasks, &contents.groups);
         let shown = self.file.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+        let groups = resolve_groups(&self.tasks, &contents.groups, &shown);
         let app = match &self.app {
             Some(app) => crate::app::resolve(&app.0, &app.1, &contents.app, &shown).map(Some),
             None if !contents.app.is_empty() => Err(vec![format!(
@@ -108,6 +108,8 @@ pub(crate) fn from_env(
     let mut given = Given::new();
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
+    // Each setting's variable, as given: a setting's two names at once is a mistake.
+    let mut seen: Vec<(Key, String)> = Vec::new();
     for (name, text) in vars {
         if !name.as_bytes().starts_with(b"DAEMON_") {
             continue;
@@ -125,7 +127,7 @@ pub(crate) fn from_env(
         if rest.is_empty() || name == crate::boot::inherit::UPGRADE_FROM || name == crate::boot::inherit::UPGRADE_FD || programs(&name) {
             continue;
         }
-        let is_ours = name == CONFIG_ENV || SETTINGS.iter().any(|s| s.env == name);
+        let is_ours = name == CONFIG_ENV || Key::from_env(&name).is_some();
         let text = match text.to_str() {
             Some(t) => t.to_string(),
             None if is_ours => {
@@ -140,13 +142,19 @@ pub(crate) fn from_env(
         if name == CONFIG_ENV {
             continue;
         }
-        let Some(s) = SETTINGS.iter().find(|s| s.env == name) else {
-            let hint = suggest(&name, SETTINGS.iter().map(|s| s.env).chain([CONFIG_ENV]))
+        let Some(s) = Key::from_env(&name).map(setting) else {
+            let aliases: Vec<String> = SETTINGS.iter().filter_map(|s| s.alias_env()).collect();
+            let hint = suggest(&name, SETTINGS.iter().map(|s| s.env).chain(aliases.iter().map(String::as_str)).chain([CONFIG_ENV]))
                 .map(|near| format!("; did you mean {near}?"))
                 .unwrap_or_default();
             warnings.push(format!("ignoring {name}: no setting has this name{hint}"));
             continue;
         };
+        if let Some((_, first)) = seen.iter().find(|(k, _)| *k == s.key) {
+            errors.push(format!("{first} and {name} are the same setting ({}): set one of them", s.name));
+            continue;
+        }
+        seen.push((s.key, name.clone()));
         match s.parse_text(&text) {
             Ok(value) => given.set(s.key, value, Origin::Env),
             Err(rule) => errors.push(format!("{name}={text}: {rule}")),
@@ -160,12 +168,17 @@ pub(crate) fn from_env(
 }
 
 /// The groups of the `tasks` functions, with what the file's `[tasks.NAME]` tables say.
-fn resolve_groups(tasks: &[&TaskFn], tables: &BTreeMap<String, GroupGiven>) -> Result<Vec<GroupConfig>, Vec<String>> {
+fn resolve_groups(tasks: &[&TaskFn], tables: &BTreeMap<String, GroupGiven>, file: &str) -> Result<Vec<GroupConfig>, Vec<String>> {
     let mut groups = Vec::new();
     let mut errors = Vec::new();
     let names: std::collections::BTreeSet<&str> =
         tasks.iter().map(|t| t.name).chain(tables.keys().map(String::as_str)).collect();
     for name in names {
+        // A table may name anything; a function's name was checked when it compiled.
+        if let Err(problem) = daemon_config::check_group_name(name) {
+            errors.push(format!("{file}: {problem}"));
+            continue;
+        }
         let mut given = GroupGiven::default();
         if let Some(t) = tasks.iter().find(|t| t.name == name) {
             for (key, attr) in t.attrs {
@@ -211,9 +224,51 @@ pub(crate) struct FileContents {
 /// `listen = ["127.0.0.1:8080"]`, `graceful_timeout = "10s"`).
 pub(crate) fn read_file(path: &Path) -> Result<FileContents, Vec<String>> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![format!("cannot read the config file {shown}: {e}")])?;
+    let text = read_text(path).map_err(|why| vec![format!("cannot read the config file {shown}: {why}")])?;
     parse_file(&shown, &text)
+}
+
+/// The largest config file read: a config file is a few kilobytes, and a link to `/dev/zero`
+/// or a huge file must not fill the manager's memory.
+pub(crate) const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// A config file's text: a regular file only (opened without blocking, so a FIFO in its place
+/// cannot hang the manager until a writer comes), of at most [`MAX_FILE_BYTES`].
+fn read_text(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    let t = meta.file_type();
+    if !t.is_file() {
+        let what = if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_socket() {
+            "a socket"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!("it is {what}, not a regular file: point it at a TOML file"));
+    }
+    let too_big = || format!("it is larger than {} KiB: a config file holds settings, not data", MAX_FILE_BYTES >> 10);
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    // It may grow while it is read: never read more than the bound, and say so if there was more.
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|e| format!("it is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
 }
 
 pub(crate) fn parse_file(shown: &str, text: &str) -> Result<FileContents, Vec<String>> {
@@ -224,6 +279,7 @@ pub(crate) fn parse_file(shown: &str, text: &str) -> Result<FileContents, Vec<St
     let mut app = BTreeMap::new();
     let mut errors = Vec::new();
     let origin = Origin::File(shown.to_string());
+    let mut keys_seen: Vec<(Key, String)> = Vec::new();
     for (name, item) in &table {
         if name == "app" {
             match item.as_table() {
@@ -251,8 +307,8 @@ pub(crate) fn parse_file(shown: &str, text: &str) -> Result<FileContents, Vec<St
             }
             continue;
         }
-        let Some(key) = Key::from_name(name) else {
-            let hint = match suggest(name, SETTINGS.iter().map(|s| s.name)) {
+        let Some(key) = Key::from_file_name(name) else {
+            let hint = match suggest(name, SETTINGS.iter().map(|s| s.name).chain(SETTINGS.iter().filter_map(|s| s.alias()))) {
                 Some(near) => format!("did you mean `{near}`?"),
                 None => format!(
                     "the keys are {}",
@@ -262,6 +318,11 @@ pub(crate) fn parse_file(shown: &str, text: &str) -> Result<FileContents, Vec<St
             errors.push(format!("{shown}: unknown key `{name}`; {hint}"));
             continue;
         };
+        if let Some(first) = keys_seen.iter().find(|(k, _)| *k == key).map(|(_, n)| n.clone()) {
+            errors.push(format!("{shown}: {first} and {name} are the same setting: write one of them"));
+            continue;
+        }
+        keys_seen.push((key, name.clone()));
         match toml_value(key, item) {
             Ok(value) => match setting(key).check(&value) {
                 Ok(()) => given.set(key, value, origin.clone()),
@@ -470,5 +531,39 @@ mod tests {
         let printed = print_config(&c);
         assert!(printed.contains("requests = 9") && printed.contains("# command line"), "{printed}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_a_regular_file_of_a_bounded_size_is_read() {
+        let dir = std::env::temp_dir().join(format!("daemon-sources-kinds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // No writer: a blocking open would wait for ever.
+        let why = read_file(&fifo).unwrap_err().remove(0);
+        assert!(why.contains("a FIFO, not a regular file"), "{why}");
+        let why = read_file(Path::new("/dev/zero")).unwrap_err().remove(0);
+        assert!(why.contains("a device, not a regular file"), "{why}");
+        let why = read_file(&dir).unwrap_err().remove(0);
+        assert!(why.contains("a directory"), "{why}");
+        let big = dir.join("big.toml");
+        std::fs::write(&big, "# x\n".repeat((MAX_FILE_BYTES as usize / 4) + 1)).unwrap();
+        let why = read_file(&big).unwrap_err().remove(0);
+        assert!(why.contains("larger than 1024 KiB"), "{why}");
+        let link = dir.join("link.toml");
+        let real = dir.join("real.toml");
+        std::fs::write(&real, "prefork = 2\n").unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(read_file(&link).is_ok(), "a link to a regular file is read");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_group_in_the_file_may_not_take_another_pools_name_or_break_a_line() {
+        for (table, why) in [("[tasks.main]\nworkers = 1\n", "name of the serving pool"), ("[tasks.\"a\\nb\"]\nworkers = 1\n", "'\\n' is not allowed")] {
+            let contents = parse_file("d.toml", table).unwrap();
+            let errors = resolve_groups(&[], &contents.groups, "d.toml").unwrap_err();
+            assert!(errors.iter().any(|e| e.starts_with("d.toml: ") && e.contains(why)), "{errors:?}");
+        }
     }
 }

@@ -151,6 +151,16 @@ async fn route(method: &str, path: &str) -> (u16, String) {
                 (Err(e), _) | (_, Err(e)) => (500, format!("cannot start cat: {e}\n")),
             }
         }
+        // A process the worker leaves behind: the shell that started it exits at once, so it is
+        // an orphan (re-parented to the manager, a child subreaper).
+        ("leave" | "leave-deaf", Some(secs)) if secs.parse::<u32>().is_ok() => {
+            let deaf = if first == "leave-deaf" { "trap '' TERM; " } else { "" };
+            let script = format!("({deaf}exec sleep {secs}) >/dev/null 2>&1 & echo $!");
+            match std::process::Command::new("sh").args(["-c", &script]).output() {
+                Ok(out) => (200, String::from_utf8_lossy(&out.stdout).into_owned()),
+                Err(e) => (500, format!("cannot start sh: {e}\n")),
+            }
+        }
         ("abort", None) => std::process::abort(),
         ("panic", None) => panic!("lab: GET /panic"),
         ("exit", Some(code)) => match code.parse::<i32>() {

@@ -618,6 +618,11 @@ impl Stat {
     }
 }
 
+/// The parent of a live process.
+pub fn parent_of(pid: i32) -> Option<i32> {
+    stat(pid).filter(Stat::alive).map(|s| s.ppid)
+}
+
 fn stat(pid: i32) -> Option<Stat> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.

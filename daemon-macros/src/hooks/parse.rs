@@ -113,6 +113,9 @@ pub fn check_group(cx: &mut Ctxt, name: &syn::Ident, values: &[(GroupKey, Value,
         given.set(*key, value.clone(), Origin::Attribute);
     }
     let group = name.to_string();
+    if let Err(problem) = daemon_config::check_group_name(&group) {
+        cx.error_spanned_by(name, &problem);
+    }
     if let Err(problems) = resolve_group(&group, &given) {
         for problem in problems {
             // The first key the problem names is where it is reported.

@@ -155,8 +155,10 @@ fn lock_holder(file: &File) -> Option<i32> {
 impl PidFile {
     /// Writes this process's pid to `path` and locks it, or says who holds it. `handed_by` is
     /// the manager this one upgrades, whose lock on `path` is no reason to refuse (it keeps its
-    /// lock under its own name, `PATH.oldbin`).
-    pub(crate) fn acquire(path: &Path, handed_by: Option<i32>) -> Result<PidFile, PidFileError> {
+    /// lock under its own name, `PATH.oldbin`). `owner`: the user the manager is about to become
+    /// (`user`), who gets the file: an upgrade links it as `PATH.oldbin`, and with
+    /// `fs.protected_hardlinks` (Debian's default) only a file's owner may link it.
+    pub(crate) fn acquire(path: &Path, handed_by: Option<i32>, owner: Option<u32>) -> Result<PidFile, PidFileError> {
         let io_err = |error: io::Error| PidFileError::Io { path: path.to_path_buf(), error };
         let pid = std::process::id();
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -172,6 +174,9 @@ impl PidFile {
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&temp)
                 .map_err(io_err)?;
+            if let Some(uid) = owner.filter(|&u| u != nix::unistd::geteuid().as_raw()) {
+                nix::unistd::fchown(&file, Some(nix::unistd::Uid::from_raw(uid)), None).map_err(|e| io_err(e.into()))?;
+            }
             file.write_all(format!("{pid}\n").as_bytes()).map_err(io_err)?;
             file.sync_all().map_err(io_err)?;
             try_lock_exclusive(&file).map_err(io_err)?;
@@ -328,10 +333,10 @@ mod tests {
     fn written_whole_locked_and_removed() {
         let d = dir("whole");
         let path = d.join("x.pid");
-        let pf = PidFile::acquire(&path, None).unwrap();
+        let pf = PidFile::acquire(&path, None, None).unwrap();
         assert_eq!(read_pid(&path).unwrap(), Some(std::process::id() as i32));
         assert_eq!(holder(&path).unwrap(), Holder::Manager(std::process::id() as i32));
-        match PidFile::acquire(&path, None) {
+        match PidFile::acquire(&path, None, None) {
             Err(PidFileError::Running { pid, .. }) => assert_eq!(pid, Some(std::process::id() as i32)),
             other => panic!("{other:?}"),
         }
@@ -353,14 +358,14 @@ mod tests {
         let held = File::open(&path).unwrap();
         assert!(try_lock_exclusive(&held).unwrap());
         assert_eq!(holder(&path).unwrap(), Holder::Stranger { named: Some(999999), holder: std::process::id() as i32 });
-        let pf = PidFile::acquire(&path, None).expect("a file locked by a stranger is stale");
+        let pf = PidFile::acquire(&path, None, None).expect("a file locked by a stranger is stale");
         assert_eq!(read_pid(&path).unwrap(), Some(std::process::id() as i32));
         pf.remove();
         // A FIFO in its place is refused, at once.
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
         assert!(read_pid(&path).unwrap_err().to_string().contains("not a regular file"));
         assert!(holder(&path).is_err());
-        assert!(PidFile::acquire(&path, None).is_err());
+        assert!(PidFile::acquire(&path, None, None).is_err());
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -369,12 +374,12 @@ mod tests {
         let d = dir("stale");
         let path = d.join("x.pid");
         std::fs::write(&path, "999999\n").unwrap();
-        let pf = PidFile::acquire(&path, None).unwrap();
+        let pf = PidFile::acquire(&path, None, None).unwrap();
         assert_eq!(read_pid(&path).unwrap(), Some(std::process::id() as i32));
         pf.remove();
         let target = d.join("elsewhere");
         std::os::unix::fs::symlink(&target, &path).unwrap();
-        assert!(matches!(PidFile::acquire(&path, None), Err(PidFileError::Symlink(_))));
+        assert!(matches!(PidFile::acquire(&path, None, None), Err(PidFileError::Symlink(_))));
         assert!(!target.exists(), "nothing written through the link");
         std::fs::remove_dir_all(&d).unwrap();
     }

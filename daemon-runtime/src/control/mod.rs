@@ -119,6 +119,19 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
         Control::Backout => Request::Backout,
         Control::Start => return lsb::FAILED,
     };
+    // While an upgrade starts, the daemon is two managers: the old one, under `PATH.oldbin`,
+    // stops too, and first: stopped second, it would see the new one end first, take that for a
+    // failed upgrade and roll back ("this manager serves on") before its own stop came. A held
+    // old manager (the upgrade took over) is left alone: stopping the new one is how a back-out
+    // ends.
+    let stopped_old = match command {
+        Control::Stop { graceful } => old_manager(path, running, &expect).and_then(|(old, status)| {
+            let e = Expect { pid: old.as_raw(), uids: expect.uids.clone(), package: expect.package };
+            let starting = status["upgrade"]["state"] == "starting";
+            (starting && channel::ask(&e, Request::Stop { graceful }).is_ok()).then_some(old)
+        }),
+        _ => None,
+    };
     let answer = match channel::ask(&expect, request) {
         Ok(a) => a,
         Err(Unverified(why)) => {
@@ -135,17 +148,8 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
     };
     match command {
         Control::Stop { graceful } => {
-            // While an upgrade starts, the daemon is two managers: the old one, under
-            // `PATH.oldbin`, stops too (else stopping a new manager that is not ready yet would
-            // leave the old one serving, the upgrade rolled back). A held old manager (the
-            // upgrade took over) is left alone: stopping the new one is how a back-out ends.
-            let old = old_manager(path, running, &expect).and_then(|(old, status)| {
-                let e = Expect { pid: old.as_raw(), uids: expect.uids.clone(), package: expect.package };
-                let starting = status["upgrade"]["state"] == "starting";
-                (starting && channel::ask(&e, Request::Stop { graceful }).is_ok()).then_some(old)
-            });
             let code = stop(name, path, running, graceful, wait);
-            match old {
+            match stopped_old {
                 Some(old) if code == lsb::OK => stop(name, &oldbin(path), old, graceful, wait),
                 _ => code,
             }

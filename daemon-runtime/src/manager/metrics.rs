@@ -4,8 +4,10 @@
 //! waited longest), and 64 are accepted per wake-up at most, so no client can stall the manager.
 //!
 //! By default only root and the daemon's own user may read it (`metrics_access = "owner"`): a
-//! local client's user is the owner of its socket, which the kernel lists in `/proc/net/tcp`; a
-//! client whose socket is not local cannot be told apart, and is refused. `metrics_access =
+//! local client's user is the owner of its socket, which the kernel tells for that one socket
+//! (sock_diag, looked up by the connection's two addresses: the work is the same however many
+//! sockets the machine holds); a client whose socket is not local cannot be told apart, and is
+//! refused. `metrics_access =
 //! "any"` answers everyone who reaches the address.
 //!
 //! The figures are built at each scrape from the scoreboard, the pools and a few counters the
@@ -52,6 +54,8 @@ pub(crate) struct MetricsServer {
 struct Client {
     stream: TcpStream,
     peer: SocketAddr,
+    /// The connection's own address (not the listener's, which may be a wildcard).
+    local: Option<SocketAddr>,
     inbox: Vec<u8>,
     outbox: Vec<u8>,
     sent: usize,
@@ -95,9 +99,11 @@ impl MetricsServer {
                         // The one that waited longest goes.
                         self.clients.remove(0);
                     }
+                    let local = stream.local_addr().ok();
                     self.clients.push(Client {
                         stream,
                         peer,
+                        local,
                         inbox: Vec::new(),
                         outbox: Vec::new(),
                         sent: 0,
@@ -107,7 +113,6 @@ impl MetricsServer {
                 Err(_) => break,
             }
         }
-        let local = self.listener.local_addr().ok();
         let mut page: Option<String> = None;
         let mut render = Some(render);
         let user = self.user;
@@ -132,7 +137,7 @@ impl MetricsServer {
                 }
                 let Some(end) = c.inbox.windows(4).position(|w| w == b"\r\n\r\n") else { return true };
                 let head = String::from_utf8_lossy(&c.inbox[..end]).into_owned();
-                let allowed = anyone || local.is_some_and(|l| owner_may_read(c.peer, l, user));
+                let allowed = anyone || c.local.is_some_and(|l| owner_may_read(c.peer, l, user));
                 c.outbox = answer(&head, allowed, || {
                     if page.is_none() {
                         page = render.take().map(|r| r());
@@ -186,45 +191,17 @@ fn answer(head: &str, allowed: bool, page: impl FnOnce() -> String) -> Vec<u8> {
 }
 
 /// Whether the client at `peer`, connected to `local`, runs as root, as this process's user or as
-/// the daemon's `user`:
-/// the kernel's record of its socket's owner (`/proc/net/tcp`, `/proc/net/tcp6`). A client the
-/// table does not show (not on this machine) is not known, so not allowed.
+/// the daemon's `user`: the kernel's record of its socket's owner. A client the kernel does not
+/// know (not on this machine) is not allowed.
 fn owner_may_read(peer: SocketAddr, local: SocketAddr, user: Option<u32>) -> bool {
     let me = nix::unistd::geteuid().as_raw();
-    socket_owner(peer, local).is_some_and(|uid| uid == 0 || uid == me || Some(uid) == user)
-}
-
-fn socket_owner(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
-    let table = match peer {
-        SocketAddr::V4(_) => "/proc/net/tcp",
-        SocketAddr::V6(_) => "/proc/net/tcp6",
-    };
-    let text = std::fs::read_to_string(table).ok()?;
-    // The client's socket: its local address is our peer, its remote ours.
-    let (want_local, want_remote) = (hex_addr(peer), hex_addr(local));
-    text.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() > 7 && f[1].eq_ignore_ascii_case(&want_local) && f[2].eq_ignore_ascii_case(&want_remote) {
-            f[7].parse().ok()
-        } else {
-            None
+    match crate::sys::sock_diag::tcp_owner(peer, local) {
+        Ok(owner) => owner.is_some_and(|uid| uid == 0 || uid == me || Some(uid) == user),
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "metrics: cannot tell who owns the client's socket; refused");
+            false
         }
-    })
-}
-
-/// An address as `/proc/net/tcp` writes it: the IP's bytes as native-endian 32-bit words in
-/// hex, a colon, the port in hex.
-fn hex_addr(addr: SocketAddr) -> String {
-    let ip = match addr {
-        SocketAddr::V4(a) => u32::from_ne_bytes(a.ip().octets()).to_be_bytes().iter().map(|b| format!("{b:02X}")).collect::<String>(),
-        SocketAddr::V6(a) => a
-            .ip()
-            .octets()
-            .chunks(4)
-            .map(|w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]).to_be_bytes().iter().map(|b| format!("{b:02X}")).collect::<String>())
-            .collect(),
-    };
-    format!("{ip}:{:04X}", addr.port())
+    }
 }
 
 fn state_name(state: State) -> &'static str {
@@ -290,7 +267,7 @@ impl Manager {
         for ((pool, cause), n) in &self.counters.exits {
             exits.with_label_values(&[pool.as_str(), cause]).inc_by(*n);
         }
-        for outcome in ["took_over", "rolled_back"] {
+        for outcome in ["took_over", "rolled_back", "backed_out"] {
             upgrades.with_label_values(&[outcome]).inc_by(self.counters.upgrades.get(outcome).copied().unwrap_or(0));
         }
         wakes.inc_by(self.board.wakes());
@@ -325,19 +302,6 @@ impl Manager {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_are_written_as_the_kernel_writes_them() {
-        // /proc/net/tcp on little-endian Linux: 127.0.0.1:8080 is 0100007F:1F90.
-        let a: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        if cfg!(target_endian = "little") {
-            assert_eq!(hex_addr(a), "0100007F:1F90");
-        }
-        let b: SocketAddr = "[::1]:80".parse().unwrap();
-        if cfg!(target_endian = "little") {
-            assert_eq!(hex_addr(b), "00000000000000000000000001000000:0050");
-        }
-    }
 
     #[test]
     fn a_stranger_is_refused_and_an_owner_gets_the_page() {

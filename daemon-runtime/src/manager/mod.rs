@@ -171,6 +171,12 @@ impl Manager {
             Ok(parts) => parts,
             Err(e) => return Err(Box::new((e, housework))),
         };
+        // What a worker leaves behind (a process it started and did not wait for) is re-parented
+        // to the manager, reaped by it, and stopped with the daemon, as systemd's
+        // KillMode=control-group would: nothing of the daemon's outlives its stop.
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            warn!(error = %e, "cannot become a child subreaper: processes the workers leave behind go to init, and outlive the daemon");
+        }
         let pid = nix::unistd::getpid();
         // Without a pid file nothing can find the control channel; with one, the daemon has its
         // channel or does not start.
@@ -208,7 +214,7 @@ impl Manager {
             pools.insert(i, Pool::new(i, &name, Kind::Task(group), &config, true, now));
         }
         for pool in pools.values_mut() {
-            board.set_thresholds(pool.index, pool.limits.min_spare, pool.limits.max_spare);
+            board.publish(pool.index, pool.limits.min_spare, pool.limits.max_spare, &pool.supervision);
             if pool.kind == Kind::Postfork {
                 // Children come with connections: nothing to wait for.
                 pool.waiting_for_pool = false;
@@ -277,6 +283,10 @@ impl Manager {
             self.board.announce_ready(pool.index, true);
         }
         loop {
+            // From here until it sleeps, a worker's change that it might not see wakes it.
+            if self.stop.is_none() {
+                self.board.awake();
+            }
             self.adopt_foreign();
             self.reap();
             let now = monotonic_ms();
@@ -284,8 +294,12 @@ impl Manager {
             self.judge_start(now);
             self.check_upgrade(now);
             self.drop_removed_pools();
+            // Every worker gone: what they left behind goes too, then the manager.
             if self.stop.is_some() && self.procs.all_gone() {
-                break;
+                if self.adopt_orphans() == 0 {
+                    break;
+                }
+                self.stop_foreign(monotonic_ms());
             }
             let recheck = if self.stop.is_none() { self.manage(now) } else { None };
             let check = if self.stop.is_none() { self.supervise(now) } else { None };
@@ -399,13 +413,39 @@ impl Manager {
     fn adopt_foreign(&mut self) {
         for pid in crate::foreign::take() {
             info!(pid, "watching a foreign child");
-            let pid = Pid::from_raw(pid);
-            let mut child = Foreign::default();
-            if self.stop.is_some() {
+            self.procs.adopt(Pid::from_raw(pid), Foreign::default());
+        }
+        if self.stop.is_some() {
+            self.stop_foreign(monotonic_ms());
+        }
+    }
+
+    /// While the daemon stops: the children that are not the manager's own (processes its
+    /// workers left behind, re-parented to it) join the foreign children, which get TERM, then
+    /// KILL after graceful_timeout. Returns how many it found.
+    fn adopt_orphans(&mut self) -> usize {
+        let upgrade = self.upgrade.as_ref().map(|u| u.child);
+        let orphans: Vec<Pid> = crate::sys::proc::children()
+            .into_iter()
+            .map(Pid::from_raw)
+            .filter(|&pid| Some(pid) != upgrade && !self.procs.knows(pid))
+            .collect();
+        for &pid in &orphans {
+            info!(pid = pid.as_raw(), "a process a worker left behind: stopped with the daemon");
+            self.procs.adopt(pid, Foreign::default());
+        }
+        orphans.len()
+    }
+
+    /// While the daemon stops: TERM to every foreign child not sent it yet; KILL comes after
+    /// graceful_timeout (`climb_ladders`).
+    fn stop_foreign(&mut self, now: u64) {
+        let kill_at = now.saturating_add(ms(self.config.graceful_timeout));
+        for (pid, child) in self.procs.foreign_mut() {
+            if child.kill_at_ms.is_none() {
                 send(pid, Signal::SIGTERM);
-                child.kill_at_ms = Some(monotonic_ms().saturating_add(ms(self.config.graceful_timeout)));
+                child.kill_at_ms = Some(kill_at);
             }
-            self.procs.adopt(pid, child);
         }
     }
 
@@ -691,6 +731,11 @@ impl Manager {
     /// post-forking pool, or the deadline.
     fn wait(&mut self, deadline: Option<u64>) {
         self.planned_wake = deadline;
+        if self.stop.is_some() {
+            self.board.judging_nobody();
+        } else {
+            self.board.sleeping_until(deadline);
+        }
         let accepting = self.accepting();
         let Some(own) = self.own.as_ref() else { return };
         let timeout = match deadline {
@@ -981,7 +1026,7 @@ impl Manager {
             pool.reconfigure(&self.config);
             if matches!(pool.kind, Kind::Prefork | Kind::Postfork | Kind::Supervised) {
                 let l = pool.limits;
-                self.board.set_thresholds(i, l.min_spare, l.max_spare);
+                self.board.publish(i, l.min_spare, l.max_spare, &pool.supervision);
                 self.new_generation(i, now);
             }
         }
@@ -1036,7 +1081,7 @@ impl Manager {
             let mut pool = Pool::new(i, &name, Kind::Task(g), &self.config, true, now);
             pool.starting = None;
             pool.primary = false;
-            self.board.set_thresholds(i, pool.limits.min_spare, pool.limits.max_spare);
+            self.board.publish(i, pool.limits.min_spare, pool.limits.max_spare, &pool.supervision);
             self.board.announce_ready(i, true);
             self.pools.insert(i, pool);
         }
@@ -1104,11 +1149,8 @@ impl Manager {
         }
         self.stop = Some(kind);
         let now = monotonic_ms();
-        let graceful = ms(self.config.graceful_timeout);
-        for (pid, child) in self.procs.foreign_mut() {
-            send(pid, Signal::SIGTERM);
-            child.kill_at_ms.get_or_insert(now.saturating_add(graceful));
-        }
+        self.adopt_orphans();
+        self.stop_foreign(now);
         let slots: Vec<usize> = self.procs.slots().collect();
         for slot in slots {
             // A worker not ready yet holds no connection: a graceful stop has nothing to wait

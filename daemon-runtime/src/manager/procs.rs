@@ -1,8 +1,8 @@
 //! The process table (nginx's `ngx_processes`): every child the manager owns, by pid, with its
 //! kind. A worker has its pool, its slot and where it is in its life; a foreign child (a process
 //! the program handed over with `daemon::foreign_child`) only when it gets KILL once it has had
-//! TERM. A pid not in the table is a stranger: an orphan re-parented to a manager that runs as
-//! PID 1.
+//! TERM. A pid not in the table is a stranger: an orphan re-parented to the manager (a child
+//! subreaper): what a worker left behind, stopped with the daemon as a foreign child is.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -88,6 +88,11 @@ impl Procs {
     /// When the next foreign child is due its KILL.
     pub(crate) fn foreign_deadline(&self) -> Option<u64> {
         self.foreign.values().filter_map(|f| f.kill_at_ms).min()
+    }
+
+    /// Whether `pid` is a worker's or a foreign child's.
+    pub(crate) fn knows(&self, pid: Pid) -> bool {
+        self.by_pid.contains_key(&pid) || self.foreign.contains_key(&pid)
     }
 
     /// Whether no child at all is left, workers or foreign.

@@ -49,18 +49,11 @@ fn human(ms: u64) -> String {
 impl Manager {
     /// Judges every worker; stops those a verdict is against. Returns when to judge again.
     pub(super) fn supervise(&mut self, now: u64) -> Option<u64> {
-        let mut verdicts = Vec::new();
-        let mut next = None::<u64>;
-        for p in self.procs.iter() {
-            let Some(s) = self.pools.get(&p.pool).map(|pool| pool.supervision) else { continue };
-            let v = self.board.view(p.slot);
-            let f = facts(p, &v);
-            if let Some(verdict) = supervise::judge(&f, &s, now, self.judge_after) {
-                verdicts.push((p.slot, verdict));
-            } else if let Some(at) = supervise::next_check(&f, &s, self.judge_after) {
-                next = Some(next.map_or(at, |n| n.min(at)));
-            }
-        }
+        let workers = self.procs.iter().filter_map(|p| {
+            let s = self.pools.get(&p.pool)?.supervision;
+            Some((p.slot, facts(p, &self.board.view(p.slot)), s))
+        });
+        let (verdicts, next) = supervise::sweep(workers, now, self.judge_after);
         for (slot, verdict) in verdicts {
             self.log_verdict(slot, &verdict, now);
             self.stop_worker(slot, verdict.first_rung(), Why::Verdict(verdict), now);

@@ -344,11 +344,12 @@ impl Manager {
 
     /// The upgrade failed: the new manager is stopped, and this one serves on.
     fn roll_back(&mut self, why: String) {
-        self.roll_back_with(why, true)
+        self.roll_back_with(why, true, false)
     }
 
     /// `alive` is false once the new manager is reaped: its pid is nobody's to signal.
-    fn roll_back_with(&mut self, why: String, alive: bool) {
+    /// `stopping`: the daemon stops, so this manager does not serve on either.
+    fn roll_back_with(&mut self, why: String, alive: bool, stopping: bool) {
         // Time for the new manager's own stop ladder (QUIT, TERM after graceful_timeout, KILL)
         // to end its workers, before it gets KILL itself.
         let graceful = ms(self.config.graceful_timeout).saturating_add(5_000);
@@ -363,7 +364,9 @@ impl Manager {
             u.kill_at_ms = Some(monotonic_ms().saturating_add(graceful));
             send(child, Signal::SIGQUIT);
         }
-        if self.backed_out {
+        if stopping {
+            warn!(new_manager = child.as_raw(), "upgrade abandoned: the daemon stops, the new manager with it");
+        } else if self.backed_out {
             error!(new_manager = child.as_raw(), why = %why, "upgrade rolled back: the new manager is stopped; this manager is backed out, with no workers: HUP starts them again");
         } else {
             error!(new_manager = child.as_raw(), why = %why, "upgrade rolled back: the new manager is stopped; this manager serves on");
@@ -376,7 +379,7 @@ impl Manager {
 
     /// The daemon stops while the new manager starts: it stops too (the stop is the daemon's).
     pub(super) fn roll_back_for_stop(&mut self) {
-        self.roll_back("the daemon is stopping".to_string());
+        self.roll_back_with("the daemon is stopping".to_string(), true, true);
     }
 
     /// The upgrade's deadlines: the new manager's readiness, or its KILL.
@@ -422,7 +425,7 @@ impl Manager {
                     ),
                     None => format!("the new manager ended before its workers were ready: {}", describe(status)),
                 };
-                self.roll_back_with(why, false);
+                self.roll_back_with(why, false, self.stop.is_some());
             }
             State::RollingBack(_) => {
                 info!(new_manager = pid.as_raw(), status = %describe(status), "upgrade: the new manager has exited");
@@ -431,10 +434,20 @@ impl Manager {
                 }
             }
             State::TookOver if self.stop.is_some() => {}
-            State::TookOver if self.backed_out => {
-                warn!(new_manager = pid.as_raw(), status = %describe(status), "the new manager has exited; this manager is backed out: HUP starts its workers again")
+            State::TookOver => {
+                if self.backed_out {
+                    warn!(new_manager = pid.as_raw(), status = %describe(status), "the new manager has exited; this manager is backed out: HUP starts its workers again")
+                } else {
+                    info!(new_manager = pid.as_raw(), status = %describe(status), "the new manager has exited; this manager serves (it was backed in)")
+                }
+                // A held upgrade whose new manager is gone while this one lives on was backed out,
+                // whatever it had done before.
+                if let Some(o) = self.last_upgrade.as_mut().filter(|o| o.new_pid == pid.as_raw()) {
+                    o.outcome = "backed out";
+                    o.why = format!("the new manager took over, then exited ({}); this manager is the daemon again", describe(status));
+                }
+                *self.counters.upgrades.entry("backed_out").or_default() += 1;
             }
-            State::TookOver => info!(new_manager = pid.as_raw(), status = %describe(status), "the new manager has exited; this manager serves (it was backed in)"),
         }
         // A held old manager outlives the new one: it is the service's main process again.
         if state == State::TookOver && self.stop.is_none() {

@@ -48,6 +48,21 @@ pub struct Settings {
     pub manager_judges_requests: bool,
 }
 
+impl Settings {
+    /// Nothing judged.
+    pub const OFF: Settings = Settings {
+        heartbeat_timeout_ms: None,
+        request_timeout_ms: None,
+        long_request_timeout_ms: None,
+        start_timeout_ms: u64::MAX,
+        max_rss: None,
+        max_cpu_ms: None,
+        graceful_ms: 0,
+        kill_grace_ms: 0,
+        manager_judges_requests: false,
+    };
+}
+
 /// What a worker is doing, as its scoreboard letter says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activity {
@@ -172,6 +187,31 @@ pub fn next_check(f: &Facts, s: &Settings, judge_after: u64) -> Option<u64> {
     let start = (f.activity == Activity::Starting)
         .then(|| f.started_ms.saturating_add(s.start_timeout_ms).saturating_add(1));
     [silence, request, start].into_iter().flatten().min().map(|at| at.max(judge_after))
+}
+
+/// Every worker judged at once: the verdicts due now, and the earliest time a verdict could
+/// next come for a worker that has none now (`None`: never, unless a worker tells the manager).
+/// The manager's only reason to wake for supervision.
+pub fn sweep<K: Copy>(workers: impl IntoIterator<Item = (K, Facts, Settings)>, now_ms: u64, judge_after: u64) -> (Vec<(K, Verdict)>, Option<u64>) {
+    let mut verdicts = Vec::new();
+    let mut next = None::<u64>;
+    for (key, f, s) in workers {
+        if let Some(v) = judge(&f, &s, now_ms, judge_after) {
+            verdicts.push((key, v));
+        } else if let Some(at) = next_check(&f, &s, judge_after) {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+    }
+    (verdicts, next)
+}
+
+/// Whether a worker whose facts just changed (it became ready, began a request, marked it
+/// long, measured itself) must wake a manager that means to look next at `wake_by`: a verdict
+/// against it is due now, or could become due before then. The manager learns of a change only
+/// when it looks, so without this a request that began after it went to sleep would be judged
+/// at the next unrelated wake-up, or never.
+pub fn must_wake(f: &Facts, s: &Settings, now_ms: u64, wake_by: u64) -> bool {
+    judge(f, s, now_ms, 0).is_some() || next_check(f, s, 0).is_some_and(|at| at < wake_by)
 }
 
 /// A step of the stop ladder: the signal it sends.
@@ -736,6 +776,59 @@ mod tests {
                     if at > 0 { prop_assert_eq!(judge(&f, &s, at - 1, guard.min(at - 1)).filter(|_| at - 1 >= guard), None); }
                     prop_assert!(judge(&f, &s, at, guard).is_some());
                 }
+            }
+        }
+
+        #[test]
+        fn the_manager_wakes_before_any_verdict_it_has_not_given(
+            workers in prop::collection::vec((facts(), settings()), 0..8),
+            now in 0u64..2_000_000,
+            guard in 0u64..2_000_000,
+            probe in 0u64..=1_000,
+        ) {
+            // The sweep's verdicts are judge's; every worker without one has none until the wake-up
+            // it asks for (probed at the last moment before it, and somewhere in between).
+            let (verdicts, next) = sweep(workers.iter().enumerate().map(|(i, (f, s))| (i, *f, *s)), now, guard);
+            for (i, (f, s)) in workers.iter().enumerate() {
+                let given = verdicts.iter().find(|(k, _)| *k == i).map(|(_, v)| *v);
+                prop_assert_eq!(given, judge(f, s, now, guard));
+                if given.is_some() {
+                    continue;
+                }
+                let until = next.unwrap_or(now.saturating_add(10_000_000));
+                if until > now {
+                    let last = until - 1;
+                    let middle = now + (last - now) * probe / 1_000;
+                    prop_assert_eq!(judge(f, s, last, guard), None, "a verdict at {} before the wake-up at {:?}", last, next);
+                    prop_assert_eq!(judge(f, s, middle, guard), None);
+                }
+            }
+        }
+
+        #[test]
+        fn a_change_the_manager_does_not_hear_of_brings_no_verdict_before_it_looks(
+            f in facts(),
+            s in settings(),
+            at in 0u64..1_000_000,
+            wake_in in 1u64..1_000_000,
+            probe in 0u64..=1_000,
+        ) {
+            // A worker changes its facts at `at` (its stamps are no later than that) while the
+            // manager sleeps until `wake_by`: unless the worker wakes it, nothing is due before.
+            let clamp = |t: u64| t.min(at);
+            let g = Facts {
+                started_ms: clamp(f.started_ms),
+                heartbeat_ms: clamp(f.heartbeat_ms),
+                request_ms: f.request_ms.map(clamp),
+                stopping: false,
+                ..f
+            };
+            let wake_by = at.saturating_add(wake_in);
+            if !must_wake(&g, &s, at, wake_by) {
+                let last = wake_by - 1;
+                let middle = at + (last - at) * probe / 1_000;
+                prop_assert_eq!(judge(&g, &s, last, 0), None);
+                prop_assert_eq!(judge(&g, &s, middle, 0), None);
             }
         }
 

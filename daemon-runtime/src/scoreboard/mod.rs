@@ -4,12 +4,15 @@
 //! A state change is a store, not a system call. A worker wakes the manager (one byte down a
 //! pipe) only when a change crosses a threshold the manager cares about: the number of idle
 //! workers falling below `min_spare` or rising above `max_spare`, a worker becoming ready while
-//! the manager waits for the pool, or a worker starting to exit.
+//! the manager waits for the pool, a worker starting to exit, or a change that brings a
+//! verdict against the worker before the manager means to look (`supervise::must_wake`,
+//! against the time the manager publishes before it sleeps and the pool's rules).
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
+use crate::pool::supervise::{self, Activity, Facts, Settings};
 use crate::sys::{coarse_ms, monotonic_ms, Shared, ZeroValid};
 
 /// The scoreboard has room for the largest pool the rule book accepts, so a reload can grow the
@@ -84,6 +87,59 @@ pub(crate) struct Header {
     /// Set by the manager while every worker is busy and max_children is reached: only then
     /// does a full worker let a keep-alive client go for a new one.
     saturated: AtomicBool,
+    /// The pool's supervision settings, so a worker can tell when a change of its own brings a
+    /// verdict due before the manager looks.
+    rules: Rules,
+}
+
+/// The supervision settings a worker reads (milliseconds and bytes; 0 is off).
+#[repr(C)]
+struct Rules {
+    heartbeat_timeout_ms: AtomicU64,
+    request_timeout_ms: AtomicU64,
+    long_request_timeout_ms: AtomicU64,
+    start_timeout_ms: AtomicU64,
+    max_rss: AtomicU64,
+    max_cpu_ms: AtomicU64,
+    manager_judges_requests: AtomicBool,
+}
+
+impl Rules {
+    fn store(&self, s: &Settings) {
+        let put = |a: &AtomicU64, v: Option<u64>| a.store(v.unwrap_or(0), Ordering::Relaxed);
+        put(&self.heartbeat_timeout_ms, s.heartbeat_timeout_ms);
+        put(&self.request_timeout_ms, s.request_timeout_ms);
+        put(&self.long_request_timeout_ms, s.long_request_timeout_ms);
+        put(&self.start_timeout_ms, Some(s.start_timeout_ms));
+        put(&self.max_rss, s.max_rss);
+        put(&self.max_cpu_ms, s.max_cpu_ms);
+        self.manager_judges_requests.store(s.manager_judges_requests, Ordering::Relaxed);
+    }
+
+    fn load(&self) -> Settings {
+        let get = |a: &AtomicU64| Some(a.load(Ordering::Relaxed)).filter(|&v| v != 0);
+        Settings {
+            heartbeat_timeout_ms: get(&self.heartbeat_timeout_ms),
+            request_timeout_ms: get(&self.request_timeout_ms),
+            long_request_timeout_ms: get(&self.long_request_timeout_ms),
+            start_timeout_ms: self.start_timeout_ms.load(Ordering::Relaxed),
+            max_rss: get(&self.max_rss),
+            max_cpu_ms: get(&self.max_cpu_ms),
+            // The ladder is the manager's business.
+            graceful_ms: 0,
+            kill_grace_ms: 0,
+            manager_judges_requests: self.manager_judges_requests.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What the manager says of itself to every worker.
+#[repr(C, align(64))]
+struct ManagerLine {
+    /// When the manager means to wake next (ms on the monotonic clock); `u64::MAX` while it is
+    /// awake (it looks again before it sleeps) or means to sleep until something happens; 0
+    /// while it judges nobody (the daemon stops): then no change is worth a wake-up.
+    wake_by: AtomicU64,
 }
 
 /// One worker's line on the scoreboard. A cache line each, so workers never share one.
@@ -159,11 +215,12 @@ impl<const N: usize> Text<N> {
 
 #[repr(C)]
 pub(crate) struct Board {
+    manager: ManagerLine,
     headers: [Header; POOLS],
     slots: [Slot; SLOTS],
 }
 
-// SAFETY: every field of Board, Header, Slot and Text is an atomic (or an array of them), for
+// SAFETY: every field of Board, ManagerLine, Header, Rules, Slot and Text is an atomic (or an array of them), for
 // which all-zero bytes are a valid value; atomics are Sync.
 unsafe impl ZeroValid for Board {}
 
@@ -202,10 +259,32 @@ impl Scoreboard {
         &self.board.get().headers[pool % POOLS]
     }
 
-    pub(crate) fn set_thresholds(&self, pool: usize, min_spare: u32, max_spare: u32) {
+    /// What pool `pool`'s workers go by to wake the manager: its spare thresholds and its
+    /// supervision settings.
+    pub(crate) fn publish(&self, pool: usize, min_spare: u32, max_spare: u32, rules: &Settings) {
         let h = self.header(pool);
         h.min_spare.store(min_spare, Ordering::Relaxed);
         h.max_spare.store(max_spare, Ordering::Relaxed);
+        h.rules.store(rules);
+    }
+
+    /// The manager is awake: every change a worker makes from here on wakes it, until it says
+    /// when it next means to look ([`Scoreboard::sleeping_until`]). Before the manager reads
+    /// the slots, so a change it does not see is one whose worker sees this and wakes it.
+    pub(crate) fn awake(&self) {
+        self.board.get().manager.wake_by.store(u64::MAX, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+    }
+
+    /// The manager judges no worker any more (the daemon stops): workers need not wake it.
+    pub(crate) fn judging_nobody(&self) {
+        self.board.get().manager.wake_by.store(0, Ordering::Relaxed);
+    }
+
+    /// The manager sleeps until `at` (`None`: until something happens).
+    pub(crate) fn sleeping_until(&self, at: Option<u64>) {
+        self.board.get().manager.wake_by.store(at.unwrap_or(u64::MAX), Ordering::Relaxed);
+        fence(Ordering::SeqCst);
     }
 
     pub(crate) fn announce_ready(&self, pool: usize, on: bool) {
@@ -346,16 +425,60 @@ impl WorkerSlot {
         self.slot().heartbeat_ms.store(now_ms, Ordering::Relaxed);
     }
 
-    /// What the worker measured of itself: resident bytes and CPU milliseconds.
+    /// What the worker measured of itself: resident bytes and CPU milliseconds. Over a limit,
+    /// the manager hears of it now, not at its next wake-up.
     pub(crate) fn measured(&self, rss: u64, cpu_ms: u64) {
         let s = self.slot();
         s.rss.store(rss, Ordering::Relaxed);
         s.cpu_ms.store(cpu_ms, Ordering::Relaxed);
+        self.tell_if_due();
     }
 
-    /// When the current (oldest) request started; 0 for none.
+    /// When the current (oldest) request started; 0 for none. A request whose deadline the
+    /// manager judges (the classic model, a task's work) wakes it if that deadline comes before
+    /// the manager means to look.
     pub(crate) fn set_request_started(&self, ms: u64) {
-        self.slot().request_ms.store(ms, Ordering::Relaxed);
+        let s = self.slot();
+        let before = s.request_ms.swap(ms, Ordering::Relaxed);
+        if ms != 0 && before != ms {
+            self.tell_if_due();
+        }
+    }
+
+    /// This worker as the manager judges it (the manager also knows whether it stops it).
+    fn facts(&self) -> Facts {
+        let s = self.slot();
+        let activity = match self.state() {
+            State::Empty | State::Forking | State::Forked | State::Starting => Activity::Starting,
+            State::Waiting => Activity::Idle,
+            State::Request => Activity::Request,
+            State::Long => Activity::Long,
+            State::Exiting => Activity::Exiting,
+        };
+        Facts {
+            activity,
+            started_ms: s.started_ms.load(Ordering::Relaxed),
+            heartbeat_ms: s.heartbeat_ms.load(Ordering::Relaxed),
+            request_ms: Some(s.request_ms.load(Ordering::Relaxed)).filter(|&t| t != 0),
+            rss: Some(s.rss.load(Ordering::Relaxed)).filter(|&r| r > 0),
+            cpu_ms: Some(s.cpu_ms.load(Ordering::Relaxed)).filter(|&c| c > 0),
+            stopping: false,
+        }
+    }
+
+    /// Wakes the manager if, after a change of this worker's, a verdict is due before the time
+    /// the manager means to look. The fence pairs with the manager's in [`Scoreboard::awake`]:
+    /// either the manager's read of the slots sees the change, or this sees it awake.
+    fn tell_if_due(&self) {
+        fence(Ordering::SeqCst);
+        let wake_by = self.board.get().manager.wake_by.load(Ordering::Relaxed);
+        if wake_by == 0 {
+            return;
+        }
+        let rules = self.header().rules.load();
+        if supervise::must_wake(&self.facts(), &rules, coarse_ms(), wake_by) {
+            self.wake_manager();
+        }
     }
 
     /// What the worker serves now, as its handler describes it.
@@ -367,7 +490,10 @@ impl WorkerSlot {
     pub(crate) fn set_long(&self, long: bool) {
         let state = self.state();
         match (state, long) {
-            (State::Request, true) => self.set_state(State::Long),
+            (State::Request, true) => {
+                self.set_state(State::Long);
+                self.tell_if_due();
+            }
             (State::Long, false) => self.set_state(State::Request),
             _ => {}
         }
@@ -389,6 +515,9 @@ impl WorkerSlot {
         let woke = active < self.capacity && self.enter_idle();
         if !woke && announce {
             self.wake_manager();
+        } else if !woke {
+            // Ready, it is judged by its heartbeats from now on, not by start_timeout.
+            self.tell_if_due();
         }
     }
 
@@ -529,7 +658,7 @@ mod tests {
     #[test]
     fn a_slot_goes_through_the_seed_states() {
         let (sb, _r, w) = board();
-        sb.set_thresholds(0, 1, 4);
+        sb.publish(0, 1, 4, &Settings::OFF);
         sb.prepare(3, 7);
         assert_eq!(sb.view(3).state, State::Forking);
         let slot = sb.worker_slot(0, 3, 2, w);
@@ -561,7 +690,7 @@ mod tests {
     #[test]
     fn wakes_only_when_a_threshold_is_crossed() {
         let (sb, r, w) = board();
-        sb.set_thresholds(0, 1, 3);
+        sb.publish(0, 1, 3, &Settings::OFF);
         let w2 = w.try_clone().expect("dup");
         for i in 0..2 {
             sb.prepare(i, 1);
@@ -581,5 +710,53 @@ mod tests {
         b.exiting();
         assert_eq!(pending(&r), 1, "an exiting worker always says so");
         assert_eq!(sb.wakes(), 2);
+    }
+
+    #[test]
+    fn a_change_that_brings_a_verdict_before_the_manager_looks_wakes_it() {
+        let (sb, r, w) = board();
+        let rules = Settings {
+            heartbeat_timeout_ms: Some(30_000),
+            request_timeout_ms: Some(1_000),
+            max_rss: Some(64 << 20),
+            manager_judges_requests: true,
+            ..Settings::OFF
+        };
+        sb.publish(0, 0, 4, &rules);
+        sb.prepare(0, 1);
+        let a = sb.worker_slot(0, 0, 1, w);
+        a.ready();
+        let _ = pending(&r);
+        // The manager sleeps until the worker's heartbeat deadline: a request that starts now
+        // is overdue long before that.
+        let now = coarse_ms();
+        sb.sleeping_until(Some(now + 30_000));
+        a.begin_connection();
+        a.set_request_started(now.max(1));
+        assert_eq!(pending(&r), 1, "the request's deadline comes before the manager looks");
+        a.end_connection();
+        a.set_request_started(0);
+        // The manager looks sooner than the deadline: nothing to say.
+        sb.sleeping_until(Some(now + 500));
+        a.begin_connection();
+        a.set_request_started(now.max(1));
+        assert_eq!(pending(&r), 0, "the manager will see it in time");
+        // Awake, it may have read the slot before the change: every change tells it.
+        a.end_connection();
+        sb.awake();
+        a.begin_connection();
+        a.set_request_started(now.max(1) + 1);
+        assert_eq!(pending(&r), 1);
+        // Over max_rss: told at once, however late the manager means to look.
+        a.end_connection();
+        sb.sleeping_until(Some(now + 30_000));
+        a.measured(1 << 20, 5);
+        assert_eq!(pending(&r), 0);
+        a.measured(100 << 20, 5);
+        assert_eq!(pending(&r), 1, "over max_rss");
+        // A stopping manager judges nobody: nothing is worth waking it for.
+        sb.judging_nobody();
+        a.measured(200 << 20, 5);
+        assert_eq!(pending(&r), 0);
     }
 }

@@ -3,6 +3,7 @@
 //! code on top of these.
 
 pub(crate) mod proc;
+pub(crate) mod sock_diag;
 
 use std::marker::PhantomData;
 use std::num::NonZeroUsize;

@@ -18,6 +18,27 @@ fn page_size() -> u64 {
     })
 }
 
+/// The pids of this process's children. The manager is single-threaded, so its one task's
+/// `children` file lists them all; without it (a kernel built without CONFIG_PROC_CHILDREN), every
+/// process's parent is read from /proc.
+pub(crate) fn children() -> Vec<i32> {
+    let me = std::process::id();
+    if let Ok(text) = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")) {
+        return text.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            // `pid (comm) state ppid ...`: the name may hold spaces and parentheses.
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok()))
+                == Some(me)
+        })
+        .collect()
+}
+
 /// Resident memory in bytes now (`/proc/self/statm`'s second field: one read, a few
 /// microseconds).
 pub(crate) fn self_rss() -> Option<u64> {
@@ -40,7 +61,7 @@ mod tests {
     #[test]
     fn a_process_measures_itself() {
         let before = self_rss().expect("statm");
-        let block = vec![1u8; 32 << 20];
+        let block = std::hint::black_box(vec![1u8; 32 << 20]);
         let after = self_rss().expect("statm");
         assert!(after >= before + (16 << 20), "{before} then {after} with 32 MiB touched");
         drop(block);

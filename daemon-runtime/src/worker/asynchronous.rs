@@ -254,8 +254,8 @@ impl Serving<'_> {
                     let tracked = Tracked::new(tracker.now());
                     let slot = tracker.stop.slot();
                     let conn = Connection::new(stream, peer, Arc::clone(&tracker), Arc::clone(&tracked), Arc::clone(&slot));
-                    self.slot.set_request_started(tracker.now().max(1));
                     self.slot.begin_connection();
+                    self.slot.set_request_started(tracker.now().max(1));
                     let task = tokio::task::spawn_local(super::CONNECTION.scope(Arc::clone(&tracked), async move {
                         if let Err(e) = handler(conn).await {
                             debug!(error = %e, "connection ended with an error");

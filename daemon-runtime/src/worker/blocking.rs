@@ -24,8 +24,10 @@ impl Serving<'_> {
         if let Err(e) = stream.set_read_timeout(self.idle_timeout).and_then(|()| stream.set_write_timeout(self.idle_timeout)) {
             debug!(error = %e, "cannot set the connection's timeouts");
         }
-        self.slot.set_request_started(coarse_ms().max(1));
+        // In the request first, then its start: a deadline that comes before the manager means
+        // to look wakes it.
         self.slot.begin_connection();
+        self.slot.set_request_started(coarse_ms().max(1));
         match catch_unwind(AssertUnwindSafe(|| handler(stream))) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => debug!(error = %e, "connection ended with an error"),

@@ -45,7 +45,9 @@ pub struct Connection {
 /// What a read of a connection waits for, which decides what else than data ends it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Wait {
-    /// The connection's first request: the drain's end ends the wait.
+    /// The connection's first request: the drain's end, or a let-go. A client that connects and
+    /// sends nothing is an idle client like a kept-alive one: `keepalive_timeout` bounds the
+    /// wait, and a full worker of a saturated pool may let it go for a new client.
     First,
     /// The next request on a keep-alive connection: the drain's end, or a let-go.
     Between,
@@ -148,9 +150,11 @@ impl Connection {
             }
             return Poll::Ready(done.map(Some));
         }
-        let between = wait == Wait::Between;
-        self.tracked.waits(&self.tracker, between);
-        if wait == Wait::InRequest {
+        // Waiting for a request, the first or the next: an idle client (keepalive_timeout, and
+        // the first to be let go for a new one).
+        let idle_client = wait != Wait::InRequest;
+        self.tracked.waits(&self.tracker, idle_client);
+        if !idle_client {
             return Poll::Pending;
         }
         // Only the stop (or a let-go) takes a waker out of the slot, so while ours is the same,
@@ -160,8 +164,8 @@ impl Connection {
             self.parked = Some(cx.waker().clone());
         }
         // A client that has sent nothing by the drain's end is not waited for either (nginx
-        // closes such connections at a graceful stop too); a let-go is for idle keep-alive.
-        if self.tracker.stop.is_closing() || (between && self.slot.is_let_go()) {
+        // closes such connections at a graceful stop too); a let-go is for idle clients.
+        if self.tracker.stop.is_closing() || self.slot.is_let_go() {
             self.tracked.waited(&self.tracker);
             return Poll::Ready(Ok(None));
         }

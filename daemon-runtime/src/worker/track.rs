@@ -266,7 +266,10 @@ pub(crate) async fn ticker(tracker: Arc<Tracker>, connections: Rc<Connections>, 
         let (oldest, long) = connections.sweep(now, &t.limits);
         slot.set_request_started(oldest);
         slot.set_long(long);
-        tokio::time::sleep(Duration::from_millis(t.tick_ms)).await;
+        // The measurements come every heartbeat interval, not at the first tick after it: a
+        // worker over max_rss says so within one interval of the crossing.
+        let until_measure = next_measure.saturating_sub(coarse_ms()).max(1);
+        tokio::time::sleep(Duration::from_millis(t.tick_ms.min(until_measure))).await;
     }
 }
 

@@ -57,11 +57,9 @@ impl WorkContext {
     fn read_signals(&self) -> bool {
         for sig in signals::drain(&self.signals) {
             match sig {
-                Signal::SIGQUIT => {
-                    if !self.stop.swap(true, Ordering::SeqCst) {
-                        info!("stop asked: the function should return");
-                        self.notify.notify_waiters();
-                    }
+                Signal::SIGQUIT if !self.stop.swap(true, Ordering::SeqCst) => {
+                    info!("stop asked: the function should return");
+                    self.notify.notify_waiters();
                 }
                 Signal::SIGUSR1 => {
                     if let Some(log) = &self.log_file {
@@ -192,8 +190,8 @@ impl Task {
     /// worker left grows by one at its next scaling interval.
     pub fn busy(&self) {
         if self.work.slot.active() == 0 {
-            self.work.slot.set_request_started(coarse_ms().max(1));
             self.work.slot.begin_connection();
+            self.work.slot.set_request_started(coarse_ms().max(1));
         }
     }
 

@@ -1,0 +1,107 @@
+//! What the kernel says of one socket, through `NETLINK_SOCK_DIAG` (sock_diag(7)), as `ss` asks:
+//! a request names the socket by its addresses and the kernel looks it up in its hash tables,
+//! so the cost of an answer does not grow with the sockets the machine holds (reading
+//! `/proc/net/tcp` does: 0.3 s with 170k sockets).
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
+use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
+use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+use netlink_packet_sock_diag::SockDiagMessage;
+use nix::sys::socket::{recv, send, socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType};
+
+/// An address as the kernel files it: an IPv4 client of a dual-stack socket (`::ffff:a.b.c.d`)
+/// has an IPv4 socket.
+fn unmapped(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => addr,
+        },
+        SocketAddr::V4(_) => addr,
+    }
+}
+
+/// The uid that owns the TCP socket on this machine whose local address is `local` and whose
+/// peer is `remote`; `None` when the kernel knows no such socket (the other end is not on this
+/// machine, or it has closed).
+pub(crate) fn tcp_owner(local: SocketAddr, remote: SocketAddr) -> io::Result<Option<u32>> {
+    let (local, remote) = (unmapped(local), unmapped(remote));
+    let family = match (local, remote) {
+        (SocketAddr::V4(_), SocketAddr::V4(_)) => AF_INET,
+        (SocketAddr::V6(_), SocketAddr::V6(_)) => AF_INET6,
+        _ => return Ok(None),
+    };
+    let mut header = NetlinkHeader::default();
+    // One socket, not a dump: the kernel answers with it or with an error.
+    header.flags = NLM_F_REQUEST;
+    let request = SockDiagMessage::InetRequest(InetRequest {
+        family,
+        protocol: IPPROTO_TCP,
+        extensions: ExtensionFlags::empty(),
+        states: StateFlags::all(),
+        socket_id: SocketId {
+            source_port: local.port(),
+            destination_port: remote.port(),
+            source_address: local.ip(),
+            destination_address: remote.ip(),
+            interface_id: 0,
+            // "No cookie": look the socket up by its addresses.
+            cookie: [0xff; 8],
+        },
+    });
+    let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(request));
+    packet.finalize();
+    let mut out = vec![0u8; packet.buffer_len()];
+    packet.serialize(&mut out);
+
+    let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkSockDiag)?;
+    use std::os::fd::AsRawFd;
+    send(fd.as_raw_fd(), &out, MsgFlags::empty())?;
+    // The kernel answers a sock_diag request while it handles the send: the answer is queued
+    // already, and a receive that would wait is an answer that will not come.
+    let mut buf = vec![0u8; 8192];
+    let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT)?;
+    let answer = NetlinkMessage::<SockDiagMessage>::deserialize(&buf[..n])
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("sock_diag answered something unreadable: {e}")))?;
+    match answer.payload {
+        NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => Ok(Some(r.header.uid)),
+        NetlinkPayload::Error(e) if e.code.is_some_and(|c| c.get() == -libc::ENOENT) => Ok(None),
+        NetlinkPayload::Error(e) => Err(e.to_io()),
+        other => Err(io::Error::new(io::ErrorKind::InvalidData, format!("sock_diag answered {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn the_owner_of_a_local_socket_is_found_by_its_addresses() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, peer) = listener.accept().expect("accept");
+        let me = nix::unistd::geteuid().as_raw();
+        // The client's socket: its local address is the server's peer.
+        let local = server.local_addr().expect("addr");
+        assert_eq!(tcp_owner(peer, local).expect("sock_diag"), Some(me));
+        assert_eq!(tcp_owner(local, peer).expect("sock_diag"), Some(me), "the server's side too");
+        drop(client);
+        let nobody = SocketAddr::from(([127, 0, 0, 1], 1));
+        assert_eq!(tcp_owner(nobody, local).expect("sock_diag"), None);
+    }
+
+    #[test]
+    fn a_client_of_a_dual_stack_socket_is_found_as_the_ipv4_socket_it_is() {
+        let listener = TcpListener::bind("[::]:0").expect("a dual-stack listener on [::]");
+        let port = listener.local_addr().expect("addr").port();
+        let _client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let (server, peer) = listener.accept().expect("accept");
+        assert!(matches!(peer, SocketAddr::V6(_)), "mapped: {peer}");
+        let local = server.local_addr().expect("addr");
+        assert_eq!(tcp_owner(peer, local).expect("sock_diag"), Some(nix::unistd::geteuid().as_raw()));
+    }
+}
