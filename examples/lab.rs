@@ -22,6 +22,7 @@
 //! | `GET /signals`   | the blocked and ignored signals of a `cat` the worker starts, as is and with `daemon::default_signals` |
 //! | `GET /leave/S`   | the pid of a `sleep S` the worker leaves behind (started through a shell that exits) |
 //! | `GET /leave-deaf/S` | the same, but the `sleep` ignores TERM                         |
+//! | `GET /leave-relay/S` | a shell left behind that, on TERM, starts another like it       |
 //! | anything else    | 404                                                               |
 //!
 //! Connections are kept alive unless the client sends `Connection: close` (or the worker is
@@ -46,7 +47,7 @@ mod routes;
 
 #[daemon::main(listen = "127.0.0.1:8081")]
 fn main() -> std::io::Result<()> {
-    tracing::info!("lab: GET / /pid /version /sleep/MS /spin/MS /block/MS /long/MS /signals /leave/S /leave-deaf/S /abort /panic /exit/CODE /alloc/MB");
+    tracing::info!("lab: GET / /pid /version /sleep/MS /spin/MS /block/MS /long/MS /signals /leave/S /leave-deaf/S /leave-relay/S /abort /panic /exit/CODE /alloc/MB");
     limit_processes();
     // LAB_FOREIGN_CHILDREN=N: start N helper processes that are not workers, for the manager to
     // reap when they exit and to stop with the pool.

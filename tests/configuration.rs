@@ -158,6 +158,26 @@ fn reload_of_a_refused_file_exits_1_with_the_reasons_and_stop_still_stops() {
 }
 
 #[test]
+fn a_broken_file_that_names_the_pid_file_still_finds_the_daemon() {
+    // The pid file is named in the file only: a mistake elsewhere in it must not hide it.
+    let dir = TempDir::new("salvage");
+    let (config, pid_file, log) = (dir.path("lab.toml"), dir.path("lab.pid"), dir.path("lab.log"));
+    let good = format!("pid_file = {:?}\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n", pid_file.display().to_string());
+    std::fs::write(&config, &good).expect("write the config file");
+    let (c, l) = (config.display().to_string(), log.display().to_string());
+    let out = run_program(&example("lab"), &["start", "--config", &c, "--log-file", &l]);
+    assert!(out.status.success(), "start: {out:?}");
+    let manager = read_pid(&pid_file).expect("the pid file");
+    std::fs::write(&config, format!("{good}request_timeout = \"banana\"\n")).expect("break the config file");
+    let out = run_program(&example("lab"), &["reload", "--config", &c]);
+    assert_eq!(out.status.code(), Some(1), "reload: {out:?}");
+    assert!(text(&out.stderr).contains("banana"), "{out:?}");
+    let out = run_program(&example("lab"), &["stop", "--config", &c]);
+    assert!(out.status.success(), "stop: {out:?}");
+    wait_until(SOON, "the manager to be gone", || !alive(manager));
+}
+
+#[test]
 fn workers_is_a_second_name_of_prefork_at_run_time() {
     let d = Daemon::start_with_env("lab", &["--listen", "127.0.0.1:0"], &[("DAEMON_WORKERS", "3")]);
     d.wait_for_workers(3, SOON);

@@ -179,3 +179,19 @@ fn what_workers_leave_behind_is_stopped_with_the_daemon() {
     assert!(log.contains("a process a worker left behind"), "{log}");
     assert!(!log.contains("worker died") && !log.contains("worker crashed"), "counted as a worker: {log}");
 }
+
+/// A process left behind that starts another like it whenever it gets TERM: the stop has one
+/// deadline (graceful_timeout), after which whatever is left gets KILL at once, so it ends.
+#[test]
+fn a_process_that_relays_itself_on_term_does_not_hold_the_stop() {
+    let mut d = Daemon::serve("lab", &["--workers", "1", "--graceful-timeout", "1s"]);
+    d.wait_for_workers(1, SOON);
+    let relay: i32 = d.get("/leave-relay/0").1.trim().parse().expect("the pid of the relay");
+    wait_until(SOON, "the relay to be the manager's child", || parent_of(relay) == Some(d.pid()));
+    d.signal(Signal::SIGTERM);
+    let status = d.wait_exit(SOON);
+    assert_eq!(status.code(), Some(3), "killed what it left behind: {status}");
+    assert!(!alive(relay));
+    let log = d.stderr_after_exit();
+    assert!(log.matches("a process a worker left behind").count() >= 2, "the relay's copy was stopped too: {log}");
+}

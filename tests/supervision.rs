@@ -237,6 +237,45 @@ fn a_classic_deadline_is_kept_with_four_workers() {
 }
 
 #[test]
+fn a_retiring_classic_worker_keeps_its_request_deadline() {
+    // A reload retires the worker that serves a request: the request is still cut at its
+    // deadline (2 s), not at the end of graceful_timeout (20 s).
+    let file = ConfigFile::new("retiring-deadline", "request_timeout = \"2s\"\n");
+    let d = Daemon::serve("lab_classic", &["--workers", "2", "--config", &file.arg(), "--graceful-timeout", "20s"]);
+    d.wait_for_line("pool ready", SOON);
+    let port = d.port();
+    let overdue = std::thread::spawn(move || classic(port, "sleep 60000"));
+    d.wait_for_line("sleep 60000", SOON);
+    d.signal(Signal::SIGHUP);
+    d.wait_for_line("configuration applied", SOON);
+    let line = d.wait_for_line("request past request_timeout", PROMPTLY);
+    let age = line.split("request_age=").nth(1).and_then(|r| r.split("ms").next()).and_then(|n| n.parse::<u64>().ok());
+    assert!(age.is_some_and(|a| (2_000..5_000).contains(&a)), "cut at {age:?} ms: {line}");
+    assert!(overdue.join().expect("the client").map_or(true, |a| a.is_empty()));
+}
+
+#[test]
+fn after_a_stall_a_new_request_is_judged_by_its_own_deadline() {
+    // The manager alone stops (SIGSTOP) for longer than the heartbeat timeout: stamps from before
+    // wait one more timeout, but a request that starts after its return is cut at its deadline.
+    let d = Daemon::serve(
+        "lab_classic",
+        &["--workers", "2", "--request-timeout", "1s", "--heartbeat-interval", "1s", "--heartbeat-timeout", "6s", "--graceful-timeout", "1s"],
+    );
+    d.wait_for_line("pool ready", SOON);
+    d.signal(Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(14)); // the stall itself, not a wait for a condition
+    d.signal(Signal::SIGCONT);
+    d.wait_for_line("the manager was away longer than a timeout", SOON);
+    let port = d.port();
+    let overdue = std::thread::spawn(move || classic(port, "sleep 60000"));
+    let line = d.wait_for_line("request past request_timeout", PROMPTLY);
+    let age = line.split("request_age=").nth(1).and_then(|r| r.split("ms").next()).and_then(|n| n.parse::<u64>().ok());
+    assert!(age.is_some_and(|a| (1_000..3_000).contains(&a)), "cut at {age:?} ms, not held by the stall guard: {line}");
+    assert!(overdue.join().expect("the client").map_or(true, |a| a.is_empty()));
+}
+
+#[test]
 fn a_worker_over_max_cpu_is_retired() {
     let d = Daemon::serve("lab", &["--workers", "1", "--max-cpu", "1s", "--heartbeat-interval", "100ms"]);
     let busy = d.wait_for_workers(1, SOON)[0];

@@ -6,7 +6,8 @@ pub use daemon_config::{GroupKey, Key};
 
 pub use crate::child::Child;
 pub use crate::app::ProgramSettings;
-pub use crate::entry::{run, run_with_settings, Attr, MainOutput, Package};
+pub use crate::entry::{run, run_with_settings};
+pub use crate::program::{Attr, MainOutput, Package};
 pub use crate::hooks::{
     call_async_accept, call_async_supervised, call_async_task, call_child_hook, call_manager_hook,
     call_reap_hook, call_spawn_hook, call_sync_accept, call_sync_supervised, call_sync_task,

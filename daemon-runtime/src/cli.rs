@@ -47,6 +47,8 @@ pub(crate) fn parse(args: Vec<OsString>, app: Option<&crate::app::AppSpec>) -> R
     let mut command: Option<String> = None;
     let (mut graceful, mut json, mut hold) = (false, false, false);
     let mut app_args: Vec<OsString> = Vec::new();
+    // The flag that set each key: a key's two names at once is a mistake, not a race.
+    let mut flag_of: std::collections::HashMap<Key, String> = std::collections::HashMap::new();
     loop {
         let arg = parser.next().map_err(|e| CliError(e.to_string()))?;
         let Some(arg) = arg else { break };
@@ -108,6 +110,10 @@ pub(crate) fn parse(args: Vec<OsString>, app: Option<&crate::app::AppSpec>) -> R
                     listen.extend(text.split(',').map(|a| a.trim().to_string()).filter(|a| !a.is_empty()));
                     continue;
                 }
+                if let Some(other) = flag_of.get(&key).filter(|f| **f != flag) {
+                    return Err(CliError(format!("{other} and {flag} are the same setting ({}): give one of them", s.name)));
+                }
+                flag_of.insert(key, flag.clone());
                 let value = s
                     .parse_text(&text)
                     .map_err(|rule| CliError(format!("{flag} {text}: {rule}")))?;
@@ -314,5 +320,7 @@ mod tests {
     fn prefork_has_its_flags_word_too() {
         assert_eq!(given(&["--prefork", "3"]).get(Key::Prefork).map(|v| &v.0), Some(&Value::Count(3)));
         assert_eq!(given(&["--workers", "3"]).get(Key::Prefork).map(|v| &v.0), Some(&Value::Count(3)));
+        let e = error(&["--workers", "2", "--prefork", "3"]);
+        assert!(e.contains("--workers and --prefork are the same setting"), "{e}");
     }
 }

@@ -2,73 +2,23 @@
 //! listeners, run the program's `main` body, then hand over to the manager.
 
 use std::ffi::OsString;
-use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
-use daemon_config::{Given, Key, Model, Origin, Value};
+use daemon_config::{Given, Key, Model, Origin};
 use tracing::{error, info_span, warn};
 
 use crate::cli::{self, Command};
+use crate::program::{Attr, MainOutput, Package};
 use crate::hooks::{Handler, Hooks};
 use crate::boot::listener::listen;
 use crate::control::{self, Control};
 use crate::boot::detach::{self, Readiness};
 use crate::boot::logfile::LogFile;
-use crate::manager::{Housework, Manager};
+use crate::boot::Housework;
+use crate::manager::Manager;
 use crate::boot::pidfile::PidFile;
 use crate::boot::privileges;
 use crate::sources::{self, Layers};
-
-/// A value written in `#[daemon::main(...)]`, as the macro emits it.
-#[derive(Clone, Copy, Debug)]
-pub enum Attr {
-    Count(u64),
-    Flag(bool),
-    Addresses(&'static [&'static str]),
-    /// Milliseconds.
-    Duration(u64),
-    /// Bytes.
-    Size(u64),
-    /// A path or a name.
-    Text(&'static str),
-}
-
-impl Attr {
-    pub(crate) fn value(self) -> Value {
-        match self {
-            Attr::Count(n) => Value::Count(n),
-            Attr::Flag(b) => Value::Flag(b),
-            Attr::Addresses(list) => Value::Addresses(list.iter().map(|s| s.to_string()).collect()),
-            Attr::Duration(ms) => Value::Duration(std::time::Duration::from_millis(ms)),
-            Attr::Size(n) => Value::Size(n),
-            Attr::Text(t) => Value::Text(t.to_string()),
-        }
-    }
-}
-
-/// The program's name and version, for `--help` and `--version`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Package {
-    pub name: &'static str,
-    pub version: &'static str,
-}
-
-/// What `fn main` may return: `()` or `Result<(), E>`.
-pub trait MainOutput {
-    fn into_result(self) -> Result<(), String>;
-}
-
-impl MainOutput for () {
-    fn into_result(self) -> Result<(), String> {
-        Ok(())
-    }
-}
-
-impl<E: Debug> MainOutput for Result<(), E> {
-    fn into_result(self) -> Result<(), String> {
-        self.map_err(|e| format!("{e:?}"))
-    }
-}
 
 /// Runs the daemon. Exit status: 0 after a clean stop, 2 for a bad command line or
 /// configuration (from any source), 1 for any other failure to start.
@@ -210,7 +160,14 @@ where
         // a broken file must not keep `stop` from stopping it, and `reload` asks the manager,
         // which reads the file itself and says why it refuses it (exit 1).
         Err(problems) if controls && layers.file.is_some() => {
-            let without = Layers { file: None, ..layers.clone() };
+            // Without the file, but with what of it finds the daemon.
+            let mut attributes = layers.attributes.clone();
+            if let Some(file) = &layers.file {
+                for (key, value, origin) in sources::salvage(file).iter() {
+                    attributes.set(key, value.clone(), origin.clone());
+                }
+            }
+            let without = Layers { file: None, attributes, ..layers.clone() };
             match without.resolve_all() {
                 Ok(r) => {
                     for p in &problems {
@@ -379,7 +336,7 @@ where
         if let Err(e) = privileges::drop_to(identity) {
             return fail(e.to_string());
         }
-        let restart = exe.clone().map(|exe| crate::manager::Restart { exe, args: args.clone() });
+        let restart = exe.clone().map(|exe| crate::boot::Restart { exe, args: args.clone() });
         let housework = Housework { readiness, pid_file: pid_lock, log_file, package, upgraded_from, restart, metrics };
         if !hooks.has_workers() {
             // No worker hooks: `main`'s body is the daemon.
@@ -411,7 +368,7 @@ where
             let span = info_span!("daemon", pid = std::process::id());
             let _entered = span.enter();
             return match main.take() {
-                Some(main) => crate::plain::run(main, housework, layers, hooks),
+                Some(main) => crate::plain::run(main, housework, layers, hooks, config),
                 None => 1,
             };
         }

@@ -16,6 +16,7 @@ mod hooks;
 pub mod http;
 mod manager;
 mod plain;
+mod program;
 mod pool;
 mod scoreboard;
 mod signals;

@@ -6,29 +6,33 @@
 //! `daemon::take_reload()`.
 //!
 //! A thread of the daemon's own reads its signals (blocked in every thread, so none is lost and
-//! none interrupts the body) and serves the control channel: TERM, INT and QUIT ask for the stop
-//! (and a second one, the stop is forced: the process exits), HUP reopens the log file and
-//! checks the config file again, USR1 reopens the log file.
+//! none interrupts the body) and serves the control channel, and drives the manager's core (a
+//! core with no pools): TERM, INT and QUIT ask for the stop (and a second one, the stop is
+//! forced: the process exits), HUP reopens the log file and checks the config file again, USR1
+//! reopens the log file; `status`, `stop` and `reload` answer as a manager's do.
 //!
 //! Of the manager hooks, `on_ready` runs as the body starts, `on_reload` when a reload is
 //! applied and `on_exit` once the body has returned; with no workers, `on_spawn` and `on_reap`
 //! never run.
 
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use serde_json::json;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
+use crate::boot::logfile::LogFile;
 use crate::boot::notify;
+use crate::boot::Housework;
 use crate::control::{Channel, Request};
-use crate::entry::MainOutput;
 use crate::hooks::Hooks;
-use crate::manager::Housework;
+use crate::manager::core::{self, Board, Command, Core, Event, PlainSays, Start};
+use crate::manager::{run_hook, sig_of, tell_systemd};
+use crate::program::MainOutput;
 use crate::sources::Layers;
 use crate::sys::monotonic_ms;
 
@@ -37,8 +41,6 @@ use crate::sys::monotonic_ms;
 struct Shared {
     stop: AtomicBool,
     reload: AtomicBool,
-    /// Stop requests so far: a second one forces the exit.
-    asked: AtomicU32,
     lock: Mutex<()>,
     changed: Condvar,
 }
@@ -74,8 +76,111 @@ pub fn take_reload() -> bool {
     PLAIN.get().is_some_and(|p| p.reload.swap(false, Ordering::SeqCst))
 }
 
+/// The scoreboard of a daemon with no workers.
+struct NoBoard;
+
+impl Board for NoBoard {
+    fn view(&self, _slot: usize) -> crate::scoreboard::SlotView {
+        crate::scoreboard::SlotView::default()
+    }
+    fn note(&self, _slot: usize) -> Option<String> {
+        None
+    }
+    fn request_label(&self, _slot: usize) -> Option<String> {
+        None
+    }
+    fn wakes(&self) -> u64 {
+        0
+    }
+}
+
+/// The daemon's thread: the manager's core with no pools, driven by the signals and the control
+/// channel, telling the body what it decides.
+struct Driver {
+    core: Core,
+    shared: Arc<Shared>,
+    hooks: Arc<Hooks>,
+    layers: Layers,
+    log_file: Option<LogFile>,
+}
+
+impl Driver {
+    fn handle(&mut self, event: Event) {
+        self.core.handle(monotonic_ms(), &NoBoard, event);
+        self.execute();
+    }
+
+    fn execute(&mut self) {
+        while let Some(command) = self.core.poll_command() {
+            let event = match command {
+                Command::Plain(PlainSays::Stop) => {
+                    self.shared.stop.store(true, Ordering::SeqCst);
+                    let _guard = self.shared.lock.lock().unwrap_or_else(PoisonError::into_inner);
+                    self.shared.changed.notify_all();
+                    None
+                }
+                Command::Plain(PlainSays::Reload) => {
+                    self.shared.reload.store(true, Ordering::SeqCst);
+                    None
+                }
+                Command::Plain(PlainSays::ExitNow) => std::process::exit(1),
+                Command::Notify(n) => {
+                    tell_systemd(&n);
+                    None
+                }
+                Command::Hook(h) => {
+                    run_hook(&self.hooks, &h);
+                    None
+                }
+                Command::ProgramSettings(value) => {
+                    crate::app::set_current(value);
+                    None
+                }
+                Command::ReopenLogs => Some(Event::LogsReopened(self.reopen())),
+                // No workers, no upgrade, no pid file of the thread's: the body's return ends it.
+                _ => None,
+            };
+            if let Some(event) = event {
+                self.core.handle(monotonic_ms(), &NoBoard, event);
+            }
+        }
+    }
+
+    fn reopen(&self) -> bool {
+        let Some(log) = &self.log_file else { return false };
+        match log.reopen() {
+            Ok(()) => {
+                info!(path = %log.path().display(), "log file reopened");
+                true
+            }
+            Err(e) => {
+                error!(error = %e, "cannot reopen the log file; still writing to the old one");
+                false
+            }
+        }
+    }
+
+    fn on_request(&mut self, request: Request) -> serde_json::Value {
+        let request = match request {
+            Request::Status => core::Request::Status,
+            Request::Stop { graceful } => core::Request::Stop { graceful },
+            Request::Reload => core::Request::Reload(Box::new(self.layers.resolve_all())),
+            Request::Backout => core::Request::Backout,
+            Request::Upgrade { .. } => {
+                let why = self.core.may_upgrade().err().unwrap_or_default();
+                let mut answer = json!({ "why": why });
+                answer["pid"] = std::process::id().into();
+                return answer;
+            }
+        };
+        let answer = self.core.request(monotonic_ms(), &NoBoard, request);
+        self.execute();
+        answer
+    }
+}
+
 /// Runs `main`'s body as the daemon. Returns the exit status.
-pub(crate) fn run<F, R>(main: F, mut housework: Housework, layers: Layers, hooks: Hooks) -> i32
+pub(crate) fn run<F, R>(main: F, mut housework: Housework, layers: Layers, hooks: Hooks, config: daemon_config::Config) -> i32
 where
     F: FnOnce() -> R,
     R: MainOutput,
@@ -96,18 +201,39 @@ where
         Ok(c) => c,
         Err(e) => return fail(&mut housework, format!("cannot open the control channel (for stop, reload and status): {e}")),
     };
-    let package = housework.package;
-    let log_file = housework.log_file.clone();
-    let span = tracing::Span::current();
-    let watcher = Arc::clone(&shared);
+    let start = Start {
+        config,
+        groups: Vec::new(),
+        serving: None,
+        supervised: false,
+        addresses: Vec::new(),
+        watchdog_ms: notify::watchdog_interval().map(|d| d.as_millis() as u64),
+        pid: core::Pid(pid as i32),
+        package: housework.package,
+        upgraded_from: None,
+        plain: true,
+    };
+    let mut core = match Core::new(start, monotonic_ms()) {
+        Ok(c) => c,
+        Err(why) => return fail(&mut housework, why),
+    };
     let hooks = Arc::new(hooks);
-    let thread_hooks = Arc::clone(&hooks);
+    // The start's commands: ready, to the starter, systemd and the on_ready hooks.
+    while let Some(command) = core.poll_command() {
+        match command {
+            Command::Ready => housework.readiness.ready(),
+            Command::Notify(n) => tell_systemd(&n),
+            Command::Hook(h) => run_hook(&hooks, &h),
+            _ => {}
+        }
+    }
+    let mut driver = Driver { core, shared: Arc::clone(&shared), hooks: Arc::clone(&hooks), layers, log_file: housework.log_file.clone() };
+    let span = tracing::Span::current();
     let spawned = std::thread::Builder::new().name("daemon".into()).spawn(move || {
         let _entered = span.enter();
         let mut channel = channel;
-        let started = monotonic_ms();
         loop {
-            let deadline = channel.as_ref().and_then(Channel::deadline);
+            let deadline = [channel.as_ref().and_then(Channel::deadline), driver.core.poll_timeout()].into_iter().flatten().min();
             let timeout = match deadline {
                 Some(at) => PollTimeout::try_from(at.saturating_sub(monotonic_ms()).max(1)).unwrap_or(PollTimeout::MAX),
                 None => PollTimeout::NONE,
@@ -120,93 +246,22 @@ where
             }
             let _ = poll(&mut fds, timeout);
             drop(fds);
-            let reopen = || {
-                if let Some(log) = &log_file {
-                    match log.reopen() {
-                        Ok(()) => info!(path = %log.path().display(), "log file reopened"),
-                        Err(e) => error!(error = %e, "cannot reopen the log file; still writing to the old one"),
-                    }
-                }
-            };
-            let stop = |why: &str| {
-                let n = watcher.asked.fetch_add(1, Ordering::SeqCst);
-                if n >= 1 {
-                    warn!(why, "asked to stop again: exiting now");
-                    std::process::exit(1);
-                }
-                info!(why, "stop asked: main's loop should return (daemon::stopping())");
-                notify::stopping();
-                watcher.stop.store(true, Ordering::SeqCst);
-                let _guard = watcher.lock.lock().unwrap_or_else(PoisonError::into_inner);
-                watcher.changed.notify_all();
-            };
-            let reload = || -> Result<(), Vec<String>> {
-                reopen();
-                match layers.resolve_all() {
-                    Ok(resolved) => {
-                        if let Some(app) = &resolved.app {
-                            crate::app::set_current(app.value.clone());
-                        }
-                        info!("reload: the configuration is good; the program reads it again (daemon::take_reload())");
-                        watcher.reload.store(true, Ordering::SeqCst);
-                        thread_hooks.on_reload();
-                        Ok(())
-                    }
-                    Err(problems) => {
-                        for p in &problems {
-                            error!("{p}");
-                        }
-                        error!("reload: the new configuration is refused; the running one stays");
-                        Err(problems)
-                    }
-                }
-            };
             for sig in crate::signals::drain(&signals) {
-                match sig {
-                    Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT => stop(sig.as_str()),
-                    Signal::SIGHUP => {
-                        let _ = reload();
-                    }
-                    Signal::SIGUSR1 => reopen(),
-                    _ => {}
+                driver.handle(Event::Signal(sig_of(sig)));
+                if sig == Signal::SIGHUP {
+                    let resolved = driver.layers.resolve_all();
+                    driver.handle(Event::Reload(Box::new(resolved)));
                 }
             }
             if let Some(c) = channel.as_mut() {
-                c.serve(monotonic_ms(), |request| {
-                    let mut answer = match request {
-                        Request::Status => json!({
-                            "mode": "plain",
-                            "version": package.version,
-                            "uptime_ms": monotonic_ms().saturating_sub(started),
-                            "stopping": watcher.stop.load(Ordering::SeqCst),
-                            "workers": [],
-                        }),
-                        Request::Stop { .. } => {
-                            stop("asked by the control channel");
-                            json!({ "stopping": true })
-                        }
-                        Request::Reload => match reload() {
-                            Ok(()) => json!({ "applied": true }),
-                            Err(problems) => json!({ "applied": false, "problems": problems }),
-                        },
-                        // No workers and no sockets to hand over: a plain daemon restarts instead.
-                        Request::Upgrade { .. } => json!({ "why": "a plain daemon (no workers) cannot be upgraded in place: restart it" }),
-                        Request::Backout => json!({ "backed_out": false, "why": "a plain daemon has no workers to retire" }),
-                    };
-                    answer["pid"] = pid.into();
-                    answer["package"] = package.name.into();
-                    answer
-                });
+                c.serve(monotonic_ms(), |request| driver.on_request(request));
             }
+            driver.handle(Event::Tick);
         }
     });
     if let Err(e) = spawned {
         return fail(&mut housework, format!("cannot start the daemon's thread: {e}"));
     }
-    info!("plain daemon: main's body runs as the daemon");
-    housework.readiness.ready();
-    notify::ready("running");
-    hooks.on_ready();
     let code = match main().into_result() {
         Ok(()) => 0,
         Err(e) => {

@@ -228,6 +228,26 @@ pub(crate) fn read_file(path: &Path) -> Result<FileContents, Vec<String>> {
     parse_file(&shown, &text)
 }
 
+/// What a control command can still use of a config file that is refused as a whole: the keys
+/// that find the daemon (`pid_file`, `user`, `group`), each taken if it is good on its own. So a
+/// mistake elsewhere in the file does not keep `stop` from finding the daemon it stops.
+pub(crate) fn salvage(path: &Path) -> Given {
+    let mut given = Given::new();
+    let Ok(text) = read_text(path) else { return given };
+    let Ok(table) = toml::from_str::<toml::Table>(&text) else { return given };
+    let origin = Origin::File(path.display().to_string());
+    for key in [Key::PidFile, Key::User, Key::Group] {
+        let s = setting(key);
+        if let Some(toml::Value::String(text)) = table.get(s.name) {
+            let value = Value::Text(text.clone());
+            if s.check(&value).is_ok() {
+                given.set(key, value, origin.clone());
+            }
+        }
+    }
+    given
+}
+
 /// The largest config file read: a config file is a few kilobytes, and a link to `/dev/zero`
 /// or a huge file must not fill the manager's memory.
 pub(crate) const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -236,13 +256,10 @@ pub(crate) const MAX_FILE_BYTES: u64 = 1 << 20;
 /// cannot hang the manager until a writer comes), of at most [`MAX_FILE_BYTES`].
 fn read_text(path: &Path) -> Result<String, String> {
     use std::io::Read;
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+    // What it is first, without opening it (opening a device has effects of its own); then
+    // opened without blocking, and checked to be the file looked at.
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     let t = meta.file_type();
     if !t.is_file() {
         let what = if t.is_dir() {
@@ -261,6 +278,15 @@ fn read_text(path: &Path) -> Result<String, String> {
     let too_big = || format!("it is larger than {} KiB: a config file holds settings, not data", MAX_FILE_BYTES >> 10);
     if meta.len() > MAX_FILE_BYTES {
         return Err(too_big());
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let opened = file.metadata().map_err(|e| e.to_string())?;
+    if !opened.file_type().is_file() || (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
+        return Err("it changed while it was read: try again".to_string());
     }
     let mut bytes = Vec::new();
     // It may grow while it is read: never read more than the bound, and say so if there was more.

@@ -153,9 +153,13 @@ async fn route(method: &str, path: &str) -> (u16, String) {
         }
         // A process the worker leaves behind: the shell that started it exits at once, so it is
         // an orphan (re-parented to the manager, a child subreaper).
-        ("leave" | "leave-deaf", Some(secs)) if secs.parse::<u32>().is_ok() => {
-            let deaf = if first == "leave-deaf" { "trap '' TERM; " } else { "" };
-            let script = format!("({deaf}exec sleep {secs}) >/dev/null 2>&1 & echo $!");
+        ("leave" | "leave-deaf" | "leave-relay", Some(secs)) if secs.parse::<u32>().is_ok() => {
+            let script = match first {
+                "leave" => format!("(exec sleep {secs}) >/dev/null 2>&1 & echo $!"),
+                "leave-deaf" => format!("(trap '' TERM; exec sleep {secs}) >/dev/null 2>&1 & echo $!"),
+                // TERM starts another like it: a stop must still end.
+                _ => "relay() { trap 'relay &' TERM; while :; do sleep 1 & wait $!; done; }; (exec >/dev/null 2>&1 </dev/null; relay) & echo $!".to_string(),
+            };
             match std::process::Command::new("sh").args(["-c", &script]).output() {
                 Ok(out) => (200, String::from_utf8_lossy(&out.stdout).into_owned()),
                 Err(e) => (500, format!("cannot start sh: {e}\n")),

@@ -156,8 +156,11 @@ impl PidFile {
     /// Writes this process's pid to `path` and locks it, or says who holds it. `handed_by` is
     /// the manager this one upgrades, whose lock on `path` is no reason to refuse (it keeps its
     /// lock under its own name, `PATH.oldbin`). `owner`: the user the manager is about to become
-    /// (`user`), who gets the file: an upgrade links it as `PATH.oldbin`, and with
-    /// `fs.protected_hardlinks` (Debian's default) only a file's owner may link it.
+    /// (`user`), who gets the file if the directory is that user's: an upgrade links it as
+    /// `PATH.oldbin`, and with `fs.protected_hardlinks` (Debian's default) only a file's owner
+    /// may link it. In a directory that is not the user's (root's `/run`), the file stays root's:
+    /// the user could not make the link there anyway, and a pid file root's tools trust
+    /// (start-stop-daemon) must not be the user's to rewrite.
     pub(crate) fn acquire(path: &Path, handed_by: Option<i32>, owner: Option<u32>) -> Result<PidFile, PidFileError> {
         let io_err = |error: io::Error| PidFileError::Io { path: path.to_path_buf(), error };
         let pid = std::process::id();
@@ -174,7 +177,8 @@ impl PidFile {
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&temp)
                 .map_err(io_err)?;
-            if let Some(uid) = owner.filter(|&u| u != nix::unistd::geteuid().as_raw()) {
+            let dir_owner = std::fs::metadata(dir).map(|m| m.uid()).ok();
+            if let Some(uid) = owner.filter(|&u| u != nix::unistd::geteuid().as_raw() && dir_owner == Some(u)) {
                 nix::unistd::fchown(&file, Some(nix::unistd::Uid::from_raw(uid)), None).map_err(|e| io_err(e.into()))?;
             }
             file.write_all(format!("{pid}\n").as_bytes()).map_err(io_err)?;
@@ -382,5 +386,24 @@ mod tests {
         assert!(matches!(PidFile::acquire(&path, None, None), Err(PidFileError::Symlink(_))));
         assert!(!target.exists(), "nothing written through the link");
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_pid_file_is_the_users_only_in_the_users_directory() {
+        if !nix::unistd::geteuid().is_root() {
+            panic!("this test gives a file to another user: run the tests as root");
+        }
+        let base = std::env::temp_dir().join(format!("daemon-pidfile-owner-{}", std::process::id()));
+        let (theirs, roots) = (base.join("theirs"), base.join("roots"));
+        std::fs::create_dir_all(&theirs).unwrap();
+        std::fs::create_dir_all(&roots).unwrap();
+        nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+        let a = PidFile::acquire(&theirs.join("a.pid"), None, Some(65534)).unwrap();
+        assert_eq!(std::fs::metadata(theirs.join("a.pid")).unwrap().uid(), 65534, "in the user's directory, the user's");
+        let b = PidFile::acquire(&roots.join("b.pid"), None, Some(65534)).unwrap();
+        assert_eq!(std::fs::metadata(roots.join("b.pid")).unwrap().uid(), 0, "in root's directory, root's");
+        a.remove();
+        b.remove();
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

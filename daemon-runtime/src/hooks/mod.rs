@@ -15,7 +15,7 @@ use std::pin::Pin;
 use daemon_config::GroupKey;
 
 use crate::child::Child;
-use crate::entry::Attr;
+use crate::program::Attr;
 use crate::worker::connection::Connection;
 use crate::worker::work::{Supervised, Task};
 

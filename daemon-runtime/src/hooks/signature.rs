@@ -8,7 +8,7 @@ use std::net::TcpStream;
 
 use super::{BoxFuture, Reaped, Spawned, WorkFuture};
 use crate::child::Child;
-use crate::entry::MainOutput;
+use crate::program::MainOutput;
 use crate::worker::connection::Connection;
 use crate::worker::work::{Supervised, Task};
 

@@ -15,35 +15,21 @@
 //! encoder. (`prometheus-client` writes OpenMetrics, whose `HELP` lines name a counter without
 //! its `_total`: promtool's checks of the text format reject them.)
 
-use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
+use super::core::Core;
 use super::Manager;
-use crate::scoreboard::State;
+use crate::scoreboard::{Scoreboard, State};
 use crate::sys::monotonic_ms;
 
 // The control channel's limits: a scraper is a client like any other.
 use crate::control::{DEADLINE_MS, MAX_CLIENTS};
 const ACCEPTS_PER_WAKE: usize = 64;
 const MAX_HEAD: usize = 8 * 1024;
-
-/// What the manager counts for the metrics as workers come and go (the scoreboard has the rest).
-#[derive(Debug, Default)]
-pub(super) struct Counters {
-    /// Worker exits, by pool and cause.
-    pub exits: BTreeMap<(String, &'static str), u64>,
-    /// Requests served by workers that have exited, by pool (the live ones' are on the
-    /// scoreboard).
-    pub served: BTreeMap<String, u64>,
-    /// Workers forked, by pool.
-    pub spawned: BTreeMap<String, u64>,
-    /// Hot upgrades, by outcome.
-    pub upgrades: BTreeMap<&'static str, u64>,
-}
 
 pub(crate) struct MetricsServer {
     listener: TcpListener,
@@ -217,87 +203,89 @@ fn state_name(state: State) -> &'static str {
 const STATES: [&str; 5] = ["starting", "idle", "busy", "long", "exiting"];
 
 impl Manager {
-    /// The metrics page, as of now.
-    pub(super) fn render_metrics(&self) -> String {
-        self.try_render_metrics().unwrap_or_else(|e| format!("# the metrics could not be encoded: {e}\n"))
-    }
-
-    fn try_render_metrics(&self) -> prometheus::Result<String> {
-        let gauges = |name: &str, help: &str, labels: &[&str]| IntGaugeVec::new(Opts::new(name, help), labels);
-        let counters = |name: &str, help: &str, labels: &[&str]| IntCounterVec::new(Opts::new(name, help), labels);
-        let workers = gauges("workers", "Workers by pool and state (starting, idle, busy, long, exiting)", &["pool", "state"])?;
-        let target = gauges("pool_workers_target", "The workers a pool keeps (its floor)", &["pool"])?;
-        let generation = gauges("pool_generation", "A pool's generation: one more each reload that replaced its workers", &["pool"])?;
-        let crash_loop = gauges("pool_crash_loop", "1 while the pool is in a crash loop (forks slowed to one each 10 s)", &["pool"])?;
-        let requests = counters("requests_total", "Connections served (in the async model) or requests, by pool", &["pool"])?;
-        let exits = counters(
-            "worker_exits_total",
-            "Worker exits by pool and cause: recycled, returned, served (post-forked), retired, stopped, \
-             hung (no heartbeat), deadline, not_ready, memory, cpu, crashed (before ready or within \
-             min_worker_lifetime), failed (a non-zero exit or a signal the manager did not send, later)",
-            &["pool", "cause"],
-        )?;
-        let spawned = counters("workers_spawned_total", "Workers forked, by pool", &["pool"])?;
-        let upgrades = counters("upgrades_total", "Hot upgrades this manager started, by outcome", &["outcome"])?;
-        let rss = gauges("worker_rss_bytes", "Resident memory of each worker, as it measured it (with max_rss)", &["pool", "slot"])?;
-        let wakes = IntCounter::new("manager_wakes_total", "Times workers woke the manager")?;
-        let backed_out = IntGauge::new("backed_out", "1 while the manager is backed out (no workers, sockets kept)")?;
-        for pool in self.pools.values() {
-            let name = pool.name.as_str();
-            for state in STATES {
-                workers.with_label_values(&[name, state]).set(0);
-            }
-            target.with_label_values(&[name]).set(i64::from(pool.limits.workers));
-            generation.with_label_values(&[name]).set(i64::from(pool.generation));
-            crash_loop.with_label_values(&[name]).set(i64::from(pool.restarts.in_crash_loop()));
-            requests.with_label_values(&[name]).inc_by(self.counters.served.get(name).copied().unwrap_or(0));
-            spawned.with_label_values(&[name]).inc_by(self.counters.spawned.get(name).copied().unwrap_or(0));
-        }
-        for p in self.procs.iter() {
-            let Some(pool) = self.pools.get(&p.pool) else { continue };
-            let v = self.board.view(p.slot);
-            let state = if p.stopping.is_some() { "exiting" } else { state_name(v.state) };
-            workers.with_label_values(&[pool.name.as_str(), state]).inc();
-            requests.with_label_values(&[pool.name.as_str()]).inc_by(v.requests);
-            if pool.supervision.max_rss.is_some() {
-                let slot = p.slot.to_string();
-                rss.with_label_values(&[pool.name.as_str(), slot.as_str()]).set(i64::try_from(v.rss).unwrap_or(i64::MAX));
-            }
-        }
-        for ((pool, cause), n) in &self.counters.exits {
-            exits.with_label_values(&[pool.as_str(), cause]).inc_by(*n);
-        }
-        for outcome in ["took_over", "rolled_back", "backed_out"] {
-            upgrades.with_label_values(&[outcome]).inc_by(self.counters.upgrades.get(outcome).copied().unwrap_or(0));
-        }
-        wakes.inc_by(self.board.wakes());
-        backed_out.set(i64::from(self.backed_out));
-        let registry = Registry::new_custom(Some("daemon".to_string()), None)?;
-        for family in [workers, target, generation, crash_loop] {
-            registry.register(Box::new(family))?;
-        }
-        for family in [requests, exits, spawned, upgrades] {
-            registry.register(Box::new(family))?;
-        }
-        registry.register(Box::new(wakes))?;
-        registry.register(Box::new(backed_out))?;
-        if self.pools.values().any(|p| p.supervision.max_rss.is_some()) {
-            registry.register(Box::new(rss))?;
-        }
-        let mut out = Vec::new();
-        TextEncoder::new().encode(&registry.gather(), &mut out)?;
-        Ok(String::from_utf8_lossy(&out).into_owned())
-    }
-
     /// Serves the metrics clients that are ready.
     pub(super) fn serve_metrics(&mut self) {
         let Some(mut server) = self.own.as_mut().and_then(|o| o.metrics.take()) else { return };
-        server.serve(monotonic_ms(), self.config.metrics_for_anyone, || self.render_metrics());
+        let (core, board) = (&self.core, &self.board);
+        server.serve(monotonic_ms(), core.config().metrics_for_anyone, || render(core, board));
         if let Some(own) = self.own.as_mut() {
             own.metrics = Some(server);
         }
     }
 }
+
+/// The metrics page, as of now.
+fn render(core: &Core, board: &Scoreboard) -> String {
+    try_render(core, board).unwrap_or_else(|e| format!("# the metrics could not be encoded: {e}\n"))
+}
+
+fn try_render(core: &Core, board: &Scoreboard) -> prometheus::Result<String> {
+    let gauges = |name: &str, help: &str, labels: &[&str]| IntGaugeVec::new(Opts::new(name, help), labels);
+    let counters = |name: &str, help: &str, labels: &[&str]| IntCounterVec::new(Opts::new(name, help), labels);
+    let workers = gauges("workers", "Workers by pool and state (starting, idle, busy, long, exiting)", &["pool", "state"])?;
+    let target = gauges("pool_workers_target", "The workers a pool keeps (its floor)", &["pool"])?;
+    let generation = gauges("pool_generation", "A pool's generation: one more each reload that replaced its workers", &["pool"])?;
+    let crash_loop = gauges("pool_crash_loop", "1 while the pool is in a crash loop (forks slowed to one each 10 s)", &["pool"])?;
+    let requests = counters("requests_total", "Connections served (in the async model) or requests, by pool", &["pool"])?;
+    let exits = counters(
+        "worker_exits_total",
+        "Worker exits by pool and cause: recycled, returned, served (post-forked), retired, stopped, \
+         hung (no heartbeat), deadline, not_ready, memory, cpu, crashed (before ready or within \
+         min_worker_lifetime), failed (a non-zero exit or a signal the manager did not send, later)",
+        &["pool", "cause"],
+    )?;
+    let spawned = counters("workers_spawned_total", "Workers forked, by pool", &["pool"])?;
+    let upgrades = counters("upgrades_total", "Hot upgrades this manager started, by outcome", &["outcome"])?;
+    let rss = gauges("worker_rss_bytes", "Resident memory of each worker, as it measured it (with max_rss)", &["pool", "slot"])?;
+    let wakes = IntCounter::new("manager_wakes_total", "Times workers woke the manager")?;
+    let backed_out = IntGauge::new("backed_out", "1 while the manager is backed out (no workers, sockets kept)")?;
+    for pool in core.pools.values() {
+        let name = pool.name.as_str();
+        for state in STATES {
+            workers.with_label_values(&[name, state]).set(0);
+        }
+        target.with_label_values(&[name]).set(i64::from(pool.limits.workers));
+        generation.with_label_values(&[name]).set(i64::from(pool.generation));
+        crash_loop.with_label_values(&[name]).set(i64::from(pool.restarts.in_crash_loop()));
+        requests.with_label_values(&[name]).inc_by(core.counters.served.get(name).copied().unwrap_or(0));
+        spawned.with_label_values(&[name]).inc_by(core.counters.spawned.get(name).copied().unwrap_or(0));
+    }
+    for p in core.procs.iter().filter(|p| p.pid.is_some()) {
+        let Some(pool) = core.pools.get(&p.pool) else { continue };
+        let v = board.view(p.slot);
+        let state = if p.stopping.is_some() { "exiting" } else { state_name(v.state) };
+        workers.with_label_values(&[pool.name.as_str(), state]).inc();
+        requests.with_label_values(&[pool.name.as_str()]).inc_by(v.requests);
+        if pool.supervision.max_rss.is_some() {
+            let slot = p.slot.to_string();
+            rss.with_label_values(&[pool.name.as_str(), slot.as_str()]).set(i64::try_from(v.rss).unwrap_or(i64::MAX));
+        }
+    }
+    for ((pool, cause), n) in &core.counters.exits {
+        exits.with_label_values(&[pool.as_str(), cause]).inc_by(*n);
+    }
+    for outcome in ["took_over", "rolled_back", "backed_out"] {
+        upgrades.with_label_values(&[outcome]).inc_by(core.counters.upgrades.get(outcome).copied().unwrap_or(0));
+    }
+    wakes.inc_by(board.wakes());
+    backed_out.set(i64::from(core.backed_out));
+    let registry = Registry::new_custom(Some("daemon".to_string()), None)?;
+    for family in [workers, target, generation, crash_loop] {
+        registry.register(Box::new(family))?;
+    }
+    for family in [requests, exits, spawned, upgrades] {
+        registry.register(Box::new(family))?;
+    }
+    registry.register(Box::new(wakes))?;
+    registry.register(Box::new(backed_out))?;
+    if core.pools.values().any(|p| p.supervision.max_rss.is_some()) {
+        registry.register(Box::new(rss))?;
+    }
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&registry.gather(), &mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
 
 #[cfg(test)]
 mod tests {

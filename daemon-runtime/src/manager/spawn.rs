@@ -1,80 +1,36 @@
-//! Forking a worker, and what a fork that fails means: EAGAIN and ENOMEM (out of processes or
-//! memory, for now) are retried with the pool's backoff and logged once per episode; anything
-//! else is reported the same way and retried at the slowest rate, and the pool keeps what it has.
-
-use std::net::TcpStream;
+//! Forking a worker the core asked for: the parent tells the core the pid (or why the fork
+//! failed); the child drops what is the manager's alone and becomes the worker.
 
 use nix::errno::Errno;
-use tracing::{error, info, warn};
 
-use super::procs::Proc;
+use super::core::{Event, ForkError, Job, Pid};
 use super::Manager;
-use crate::hooks::Spawned;
-use crate::pool::supervise::BACKOFF_MAX_MS;
-use crate::pool::Kind;
 use crate::sys::{fork, Forked};
-use crate::worker::{self, Job};
+use crate::worker::{self, Job as WorkerJob};
 
 impl Manager {
-    /// Forks one worker of pool `i` into a free slot; for the post-forking pool, with the
-    /// connection it serves. Returns false if it could not.
-    pub(super) fn spawn(&mut self, i: usize, now: u64, connection: Option<TcpStream>) -> bool {
-        let Some(slot) = self.procs.free_slot() else {
-            error!("the scoreboard is full");
-            return false;
-        };
-        let Some(generation) = self.pools.get(&i).map(|p| p.generation) else { return false };
-        self.board.prepare(slot, generation);
+    /// Forks one worker of pool `pool` into `slot` (prepared on the scoreboard already); for the
+    /// post-forking pool, with the connection in hand.
+    pub(super) fn fork(&mut self, pool: usize, slot: usize, generation: u32, job: Job) -> Event {
         match fork() {
             Ok(Forked::Parent(pid)) => {
-                drop(connection);
-                self.board.set_pid(slot, pid.as_raw());
-                self.procs.insert(Proc { pid, slot, pool: i, generation, started_ms: now, stopping: None });
-                let Some(pool) = self.pools.get_mut(&i) else { return true };
-                let failed = pool.restarts.fork_worked();
-                if failed > 0 {
-                    info!(pool = %pool.name, failed, "fork works again");
-                    pool.fork_failures_logged = false;
+                // The child has its copy of the connection.
+                if job == Job::Connection {
+                    self.connection = None;
                 }
-                let spawned = Spawned { pid: pid.as_raw() as u32, pool: pool.name.clone(), slot, generation };
-                *self.counters.spawned.entry(pool.name.clone()).or_default() += 1;
-                // One line per post-forked child would be one per connection: debug.
-                if pool.kind == Kind::Postfork {
-                    tracing::debug!(slot, pid = spawned.pid, "child forked for a connection");
-                } else {
-                    info!(pool = %pool.name, slot, pid = spawned.pid, generation, "worker spawned");
-                }
-                self.hooks.on_spawn(&spawned);
-                true
+                Event::Forked { slot, pid: Pid(pid.as_raw()) }
             }
-            Ok(Forked::Child) => self.become_worker(i, slot, connection),
+            Ok(Forked::Child) => self.become_worker(pool, slot, generation, job),
             Err(e) => {
-                self.board.clear(i, slot);
-                let Some(pool) = self.pools.get_mut(&i) else { return false };
-                let delay = if matches!(e, Errno::EAGAIN | Errno::ENOMEM) {
-                    pool.restarts.fork_failed(now)
-                } else {
-                    for _ in 0..16 {
-                        pool.restarts.fork_failed(now);
-                    }
-                    BACKOFF_MAX_MS
-                };
-                if !pool.fork_failures_logged {
-                    pool.fork_failures_logged = true;
-                    warn!(
-                        pool = %pool.name,
-                        error = %e,
-                        delay_ms = delay,
-                        "fork failed; retrying with a backoff (further failures are counted, not logged, until one works)"
-                    );
-                }
-                false
+                let what = e.desc();
+                let error = if matches!(e, Errno::EAGAIN | Errno::ENOMEM) { ForkError::Again(what) } else { ForkError::Other(what) };
+                Event::ForkFailed { slot, error }
             }
         }
     }
 
     /// In the child: drop what is the manager's alone and run the worker. Never returns.
-    fn become_worker(&mut self, i: usize, slot: usize, connection: Option<TcpStream>) -> ! {
+    fn become_worker(&mut self, pool: usize, slot: usize, generation: u32, job: Job) -> ! {
         drop(self.own.take());
         drop(self.upgrade.take());
         let wake = match self.wake_write.try_clone() {
@@ -85,35 +41,31 @@ impl Manager {
                 crate::sys::exit_now(1)
             }
         };
-        let Some(pool) = self.pools.get(&i) else { crate::sys::exit_now(1) };
         let handler = self.hooks.on_accept.map(|a| a.handler);
-        let job = match (&pool.kind, handler, connection) {
-            (Kind::Postfork, Some(h), Some(stream)) => Job::One(h, stream),
-            (Kind::Prefork, Some(h), _) => Job::Accept(h),
-            (Kind::Supervised, _, _) => match self.hooks.supervised {
-                Some(s) => Job::Supervised(s.run),
+        let job = match (job, handler, self.connection.take()) {
+            (Job::Connection, Some(h), Some(stream)) => WorkerJob::One(h, stream),
+            (Job::Accept, Some(h), _) => WorkerJob::Accept(h),
+            (Job::Supervised, _, _) => match self.hooks.supervised {
+                Some(s) => WorkerJob::Supervised(s.run),
                 None => crate::sys::exit_now(1),
             },
-            (Kind::Task(g), _, _) => match self.hooks.task(&g.run) {
-                Some(t) => Job::Task { group: g.name.clone(), run: t.run },
+            (Job::Task { group, run }, _, _) => match self.hooks.task(&run) {
+                Some(t) => WorkerJob::Task { group, run: t.run },
                 None => crate::sys::exit_now(1),
             },
             _ => crate::sys::exit_now(1),
         };
         // Only the pre-forking pool's workers accept from the listeners; the others close them.
-        let listeners = if matches!(job, Job::Accept(_)) { std::mem::take(&mut self.listeners) } else { Vec::new() };
+        let listeners = if matches!(job, WorkerJob::Accept(_)) { std::mem::take(&mut self.listeners) } else { Vec::new() };
         self.listeners.clear();
-        let capacity = match job {
-            Job::Accept(_) => self.config.clients,
-            _ => 1,
-        };
+        let capacity = self.core.capacity(pool);
         worker::run(worker::Setup {
-            slot: self.board.worker_slot(i, slot, capacity, wake),
-            generation: pool.generation,
+            slot: self.board.worker_slot(pool, slot, capacity, wake),
+            generation,
             manager_pid: self.pid,
             listeners: &listeners,
             hooks: &self.hooks,
-            config: &self.config,
+            config: self.core.config(),
             job,
         })
     }

@@ -16,60 +16,40 @@ use std::ffi::{CString, OsString};
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::Signal;
-use nix::sys::wait::WaitStatus;
-use nix::unistd::Pid;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
-use super::exits::describe;
-use super::procs::Why;
-use super::{ms, send, Manager, StopKind};
-use crate::boot::{inherit, notify};
+use super::Manager;
+use crate::boot::inherit;
 use crate::control::oldbin;
-use crate::pool::supervise::Rung;
-use crate::sys::{exit_now, fork, monotonic_ms, Forked};
+use crate::sys::{exit_now, fork, Forked};
 
-/// How to start this program again.
-#[derive(Clone, Debug)]
-pub(crate) struct Restart {
-    pub exe: PathBuf,
-    pub args: Vec<OsString>,
-}
-
-/// An upgrade this manager started.
-#[derive(Debug)]
-pub(super) struct Upgrade {
-    pub child: Pid,
+/// The driver's side of an upgrade under way: the verdict pipe, and what came on it.
+pub(super) struct UpgradeIo {
+    pub child: nix::unistd::Pid,
     /// The read end of the new manager's verdict, until it has said it (or closed it).
     verdict: Option<std::fs::File>,
     said: Vec<u8>,
-    started_ms: u64,
-    deadline_ms: u64,
-    pub hold: bool,
-    pub state: State,
-    /// When the new manager gets KILL, once it was asked to stop.
-    kill_at_ms: Option<u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum State {
-    /// Its workers are starting.
-    Starting,
-    /// It serves; this manager stops (or, held, stays backed out).
-    TookOver,
-    /// It failed; it is being stopped, and this manager serves on.
-    RollingBack(String),
-}
+impl UpgradeIo {
+    /// The verdict pipe, while the new manager has not said its verdict.
+    pub(super) fn verdict_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.verdict.as_ref().map(|f| f.as_fd())
+    }
 
-/// How the last upgrade ended, for `status` and the `upgrade` command.
-#[derive(Clone, Debug)]
-pub(super) struct Outcome {
-    pub new_pid: i32,
-    pub outcome: &'static str,
-    pub why: String,
+    /// Reads what has arrived (never blocking): the text so far, and whether it is whole.
+    pub(super) fn read(&mut self) -> (String, bool) {
+        let whole = match self.verdict.as_mut() {
+            Some(file) => read_said(file, &mut self.said),
+            None => true,
+        };
+        if whole {
+            self.verdict = None;
+        }
+        (String::from_utf8_lossy(&self.said).into_owned(), whole)
+    }
 }
 
 /// Variables of the handover that must not reach the new manager from this one's environment.
@@ -129,38 +109,9 @@ fn c_string(bytes: &[u8]) -> Result<CString, String> {
 }
 
 impl Manager {
-    /// The old manager of this one's own upgrade, while it runs (it is our parent until it exits).
-    pub(super) fn old_manager_runs(&self) -> Option<Pid> {
-        self.upgraded_from.filter(|old| nix::unistd::getppid() == *old)
-    }
-
-    /// Whether this manager speaks for the service to systemd: not once a new manager has taken
-    /// over from it, and, for a new manager, not before it has (its failing start, or its stop
-    /// in a rollback, is not the service's).
-    pub(super) fn speaks(&self) -> bool {
-        let handed_over = self.upgrade.as_ref().is_some_and(|u| u.state == State::TookOver);
-        !handed_over && (self.old_manager_runs().is_none() || self.ready_reported)
-    }
-
-    /// A new manager whose old one still runs holds its supervised worker and task groups: the
-    /// old manager's own run until it is gone (two at once could do one job twice).
-    pub(super) fn singletons_held(&self) -> bool {
-        self.old_manager_runs().is_some() && self.pools.values().any(|p| p.kind.singleton())
-    }
-
-    /// USR2 or `upgrade`: starts the new manager. Returns its pid, or why nothing was started.
-    pub(super) fn start_upgrade(&mut self, hold: bool) -> Result<Pid, String> {
-        if self.stop.is_some() {
-            return Err("the daemon is stopping".to_string());
-        }
-        if let Some(u) = &self.upgrade {
-            return Err(format!("an upgrade is under way already (the new manager is pid {})", u.child));
-        }
-        if let Some(old) = self.old_manager_runs() {
-            return Err(format!(
-                "this manager's own upgrade is not finished: the old manager (pid {old}) still runs; stop it first"
-            ));
-        }
+    /// USR2 or `upgrade`: starts the new manager (its sockets, its verdict pipe, the pid file
+    /// named `.oldbin`). Returns its pid, or why nothing was started.
+    pub(super) fn start_upgrade(&mut self) -> Result<nix::unistd::Pid, String> {
         let handing = self.listeners.len() + usize::from(self.own.as_ref().and_then(|o| o.metrics.as_ref()).is_some());
         if handing > inherit::MOST_SOCKETS {
             return Err(format!(
@@ -195,25 +146,13 @@ impl Manager {
         // Read as the poll loop finds it readable, and drained when the new manager is reaped
         // (a process it started may still hold the write end): never a blocking read.
         let _ = nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
-        let now = monotonic_ms();
-        let timeout = ms(self.config.upgrade_timeout);
         info!(
             new_manager = child.as_raw(),
             exe = %restart.exe.display(),
-            hold,
-            timeout_ms = timeout,
+            timeout_ms = super::core::ms(self.core.config().upgrade_timeout),
             "upgrade: started the program again with the listening sockets; this manager serves until its workers accept"
         );
-        self.upgrade = Some(Upgrade {
-            child,
-            verdict: Some(std::fs::File::from(read)),
-            said: Vec::new(),
-            started_ms: now,
-            deadline_ms: now.saturating_add(timeout),
-            hold,
-            state: State::Starting,
-            kill_at_ms: None,
-        });
+        self.upgrade = Some(UpgradeIo { child, verdict: Some(std::fs::File::from(read)), said: Vec::new() });
         Ok(child)
     }
 
@@ -288,248 +227,25 @@ impl Manager {
         p.take_back().map_err(|e| format!("cannot name the pid file {} as {}: {e}", here.display(), home.display()))
     }
 
-    /// The verdict pipe, while the new manager has not said its verdict.
-    pub(super) fn verdict_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.upgrade.as_ref().and_then(|u| u.verdict.as_ref()).map(|f| f.as_fd())
-    }
-
-    /// Reads what the new manager said, and acts on a whole verdict.
-    pub(super) fn read_verdict(&mut self) {
-        let Some(u) = self.upgrade.as_mut() else { return };
-        let Some(file) = u.verdict.as_mut() else { return };
-        if !read_said(file, &mut u.said) {
+    /// After an upgrade's new manager (`new`) is gone: the pid file's configured name names this
+    /// manager again, unless the new manager's file there names someone else.
+    pub(super) fn take_back_pid_file(&mut self, new: i32) {
+        let Some(p) = self.own.as_ref().and_then(|o| o.housework.pid_file.as_ref()) else { return };
+        let (here, name) = (p.path().to_path_buf(), p.home().to_path_buf());
+        if here == name {
             return;
         }
-        u.verdict = None;
-        let said = String::from_utf8_lossy(&u.said).trim().to_string();
-        let child = u.child;
-        if said == "OK" {
-            self.took_over(child);
+        let names = crate::boot::pidfile::read_pid(&name).ok().flatten();
+        // It names nobody, the new manager that has exited, or (still a link to the `.oldbin`
+        // name) this manager.
+        if names.is_none() || names == Some(new) || names == Some(self.pid.as_raw()) {
+            match self.move_pid_file(false) {
+                Ok(()) => info!(pid_file = %name.display(), "the pid file names this manager again"),
+                Err(e) => warn!("{e}"),
+            }
         } else {
-            let why = match said.strip_prefix("ERR ") {
-                Some(why) => format!("the new manager failed to start: {why}"),
-                None if said.is_empty() => {
-                    "the new program ended, or closed its verdict pipe, without saying its workers are ready".to_string()
-                }
-                None => format!("the new program said {said:?}, not that its workers are ready"),
-            };
-            self.roll_back(why);
+            warn!(pid_file = %name.display(), "the pid file names another process: this manager keeps {}", here.display());
         }
-    }
-
-    fn took_over(&mut self, child: Pid) {
-        let Some(u) = self.upgrade.as_mut() else { return };
-        u.state = State::TookOver;
-        let (hold, took_ms) = (u.hold, monotonic_ms().saturating_sub(u.started_ms));
-        self.last_upgrade = Some(Outcome { new_pid: child.as_raw(), outcome: "took over", why: String::new() });
-        *self.counters.upgrades.entry("took_over").or_default() += 1;
-        if hold {
-            info!(new_manager = child.as_raw(), took_ms, "upgrade: the new manager serves; this one is held");
-            self.back_out("the upgrade is held");
-        } else {
-            info!(new_manager = child.as_raw(), took_ms, "upgrade: the new manager serves; this one retires");
-            self.begin_stop(StopKind::Graceful, "upgraded: the new manager serves");
-        }
-    }
-
-    /// What the new manager wrote on its verdict pipe, read without blocking (a process it
-    /// started may still hold the write end), once it is reaped.
-    fn said_so_far(&mut self) -> String {
-        let Some(u) = self.upgrade.as_mut() else { return String::new() };
-        if let Some(mut file) = u.verdict.take() {
-            read_said(&mut file, &mut u.said);
-        }
-        String::from_utf8_lossy(&u.said).trim().to_string()
-    }
-
-    /// The upgrade failed: the new manager is stopped, and this one serves on.
-    fn roll_back(&mut self, why: String) {
-        self.roll_back_with(why, true, false)
-    }
-
-    /// `alive` is false once the new manager is reaped: its pid is nobody's to signal.
-    /// `stopping`: the daemon stops, so this manager does not serve on either.
-    fn roll_back_with(&mut self, why: String, alive: bool, stopping: bool) {
-        // Time for the new manager's own stop ladder (QUIT, TERM after graceful_timeout, KILL)
-        // to end its workers, before it gets KILL itself.
-        let graceful = ms(self.config.graceful_timeout).saturating_add(5_000);
-        let Some(u) = self.upgrade.as_mut() else { return };
-        if matches!(u.state, State::RollingBack(_)) {
-            return;
-        }
-        let child = u.child;
-        u.state = State::RollingBack(why.clone());
-        u.verdict = None;
-        if alive {
-            u.kill_at_ms = Some(monotonic_ms().saturating_add(graceful));
-            send(child, Signal::SIGQUIT);
-        }
-        if stopping {
-            warn!(new_manager = child.as_raw(), "upgrade abandoned: the daemon stops, the new manager with it");
-        } else if self.backed_out {
-            error!(new_manager = child.as_raw(), why = %why, "upgrade rolled back: the new manager is stopped; this manager is backed out, with no workers: HUP starts them again");
-        } else {
-            error!(new_manager = child.as_raw(), why = %why, "upgrade rolled back: the new manager is stopped; this manager serves on");
-        }
-        self.last_upgrade = Some(Outcome { new_pid: child.as_raw(), outcome: "rolled back", why });
-        *self.counters.upgrades.entry("rolled_back").or_default() += 1;
-        notify::main_pid(self.pid.as_raw() as u32);
-        notify::status("upgrade rolled back");
-    }
-
-    /// The daemon stops while the new manager starts: it stops too (the stop is the daemon's).
-    pub(super) fn roll_back_for_stop(&mut self) {
-        self.roll_back_with("the daemon is stopping".to_string(), true, true);
-    }
-
-    /// The upgrade's deadlines: the new manager's readiness, or its KILL.
-    pub(super) fn upgrade_deadline(&self) -> Option<u64> {
-        let u = self.upgrade.as_ref()?;
-        match u.state {
-            State::Starting => Some(u.deadline_ms),
-            _ => u.kill_at_ms,
-        }
-    }
-
-    pub(super) fn check_upgrade(&mut self, now: u64) {
-        let Some(u) = self.upgrade.as_mut() else { return };
-        if u.state == State::Starting && now >= u.deadline_ms {
-            let timeout = self.config.upgrade_timeout;
-            self.roll_back(format!("the new manager's workers were not ready within upgrade_timeout ({timeout:?})"));
-            return;
-        }
-        if u.kill_at_ms.is_some_and(|at| now >= at) {
-            warn!(new_manager = u.child.as_raw(), "upgrade: the new manager did not stop within graceful_timeout: KILL");
-            send(u.child, Signal::SIGKILL);
-            u.kill_at_ms = None;
-        }
-    }
-
-    /// A child that is not a worker was reaped: if it is the new manager, the upgrade ends.
-    /// Returns whether it was.
-    pub(super) fn upgrade_child_exited(&mut self, pid: Pid, status: WaitStatus) -> bool {
-        let Some(u) = self.upgrade.as_ref() else { return false };
-        if u.child != pid {
-            return false;
-        }
-        let state = u.state.clone();
-        match state {
-            State::Starting => {
-                // What it said before it ended is the reason; it is reaped, so nothing is signalled.
-                let said = self.said_so_far();
-                let why = match said.strip_prefix("ERR ") {
-                    Some(why) => format!("the new manager failed to start: {why} ({})", describe(status)),
-                    None if matches!(status, WaitStatus::Exited(_, 2)) => format!(
-                        "the new manager ended before its workers were ready: {} (a bad command line or configuration: its reason is in this log or on its stderr)",
-                        describe(status)
-                    ),
-                    None => format!("the new manager ended before its workers were ready: {}", describe(status)),
-                };
-                self.roll_back_with(why, false, self.stop.is_some());
-            }
-            State::RollingBack(_) => {
-                info!(new_manager = pid.as_raw(), status = %describe(status), "upgrade: the new manager has exited");
-                if let Some(o) = self.last_upgrade.as_mut().filter(|o| o.new_pid == pid.as_raw()) {
-                    o.why = format!("{} (it ended: {})", o.why, describe(status));
-                }
-            }
-            State::TookOver if self.stop.is_some() => {}
-            State::TookOver => {
-                if self.backed_out {
-                    warn!(new_manager = pid.as_raw(), status = %describe(status), "the new manager has exited; this manager is backed out: HUP starts its workers again")
-                } else {
-                    info!(new_manager = pid.as_raw(), status = %describe(status), "the new manager has exited; this manager serves (it was backed in)")
-                }
-                // A held upgrade whose new manager is gone while this one lives on was backed out,
-                // whatever it had done before.
-                if let Some(o) = self.last_upgrade.as_mut().filter(|o| o.new_pid == pid.as_raw()) {
-                    o.outcome = "backed out";
-                    o.why = format!("the new manager took over, then exited ({}); this manager is the daemon again", describe(status));
-                }
-                *self.counters.upgrades.entry("backed_out").or_default() += 1;
-            }
-        }
-        // A held old manager outlives the new one: it is the service's main process again.
-        if state == State::TookOver && self.stop.is_none() {
-            notify::main_pid(self.pid.as_raw() as u32);
-        }
-        self.upgrade = None;
-        // Its name back, unless the new manager still has it (it exited; its file is stale) or
-        // someone else took it.
-        if let Some(p) = self.own.as_ref().and_then(|o| o.housework.pid_file.as_ref()) {
-            let (here, name) = (p.path().to_path_buf(), p.home().to_path_buf());
-            if here != name {
-                let names = crate::boot::pidfile::read_pid(&name).ok().flatten();
-                // It names nobody, the new manager that has exited, or (still a link to the
-                // `.oldbin` name) this manager.
-                if names.is_none() || names == Some(pid.as_raw()) || names == Some(self.pid.as_raw()) {
-                    if let Err(e) = self.move_pid_file(false) {
-                        warn!("{e}");
-                    } else {
-                        info!(pid_file = %name.display(), "the pid file names this manager again");
-                    }
-                } else {
-                    warn!(pid_file = %name.display(), "the pid file names another process: this manager keeps {}", here.display());
-                }
-            }
-        }
-        true
-    }
-
-    /// WINCH, `backout`, a held upgrade: every worker retires gracefully; the sockets stay, and
-    /// HUP starts workers again.
-    pub(super) fn back_out(&mut self, why: &str) {
-        if self.stop.is_some() {
-            return;
-        }
-        if self.backed_out {
-            info!(why, "backed out already: no workers; HUP starts them again");
-            return;
-        }
-        self.backed_out = true;
-        let now = monotonic_ms();
-        let slots: Vec<usize> = self.procs.iter().filter(|p| p.stopping.is_none()).map(|p| p.slot).collect();
-        info!(why, workers = slots.len(), "backed out: every worker retires; the sockets stay open; HUP starts workers again");
-        for slot in slots {
-            self.stop_worker(slot, Rung::Quit, Why::Retire, now);
-        }
-    }
-
-    /// WINCH is a terminal's resize too: a manager in a terminal ignores it (gunicorn issues 500
-    /// and 530).
-    pub(super) fn on_winch(&mut self) {
-        if std::fs::File::open("/dev/tty").is_ok() {
-            warn!("WINCH ignored: this manager has a controlling terminal, whose resizes send WINCH (use `backout`)");
-            return;
-        }
-        self.back_out("WINCH");
-    }
-
-    /// What `status` says of upgrades.
-    /// The status's upgrade keys: `upgrade`, `last_upgrade`, `upgraded_from`, `backed_out`.
-    pub(super) fn upgrade_snapshot(&self) -> serde_json::Map<String, serde_json::Value> {
-        let now = monotonic_ms();
-        let current = self.upgrade.as_ref().map(|u| {
-            let (state, why) = match &u.state {
-                State::Starting => ("starting", None),
-                State::TookOver => ("took over", None),
-                State::RollingBack(why) => ("rolling back", Some(why.clone())),
-            };
-            serde_json::json!({
-                "new_pid": u.child.as_raw(),
-                "state": state,
-                "why": why,
-                "hold": u.hold,
-                "age_ms": now.saturating_sub(u.started_ms),
-            })
-        });
-        let last = self.last_upgrade.as_ref().map(|o| serde_json::json!({ "new_pid": o.new_pid, "outcome": o.outcome, "why": o.why }));
-        let mut keys = serde_json::Map::new();
-        keys.insert("upgrade".into(), serde_json::json!(current));
-        keys.insert("last_upgrade".into(), serde_json::json!(last));
-        keys.insert("upgraded_from".into(), serde_json::json!(self.old_manager_runs().map(Pid::as_raw)));
-        keys.insert("backed_out".into(), serde_json::json!(self.backed_out));
-        keys
     }
 }
 

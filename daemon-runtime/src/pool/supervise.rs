@@ -11,8 +11,9 @@
 //!   own connections and drop the overdue ones; the manager does not kill them for it.)
 //! - **Limits**: resident memory over `max_rss`, CPU time over `max_cpu`.
 //! - **Starting** for longer than `start_timeout`: not ready.
-//! - A worker being stopped gets no new verdict; time-based verdicts wait for `judge_after` (a
-//!   manager that was away for longer than a timeout gives everyone one more full timeout).
+//! - A worker being stopped gets no new verdict, but for one: a request past its deadline on a
+//!   worker finishing its work (QUIT) is still cut (TERM). Time-based verdicts about stamps older
+//!   than a manager's return from a long absence wait one more timeout (the stall `Guard`).
 //! - **The ladder**: QUIT, then TERM after `graceful_timeout`, then KILL after a short grace.
 //!   Most verdicts start at QUIT (finish the work in hand); an overdue request starts at TERM,
 //!   since waiting longer would defeat the deadline.
@@ -90,8 +91,9 @@ pub struct Facts {
     pub request_ms: Option<u64>,
     pub rss: Option<u64>,
     pub cpu_ms: Option<u64>,
-    /// The manager is stopping it already (a verdict, a retirement, a stop).
-    pub stopping: bool,
+    /// The rung of the stop ladder the manager has it on already (a verdict, a retirement, a
+    /// stop), if any.
+    pub stopping: Option<Rung>,
 }
 
 /// Why a worker must go.
@@ -138,67 +140,95 @@ fn request_limit(activity: Activity, s: &Settings) -> Option<u64> {
     }
 }
 
-/// Whether `f` must be stopped now, and why. Time-based verdicts (silence, deadlines, a start
-/// that takes too long) wait until `judge_after`.
-pub fn judge(f: &Facts, s: &Settings, now_ms: u64, judge_after: u64) -> Option<Verdict> {
-    if f.stopping || f.activity == Activity::Exiting {
-        return None;
-    }
-    if let (Some(max), Some(rss)) = (s.max_rss, f.rss) {
-        if rss > max {
-            return Some(Verdict::OverMemory { rss });
+/// The stall guard: a manager that was away (stopped, a suspended machine) for longer than a
+/// timeout judges no stamp older than its return (`since_ms`) until `until_ms`: silence then
+/// was the manager's, or the machine's, not the worker's. A request or a start that began after
+/// the return is judged as always.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Guard {
+    pub until_ms: u64,
+    pub since_ms: u64,
+}
+
+impl Guard {
+    /// No guard.
+    pub const NONE: Guard = Guard { until_ms: 0, since_ms: 0 };
+
+    /// When a verdict about a stamp taken at `stamp_ms`, due at `due_ms`, may come.
+    fn release(&self, stamp_ms: u64, due_ms: u64) -> u64 {
+        if stamp_ms < self.since_ms {
+            due_ms.max(self.until_ms)
+        } else {
+            due_ms
         }
     }
-    if let (Some(max), Some(cpu_ms)) = (s.max_cpu_ms, f.cpu_ms) {
-        if cpu_ms > max {
-            return Some(Verdict::OverCpu { cpu_ms });
-        }
-    }
-    if now_ms < judge_after {
-        return None;
-    }
+}
+
+/// The times at which each time-based verdict against `f` comes, if nothing about it changes:
+/// its silence, its request's deadline, its start's.
+fn dues(f: &Facts, s: &Settings, guard: &Guard) -> [Option<(u64, Verdict)>; 3] {
     let long = f.activity == Activity::Long;
-    if let (Some(limit), Some(started_ms)) = (request_limit(f.activity, s), f.request_ms) {
-        if now_ms.saturating_sub(started_ms) > limit {
-            return Some(Verdict::Overdue { started_ms, long });
+    let silence = silence_limit(f.activity, s).map(|limit| {
+        let due = f.heartbeat_ms.saturating_add(limit).saturating_add(1);
+        (guard.release(f.heartbeat_ms, due), Verdict::Silent { since_ms: f.heartbeat_ms, long })
+    });
+    let request = request_limit(f.activity, s).zip(f.request_ms).map(|(limit, started_ms)| {
+        let due = started_ms.saturating_add(limit).saturating_add(1);
+        (guard.release(started_ms, due), Verdict::Overdue { started_ms, long })
+    });
+    let start = (f.activity == Activity::Starting).then(|| {
+        let due = f.started_ms.saturating_add(s.start_timeout_ms).saturating_add(1);
+        (guard.release(f.started_ms, due), Verdict::NotReady)
+    });
+    // A worker finishing its work (on the QUIT rung) keeps only its request's deadline: a
+    // retirement or a graceful stop does not let a request run past it.
+    match f.stopping {
+        None => [request, silence, start],
+        Some(Rung::Quit) => [request, None, None],
+        Some(_) => [None, None, None],
+    }
+}
+
+/// Whether `f` must be stopped now, and why. Time-based verdicts (silence, deadlines, a start
+/// that takes too long) respect the stall guard.
+pub fn judge(f: &Facts, s: &Settings, now_ms: u64, guard: &Guard) -> Option<Verdict> {
+    if f.activity == Activity::Exiting && f.stopping.is_none() {
+        return None;
+    }
+    if f.stopping.is_none() {
+        if let (Some(max), Some(rss)) = (s.max_rss, f.rss) {
+            if rss > max {
+                return Some(Verdict::OverMemory { rss });
+            }
+        }
+        if let (Some(max), Some(cpu_ms)) = (s.max_cpu_ms, f.cpu_ms) {
+            if cpu_ms > max {
+                return Some(Verdict::OverCpu { cpu_ms });
+            }
         }
     }
-    if let Some(limit) = silence_limit(f.activity, s) {
-        if now_ms.saturating_sub(f.heartbeat_ms) > limit {
-            return Some(Verdict::Silent { since_ms: f.heartbeat_ms, long });
-        }
-    }
-    if f.activity == Activity::Starting && now_ms.saturating_sub(f.started_ms) > s.start_timeout_ms {
-        return Some(Verdict::NotReady);
-    }
-    None
+    dues(f, s, guard).into_iter().flatten().find(|(due, _)| now_ms >= *due).map(|(_, v)| v)
 }
 
 /// The earliest time at which [`judge`] could find against `f` if nothing about it changes (no
 /// new heartbeat, no new request): when the manager must look again. `None`: never.
-pub fn next_check(f: &Facts, s: &Settings, judge_after: u64) -> Option<u64> {
-    if f.stopping || f.activity == Activity::Exiting {
+pub fn next_check(f: &Facts, s: &Settings, guard: &Guard) -> Option<u64> {
+    if f.activity == Activity::Exiting && f.stopping.is_none() {
         return None;
     }
-    let silence = silence_limit(f.activity, s).map(|limit| f.heartbeat_ms.saturating_add(limit).saturating_add(1));
-    let request = request_limit(f.activity, s)
-        .zip(f.request_ms)
-        .map(|(limit, started)| started.saturating_add(limit).saturating_add(1));
-    let start = (f.activity == Activity::Starting)
-        .then(|| f.started_ms.saturating_add(s.start_timeout_ms).saturating_add(1));
-    [silence, request, start].into_iter().flatten().min().map(|at| at.max(judge_after))
+    dues(f, s, guard).into_iter().flatten().map(|(due, _)| due).min()
 }
 
 /// Every worker judged at once: the verdicts due now, and the earliest time a verdict could
 /// next come for a worker that has none now (`None`: never, unless a worker tells the manager).
 /// The manager's only reason to wake for supervision.
-pub fn sweep<K: Copy>(workers: impl IntoIterator<Item = (K, Facts, Settings)>, now_ms: u64, judge_after: u64) -> (Vec<(K, Verdict)>, Option<u64>) {
+pub fn sweep<K: Copy>(workers: impl IntoIterator<Item = (K, Facts, Settings)>, now_ms: u64, guard: &Guard) -> (Vec<(K, Verdict)>, Option<u64>) {
     let mut verdicts = Vec::new();
     let mut next = None::<u64>;
     for (key, f, s) in workers {
-        if let Some(v) = judge(&f, &s, now_ms, judge_after) {
+        if let Some(v) = judge(&f, &s, now_ms, guard) {
             verdicts.push((key, v));
-        } else if let Some(at) = next_check(&f, &s, judge_after) {
+        } else if let Some(at) = next_check(&f, &s, guard) {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
     }
@@ -211,7 +241,7 @@ pub fn sweep<K: Copy>(workers: impl IntoIterator<Item = (K, Facts, Settings)>, n
 /// when it looks, so without this a request that began after it went to sleep would be judged
 /// at the next unrelated wake-up, or never.
 pub fn must_wake(f: &Facts, s: &Settings, now_ms: u64, wake_by: u64) -> bool {
-    judge(f, s, now_ms, 0).is_some() || next_check(f, s, 0).is_some_and(|at| at < wake_by)
+    judge(f, s, now_ms, &Guard::NONE).is_some() || next_check(f, s, &Guard::NONE).is_some_and(|at| at < wake_by)
 }
 
 /// A step of the stop ladder: the signal it sends.
@@ -260,7 +290,9 @@ impl Ladder {
 pub enum Ending {
     Exited(i32),
     /// The signal's number.
-    Signaled(i32),
+    /// `fault`: a signal that means the worker broke itself (SEGV, BUS, ILL, FPE, ABRT, SYS,
+    /// TRAP), not that someone ended it (the driver tells which).
+    Signaled { fault: bool },
 }
 
 /// What a death means for the pool.
@@ -273,12 +305,6 @@ pub enum Death {
     Crash,
     /// Killed from outside, or a failure after a healthy life: replaced at once.
     Unexpected,
-}
-
-/// Signals that mean the worker broke itself, not that someone ended it.
-fn is_fault(signal: i32) -> bool {
-    [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGABRT, libc::SIGSYS, libc::SIGTRAP]
-        .contains(&signal)
 }
 
 /// Everything the manager knows about a death.
@@ -300,7 +326,7 @@ pub fn classify(e: &Exit, min_lifetime_ms: u64) -> Death {
     let own_fault = e.gave_up
         || match e.ending {
             Ending::Exited(code) => code != 0,
-            Ending::Signaled(sig) => is_fault(sig),
+            Ending::Signaled { fault } => fault,
         };
     if e.asked {
         return Death::Expected;
@@ -539,6 +565,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Every stamp held until `until` (a manager that has just come back).
+    fn held(until: u64) -> Guard {
+        Guard { until_ms: until, since_ms: u64::MAX }
+    }
+
+    const NO: &Guard = &Guard::NONE;
+
     const S: Settings = Settings {
         heartbeat_timeout_ms: Some(30_000),
         request_timeout_ms: Some(10_000),
@@ -559,50 +592,50 @@ mod tests {
             request_ms: None,
             rss: Some(1 << 20),
             cpu_ms: Some(10),
-            stopping: false,
+            stopping: None,
         }
     }
 
     #[test]
     fn silence_past_the_timeout_is_a_verdict_and_the_check_is_due_then() {
         let f = idle(1_000);
-        assert_eq!(judge(&f, &S, 31_000, 0), None);
-        assert_eq!(next_check(&f, &S, 0), Some(31_001));
-        assert_eq!(judge(&f, &S, 31_001, 0), Some(Verdict::Silent { since_ms: 1_000, long: false }));
-        assert_eq!(judge(&f, &S, 31_001, 0).map(|v| v.first_rung()), Some(Rung::Quit));
+        assert_eq!(judge(&f, &S, 31_000, NO), None);
+        assert_eq!(next_check(&f, &S, NO), Some(31_001));
+        assert_eq!(judge(&f, &S, 31_001, NO), Some(Verdict::Silent { since_ms: 1_000, long: false }));
+        assert_eq!(judge(&f, &S, 31_001, NO).map(|v| v.first_rung()), Some(Rung::Quit));
         // A manager that was away waits one more timeout.
-        assert_eq!(judge(&f, &S, 40_000, 61_000), None);
-        assert_eq!(next_check(&f, &S, 61_000), Some(61_000));
+        assert_eq!(judge(&f, &S, 40_000, &held(61_000)), None);
+        assert_eq!(next_check(&f, &S, &held(61_000)), Some(61_000));
     }
 
     #[test]
     fn a_long_request_is_judged_by_the_long_timeout_alone() {
         let f = Facts { activity: Activity::Long, request_ms: Some(1_000), ..idle(1_000) };
-        assert_eq!(judge(&f, &S, 50_000, 0), None, "silent, but long work is allowed to be");
-        assert_eq!(judge(&f, &S, 61_001, 0), Some(Verdict::Overdue { started_ms: 1_000, long: true }));
+        assert_eq!(judge(&f, &S, 50_000, NO), None, "silent, but long work is allowed to be");
+        assert_eq!(judge(&f, &S, 61_001, NO), Some(Verdict::Overdue { started_ms: 1_000, long: true }));
         let off = Settings { long_request_timeout_ms: None, ..S };
-        assert_eq!(judge(&f, &off, 10_000_000, 0), None);
+        assert_eq!(judge(&f, &off, 10_000_000, NO), None);
     }
 
     #[test]
     fn an_overdue_request_starts_at_term_and_only_the_classic_model_is_judged() {
         let f = Facts { activity: Activity::Request, request_ms: Some(0), ..idle(20_000) };
-        let v = judge(&f, &S, 10_001, 0);
+        let v = judge(&f, &S, 10_001, NO);
         assert_eq!(v, Some(Verdict::Overdue { started_ms: 0, long: false }));
         assert_eq!(v.map(|v| v.first_rung()), Some(Rung::Term));
         let async_model = Settings { manager_judges_requests: false, ..S };
-        assert_eq!(judge(&f, &async_model, 10_001, 0), None);
+        assert_eq!(judge(&f, &async_model, 10_001, NO), None);
     }
 
     #[test]
     fn limits_and_a_start_too_long() {
         let fat = Facts { rss: Some(200 << 20), ..idle(0) };
-        assert_eq!(judge(&fat, &S, 1, 10), Some(Verdict::OverMemory { rss: 200 << 20 }), "no guard: not time-based");
+        assert_eq!(judge(&fat, &S, 1, &held(10)), Some(Verdict::OverMemory { rss: 200 << 20 }), "no guard: not time-based");
         let busy = Facts { cpu_ms: Some(3_600_001), ..idle(0) };
-        assert_eq!(judge(&busy, &S, 1, 0), Some(Verdict::OverCpu { cpu_ms: 3_600_001 }));
+        assert_eq!(judge(&busy, &S, 1, NO), Some(Verdict::OverCpu { cpu_ms: 3_600_001 }));
         let starting = Facts { activity: Activity::Starting, ..idle(0) };
-        assert_eq!(judge(&starting, &S, 60_000, 0), None);
-        assert_eq!(judge(&starting, &S, 60_001, 0), Some(Verdict::NotReady));
+        assert_eq!(judge(&starting, &S, 60_000, NO), None);
+        assert_eq!(judge(&starting, &S, 60_001, NO), Some(Verdict::NotReady));
     }
 
     #[test]
@@ -619,12 +652,12 @@ mod tests {
     #[test]
     fn deaths_are_told_apart() {
         let base = Exit { ending: Ending::Exited(0), asked: false, announced: false, was_ready: true, gave_up: false, lived_ms: 50 };
-        assert_eq!(classify(&Exit { asked: true, ending: Ending::Signaled(libc::SIGKILL), ..base }, 1_000), Death::Expected);
-        assert_eq!(classify(&Exit { was_ready: false, ending: Ending::Signaled(libc::SIGKILL), ..base }, 1_000), Death::Crash);
+        assert_eq!(classify(&Exit { asked: true, ending: Ending::Signaled { fault: false }, ..base }, 1_000), Death::Expected);
+        assert_eq!(classify(&Exit { was_ready: false, ending: Ending::Signaled { fault: false }, ..base }, 1_000), Death::Crash);
         assert_eq!(classify(&Exit { ending: Ending::Exited(1), ..base }, 1_000), Death::Crash);
-        assert_eq!(classify(&Exit { ending: Ending::Signaled(libc::SIGABRT), ..base }, 1_000), Death::Crash);
-        assert_eq!(classify(&Exit { ending: Ending::Signaled(libc::SIGABRT), lived_ms: 5_000, ..base }, 1_000), Death::Unexpected);
-        assert_eq!(classify(&Exit { ending: Ending::Signaled(libc::SIGKILL), ..base }, 1_000), Death::Unexpected, "killed from outside");
+        assert_eq!(classify(&Exit { ending: Ending::Signaled { fault: true }, ..base }, 1_000), Death::Crash);
+        assert_eq!(classify(&Exit { ending: Ending::Signaled { fault: true }, lived_ms: 5_000, ..base }, 1_000), Death::Unexpected);
+        assert_eq!(classify(&Exit { ending: Ending::Signaled { fault: false }, ..base }, 1_000), Death::Unexpected, "killed from outside");
         assert_eq!(classify(&Exit { announced: true, ..base }, 1_000), Death::Expected, "recycled");
         assert_eq!(classify(&Exit { gave_up: true, lived_ms: 9_000, ..base }, 1_000), Death::Crash);
     }
@@ -730,7 +763,8 @@ mod tests {
     }
 
     fn facts() -> impl Strategy<Value = Facts> {
-        (activity(), 0u64..1_000_000, 0u64..1_000_000, prop::option::of(0u64..1_000_000), prop::option::of(0u64..1 << 31), prop::option::of(0u64..200_000), any::<bool>())
+        let rung = prop_oneof![Just(Rung::Quit), Just(Rung::Term), Just(Rung::Kill)];
+        (activity(), 0u64..1_000_000, 0u64..1_000_000, prop::option::of(0u64..1_000_000), prop::option::of(0u64..1 << 31), prop::option::of(0u64..200_000), prop::option::of(rung))
             .prop_map(|(activity, started_ms, heartbeat_ms, request_ms, rss, cpu_ms, stopping)| Facts {
                 activity,
                 started_ms,
@@ -752,28 +786,37 @@ mod tests {
                 && s.max_rss.zip(f.rss).map_or(true, |(m, r)| r <= m)
                 && s.max_cpu_ms.zip(f.cpu_ms).map_or(true, |(m, c)| c <= m);
             if fresh {
-                prop_assert_eq!(judge(&f, &s, now, 0), None);
+                prop_assert_eq!(judge(&f, &s, now, NO), None);
             }
         }
 
         #[test]
         fn never_judges_twice_for_one_verdict(s in settings(), f in facts(), now in 0u64..2_000_000) {
-            // Once the manager stops a worker (for a verdict or anything else), no verdict follows.
-            let stopping = Facts { stopping: true, ..f };
-            prop_assert_eq!(judge(&stopping, &s, now, 0), None);
-            prop_assert_eq!(next_check(&stopping, &s, 0), None);
+            // Once the manager stops a worker (for a verdict or anything else), no verdict follows
+            // but one: a worker finishing its work (QUIT) still has its request's deadline, which
+            // climbs to TERM.
+            for rung in [Rung::Term, Rung::Kill] {
+                let stopping = Facts { stopping: Some(rung), ..f };
+                prop_assert_eq!(judge(&stopping, &s, now, NO), None);
+                prop_assert_eq!(next_check(&stopping, &s, NO), None);
+            }
+            let finishing = Facts { stopping: Some(Rung::Quit), ..f };
+            if let Some(v) = judge(&finishing, &s, now, NO) {
+                prop_assert!(matches!(v, Verdict::Overdue { .. }) && v.first_rung() > Rung::Quit, "{:?}", v);
+            }
         }
 
         #[test]
-        fn the_next_check_is_exactly_when_a_time_verdict_can_first_come(s in settings(), f in facts(), guard in 0u64..2_000_000) {
+        fn the_next_check_is_exactly_when_a_time_verdict_can_first_come(s in settings(), f in facts(), until in 0u64..2_000_000) {
+            let guard = &held(until);
             // Without the limits (not time-based), judging before the next check finds nothing,
             // and judging at it finds something.
             let f = Facts { rss: None, cpu_ms: None, ..f };
             match next_check(&f, &s, guard) {
                 None => prop_assert_eq!(judge(&f, &s, 10_000_000, guard), None),
                 Some(at) => {
-                    prop_assert!(at >= guard);
-                    if at > 0 { prop_assert_eq!(judge(&f, &s, at - 1, guard.min(at - 1)).filter(|_| at - 1 >= guard), None); }
+                    prop_assert!(at >= until);
+                    if at > 0 { prop_assert_eq!(judge(&f, &s, at - 1, guard), None); }
                     prop_assert!(judge(&f, &s, at, guard).is_some());
                 }
             }
@@ -783,9 +826,11 @@ mod tests {
         fn the_manager_wakes_before_any_verdict_it_has_not_given(
             workers in prop::collection::vec((facts(), settings()), 0..8),
             now in 0u64..2_000_000,
-            guard in 0u64..2_000_000,
+            until in 0u64..2_000_000,
+            since in 0u64..2_000_000,
             probe in 0u64..=1_000,
         ) {
+            let guard = &Guard { until_ms: until, since_ms: since };
             // The sweep's verdicts are judge's; every worker without one has none until the wake-up
             // it asks for (probed at the last moment before it, and somewhere in between).
             let (verdicts, next) = sweep(workers.iter().enumerate().map(|(i, (f, s))| (i, *f, *s)), now, guard);
@@ -820,15 +865,15 @@ mod tests {
                 started_ms: clamp(f.started_ms),
                 heartbeat_ms: clamp(f.heartbeat_ms),
                 request_ms: f.request_ms.map(clamp),
-                stopping: false,
+                stopping: None,
                 ..f
             };
             let wake_by = at.saturating_add(wake_in);
             if !must_wake(&g, &s, at, wake_by) {
                 let last = wake_by - 1;
                 let middle = at + (last - at) * probe / 1_000;
-                prop_assert_eq!(judge(&g, &s, last, 0), None);
-                prop_assert_eq!(judge(&g, &s, middle, 0), None);
+                prop_assert_eq!(judge(&g, &s, last, NO), None);
+                prop_assert_eq!(judge(&g, &s, middle, NO), None);
             }
         }
 

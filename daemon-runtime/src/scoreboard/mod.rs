@@ -20,10 +20,11 @@ use crate::sys::{coarse_ms, monotonic_ms, Shared, ZeroValid};
 pub(crate) const SLOTS: usize = 4096;
 
 /// A worker's state, as the letters of Apache's mod_status and POE's scoreboard.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(u8)]
 pub enum State {
     /// ' ' no worker in this slot.
+    #[default]
     Empty = b' ',
     /// 'F' the manager is forking it.
     Forking = b'F',
@@ -137,8 +138,7 @@ impl Rules {
 #[repr(C, align(64))]
 struct ManagerLine {
     /// When the manager means to wake next (ms on the monotonic clock); `u64::MAX` while it is
-    /// awake (it looks again before it sleeps) or means to sleep until something happens; 0
-    /// while it judges nobody (the daemon stops): then no change is worth a wake-up.
+    /// awake (it looks again before it sleeps) or means to sleep until something happens.
     wake_by: AtomicU64,
 }
 
@@ -230,13 +230,12 @@ pub(crate) struct Scoreboard {
 }
 
 /// What the manager reads of one slot.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct SlotView {
     pub state: State,
     pub room: bool,
     pub active: u32,
     pub requests: u64,
-    pub started_ms: u64,
     pub heartbeat_ms: u64,
     /// When its current request started, if it serves one.
     pub request_ms: Option<u64>,
@@ -274,11 +273,6 @@ impl Scoreboard {
     pub(crate) fn awake(&self) {
         self.board.get().manager.wake_by.store(u64::MAX, Ordering::Relaxed);
         fence(Ordering::SeqCst);
-    }
-
-    /// The manager judges no worker any more (the daemon stops): workers need not wake it.
-    pub(crate) fn judging_nobody(&self) {
-        self.board.get().manager.wake_by.store(0, Ordering::Relaxed);
     }
 
     /// The manager sleeps until `at` (`None`: until something happens).
@@ -362,7 +356,6 @@ impl Scoreboard {
             room: s.room.load(Ordering::Acquire),
             active: s.active.load(Ordering::Relaxed),
             requests: s.requests.load(Ordering::Relaxed),
-            started_ms: s.started_ms.load(Ordering::Relaxed),
             heartbeat_ms: s.heartbeat_ms.load(Ordering::Relaxed),
             request_ms: Some(s.request_ms.load(Ordering::Relaxed)).filter(|&t| t != 0),
             rss: s.rss.load(Ordering::Relaxed),
@@ -462,7 +455,7 @@ impl WorkerSlot {
             request_ms: Some(s.request_ms.load(Ordering::Relaxed)).filter(|&t| t != 0),
             rss: Some(s.rss.load(Ordering::Relaxed)).filter(|&r| r > 0),
             cpu_ms: Some(s.cpu_ms.load(Ordering::Relaxed)).filter(|&c| c > 0),
-            stopping: false,
+            stopping: None,
         }
     }
 
@@ -472,9 +465,6 @@ impl WorkerSlot {
     fn tell_if_due(&self) {
         fence(Ordering::SeqCst);
         let wake_by = self.board.get().manager.wake_by.load(Ordering::Relaxed);
-        if wake_by == 0 {
-            return;
-        }
         let rules = self.header().rules.load();
         if supervise::must_wake(&self.facts(), &rules, coarse_ms(), wake_by) {
             self.wake_manager();
@@ -634,11 +624,6 @@ impl WorkerSlot {
     }
 }
 
-/// The state letters of the given slots, as `status` prints them.
-pub(crate) fn letters(board: &Scoreboard, slots: impl IntoIterator<Item = usize>) -> String {
-    slots.into_iter().map(|i| board.view(i).state.letter()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -754,9 +739,5 @@ mod tests {
         assert_eq!(pending(&r), 0);
         a.measured(100 << 20, 5);
         assert_eq!(pending(&r), 1, "over max_rss");
-        // A stopping manager judges nobody: nothing is worth waking it for.
-        sb.judging_nobody();
-        a.measured(200 << 20, 5);
-        assert_eq!(pending(&r), 0);
     }
 }

@@ -12,6 +12,11 @@ use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, Stat
 use netlink_packet_sock_diag::SockDiagMessage;
 use nix::sys::socket::{recv, send, socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType};
 
+/// TCP states (include/net/tcp_states.h) that are not a live connection's.
+const TCP_TIME_WAIT: u8 = 6;
+const TCP_CLOSE: u8 = 7;
+const TCP_LISTEN: u8 = 10;
+
 /// An address as the kernel files it: an IPv4 client of a dual-stack socket (`::ffff:a.b.c.d`)
 /// has an IPv4 socket.
 fn unmapped(addr: SocketAddr) -> SocketAddr {
@@ -67,7 +72,16 @@ pub(crate) fn tcp_owner(local: SocketAddr, remote: SocketAddr) -> io::Result<Opt
     let answer = NetlinkMessage::<SockDiagMessage>::deserialize(&buf[..n])
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("sock_diag answered something unreadable: {e}")))?;
     match answer.payload {
-        NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => Ok(Some(r.header.uid)),
+        // The kernel's lookup falls back to a listening socket on the same port (a wildcard one
+        // matches any address): only the connected socket with exactly these addresses is the
+        // client's. A socket in TIME_WAIT has no owner any more (the kernel says uid 0).
+        NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
+            let id = &r.header.socket_id;
+            let exact = unmapped(SocketAddr::new(id.source_address, id.source_port)) == local
+                && unmapped(SocketAddr::new(id.destination_address, id.destination_port)) == remote;
+            let connected = !matches!(r.header.state, TCP_LISTEN | TCP_TIME_WAIT | TCP_CLOSE);
+            Ok((exact && connected).then_some(r.header.uid))
+        }
         NetlinkPayload::Error(e) if e.code.is_some_and(|c| c.get() == -libc::ENOENT) => Ok(None),
         NetlinkPayload::Error(e) => Err(e.to_io()),
         other => Err(io::Error::new(io::ErrorKind::InvalidData, format!("sock_diag answered {other:?}"))),
@@ -92,6 +106,17 @@ mod tests {
         drop(client);
         let nobody = SocketAddr::from(([127, 0, 0, 1], 1));
         assert_eq!(tcp_owner(nobody, local).expect("sock_diag"), None);
+    }
+
+    #[test]
+    fn a_listening_socket_on_the_same_port_is_not_the_client() {
+        // The kernel's exact lookup falls back to a listener on the client's port: a client from
+        // elsewhere that picks that port as its own must not borrow the listener's owner.
+        let listener = TcpListener::bind("0.0.0.0:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let far_client = SocketAddr::from(([10, 99, 0, 2], port));
+        let here = SocketAddr::from(([127, 0, 0, 1], 9));
+        assert_eq!(tcp_owner(far_client, here).expect("sock_diag"), None);
     }
 
     #[test]

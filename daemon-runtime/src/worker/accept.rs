@@ -174,3 +174,9 @@ pub(super) fn accept(listener: BorrowedFd<'_>, nonblocking: bool) -> io::Result<
         }
     }
 }
+
+/// One connection from a listener, or None if there is none waiting (for the post-forking
+/// manager, which must never block).
+pub(crate) fn accept_one(listener: BorrowedFd<'_>) -> io::Result<Option<TcpStream>> {
+    accept(listener, false)
+}

@@ -2,7 +2,7 @@
 //! signals and its parent-death signal, runs the on_child hooks, then serves connections from the
 //! inherited listeners until it is told to stop or has served its quota, and ends with `_exit`.
 
-mod accept;
+pub(crate) mod accept;
 mod asynchronous;
 mod blocking;
 pub(crate) mod connection;
@@ -52,13 +52,6 @@ pub fn long() -> bool {
     let _ = CONNECTION.try_with(|t| t.mark_long());
     slot.set_long(true);
     true
-}
-
-/// One connection from a listener, or None if there is none waiting (for the post-forking
-/// manager, which must never block).
-pub(crate) fn accept_one(listener: std::os::fd::BorrowedFd<'_>) -> std::io::Result<Option<std::net::TcpStream>> {
-    let stream = accept::accept(listener, false)?;
-    Ok(stream)
 }
 
 /// Whether this worker's graceful stop has begun (for `daemon::stopping()`).

@@ -6,8 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use nix::unistd::Pid;
-
+use super::Pid;
 use crate::pool::supervise::{Ladder, Verdict};
 use crate::scoreboard::SLOTS;
 
@@ -41,12 +40,16 @@ impl Why {
 pub(crate) struct Stopping {
     pub ladder: Ladder,
     pub why: Why,
+    /// The ladder climbed because the worker did not stop in time (not because a stronger stop
+    /// was asked).
+    pub climbed: bool,
 }
 
 /// One worker.
 #[derive(Debug)]
 pub(crate) struct Proc {
-    pub pid: Pid,
+    /// `None` until the driver says the fork worked.
+    pub pid: Option<Pid>,
     pub slot: usize,
     pub pool: usize,
     pub generation: u32,
@@ -109,8 +112,27 @@ impl Procs {
     }
 
     pub(crate) fn insert(&mut self, proc: Proc) {
-        self.by_pid.insert(proc.pid, proc.slot);
+        if let Some(pid) = proc.pid {
+            self.by_pid.insert(pid, proc.slot);
+        }
         self.by_slot.insert(proc.slot, proc);
+    }
+
+    /// The pid of the worker forked into `slot`, once the fork is confirmed.
+    pub(crate) fn set_pid(&mut self, slot: usize, pid: Pid) {
+        if let Some(p) = self.by_slot.get_mut(&slot) {
+            p.pid = Some(pid);
+            self.by_pid.insert(pid, slot);
+        }
+    }
+
+    /// A worker whose fork failed: its slot is free again.
+    pub(crate) fn remove_slot(&mut self, slot: usize) -> Option<Proc> {
+        let p = self.by_slot.remove(&slot)?;
+        if let Some(pid) = p.pid {
+            self.by_pid.remove(&pid);
+        }
+        Some(p)
     }
 
     /// The worker with this pid, taken out of the table. A pid that is not a worker's (an orphan

@@ -2,29 +2,38 @@
 
 use serde_json::{json, Value};
 
-use super::Manager;
-use crate::sys::monotonic_ms;
+use super::{Board, Core};
 
-impl Manager {
-    pub(super) fn snapshot(&self) -> Value {
-        let now = monotonic_ms();
+impl Core {
+    pub(super) fn snapshot(&self, now: u64, board: &dyn Board) -> Value {
+        if self.plain {
+            return json!({
+                "pid": self.pid.0,
+                "package": self.package.name,
+                "mode": "plain",
+                "version": self.package.version,
+                "uptime_ms": now.saturating_sub(self.started_ms),
+                "stopping": self.stop.is_some(),
+                "workers": [],
+            });
+        }
         let workers: Vec<Value> = self
             .procs
             .iter()
             .map(|p| {
-                let v = self.board.view(p.slot);
+                let v = board.view(p.slot);
                 json!({
                     "pool": self.pools.get(&p.pool).map(|pool| pool.name.as_str()),
                     "slot": p.slot,
-                    "pid": p.pid.as_raw(),
-                    "state": v.state.letter().to_string(),
+                    "pid": p.pid.map(|p| p.0),
+                    "state": self.state_of(p, board).letter().to_string(),
                     "generation": p.generation,
                     "requests": v.requests,
                     "active": v.active,
                     "age_ms": now.saturating_sub(p.started_ms),
                     "last_heartbeat_ms": now.saturating_sub(v.heartbeat_ms),
                     "request_age_ms": v.request_ms.map(|t| now.saturating_sub(t)),
-                    "request": self.board.request_label(p.slot),
+                    "request": board.request_label(p.slot),
                     "rss": v.rss,
                     "cpu_ms": v.cpu_ms,
                     "stopping": p.stopping.map(|s| s.why.describe()),
@@ -50,7 +59,7 @@ impl Manager {
                     "name": pool.name,
                     "kind": pool.kind.name(),
                     "generation": pool.generation,
-                    "scoreboard": self.letters(pool.index),
+                    "scoreboard": self.letters(pool.index, board),
                     "workers": self.procs.iter().filter(|p| p.pool == pool.index).count(),
                     "limits": {
                         "workers": l.workers,
@@ -71,9 +80,9 @@ impl Manager {
         // The first pool (the serving one, when there is one) is the daemon's mode.
         let main = self.pools.values().next();
         let mut status = json!({
-            "pid": self.pid.as_raw(),
-            "package": self.package().name,
-            "version": self.package().version,
+            "pid": self.pid.0,
+            "package": self.package.name,
+            "version": self.package.version,
             "mode": main.map_or("none", |p| p.kind.name()),
             "generation": main.map_or(0, |p| p.generation),
             "pools": pools,
@@ -81,7 +90,7 @@ impl Manager {
             "workers": workers,
         });
         if let Some(keys) = status.as_object_mut() {
-            keys.extend(self.upgrade_snapshot());
+            keys.extend(self.upgrade_snapshot(now));
         }
         status
     }

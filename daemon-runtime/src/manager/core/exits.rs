@@ -4,17 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use nix::sys::wait::WaitStatus;
-
-/// An exit status as people read it.
-pub(crate) fn describe(status: WaitStatus) -> String {
-    match status {
-        WaitStatus::Exited(_, code) => format!("exit status {code}"),
-        WaitStatus::Signaled(_, sig, _) => format!("killed by {sig}"),
-        other => format!("{other:?}"),
-    }
-}
-
 /// How long a window lasts (also the least time between two saturation warnings).
 pub(crate) const WINDOW_MS: u64 = 10_000;
 

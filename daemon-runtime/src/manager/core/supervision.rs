@@ -2,16 +2,13 @@
 //! and what each death means for the pool (backoff, crash loops, a failing start), with a log
 //! that says each thing once.
 
-use nix::sys::signal::Signal;
-use nix::sys::wait::WaitStatus;
 use tracing::{error, info, warn};
 
 use super::procs::{Proc, Why};
-use super::{send, signal_of, Manager, StopKind};
+use super::{signal_of, Board, BoardWrite, Command, Core, ExitStatus, Hook, Notify, Sig};
 use crate::hooks::Reaped;
-use crate::pool::Kind;
-use crate::boot::notify;
 use crate::pool::supervise::{self, Activity, Change, Death, Ending, Exit, Facts, Verdict};
+use crate::pool::Kind;
 use crate::scoreboard::{SlotView, State};
 
 /// How a scoreboard letter reads as supervision's activity.
@@ -33,8 +30,13 @@ fn facts(p: &Proc, v: &SlotView) -> Facts {
         request_ms: v.request_ms,
         rss: Some(v.rss).filter(|&r| r > 0),
         cpu_ms: Some(v.cpu_ms).filter(|&c| c > 0),
-        stopping: p.stopping.is_some(),
+        stopping: p.stopping.map(|s| s.ladder.rung),
     }
+}
+
+/// The pool of the worker in `slot`.
+fn slot_pool(procs: &super::procs::Procs, slot: usize) -> usize {
+    procs.get(slot).map_or(usize::MAX, |p| p.pool)
 }
 
 /// `1234ms` as people read it.
@@ -46,27 +48,33 @@ fn human(ms: u64) -> String {
     }
 }
 
-impl Manager {
+impl Core {
     /// Judges every worker; stops those a verdict is against. Returns when to judge again.
-    pub(super) fn supervise(&mut self, now: u64) -> Option<u64> {
-        let workers = self.procs.iter().filter_map(|p| {
+    /// A worker whose fork is not confirmed yet has no facts to judge.
+    pub(super) fn supervise(&mut self, now: u64, board: &dyn Board) -> Option<u64> {
+        let workers = self.procs.iter().filter(|p| p.pid.is_some()).filter_map(|p| {
             let s = self.pools.get(&p.pool)?.supervision;
-            Some((p.slot, facts(p, &self.board.view(p.slot)), s))
+            Some((p.slot, facts(p, &board.view(p.slot)), s))
         });
-        let (verdicts, next) = supervise::sweep(workers, now, self.judge_after);
+        let (verdicts, mut next) = supervise::sweep(workers, now, &self.guard);
         for (slot, verdict) in verdicts {
-            self.log_verdict(slot, &verdict, now);
+            self.log_verdict(slot, &verdict, now, board);
             self.stop_worker(slot, verdict.first_rung(), Why::Verdict(verdict), now);
+            // Stopped (QUIT) for one limit, it keeps its request's deadline.
+            let (Some(p), Some(s)) = (self.procs.get(slot), self.pools.get(&slot_pool(&self.procs, slot)).map(|pool| pool.supervision)) else { continue };
+            if let Some(at) = supervise::next_check(&facts(p, &board.view(slot)), &s, &self.guard) {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
         }
         next
     }
 
-    fn log_verdict(&self, slot: usize, verdict: &Verdict, now: u64) {
+    fn log_verdict(&self, slot: usize, verdict: &Verdict, now: u64, board: &dyn Board) {
         let Some(p) = self.procs.get(slot) else { return };
-        let v = self.board.view(slot);
-        let pid = p.pid.as_raw();
+        let v = board.view(slot);
+        let pid = p.pid.map_or(0, |p| p.0);
         let state = v.state.letter().to_string();
-        let request = self.board.request_label(slot).unwrap_or_else(|| "(not described)".to_string());
+        let request = board.request_label(slot).unwrap_or_else(|| "(not described)".to_string());
         let request_age = v.request_ms.map(|t| human(now.saturating_sub(t))).unwrap_or_else(|| "none".into());
         let Some(s) = self.pools.get(&p.pool).map(|pool| pool.supervision) else { return };
         let pool = self.pools.get(&p.pool).map(|pool| pool.name.as_str()).unwrap_or("?");
@@ -107,18 +115,16 @@ impl Manager {
     /// not stop in time. Returns the next rung's time.
     pub(super) fn climb_ladders(&mut self, now: u64) -> Option<u64> {
         let mut next = None::<u64>;
-        let mut had_to_kill = false;
+        let mut signals = Vec::new();
         for p in self.procs.iter_mut() {
             let Some(s) = self.pools.get(&p.pool).map(|pool| pool.supervision) else { continue };
             let Some(stopping) = p.stopping.as_mut() else { continue };
+            // Not forked yet: its ladder starts once its pid is known.
+            let Some(pid) = p.pid else { continue };
             if let Some(rung) = stopping.ladder.climb(&s, now) {
-                warn!(
-                    slot = p.slot,
-                    pid = p.pid.as_raw(),
-                    signal = %signal_of(rung),
-                    "worker did not stop in time: climbing the stop ladder"
-                );
-                send(p.pid, signal_of(rung));
+                stopping.climbed = true;
+                warn!(slot = p.slot, pid = pid.0, signal = signal_of(rung).name(), "worker did not stop in time: climbing the stop ladder");
+                signals.push((pid, signal_of(rung)));
             }
             if let Some((_, due)) = stopping.ladder.next(&s) {
                 next = Some(next.map_or(due, |n| n.min(due)));
@@ -126,35 +132,37 @@ impl Manager {
         }
         for (pid, child) in self.procs.foreign_mut() {
             if child.kill_at_ms.is_some_and(|at| at <= now) {
-                warn!(pid = pid.as_raw(), "foreign child did not stop within graceful_timeout: KILL");
-                send(pid, Signal::SIGKILL);
+                warn!(pid = pid.0, "foreign child did not stop within graceful_timeout: KILL");
+                signals.push((pid, Sig::Kill));
                 child.kill_at_ms = None;
-                had_to_kill = true;
+                self.had_to_kill = true;
             }
         }
-        self.had_to_kill |= had_to_kill;
+        for (pid, sig) in signals {
+            self.push(Command::Signal { pid, sig });
+        }
         next
     }
 
     /// Once a worker has been ready for `min_worker_lifetime`, the crash backoff starts again
     /// from the bottom (and a crash loop ends). Returns when the youngest ready worker will have
     /// lived long enough, if the pool is waiting for that.
-    pub(super) fn notice_health(&mut self, i: usize, now: u64) -> Option<u64> {
+    pub(super) fn notice_health(&mut self, i: usize, now: u64, board: &dyn Board) -> Option<u64> {
         let pool = self.pools.get_mut(&i)?;
         let r = pool.restart;
         if pool.restarts.consecutive_crashes() == 0 && !pool.restarts.in_crash_loop() {
             return None;
         }
         let mut soonest = None::<u64>;
-        for p in self.procs.iter().filter(|p| p.stopping.is_none() && p.pool == i) {
-            let state = self.board.view(p.slot).state;
+        for p in self.procs.iter().filter(|p| p.stopping.is_none() && p.pool == i && p.pid.is_some()) {
+            let state = board.view(p.slot).state;
             if !matches!(state, State::Waiting | State::Request | State::Long) {
                 continue;
             }
             let old_enough = p.started_ms.saturating_add(r.min_lifetime_ms);
             if now >= old_enough {
                 if pool.restarts.healthy(now, &r) == Change::LeftCrashLoop {
-                    info!(pool = %pool.name, slot = p.slot, pid = p.pid.as_raw(), "the crash loop is over: a worker has lived past min_worker_lifetime");
+                    info!(pool = %pool.name, slot = p.slot, pid = p.pid.map_or(0, |p| p.0), "the crash loop is over: a worker has lived past min_worker_lifetime");
                 }
                 return None;
             }
@@ -165,18 +173,17 @@ impl Manager {
 
     /// What a worker's death means: logged (once per kind per window), counted towards the
     /// backoff and the crash loop, and towards a failing start.
-    pub(super) fn on_death(&mut self, p: Proc, status: WaitStatus) {
-        let now = crate::sys::monotonic_ms();
+    pub(super) fn on_death(&mut self, p: Proc, status: ExitStatus, board: &dyn Board, now: u64) {
         let slot = p.slot;
-        let view = self.board.view(slot);
-        let note = self.board.note(slot);
-        self.board.clear(p.pool, slot);
+        let pid = p.pid.map_or(0, |p| p.0);
+        let view = board.view(slot);
+        let note = board.note(slot);
+        self.push(Command::Board(BoardWrite::Clear { pool: p.pool, slot }));
         let (ending, code, signal) = match status {
-            WaitStatus::Exited(_, code) => (Ending::Exited(code), Some(code), None),
-            WaitStatus::Signaled(_, sig, _) => (Ending::Signaled(sig as i32), None, Some(sig as i32)),
-            _ => (Ending::Exited(-1), None, None),
+            ExitStatus::Exited(code) => (Ending::Exited(code), Some(code), None),
+            ExitStatus::Signaled { number, fault, .. } => (Ending::Signaled { fault }, None, Some(number)),
         };
-        let how = super::exits::describe(status);
+        let how = status.describe();
         let never_ready = view.state.before_ready();
         let exit = Exit {
             ending,
@@ -189,16 +196,20 @@ impl Manager {
         let Some(pool) = self.pools.get(&p.pool) else { return };
         let (pool_name, kind, r) = (pool.name.clone(), pool.kind.clone(), pool.restart);
         let death = supervise::classify(&exit, r.min_lifetime_ms);
-        // During the daemon's stop, a worker that did not end as the stop asked (exit 0, or TERM
-        // for a fast stop) was killed by a later rung, or by its own graceful_timeout alarm.
-        // (A worker that was never ready had no work to cut off: TERM is how a stop ends it.)
-        let as_asked = never_ready || match (self.stop, ending) {
-            (_, Ending::Exited(0)) => true,
-            (Some(StopKind::Fast), Ending::Signaled(sig)) => sig == libc::SIGTERM || sig == libc::SIGINT,
-            _ => false,
-        };
-        if self.stop.is_some() && p.stopping.is_some_and(|s| s.why == Why::Stop) && !as_asked {
-            warn!(pool = %pool_name, slot, pid = p.pid.as_raw(), status = %how, "worker did not stop in time and was killed; the manager's exit status will say so");
+        // During the daemon's stop, a worker was killed when the ladder had to climb because it
+        // did not stop in time (past what the stop asked, QUIT or TERM) and that rung ended it,
+        // or when its own graceful_timeout alarm did. One that crashed meanwhile was not killed,
+        // nor one that a later, faster stop ended as it asked. (A worker that was never ready had
+        // no work to cut off: TERM is how a stop ends it.)
+        let climbed = p.stopping.is_some_and(|s| s.climbed);
+        let killed = !never_ready
+            && match status {
+                ExitStatus::Signaled { sig: Sig::Other("SIGALRM"), .. } => true,
+                ExitStatus::Signaled { sig: Sig::Term | Sig::Kill, .. } => climbed,
+                _ => false,
+            };
+        if self.stop.is_some() && p.stopping.is_some_and(|s| s.why == Why::Stop) && killed {
+            warn!(pool = %pool_name, slot, pid, status = %how, "worker did not stop in time and was killed; the manager's exit status will say so");
             self.had_to_kill = true;
         }
         let reason = note.clone().unwrap_or_else(|| "none given".to_string());
@@ -215,13 +226,12 @@ impl Manager {
             Death::Crash => format!("{pool_name}: workers crashed ({how}; {reason})"),
         };
         if !quiet && self.exits.first_of_kind(&log_kind, now) {
-            let pid = p.pid.as_raw();
             let why = p.stopping.map_or("it returned", |s| s.why.describe());
             match death {
                 Death::Expected => info!(pool = %pool_name, slot, pid, requests = view.requests, status = %how, why, "worker exited"),
                 Death::Unexpected => warn!(
                     pool = %pool_name, slot, pid, requests = view.requests, status = %how, reason = %reason,
-                    scoreboard = %self.letters(p.pool),
+                    scoreboard = %self.letters(p.pool, board),
                     "worker died; replacing it"
                 ),
                 Death::Crash => error!(
@@ -249,14 +259,7 @@ impl Manager {
         };
         *self.counters.exits.entry((pool_name.clone(), cause)).or_default() += 1;
         *self.counters.served.entry(pool_name.clone()).or_default() += view.requests;
-        self.hooks.on_reap(&Reaped {
-            pid: p.pid.as_raw() as u32,
-            pool: pool_name.clone(),
-            slot,
-            code,
-            signal,
-            death: death_name,
-        });
+        self.push(Command::Hook(Hook::Reap(Reaped { pid: pid as u32, pool: pool_name.clone(), slot, code, signal, death: death_name })));
         let speaks = self.speaks();
         let Some(pool) = self.pools.get_mut(&p.pool) else { return };
         if kind == Kind::Supervised && self.stop.is_none() {
@@ -279,15 +282,15 @@ impl Manager {
                     supervise::BACKOFF_MAX_MS / 1000
                 );
                 if speaks {
-                    notify::status(&format!("crash loop in {pool_name}: workers keep dying soon after they start"));
+                    self.commands.push_back(Command::Notify(Notify::Status(format!("crash loop in {pool_name}: workers keep dying soon after they start"))));
                 }
             }
             if never_ready {
                 if let Some((watch, last)) = pool.starting.as_mut() {
                     watch.died_before_ready += 1;
                     *last = Some(match &note {
-                        Some(note) => format!("(slot {slot}, pid {}, {how}) said: {note}", p.pid),
-                        None => format!("(slot {slot}, pid {}) ended with {how}, without a word", p.pid),
+                        Some(note) => format!("(slot {slot}, pid {pid}, {how}) said: {note}"),
+                        None => format!("(slot {slot}, pid {pid}) ended with {how}, without a word"),
                     });
                 }
             }
