@@ -31,12 +31,17 @@ fn zombies(parent: i32) -> Vec<i32> {
     list.split_whitespace().filter_map(|p| p.parse().ok()).filter(|&p| state(p).as_deref() == Some("Z")).collect()
 }
 
-/// A small random number generator (xorshift), seeded from the clock: which worker dies next.
+/// A small random number generator (xorshift): which worker dies next. Seeded from the clock,
+/// or from `DAEMON_CHAOS_SEED`; the seed is printed, so a failure can be run again with it (the
+/// kills follow the seed; the processes' own timing does not).
 struct Dice(u64);
 
 impl Dice {
     fn new() -> Dice {
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+        let seed = std::env::var("DAEMON_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+        });
+        eprintln!("chaos: seed {seed} (DAEMON_CHAOS_SEED={seed} cargo test --test chaos replays its kills)");
         Dice(seed | 1)
     }
 

@@ -201,6 +201,11 @@ fn max_cpu_acts_within_a_heartbeat_interval_in_a_pool_of_four() {
     assert!(line.contains(&format!("pid={pid}")), "{line}");
 }
 
+/// The request's age a verdict's log line gives (`request_age=1003ms`).
+fn request_age_ms(line: &str) -> Option<u64> {
+    line.split("request_age=").nth(1)?.split("ms").next()?.parse().ok()
+}
+
 /// A classic request past request_timeout is killed close to its deadline, however many
 /// workers the pool has (with one, the pool's own wake-up used to hide the defect; with two or
 /// more, the verdict waited for the next heartbeat deadline).
@@ -210,12 +215,7 @@ fn classic_deadline_is_kept_with(workers: &str) {
     let port = d.port();
     let overdue = std::thread::spawn(move || classic(port, "sleep 20000"));
     let line = d.wait_for_line("request past request_timeout", PROMPTLY);
-    let age = line
-        .split("request_age=")
-        .nth(1)
-        .and_then(|rest| rest.split("ms").next())
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("a request age in milliseconds: {line}"));
+    let age = request_age_ms(&line).unwrap_or_else(|| panic!("a request age in milliseconds: {line}"));
     assert!((1_000..3_000).contains(&age), "killed {age} ms into a request with a 1 s deadline: {line}");
     let answer = overdue.join().expect("the client thread");
     assert!(answer.map_or(true, |a| a.is_empty()), "the overdue request was answered");
@@ -249,7 +249,7 @@ fn a_retiring_classic_worker_keeps_its_request_deadline() {
     d.signal(Signal::SIGHUP);
     d.wait_for_line("configuration applied", SOON);
     let line = d.wait_for_line("request past request_timeout", PROMPTLY);
-    let age = line.split("request_age=").nth(1).and_then(|r| r.split("ms").next()).and_then(|n| n.parse::<u64>().ok());
+    let age = request_age_ms(&line);
     assert!(age.is_some_and(|a| (2_000..5_000).contains(&a)), "cut at {age:?} ms: {line}");
     assert!(overdue.join().expect("the client").map_or(true, |a| a.is_empty()));
 }
@@ -270,7 +270,7 @@ fn after_a_stall_a_new_request_is_judged_by_its_own_deadline() {
     let port = d.port();
     let overdue = std::thread::spawn(move || classic(port, "sleep 60000"));
     let line = d.wait_for_line("request past request_timeout", PROMPTLY);
-    let age = line.split("request_age=").nth(1).and_then(|r| r.split("ms").next()).and_then(|n| n.parse::<u64>().ok());
+    let age = request_age_ms(&line);
     assert!(age.is_some_and(|a| (1_000..3_000).contains(&a)), "cut at {age:?} ms, not held by the stall guard: {line}");
     assert!(overdue.join().expect("the client").map_or(true, |a| a.is_empty()));
 }

@@ -782,6 +782,16 @@ fn check_address(addr: &str) -> Result<(), String> {
     }
 }
 
+/// An on-or-off value as the environment or a file writes it: `true`, `yes`, `on`, `1` or their
+/// opposites, in any case. Shared with the program's own flags.
+pub fn parse_switch(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!("`{other}` is not on or off: write true or false")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -878,15 +888,5 @@ mod tests {
                 "[::1]:80".into()
             ]))
         );
-    }
-}
-
-/// An on-or-off value as the environment or a file writes it: `true`, `yes`, `on`, `1` or their
-/// opposites, in any case. Shared with the program's own flags.
-pub fn parse_switch(text: &str) -> Result<bool, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        other => Err(format!("`{other}` is not on or off: write true or false")),
     }
 }

@@ -74,91 +74,113 @@ fn program_path(argv0: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
     found.or_else(|| std::env::current_exe().ok())
 }
 
-fn start<F, R>(attrs: &'static [(Key, Attr)], package: Package, app: Option<AppSpecOf>, main: F) -> i32
-where
-    F: FnOnce() -> R,
-    R: MainOutput,
-{
-    let args: Vec<OsString> = std::env::args_os().collect();
-    // The path it was started from, for a hot upgrade: taken now, from where it started, with
-    // its symlinks (a deploy that switches a `current` link is picked up by the upgrade).
-    let exe = program_path(args.first().map(OsString::as_os_str));
-    let program = args
-        .first()
-        .map(std::path::Path::new)
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| package.name.to_string());
+/// Why a start ended before the daemon ran, with the exit status each gets.
+enum StartError {
+    /// `--help`, `--version`, `--print-config`: done (0).
+    Done,
+    /// A bad command line, environment or configuration (2), each problem a line.
+    Usage(Vec<String>),
+    /// A control command ran; its exit status.
+    Control(i32),
+}
 
+impl StartError {
+    fn usage(why: impl std::fmt::Display) -> StartError {
+        StartError::Usage(vec![why.to_string()])
+    }
+
+    /// Says why, and the exit status.
+    fn exit(self, program: &str) -> i32 {
+        match self {
+            StartError::Done => 0,
+            StartError::Usage(problems) => {
+                for p in problems {
+                    eprintln!("{program}: error: {p}");
+                }
+                2
+            }
+            StartError::Control(code) => code,
+        }
+    }
+}
+
+/// The program as it was started.
+struct Invocation {
+    args: Vec<OsString>,
+    /// The path it was started from, for a hot upgrade: taken now, from where it started, with
+    /// its symlinks (a deploy that switches a `current` link is picked up by the upgrade).
+    exe: Option<PathBuf>,
+    /// Its name, for messages.
+    name: String,
+}
+
+impl Invocation {
+    fn now(package: Package) -> Invocation {
+        let args: Vec<OsString> = std::env::args_os().collect();
+        let exe = program_path(args.first().map(OsString::as_os_str));
+        let name = args
+            .first()
+            .map(std::path::Path::new)
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| package.name.to_string());
+        Invocation { args, exe, name }
+    }
+}
+
+/// Every source of settings, read: the layers to resolve (at start and on each reload), what the
+/// command line asks for, and the environment's warnings (said once the log is set up).
+struct Sources {
+    layers: Layers,
+    run: cli::Run,
+    hooks: Hooks,
+    env_warnings: Vec<String>,
+}
+
+/// Stage 1: the command line, the environment, the hooks.
+fn read_sources(inv: &Invocation, attrs: &'static [(Key, Attr)], package: Package, app: Option<AppSpecOf>) -> Result<Sources, StartError> {
     let mut given = Given::new();
     for (key, attr) in attrs {
         given.set(*key, attr.value(), Origin::Attribute);
     }
-    let app = match app.map(|of| of(&program)).transpose() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{program}: error: {e}");
-            return 2;
-        }
-    };
-    let run = match cli::parse(args.clone(), app.as_ref()) {
+    let app = app.map(|of| of(&inv.name)).transpose().map_err(StartError::usage)?;
+    let run = match cli::parse(inv.args.clone(), app.as_ref()) {
         Ok(Command::Run(r)) => r,
         Ok(Command::Help) => {
-            print!("{}", cli::help(&program, package.name, package.version, &given, app.as_ref()));
-            return 0;
+            print!("{}", cli::help(&inv.name, package.name, package.version, &given, app.as_ref()));
+            return Err(StartError::Done);
         }
         Ok(Command::Version) => {
             println!("{} {}", package.name, package.version);
-            return 0;
+            return Err(StartError::Done);
         }
-        Err(e) => {
-            eprintln!("{program}: error: {e}\nTry `{program} --help`.");
-            return 2;
-        }
+        Err(e) => return Err(StartError::usage(format!("{e}\nTry `{} --help`.", inv.name))),
     };
-    let (env, env_warnings) = match sources::from_env(std::env::vars_os(), |n| app.as_ref().is_some_and(|a| a.has_env(n))) {
-        Ok(found) => found,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("{program}: error: {e}");
-            }
-            return 2;
-        }
-    };
-    let app = match app.map(|spec| crate::app::AppGiven::env_of(&spec, std::env::vars_os()).map(|env| (spec, env))).transpose() {
-        Ok(a) => a.map(|(spec, env)| std::sync::Arc::new((spec, crate::app::AppGiven { cli: run.app_args.clone(), env }))),
-        Err(errors) => {
-            for e in errors {
-                eprintln!("{program}: error: {e}");
-            }
-            return 2;
-        }
-    };
-
-    let hooks = match Hooks::collect() {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("{program}: error: {e}");
-            return 2;
-        }
-    };
+    let (env, env_warnings) =
+        sources::from_env(std::env::vars_os(), |n| app.as_ref().is_some_and(|a| a.has_env(n))).map_err(StartError::Usage)?;
+    let app = app
+        .map(|spec| crate::app::AppGiven::env_of(&spec, std::env::vars_os()).map(|env| (spec, env)))
+        .transpose()
+        .map_err(StartError::Usage)?
+        .map(|(spec, env)| std::sync::Arc::new((spec, crate::app::AppGiven { cli: run.app_args.clone(), env })));
+    let hooks = Hooks::collect().map_err(StartError::usage)?;
     let model = match hooks.on_accept.map(|a| a.handler) {
         Some(Handler::Async(_)) => Model::Async,
         Some(Handler::Sync(_)) => Model::Sync,
         None => Model::Unknown,
     };
     let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    let file = run
-        .config
-        .or_else(|| std::env::var_os(sources::CONFIG_ENV).map(Into::into))
-        .map(|p| base.join(p));
-    let layers = Layers { attributes: given, file, env, cli: run.given, model, base, tasks: hooks.tasks.clone(), app };
-    let controls = run.command.is_some_and(|c| c != Control::Start);
-    let (config, groups, app_resolved) = match layers.resolve_all() {
-        Ok(r) => (r.config, r.groups, r.app),
-        // A control command reads the file only to find the daemon (its pid file, its user):
-        // a broken file must not keep `stop` from stopping it, and `reload` asks the manager,
-        // which reads the file itself and says why it refuses it (exit 1).
+    let file = run.config.clone().or_else(|| std::env::var_os(sources::CONFIG_ENV).map(Into::into)).map(|p| base.join(p));
+    let layers = Layers { attributes: given, file, env, cli: run.given.clone(), model, base, tasks: hooks.tasks.clone(), app };
+    Ok(Sources { layers, run, hooks, env_warnings })
+}
+
+/// Stage 2: one configuration from every source. A control command reads the file only to find
+/// the daemon (its pid file, its user): a broken file must not keep `stop` from stopping it, and
+/// `reload` asks the manager, which reads the file itself and says why it refuses it (exit 1).
+fn resolve(inv: &Invocation, layers: &Layers, controls: bool) -> Result<sources::Resolved, StartError> {
+    match layers.resolve_all() {
+        Ok(r) => Ok(r),
         Err(problems) if controls && layers.file.is_some() => {
             // Without the file, but with what of it finds the daemon.
             let mut attributes = layers.attributes.clone();
@@ -168,72 +190,79 @@ where
                 }
             }
             let without = Layers { file: None, attributes, ..layers.clone() };
-            match without.resolve_all() {
-                Ok(r) => {
-                    for p in &problems {
-                        eprintln!("{program}: warning: {p}");
-                    }
-                    eprintln!("{program}: warning: the config file is refused; finding the daemon by the other settings");
-                    (r.config, r.groups, r.app)
-                }
-                Err(_) => {
-                    for p in problems {
-                        eprintln!("{program}: error: {p}");
-                    }
-                    return 2;
-                }
+            let resolved = without.resolve_all().map_err(|_| StartError::Usage(problems.clone()))?;
+            for p in &problems {
+                eprintln!("{}: warning: {p}", inv.name);
             }
+            eprintln!("{}: warning: the config file is refused; finding the daemon by the other settings", inv.name);
+            Ok(resolved)
         }
-        Err(problems) => {
-            for p in problems {
-                eprintln!("{program}: error: {p}");
-            }
-            return 2;
-        }
+        Err(problems) => Err(StartError::Usage(problems)),
+    }
+}
+
+/// Stage 3, for a control command: talk to the manager the pid file names.
+fn control_command(inv: &Invocation, package: Package, command: Control, config: &daemon_config::Config) -> StartError {
+    let mut wait = config.graceful_timeout + std::time::Duration::from_secs(10);
+    if matches!(command, Control::Upgrade { .. }) {
+        wait += config.upgrade_timeout;
+    }
+    let user = match config.user.as_deref().map(privileges::uid_of).transpose() {
+        Ok(u) => u,
+        Err(e) => return StartError::usage(e),
     };
+    let caller = control::Caller { name: &inv.name, package: package.name, user };
+    let pid_file = config.pid_file.as_deref().map(PathBuf::from);
+    StartError::Control(control::run(command, pid_file.as_deref(), &caller, wait))
+}
+
+fn start<F, R>(attrs: &'static [(Key, Attr)], package: Package, app: Option<AppSpecOf>, main: F) -> i32
+where
+    F: FnOnce() -> R,
+    R: MainOutput,
+{
+    let inv = Invocation::now(package);
+    match start_daemon(&inv, attrs, package, app, main) {
+        Ok(code) => code,
+        Err(e) => e.exit(&inv.name),
+    }
+}
+
+/// Every stage of a start, to the daemon's exit status.
+fn start_daemon<F, R>(inv: &Invocation, attrs: &'static [(Key, Attr)], package: Package, app: Option<AppSpecOf>, main: F) -> Result<i32, StartError>
+where
+    F: FnOnce() -> R,
+    R: MainOutput,
+{
+    let Sources { layers, run, hooks, env_warnings } = read_sources(inv, attrs, package, app)?;
+    let controls = run.command.is_some_and(|c| c != Control::Start);
+    let resolved = resolve(inv, &layers, controls)?;
+    let (config, groups, app_resolved) = (resolved.config, resolved.groups, resolved.app);
     if run.print_config {
         print!("{}", sources::print_config(&config));
         if let Some(app) = &app_resolved {
             print!("{}", crate::app::print(app));
         }
-        return 0;
+        return Err(StartError::Done);
     }
     if let Some(app) = &app_resolved {
         crate::app::set_current(app.value.clone());
     }
+    let detach = match run.command {
+        Some(Control::Start) => true,
+        Some(command) => return Err(control_command(inv, package, command, &config)),
+        None => config.detaches(),
+    };
+    let program = inv.name.clone();
+    let (args, exe) = (inv.args.clone(), inv.exe.clone());
     // Absolute already: taken from where the program started, before a detach moves to `/`.
     let pid_file = config.pid_file.as_deref().map(PathBuf::from);
     let log_path = config.log_file.as_deref().map(PathBuf::from);
-    let detach = match run.command {
-        Some(Control::Start) => true,
-        Some(command) => {
-            let mut wait = config.graceful_timeout + std::time::Duration::from_secs(10);
-            if matches!(command, Control::Upgrade { .. }) {
-                wait += config.upgrade_timeout;
-            }
-            let user = match config.user.as_deref().map(privileges::uid_of).transpose() {
-                Ok(u) => u,
-                Err(e) => {
-                    eprintln!("{program}: error: {e}");
-                    return 2;
-                }
-            };
-            let caller = control::Caller { name: &program, package: package.name, user };
-            return control::run(command, pid_file.as_deref(), &caller, wait);
-        }
-        None => config.detaches(),
-    };
-    // Sockets handed over by systemd or by the manager this one upgrades; then the daemon keeps
-    // none of the other descriptors its starter left open (a pipe to a shell would never see its
-    // end): only 0, 1, 2 and those. Before anything below opens what it keeps (the user
-    // database's connections among them).
-    let mut inherited = match crate::boot::inherit::take() {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("{program}: error: {e}");
-            return 2;
-        }
-    };
+    // Stage 4: sockets handed over by systemd or by the manager this one upgrades; then the
+    // daemon keeps none of the other descriptors its starter left open (a pipe to a shell would
+    // never see its end): only 0, 1, 2 and those. Before anything below opens what it keeps (the
+    // user database's connections among them).
+    let mut inherited = crate::boot::inherit::take().map_err(StartError::usage)?;
     crate::sys::close_from(u32::try_from(inherited.first_free).unwrap_or(3));
     // An upgrade's verdict goes to the old manager, on the pipe it handed over.
     let mut upgrade = inherited.upgrade.take().map(|(old, pipe)| (old, Readiness::upgrade(pipe)));
@@ -247,18 +276,16 @@ where
     let identity = match privileges::resolve(config.user.as_deref(), config.group.as_deref()) {
         Ok(id) => id,
         Err(e) => {
-            eprintln!("{program}: error: {e}");
             // The old manager's log says why its upgrade failed.
             if let Some((_, readiness)) = upgrade.as_mut() {
                 readiness.failed(&e.to_string());
             }
-            return 2;
+            return Err(StartError::usage(e));
         }
     };
     if detach && log_path.is_none() {
         eprintln!("{program}: warning: detaching without a log file: logs go to /dev/null (set log_file or --log-file)");
     }
-
     // Our subscriber is the default while the daemon starts and `main`'s body runs; afterwards
     // it becomes the global one, unless that body installed the program's own.
     let ours = crate::boot::logging::dispatch(config.log_json);
@@ -267,12 +294,66 @@ where
     }
     // A plain daemon takes `main` back, to run it as the daemon.
     let mut main = Some(main);
-    let started = tracing::dispatcher::with_default(&ours, || {
+    let plan = Housekeeping { program: &program, detach, upgrade, identity, log_path, pid_file, env_warnings, inherited, config: &config, hooks: &hooks, package, restart: exe.map(|exe| crate::boot::Restart { exe, args }) };
+    let started = tracing::dispatcher::with_default(&ours, || plan.set_up(&mut main));
+    // Stage 6: the daemon runs.
+    crate::boot::logging::install(ours);
+    let (housework, listeners) = match started {
+        Ok(Started::Manager(h, l)) => (h, l),
+        Ok(Started::Plain(housework)) => {
+            let span = info_span!("daemon", pid = std::process::id());
+            let _entered = span.enter();
+            return Ok(match main.take() {
+                Some(main) => crate::plain::run(main, housework, layers, hooks, config),
+                None => 1,
+            });
+        }
+        Err(code) => return Ok(code),
+    };
+    let span = info_span!("manager", pid = std::process::id());
+    let _entered = span.enter();
+    Ok(match Manager::new(config, groups, layers, hooks, listeners, housework) {
+        Ok(manager) => manager.run(),
+        Err(failed) => {
+            let (e, mut housework) = *failed;
+            error!("{e}");
+            housework.readiness.failed(&e.to_string());
+            1
+        }
+    })
+}
+
+/// Stage 5: what the daemon sets up and keeps, once it exists (detached, or told by an
+/// upgrading manager): the log file, the metrics' and the program's listeners, the pid file,
+/// the privilege drop, then `main`'s body for a manager. A failure from here on is also told to
+/// whoever waits for the start, and exits 1.
+struct Housekeeping<'a> {
+    program: &'a str,
+    detach: bool,
+    upgrade: Option<(nix::unistd::Pid, Readiness)>,
+    identity: privileges::Identity,
+    log_path: Option<PathBuf>,
+    pid_file: Option<PathBuf>,
+    env_warnings: Vec<String>,
+    inherited: crate::boot::inherit::Inherited,
+    config: &'a daemon_config::Config,
+    hooks: &'a Hooks,
+    package: Package,
+    restart: Option<crate::boot::Restart>,
+}
+
+impl Housekeeping<'_> {
+    fn set_up<F, R>(self, main: &mut Option<F>) -> Result<Started, i32>
+    where
+        F: FnOnce() -> R,
+        R: MainOutput,
+    {
+        let Housekeeping { program, detach, upgrade, identity, log_path, pid_file, env_warnings, mut inherited, config, hooks, package, restart } = self;
         let upgraded_from = upgrade.as_ref().map(|(old, _)| *old);
         let mut readiness = if let Some((_, readiness)) = upgrade {
             readiness
         } else if detach {
-            match detach::detach(&program) {
+            match detach::detach(program) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("{program}: error: cannot detach: {e}");
@@ -312,7 +393,7 @@ where
         }
         // The metrics' socket first: an old manager hands it over with the others.
         let handed_metrics = match (inherited.source, config.metrics_listen.as_deref()) {
-            (Some(crate::boot::inherit::Source::Upgrade), Some(addr)) => crate::boot::inherit::take_matching(&mut inherited.listeners, addr),
+            (Some(crate::boot::listener::Source::Upgrade), Some(addr)) => crate::boot::listener::take_matching(&mut inherited.listeners, addr),
             _ => None,
         };
         let metrics = match handed_metrics.map(Ok).or_else(|| config.metrics_listen.as_deref().map(crate::boot::listener::bind_one)).transpose() {
@@ -336,7 +417,6 @@ where
         if let Err(e) = privileges::drop_to(identity) {
             return fail(e.to_string());
         }
-        let restart = exe.clone().map(|exe| crate::boot::Restart { exe, args: args.clone() });
         let housework = Housework { readiness, pid_file: pid_lock, log_file, package, upgraded_from, restart, metrics };
         if !hooks.has_workers() {
             // No worker hooks: `main`'s body is the daemon.
@@ -360,30 +440,5 @@ where
             ));
         }
         Ok(Started::Manager(housework, listeners))
-    });
-    let (housework, listeners) = match started {
-        Ok(Started::Manager(h, l)) => (h, l),
-        Ok(Started::Plain(housework)) => {
-            crate::boot::logging::install(ours);
-            let span = info_span!("daemon", pid = std::process::id());
-            let _entered = span.enter();
-            return match main.take() {
-                Some(main) => crate::plain::run(main, housework, layers, hooks, config),
-                None => 1,
-            };
-        }
-        Err(code) => return code,
-    };
-    crate::boot::logging::install(ours);
-    let span = info_span!("manager", pid = std::process::id());
-    let _entered = span.enter();
-    match Manager::new(config, groups, layers, hooks, listeners, housework) {
-        Ok(manager) => manager.run(),
-        Err(failed) => {
-            let (e, mut housework) = *failed;
-            error!("{e}");
-            housework.readiness.failed(&e.to_string());
-            1
-        }
     }
 }

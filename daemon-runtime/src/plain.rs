@@ -52,7 +52,7 @@ static PLAIN: OnceLock<Arc<Shared>> = OnceLock::new();
 pub fn stopping() -> bool {
     match PLAIN.get() {
         Some(p) => p.stop.load(Ordering::SeqCst),
-        None => crate::worker::is_stopping(),
+        None => crate::worker::current::is_stopping(),
     }
 }
 

@@ -18,7 +18,7 @@ use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::socket::{getsockopt, sockopt, SockType};
 use nix::unistd::Pid;
 
-use super::listener::Listener;
+use super::listener::{Listener, Source};
 
 /// The first descriptor of the protocol (`SD_LISTEN_FDS_START`).
 pub(crate) const FIRST_FD: RawFd = 3;
@@ -32,15 +32,6 @@ pub(crate) const UPGRADE_FD: &str = "DAEMON_UPGRADE_FD";
 pub(crate) const MOST_SOCKETS: usize = 64;
 /// How an upgrade names, in `LISTEN_FDNAMES`, a socket that came from socket activation.
 pub(crate) const ACTIVATED: &str = "activated:";
-
-/// Where inherited sockets came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Source {
-    /// systemd (or `systemd-socket-activate`, or any supervisor speaking its protocol).
-    Activation,
-    /// The manager this one upgrades.
-    Upgrade,
-}
 
 /// What the daemon was handed at start.
 #[derive(Debug, Default)]
@@ -208,10 +199,3 @@ pub(crate) fn hand_on(sockets: &[(BorrowedFd<'_>, String)], verdict: &OwnedFd, o
     ])
 }
 
-/// Takes from `inherited` the socket that serves `text` (the same address; port 0 matches the
-/// same IP, as the socket was bound from it), if one does.
-pub(crate) fn take_matching(inherited: &mut Vec<Listener>, text: &str) -> Option<Listener> {
-    let wanted: SocketAddr = text.parse().ok()?;
-    let i = inherited.iter().position(|l| l.addr.ip() == wanted.ip() && (wanted.port() == 0 || wanted.port() == l.addr.port()))?;
-    Some(inherited.remove(i))
-}

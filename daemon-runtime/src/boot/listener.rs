@@ -6,7 +6,6 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-use super::inherit::Source;
 use nix::sys::socket::{
     bind, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
     SockaddrStorage,
@@ -81,7 +80,7 @@ pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<
     let mut left = inherited;
     let mut out = Vec::new();
     for text in addrs {
-        match super::inherit::take_matching(&mut left, text) {
+        match take_matching(&mut left, text) {
             Some(l) => {
                 tracing::info!(addr = %l.addr, from = "the old manager", "listening");
                 out.push(l);
@@ -114,4 +113,21 @@ pub(crate) fn bind_one(text: &str) -> Result<Listener, BindError> {
     let socket = TcpListener::from(fd);
     let addr = socket.local_addr().map_err(err)?;
     Ok(Listener { socket, addr, activated: false })
+}
+
+/// Where inherited sockets came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// systemd (or `systemd-socket-activate`, or any supervisor speaking its protocol).
+    Activation,
+    /// The manager this one upgrades.
+    Upgrade,
+}
+
+/// Takes from `inherited` the socket that serves `text` (the same address; port 0 matches the
+/// same IP, as the socket was bound from it), if one does.
+pub(crate) fn take_matching(inherited: &mut Vec<Listener>, text: &str) -> Option<Listener> {
+    let wanted: SocketAddr = text.parse().ok()?;
+    let i = inherited.iter().position(|l| l.addr.ip() == wanted.ip() && (wanted.port() == 0 || wanted.port() == l.addr.port()))?;
+    Some(inherited.remove(i))
 }

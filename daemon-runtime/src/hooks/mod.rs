@@ -17,15 +17,12 @@ use daemon_config::GroupKey;
 use crate::child::Child;
 use crate::program::Attr;
 use crate::worker::connection::Connection;
-use crate::worker::work::{Supervised, Task};
+pub use crate::worker::work::{Run, Supervised, Task, WorkFuture};
 
 pub use signature::*;
 
 /// The future an async `on_accept` handler returns, boxed so the runtime holds one type.
 pub type BoxFuture = Pin<Box<dyn Future<Output = io::Result<()>> + 'static>>;
-
-/// The future an async supervised or task function returns; an `Err` is its message.
-pub type WorkFuture = Pin<Box<dyn Future<Output = Result<(), String>> + 'static>>;
 
 /// A function registered with `#[daemon::on_child]`: runs in each new worker after fork.
 pub struct OnChild {
@@ -58,22 +55,6 @@ pub struct OnAccept {
     pub handler: Handler,
 }
 
-/// How a supervised or task function runs.
-pub enum Run<C> {
-    /// `fn(&C)`, on the worker's own thread.
-    Sync(fn(&C) -> Result<(), String>),
-    /// `async fn(C)`, on the worker's own single-threaded tokio runtime.
-    Async(fn(C) -> WorkFuture),
-}
-
-// By hand: a derive would ask `C: Copy`, and function pointers are Copy whatever C is.
-impl<C> Clone for Run<C> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<C> Copy for Run<C> {}
 
 /// The function registered with `#[daemon::supervised]`: one worker runs it, and is started
 /// again (after `respawn_delay`) whenever it ends. One per program at most.
@@ -302,7 +283,7 @@ impl Hooks {
             if let Err(panic) = std::panic::catch_unwind(run) {
                 tracing::error!(
                     hook = %format!("{}::{}", hook.module, hook.name),
-                    panic = crate::worker::panic_message(panic.as_ref()),
+                    panic = crate::worker::current::panic_message(panic.as_ref()),
                     "a manager hook panicked; the manager goes on"
                 );
             }

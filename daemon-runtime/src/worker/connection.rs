@@ -93,7 +93,7 @@ impl Connection {
     /// until the handler waits for its next request.
     pub fn long(&self) {
         self.tracked.mark_long();
-        if let Some(slot) = super::current() {
+        if let Some(slot) = super::current::current() {
             slot.set_long(true);
         }
     }
@@ -101,7 +101,7 @@ impl Connection {
     /// Says what this request is (`GET /report`), for the log line of a verdict against the
     /// worker (a hang, a deadline): the scoreboard keeps the last one described.
     pub fn describe_request(&self, what: &str) {
-        if let Some(slot) = super::current() {
+        if let Some(slot) = super::current::current() {
             slot.describe_request(what);
         }
     }

@@ -6,12 +6,13 @@ pub(crate) mod accept;
 mod asynchronous;
 mod blocking;
 pub(crate) mod connection;
+pub(crate) mod current;
 mod stop;
 pub(crate) mod track;
 pub(crate) mod work;
 
 use std::panic::catch_unwind;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use daemon_config::Config;
 use nix::sys::signalfd::SignalFd;
@@ -21,64 +22,17 @@ use tracing::{debug, error, info, info_span};
 use crate::boot::listener::Listener;
 use crate::boot::logfile::LogFile;
 use crate::child::Child;
-use crate::hooks::{Handler, Hooks, Run};
+use crate::hooks::{Handler, Hooks};
 use crate::scoreboard::{State, WorkerSlot};
 use crate::signals;
 use crate::pool::supervise::{self, ConnectionSettings};
 use crate::sys::{alarm, exit_now};
-use track::{Ticking, Tracked};
-use work::{Supervised, Task};
+use current::{give_up, panic_message, CURRENT};
+use track::Ticking;
 
-/// This process's own slot, once it is a worker: for `daemon::long()` and
-/// `daemon::describe_request()`, which a classic handler calls without a handle to anything.
-static CURRENT: OnceLock<Arc<WorkerSlot>> = OnceLock::new();
-
-tokio::task_local! {
-    /// The connection whose handler runs now, in an async worker.
-    static CONNECTION: Arc<Tracked>;
-}
-
-fn current() -> Option<&'static Arc<WorkerSlot>> {
-    CURRENT.get()
-}
-
-/// Marks the request in hand long (state `l`): it is judged by `long_request_timeout` instead
-/// of `request_timeout` and `heartbeat_timeout`, until it ends. For the classic model's handler,
-/// which has no `Connection` to call [`Connection::long`](connection::Connection::long) on; in an
-/// async handler it marks the connection whose task calls it. Returns whether it marked
-/// anything (outside a worker's request, nothing).
-pub fn long() -> bool {
-    let Some(slot) = current() else { return false };
-    let _ = CONNECTION.try_with(|t| t.mark_long());
-    slot.set_long(true);
-    true
-}
-
-/// Whether this worker's graceful stop has begun (for `daemon::stopping()`).
-pub(crate) fn is_stopping() -> bool {
-    current().is_some_and(|slot| slot.state() == State::Exiting)
-}
-
-/// A heartbeat from the calling thread: for a classic handler doing long work, which would
-/// otherwise show no sign of life until it returns (the worker stamps its heartbeat between
-/// requests, and its one thread is the handler's). Call it every few seconds, well within
-/// `heartbeat_timeout`; the request's age is still judged by `request_timeout`. An async worker
-/// stamps from its runtime on its own, so there it changes nothing. Returns whether this process
-/// is a worker.
-pub fn heartbeat() -> bool {
-    let Some(slot) = current() else { return false };
-    slot.heartbeat(crate::sys::coarse_ms());
-    true
-}
-
-/// Says what the request in hand is (`GET /report`), for the log of a verdict against this
-/// worker; the classic model's
-/// [`Connection::describe_request`](connection::Connection::describe_request).
-pub fn describe_request(what: &str) {
-    if let Some(slot) = current() {
-        slot.describe_request(what);
-    }
-}
+pub use current::{describe_request, heartbeat, long};
+pub(crate) use current::{local_runtime, CONNECTION};
+use work::{Run, Supervised, Task};
 
 /// What a worker does.
 pub(crate) enum Job {
@@ -187,34 +141,6 @@ pub(crate) fn run(setup: Setup<'_>) -> ! {
     }
     debug!(code, "worker exits");
     exit_now(code)
-}
-
-/// Logs why this worker cannot go on and leaves it on the scoreboard for the manager. Returns
-/// the exit status.
-/// The worker's own tokio runtime, built after fork (never carried across one). Handlers may
-/// hold `!Send` state (an `Rc`, a `RefCell`), so they run as local tasks on a local runtime: a
-/// `LocalSet` on a current-thread runtime would schedule each task twice (about 1.5% of a
-/// worker's CPU at 180k requests/s).
-fn local_runtime() -> Result<tokio::runtime::LocalRuntime, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build_local(tokio::runtime::LocalOptions::default())
-        .map_err(|e| format!("cannot build the worker's tokio runtime: {e}"))
-}
-
-pub(super) fn give_up(slot: &WorkerSlot, why: String) -> i32 {
-    error!("{why}");
-    slot.give_up(&why);
-    1
-}
-
-/// The text a panic carried, if it was a string.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(a panic without a message)")
 }
 
 /// Connections this worker serves before it is recycled: `requests`, less up to a fifth at

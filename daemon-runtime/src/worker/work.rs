@@ -10,17 +10,37 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The future an async supervised or task function returns; an `Err` is its message.
+pub type WorkFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + 'static>>;
+
+/// How a supervised or task function runs.
+pub enum Run<C> {
+    /// `fn(&C)`, on the worker's own thread.
+    Sync(fn(&C) -> Result<(), String>),
+    /// `async fn(C)`, on the worker's own single-threaded tokio runtime.
+    Async(fn(C) -> WorkFuture),
+}
+
+// By hand: a derive would ask `C: Copy`, and function pointers are Copy whatever C is.
+impl<C> Clone for Run<C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C> Copy for Run<C> {}
+
+
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::Pid;
 use tracing::{error, info};
 
-use super::give_up;
+use super::current::give_up;
 use super::track::measure;
 use crate::boot::logfile::LogFile;
 use crate::child::Child;
-use crate::hooks::Run;
 use crate::scoreboard::WorkerSlot;
 use crate::signals;
 use crate::sys::coarse_ms;
@@ -266,9 +286,9 @@ fn run_to_end<C>(ctx: Context, run: Run<C>, make: impl FnOnce(Arc<WorkContext>) 
 fn on_runtime(
     work: &Arc<WorkContext>,
     tick_ms: u64,
-    fut: crate::hooks::WorkFuture,
+    fut: WorkFuture,
 ) -> Result<Result<(), String>, i32> {
-    let runtime = super::local_runtime().map_err(|e| give_up(&work.slot, e))?;
+    let runtime = super::current::local_runtime().map_err(|e| give_up(&work.slot, e))?;
     Ok(runtime.block_on(async {
         let signals = match crate::sys::watch_readable(Arc::clone(work)) {
             Ok(s) => s,

@@ -53,7 +53,7 @@ pub(crate) const EXIT_HAD_TO_KILL: i32 = 3;
 /// How far behind the manager's clock a worker's (coarse) stamp may be.
 const COARSE_SLACK_MS: u64 = 50;
 
-/// A process id, as the core knows it (the driver's `nix::unistd::Pid`, by value).
+/// A process id, as the core knows it (the system's, by value).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Pid(pub i32);
 

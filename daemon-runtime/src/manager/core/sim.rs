@@ -453,6 +453,25 @@ struct Proc {
     capacity: u32,
 }
 
+impl Proc {
+    fn new(pid: i32, kind: ProcKind, now: u64, life: Life, capacity: u32) -> Proc {
+        Proc {
+            pid,
+            kind,
+            started_ms: now,
+            life,
+            hung: false,
+            deaf_quit: false,
+            quit_pending: false,
+            signals: Vec::new(),
+            ending: None,
+            ended: None,
+            escalation: None,
+            capacity,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum WorldEvent {
     Ready { pid: i32 },
@@ -749,20 +768,7 @@ impl World {
         let mut b = fastrand::Rng::with_seed(self.seed ^ (pid as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         self.procs.insert(
             pid,
-            Proc {
-                pid,
-                kind: ProcKind::Worker { slot, pool, generation },
-                started_ms: self.now,
-                life: Life::Starting,
-                hung: false,
-                deaf_quit: false,
-                quit_pending: false,
-                signals: Vec::new(),
-                ending: None,
-                ended: None,
-                escalation: None,
-                capacity,
-            },
+            Proc::new(pid, ProcKind::Worker { slot, pool, generation }, self.now, Life::Starting, capacity),
         );
         self.note(format!("fork pool {pool} slot {slot} generation {generation}: pid {pid}"));
         // How its start goes: most come up; some die first; some never come up (not once the
@@ -832,7 +838,7 @@ impl World {
             (ProcKind::Orphan { deaf: true }, Sig::Term) => {
                 let child = self.next_pid;
                 self.next_pid += 1;
-                self.procs.insert(child, Proc { pid: child, kind: ProcKind::Orphan { deaf: true }, started_ms: now, life: Life::Running, hung: false, deaf_quit: false, quit_pending: false, signals: Vec::new(), ending: None, ended: None, escalation: None, capacity: 0 });
+                self.procs.insert(child, Proc::new(child, ProcKind::Orphan { deaf: true }, now, Life::Running, 0));
             }
             (_, Sig::Term) => {
                 if stop_kind == Some(true) && matches!(life, Life::Running | Life::Exiting) && matches!(kind, ProcKind::Worker { .. }) && self.stopping_for_stop(pid) {
@@ -888,20 +894,7 @@ impl World {
         self.tally.upgrades += 1;
         self.procs.insert(
             pid,
-            Proc {
-                pid,
-                kind: ProcKind::NewManager,
-                started_ms: self.now,
-                life: Life::Running,
-                hung: false,
-                deaf_quit: false,
-                quit_pending: false,
-                signals: Vec::new(),
-                ending: None,
-                ended: None,
-                escalation: None,
-                capacity: 0,
-            },
+            Proc::new(pid, ProcKind::NewManager, self.now, Life::Running, 0),
         );
         self.note(format!("upgrade started: new manager pid {pid} ({new:?}, hold {hold})"));
         match new {
@@ -1139,20 +1132,7 @@ impl World {
                     self.next_pid += 1;
                     self.procs.insert(
                         pid,
-                        Proc {
-                            pid,
-                            kind: ProcKind::Orphan { deaf },
-                            started_ms: self.now,
-                            life: Life::Running,
-                            hung: false,
-                            deaf_quit: false,
-                            quit_pending: false,
-                            signals: Vec::new(),
-                            ending: None,
-                            ended: None,
-                escalation: None,
-                            capacity: 0,
-                        },
+                        Proc::new(pid, ProcKind::Orphan { deaf }, self.now, Life::Running, 0),
                     );
                     if !deaf && self.rng.bool() {
                         let after = self.rng.u64(10..30_000);
@@ -1531,7 +1511,7 @@ fn simulation() {
     let seeds: Box<dyn Iterator<Item = u64>> = match std::env::var("DAEMON_SIM_SEED").ok().and_then(|s| s.parse().ok()) {
         Some(seed) => Box::new(std::iter::once(seed)),
         None => {
-            let n = std::env::var("DAEMON_SIM_HISTORIES").ok().and_then(|s| s.parse().ok()).unwrap_or(2_000u64);
+            let n = std::env::var("DAEMON_SIM_HISTORIES").ok().and_then(|s| s.parse().ok()).unwrap_or(5_000u64);
             // Each run explores new histories; the first of them is printed, to replay.
             let first = std::env::var("DAEMON_SIM_FIRST").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..u64::MAX / 2));
             eprintln!("simulation: histories {first}..{}", first + n);
@@ -1539,7 +1519,11 @@ fn simulation() {
         }
     };
     let (histories, t) = explore(seeds);
-    eprintln!(
+    // Straight to the process's stderr, past the test harness's capture: the count shows in
+    // every `cargo test`, passing or not.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
         "simulation: {histories} histories, {} steps, {} forks, {} deaths, {} upgrades: every law held",
         t.steps, t.forks, t.deaths, t.upgrades
     );
