@@ -312,7 +312,8 @@ where
     };
     let span = info_span!("manager", pid = std::process::id());
     let _entered = span.enter();
-    Ok(match Manager::new(config, groups, layers, hooks, listeners, housework) {
+    let app = app_resolved.as_ref().map(|a| a.shown.iter().map(|(k, v, _)| (k.clone(), v.clone())).collect());
+    Ok(match Manager::new(config, groups, layers, hooks, listeners, housework, app) {
         Ok(manager) => manager.run(),
         Err(failed) => {
             let (e, mut housework) = *failed;

@@ -212,6 +212,7 @@ where
         package: housework.package,
         upgraded_from: None,
         plain: true,
+        app: None,
     };
     let mut core = match Core::new(start, monotonic_ms()) {
         Ok(c) => c,

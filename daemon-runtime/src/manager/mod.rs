@@ -190,6 +190,7 @@ impl Manager {
         hooks: Hooks,
         listeners: Vec<Listener>,
         housework: Housework,
+        app: Option<Vec<(String, String)>>,
     ) -> Result<Manager, Box<(StartError, Housework)>> {
         let setup = || -> Result<_, StartError> {
             let board = Scoreboard::new().map_err(|e| StartError(format!("cannot map the scoreboard: {e}")))?;
@@ -230,6 +231,7 @@ impl Manager {
             package: housework.package,
             upgraded_from: housework.upgraded_from.map(|p| Pid(p.as_raw())),
             plain: false,
+            app,
             config,
             groups,
         };

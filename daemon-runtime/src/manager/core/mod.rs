@@ -300,6 +300,8 @@ pub(crate) struct Start {
     pub upgraded_from: Option<Pid>,
     /// No worker hooks at all: `main`'s body is the daemon.
     pub plain: bool,
+    /// The program's own settings, as text (name, value), if it has any.
+    pub app: Option<Vec<(String, String)>>,
 }
 
 /// The manager's state and decisions.
@@ -355,6 +357,8 @@ pub(crate) struct Core {
     pub(super) backed_out: bool,
     /// What the metrics count as workers come and go.
     pub(super) counters: Counters,
+    /// The program's own settings as text, to tell a reload that changed them.
+    app: Option<Vec<(String, String)>>,
 }
 
 /// What the metrics count as workers come and go (the scoreboard has the rest).
@@ -388,7 +392,7 @@ impl Core {
     /// The pools of the program, the first generation not forked yet: the first `Tick` forks
     /// it. Fails for more task groups than the scoreboard has headers.
     pub(crate) fn new(start: Start, now: u64) -> Result<Core, String> {
-        let Start { config, groups, serving, supervised, addresses, watchdog_ms, pid, package, upgraded_from, plain } = start;
+        let Start { config, groups, serving, supervised, addresses, watchdog_ms, pid, package, upgraded_from, plain, app } = start;
         let mut pools = BTreeMap::new();
         if let Some(classic) = serving {
             let kind = if config.postfork { Kind::Postfork } else { Kind::Prefork };
@@ -450,6 +454,7 @@ impl Core {
             upgraded_from,
             backed_out: false,
             counters: Counters::default(),
+            app,
         };
         let publish: Vec<BoardWrite> = core.pools.values().flat_map(|p| [core.publish_of(p), BoardWrite::AnnounceReady { pool: p.index, on: true }]).collect();
         for w in publish {
@@ -982,6 +987,17 @@ impl Core {
                 "HUP: this setting changed, but only a restart can apply it; the running value stays"
             );
         }
+        // What a worker reads that changed: any setting, or any of the program's own.
+        let app = resolved.app.as_ref().map(|a| a.shown.iter().map(|(k, v, _)| (k.clone(), v.clone())).collect::<Vec<_>>());
+        let mut changed: Vec<String> = daemon_config::SETTINGS
+            .iter()
+            .filter(|s| new.value(s.key) != self.config.value(s.key))
+            .map(|s| s.name.to_string())
+            .collect();
+        if let (Some(old), Some(now_app)) = (&self.app, &app) {
+            changed.extend(now_app.iter().filter(|kv| !old.contains(kv)).map(|(k, _)| format!("[app] {k}")));
+        }
+        self.app = app;
         self.config = new;
         if self.plain {
             info!("reload: the configuration is good; the program reads it again (daemon::take_reload())");
@@ -990,20 +1006,34 @@ impl Core {
             return Ok(());
         }
         self.reloading = true;
+        let changed = changed.join(", ");
         let indexes: Vec<usize> = self.pools.keys().copied().collect();
         for i in indexes {
             let Some(pool) = self.pools.get_mut(&i) else { continue };
             pool.reconfigure(&self.config);
-            let renew = matches!(pool.kind, Kind::Prefork | Kind::Postfork | Kind::Supervised);
             // Every pool's workers go by the new rules at once (a task group's too, whose
             // workers may stay): a limit they cross must wake the manager.
             let publish = self.publish_of_index(i);
             self.push(Command::Board(publish));
-            if renew {
-                self.new_generation(i, board, now);
+            let Some(pool) = self.pools.get(&i) else { continue };
+            let name = pool.name.clone();
+            match pool.kind {
+                // The serving pool always gets new workers: a reload is how new code paths of
+                // its own (files it reads in on_child) reach it, as nginx's reload does.
+                Kind::Prefork | Kind::Postfork => {
+                    info!(pool = %name, changed = %changed, "HUP: new workers for the serving pool");
+                    self.new_generation(i, board, now);
+                }
+                // A job's workers are restarted only for a change they can read.
+                Kind::Supervised if !changed.is_empty() => {
+                    info!(pool = %name, changed = %changed, "HUP: new workers: their settings changed (each finishes its job first)");
+                    self.new_generation(i, board, now);
+                }
+                Kind::Supervised => info!(pool = %name, "HUP: workers kept: nothing they read changed"),
+                Kind::Task(_) => {}
             }
         }
-        self.regroup(resolved.groups, now);
+        self.regroup(resolved.groups, &changed, now);
         info!("HUP: configuration applied");
         self.push(Command::Hook(Hook::Reload));
         Ok(())

@@ -377,7 +377,8 @@ impl Core {
     }
 
     /// Task groups after a reload.
-    pub(super) fn regroup(&mut self, groups: Vec<GroupConfig>, now: u64) {
+    /// `changed`: the settings a worker reads that the reload changed (none: "").
+    pub(super) fn regroup(&mut self, groups: Vec<GroupConfig>, changed: &str, now: u64) {
         let running: Vec<(usize, GroupConfig)> =
             self.pools.values().filter(|p| !p.removed).filter_map(|p| p.group().map(|g| (p.index, g.clone()))).collect();
         for (i, old) in &running {
@@ -392,20 +393,27 @@ impl Core {
                         self.stop_worker(slot, Rung::Quit, Why::Retire, now);
                     }
                 }
-                Some(new) if new == old => {}
                 Some(new) => {
-                    let changed = new.run != old.run || new.model != old.model || new.scaling_interval != old.scaling_interval;
+                    let own = new.run != old.run || new.model != old.model || new.scaling_interval != old.scaling_interval;
+                    let resized = new.workers != old.workers || new.max_workers != old.max_workers;
                     let config = self.config.clone();
                     if let Some(p) = self.pools.get_mut(i) {
                         p.regroup(new.clone(), &config);
                     }
                     let publish = self.publish_of_index(*i);
                     self.push(Command::Board(publish));
-                    if changed {
-                        info!(group = %new.name, "HUP: task group changed; restarting its workers");
+                    // Never old values kept in silence: a worker that can read what changed is
+                    // replaced (it finishes its job first), and the log says which and why.
+                    if own {
+                        info!(pool = %new.name, "HUP: new workers: the group's run, model or scaling_interval changed (each finishes its job first)");
                         self.new_generation_of_singletons(*i, now);
+                    } else if !changed.is_empty() {
+                        info!(pool = %new.name, changed, "HUP: new workers: their settings changed (each finishes its job first)");
+                        self.new_generation_of_singletons(*i, now);
+                    } else if resized {
+                        info!(pool = %new.name, workers = new.workers, max_workers = new.max_workers, "HUP: task group resized; workers kept: nothing they read changed");
                     } else {
-                        info!(group = %new.name, workers = new.workers, max_workers = new.max_workers, "HUP: task group resized");
+                        info!(pool = %new.name, "HUP: workers kept: nothing they read changed");
                     }
                 }
             }

@@ -580,6 +580,7 @@ impl World {
             package: crate::program::Package { name: "sim", version: "0" },
             upgraded_from: scenario.old_manager_for.map(|_| Pid(0)),
             plain: false,
+            app: Some(vec![("delay".into(), "0".into())]),
         };
         let core = Core::new(start, 0).map_err(|why| Violation { law: "scenario", why })?;
         let mut w = World {
@@ -1032,7 +1033,34 @@ impl World {
         if rng.u8(..4) == 0 {
             groups.pop();
         }
-        Ok(Resolved { config, groups, app: None })
+        // The program's own setting: one reload in three changes it.
+        let delay = (variant % 3).to_string();
+        let app = crate::app::AppResolved { value: std::sync::Arc::new(()), shown: vec![("delay".into(), delay, crate::app::From::Default)] };
+        Ok(Resolved { config, groups, app: Some(app) })
+    }
+
+    /// Hands a reload to the manager, by the control channel or by HUP; checks the law that a
+    /// reload reaches every worker that could read what changed.
+    fn reload(&mut self, resolved: Result<Resolved, Vec<String>>, by_request: bool) -> Checked {
+        let before: Vec<(usize, u32)> = self.core.pools.values().filter(|p| !p.removed).map(|p| (p.index, p.generation)).collect();
+        let app_before = self.core.app.clone();
+        let app_after = resolved.as_ref().ok().and_then(|r| r.app.as_ref()).map(|a| a.shown.iter().map(|(k, v, _)| (k.clone(), v.clone())).collect::<Vec<_>>());
+        if by_request {
+            self.request(Request::Reload(Box::new(resolved)))?;
+        } else {
+            self.deliver(Event::Signal(Sig::Hup))?;
+            self.deliver(Event::Reload(Box::new(resolved)))?;
+        }
+        // Applied, and the program's setting changed: no pool keeps the old value.
+        if app_after.is_some() && app_after != app_before && self.core.app == app_after {
+            for (i, generation) in before {
+                let Some(pool) = self.core.pools.get(&i).filter(|p| !p.removed) else { continue };
+                if pool.generation <= generation {
+                    return fail("reload reaches every worker", format!("[app] changed, and pool {} stayed at generation {generation}", pool.name));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Carries out one action from outside.
@@ -1040,11 +1068,10 @@ impl World {
         self.note(format!("{action:?}"));
         match action {
             Action::Signal(Sig::Hup) => {
-                self.deliver(Event::Signal(Sig::Hup))?;
                 let variant = self.rng.u64(..);
                 let good = self.rng.u8(..4) != 0;
                 let resolved = self.reload_config(good, variant);
-                self.deliver(Event::Reload(Box::new(resolved)))?;
+                self.reload(resolved, false)?;
             }
             Action::Signal(Sig::Usr2) => {
                 self.pending_upgrade = Some(NewManager::Ready { after_ms: self.rng.u64(10..2_000) });
@@ -1057,12 +1084,7 @@ impl World {
             }
             Action::Reload { good, variant, by_request } => {
                 let resolved = self.reload_config(good, variant);
-                if by_request {
-                    self.request(Request::Reload(Box::new(resolved)))?;
-                } else {
-                    self.deliver(Event::Signal(Sig::Hup))?;
-                    self.deliver(Event::Reload(Box::new(resolved)))?;
-                }
+                self.reload(resolved, by_request)?;
             }
             Action::Backout => self.request(Request::Backout)?,
             Action::Upgrade { new, hold, by_request } => {
