@@ -38,14 +38,26 @@ pub use daemon_macros::{
     main, on_accept, on_child, on_exit, on_ready, on_reap, on_reload, on_shutdown, on_spawn, supervised, task,
 };
 pub use daemon_runtime::config;
-pub use daemon_runtime::{settings, try_settings, ProgramSettings};
+pub use daemon_runtime::{settings, start_dir, try_settings, ProgramSettings};
+
+/// The program's path settings, resolved against the directory the daemon started from:
+///
+/// ```
+/// #[derive(clap::Args, Clone, Debug)]
+/// struct Settings {
+///     /// Where the jobs are kept.
+///     #[arg(long, default_value = "spool", value_parser = daemon::path_from_start_dir)]
+///     spool: std::path::PathBuf,
+/// }
+/// ```
+pub use daemon_runtime::path_from_start_dir;
 
 /// The clap crate the command line of the program's own settings is parsed with. A program
 /// whose `main` takes its settings derives `clap::Args` for them, so it depends on clap itself
 /// (`clap = { version = "4", features = ["derive"] }`): the derive names the crate `clap`.
 pub use daemon_runtime::clap;
 pub use daemon_runtime::{
-    default_signals, describe_request, foreign_child, heartbeat, long, stopping, take_reload, wait_for_stop, Child, Connection, Reaped,
+    default_signals, describe_request, foreign_child, heartbeat, long, state, stopping, take_reload, wait_for_stop, Child, Connection, PoolKind, Reaped,
     Spawned, Supervised, Task, WorkContext,
 };
 
@@ -71,6 +83,10 @@ pub use daemon_runtime::{
 /// ```
 #[cfg(feature = "http")]
 pub use daemon_runtime::http;
+
+/// The program's own metrics (counters, gauges, histograms), on the manager's `/metrics` summed
+/// over every worker, surviving workers' exits and hot upgrades.
+pub use daemon_runtime::metrics;
 
 /// The tokio crate the workers run async handlers on, for a program that needs no other
 /// dependency: `daemon::tokio::time::sleep(...)`, `daemon::tokio::task::spawn_local(...)`.

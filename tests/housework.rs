@@ -59,6 +59,28 @@ fn the_pid_file_is_locked_and_a_stale_one_is_replaced() {
     let err = text(&out.stderr);
     assert!(err.contains("already running") && err.contains(&first.manager.to_string()), "{err}");
 
+    // Also when it would meet the first one's address first (its metrics' port): the running
+    // manager is named, not the port.
+    let metrics = free_port();
+    let m = format!("127.0.0.1:{metrics}");
+    let other = TempDir::new("pidfile-metrics");
+    let with_metrics = Detached::start(&other, &["--workers", "1", "--metrics-listen", &m]);
+    let (p2, l2) = (with_metrics.pid_file.display().to_string(), with_metrics.log.display().to_string());
+    let out = run("lab", &["start", "--listen", "127.0.0.1:0", "--metrics-listen", &m, "--pid-file", &p2, "--log-file", &l2]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("already running") && err.contains(&with_metrics.manager.to_string()), "{err}");
+    assert!(!err.contains("Address already in use"), "{err}");
+    // Another daemon (its own pid file) on the same metrics port: the error names the setting
+    // and flag it came from.
+    let third = TempDir::new("pidfile-third");
+    let (p3, l3) = (third.path("lab.pid").display().to_string(), third.path("lab.log").display().to_string());
+    let out = run("lab", &["start", "--listen", "127.0.0.1:0", "--metrics-listen", &m, "--pid-file", &p3, "--log-file", &l3]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("metrics_listen") && err.contains("--metrics-listen") && !err.contains("with --listen"), "{err}");
+    drop(with_metrics);
+
     // Workers do not hold the pid file, so its lock dies with the manager alone.
     let workers = wait_for(SOON, "two workers", || Some(children(first.manager)).filter(|w| w.len() == 2));
     for w in &workers {
@@ -388,4 +410,9 @@ fn the_daemon_keeps_no_descriptor_its_starter_left_open() {
     let mut reader = std::fs::File::from(read);
     let mut rest = Vec::new();
     std::io::Read::read_to_end(&mut reader, &mut rest).expect("read to the end of the pipe");
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().expect("its address").port()
 }

@@ -380,3 +380,21 @@ fn a_group_removed_while_it_works_finishes_its_job_and_is_not_replaced() {
     wait_until(SOON, "the removed group to be gone", || Tasks::pool(&t.status(), "slow").is_none());
     assert!(!Path::new(&t.dir.path("spool").join("slow").join("long.job")).exists());
 }
+
+#[test]
+fn print_config_shows_the_task_groups_as_a_file_would_hold_them() {
+    let file = ConfigFile::new("tasks-print", "[tasks.extra]\nrun = \"digest\"\nworkers = 2\n");
+    let f = file.arg();
+    let out = run_program(&example("tasks"), &["--config", &f, "--print-config"]);
+    assert!(out.status.success(), "{out:?}");
+    let printed = text(&out.stdout);
+    for table in ["[tasks.convert]\nrun = \"convert\"\nmodel = \"oneshot\"", "[tasks.digest]\nrun = \"digest\"\nmodel = \"longlived\"", "[tasks.extra]\nrun = \"digest\"\nmodel = \"longlived\"\nworkers = 2"] {
+        assert!(printed.contains(table), "no {table:?} in\n{printed}");
+    }
+    // And it is a config file the program reads back, to the same groups.
+    let again = ConfigFile::new("tasks-print-again", &printed);
+    let out = run_program(&example("tasks"), &["--config", &again.arg(), "--print-config"]);
+    assert!(out.status.success(), "{out:?}");
+    let groups = |t: &str| t.find("\n[tasks.").map(|i| t[i..].to_string());
+    assert_eq!(groups(&text(&out.stdout)), groups(&printed));
+}

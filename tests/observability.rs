@@ -45,9 +45,18 @@ fn json_logs_parse_line_by_line_and_survive_a_rotation() {
             for field in ["timestamp", "level", "message"] {
                 assert!(v.get(field).is_some(), "no {field} in {line}");
             }
-            let role = v["span"]["name"].as_str().unwrap_or("none").to_string();
+            // The process that wrote the line, at the top level, as README says.
+            assert!(v.get("span").is_none(), "{line}");
+            let role = v["role"].as_str().unwrap_or("none").to_string();
             if role == "worker" {
-                assert!(v["span"]["slot"].is_u64() && v["span"]["pid"].is_u64(), "{line}");
+                assert!(v["slot"].is_u64() && v["pid"].is_u64(), "{line}");
+            }
+            if role == "manager" {
+                assert_eq!(v["pid"].as_u64(), Some(u64::from(d.manager as u32)), "{line}");
+                // An event's own pid (a worker it spawned) does not hide the manager's.
+                if v["message"] == "worker spawned" {
+                    assert!(v["field.pid"].is_u64() && v["field.pid"] != v["pid"], "{line}");
+                }
             }
             *roles.entry(role).or_default() += 1;
             if v["message"] == "request" {
@@ -115,7 +124,7 @@ fn the_metrics_pass_promtool_and_count_what_happened() {
         (sample(&page, "daemon_worker_exits_total{cause=\"failed\",pool=\"main\"}") == Some(1.0)).then_some(page)
     });
     assert_eq!(sample(&page, "daemon_workers{pool=\"main\",state=\"idle\"}"), Some(2.0), "{page}");
-    assert!(sample(&page, "daemon_requests_total{pool=\"main\"}").is_some_and(|n| n >= 5.0), "{page}");
+    assert!(sample(&page, "daemon_connections_total{pool=\"main\"}").is_some_and(|n| n >= 5.0), "{page}");
     assert_eq!(sample(&page, "daemon_workers_spawned_total{pool=\"main\"}"), Some(3.0), "{page}");
     assert!(page.contains("daemon_worker_rss_bytes{pool=\"main\""), "with max_rss, each worker's memory: {page}");
 

@@ -39,6 +39,37 @@ async fn serve(mut conn: daemon::Connection) -> std::io::Result<()> {
 }
 "#;
 
+/// README's "HTTP with axum": its Cargo.toml lines and its program, in a fresh crate, built with
+/// exactly the features they name, then run and asked.
+#[test]
+fn readme_http_example_builds_with_the_features_it_names() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(workspace.join("README.md")).expect("README.md");
+    let toml = blocks(&readme, "HTTP with axum", "toml");
+    let program = blocks(&readme, "HTTP with axum", "rust");
+    assert_eq!((toml.len(), program.len()), (1, 1), "one Cargo.toml block and one program in HTTP with axum");
+    let dependencies = toml[0].replace("path = \"../daemon\"", &format!("path = {:?}", workspace.display().to_string()));
+    assert_ne!(dependencies, toml[0], "README's dependency line no longer reads `path = \"../daemon\"`");
+    let dir = TempDir::new("readme-http");
+    let manifest = format!(
+        "[package]\nname = \"readme-http\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n{dependencies}\n[workspace]\n"
+    );
+    std::fs::create_dir_all(dir.path("src")).expect("src/");
+    std::fs::write(dir.path("Cargo.toml"), manifest).expect("Cargo.toml");
+    std::fs::write(dir.path("src/main.rs"), &program[0]).expect("src/main.rs");
+    std::fs::copy(workspace.join("Cargo.lock"), dir.path("Cargo.lock")).expect("Cargo.lock");
+    let bins = build(&dir.0);
+    let mut d = Daemon::serve_program(&bins.join("readme-http"), "readme-http", &["--foreground", "--workers", "2"]);
+    d.wait_for_line("pool ready", SOON);
+    let (code, body) = d.get("/");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    assert_eq!(v["hello"], "world");
+    assert!(d.workers().contains(&(v["worker"].as_i64().unwrap_or(0) as i32)), "answered by a worker: {body}");
+    d.signal(Signal::SIGTERM);
+    assert!(d.wait_exit(SOON).success());
+}
+
 /// Builds the crate in `dir`; returns the path of its target directory's binaries.
 fn build(dir: &Path) -> PathBuf {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -20,7 +20,7 @@ mod size;
 pub use duration::{format_duration, parse_duration};
 pub use group::{
     check_group_name, group_setting, group_spelling, resolve_group, GroupConfig, GroupGiven, GroupKey, TaskModel,
-    GROUP_SETTINGS,
+    GROUP_SETTINGS, RESERVED_POOL_NAMES,
 };
 pub use problem::{suggest, Origin, Problem};
 pub use reference::reference_table;

@@ -29,37 +29,29 @@ use proc_macro::TokenStream;
 ///
 /// The body runs once, in the manager process, before any worker is forked: load configuration
 /// and preload data there; the workers inherit it. It may return `()` or `Result<(), E>` (with
-/// `E: Debug`): an `Err` stops the daemon before it forks. `fn main` must be a plain,
-/// synchronous `fn main()` with no parameters: an async runtime does not survive `fork`, so the
-/// manager never starts one. Async code goes in the [`macro@on_accept`] handler, which runs on
-/// each worker's own runtime.
+/// `E: Debug`): an `Err` stops the daemon before it forks. `fn main` is a plain, synchronous
+/// function: an async runtime does not survive `fork`, so the manager never starts one. Async
+/// code goes in the [`macro@on_accept`] handler, which runs on each worker's own runtime.
+///
+/// `main` takes no parameter, or one: the program's own settings, a type that derives
+/// `clap::Args` (`fn main(settings: Settings)`), read from the command line, the environment
+/// (`DAEMON_<NAME>`) and the config file's `[app]` table beside the daemon's keys; every worker
+/// reads its generation's values with `daemon::settings::<Settings>()`.
 ///
 /// # Keys
 ///
 /// Every key is optional. Values are checked while the program compiles, by the same rules as
-/// the command line, environment and config file (see the README's reference table); a mistake
-/// is a compile error at the offending token.
+/// the command line, environment and config file; a mistake is a compile error at the offending
+/// token. This table is generated from the rule book (as README's is): an attribute key is the
+/// first column, its value as the second says (a duration as `"30s"`, a size as `"512M"`, a
+/// flag bare: `detach`).
 ///
-/// | key | value | example |
-/// |---|---|---|
-/// | `prefork` | whole number, 1 to 4096: workers at start, and the pool's floor | `prefork = 4` |
-/// | `min_spare` | whole number, 0 to 4096: fewer idle workers and the manager forks more | `min_spare = 1` |
-/// | `max_spare` | whole number, 1 to 4096: more idle workers and the surplus is retired | `max_spare = 3` |
-/// | `max_children` | whole number, 1 to 4096: the most workers alive at once | `max_children = 16` |
-/// | `requests` | whole number: connections a worker serves before it is recycled (0 = no limit) | `requests = 10000` |
-/// | `clients` | whole number: connections one async worker serves at once | `clients = 1000` |
-/// | `listen` | `"IP:PORT"`, or a list of them | `listen = ["127.0.0.1:8080", "[::1]:8080"]` |
-/// | `detach` | flag: run in the background | `detach`, or `detach = false` |
-/// | `foreground` | flag: stay in the foreground even with `detach` | `foreground` |
-/// | `graceful_timeout` | duration, 0s to 24h: `"500ms"`, `"30s"`, `"2m"`, `"1h"`, or a whole number of seconds (fractions are refused: `"1500ms"`, not `1.5`) | `graceful_timeout = "30s"` |
-/// | `start_timeout` | duration, 1s to 24h: how long the first workers may take to become ready before the start fails | `start_timeout = "60s"` |
-/// | `pid_file` | path | `pid_file = "/run/app.pid"` |
-/// | `log_file` | path | `log_file = "/var/log/app.log"` |
-/// | `user`, `group` | user or group name to run as | `user = "www-data"` |
-/// | `crate` | where the generated code finds the `daemon` crate (default `::daemon`) | `crate = "my_deps::daemon"` |
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/keys.md"))]
 ///
-/// Relations are checked too: `min_spare` may not exceed `max_spare`, `prefork` may not exceed
-/// `max_children`, and `detach` and `foreground` may not both be set.
+/// Besides these, `crate = "path"` says where the generated code finds the `daemon` crate
+/// (default `::daemon`), for a program that renames it. Relations are checked too:
+/// `min_spare` may not exceed `max_spare`, `prefork` may not exceed `max_children`, and
+/// `detach` and `foreground` may not both be set.
 ///
 /// # Expansion
 ///
@@ -77,21 +69,58 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     main_fn::expand(args.into(), item.into()).into()
 }
 
-/// Runs a function in every new worker, after `fork` and before the worker accepts connections.
+/// Runs a function in every new worker, after `fork` and before the worker is ready: in the
+/// `on_accept` pool's workers, the supervised worker and every task group's workers alike, unless
+/// limited to some pools.
 ///
 /// ```no_run
 /// #[daemon::on_child]
 /// fn init(child: &daemon::Child) {
-///     // Open per-worker resources: database connections, random seeds, threads.
+///     // Per-worker setup: random seeds, threads, a log line.
 /// }
 /// ```
 ///
 /// The function is `fn(&daemon::Child)` or `fn()`, synchronous (the worker's async runtime does
-/// not exist yet), not generic, and returns nothing. A program may have any number of them, in
-/// any module; they run in the order of their module path, then name. A hook that panics ends
-/// the worker, and the manager forks a replacement after a pause.
+/// not exist yet) and not generic. A program may have any number of them, in any module; they
+/// run in the order of their module path, then name. A hook that panics, or returns an `Err`,
+/// fails the worker's start with the reason, and the manager forks a replacement after a pause.
 ///
-/// The attribute takes no arguments, except `crate = "path"` (see [`macro@main`]).
+/// # The worker's state
+///
+/// What the hook returns is the worker's, for its life, handed back by type to its handlers,
+/// tasks and later hooks: [`daemon::state::<T>()`](../daemon/fn.state.html),
+/// `conn.state::<T>()`, `ctx.state::<T>()`. It returns nothing, a value (`-> Db`), or a
+/// `Result` of one (`-> Result<Db, E>` with `E: Debug`; any type spelled `...Result<...>`): a
+/// value that cannot be built fails the start, before the worker takes any work. A worker keeps
+/// one value of each type (a second is an error naming both hooks; wrap one in a type of its
+/// own). The value need not be `Send` or `Sync`: handlers run on the worker's one thread.
+///
+/// ```no_run
+/// use std::cell::Cell;
+///
+/// struct Db { opened_by: u32, queries: Cell<u64> }
+///
+/// #[daemon::on_child(pools = ["main"])]
+/// fn db(child: &daemon::Child) -> Result<Db, std::io::Error> {
+///     Ok(Db { opened_by: child.pid(), queries: Cell::new(0) })
+/// }
+///
+/// #[daemon::on_accept]
+/// async fn serve(conn: daemon::Connection) -> std::io::Result<()> {
+///     let db = conn.state::<Db>().ok_or_else(|| std::io::Error::other("no database"))?;
+///     db.queries.set(db.queries.get() + 1);
+///     Ok(())
+/// }
+/// # #[daemon::main] fn main() {}
+/// ```
+///
+/// # Arguments
+///
+/// `pools = ["main", "jobs"]` runs the hook only in those pools' workers: `main` is the
+/// `on_accept` pool, `supervised` the supervised worker, a task group goes by its name (a
+/// name the program does not have stops its start, with the names it has).
+/// [`Child::pool`](../daemon/struct.Child.html#method.pool) and `Child::kind` tell a hook
+/// where it runs. Besides, `crate = "path"` (see [`macro@main`]).
 #[proc_macro_attribute]
 pub fn on_child(args: TokenStream, item: TokenStream) -> TokenStream {
     hooks::expand(hooks::Hook::Child, args.into(), item.into()).into()
@@ -108,8 +137,8 @@ pub fn on_child(args: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 ///
 /// The shape and rules are those of [`macro@on_child`]: `fn(&daemon::Child)` or `fn()`,
-/// synchronous, returning nothing; any number of them. A worker stopped by TERM or KILL does not
-/// run them.
+/// synchronous, but returning nothing; any number of them, each in every worker. A worker
+/// stopped by TERM or KILL does not run them.
 #[proc_macro_attribute]
 pub fn on_shutdown(args: TokenStream, item: TokenStream) -> TokenStream {
     hooks::expand(hooks::Hook::Shutdown, args.into(), item.into()).into()
@@ -239,4 +268,19 @@ pub fn on_exit(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn on_accept(args: TokenStream, item: TokenStream) -> TokenStream {
     hooks::expand(hooks::Hook::Accept, args.into(), item.into()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    /// `#[daemon::main]`'s documentation names every key of the rule book.
+    #[test]
+    fn main_documents_every_key() {
+        let keys = include_str!(concat!(env!("OUT_DIR"), "/keys.md"));
+        for s in daemon_config::SETTINGS {
+            assert!(keys.contains(&format!("`{}`", s.name)), "{} is missing", s.name);
+        }
+        for s in daemon_config::GROUP_SETTINGS {
+            assert!(keys.contains(&format!("`{}`", s.name)), "{} is missing", s.name);
+        }
+    }
 }

@@ -9,7 +9,7 @@ pub use crate::app::ProgramSettings;
 pub use crate::entry::{run, run_with_settings};
 pub use crate::program::{Attr, MainOutput, Package};
 pub use crate::hooks::{
-    call_async_accept, call_async_supervised, call_async_task, call_child_hook, call_manager_hook,
+    call_async_accept, call_async_supervised, call_async_task, call_child_hook, call_child_result, call_child_state, call_child_unit, call_manager_hook,
     call_reap_hook, call_spawn_hook, call_sync_accept, call_sync_supervised, call_sync_task,
     AsyncAcceptHandler, AsyncSupervised, AsyncTask, BoxFuture, ChildHook, ManagerEvent, ManagerHook,
     ManagerHookFn, OnAccept, OnChild, OnShutdown, OnSupervised, ReapHook, Reaped, Run, SpawnHook,

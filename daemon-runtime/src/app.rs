@@ -50,6 +50,43 @@ pub fn settings<T: ProgramSettings>() -> Arc<T> {
     }
 }
 
+/// Where the daemon was started from: the framework's relative paths (`pid_file`, `log_file`,
+/// `--config`) mean what they meant there, before `detach` moved to `/`; an upgrade's new
+/// manager starts there again.
+static START_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+pub(crate) fn set_start_dir(dir: std::path::PathBuf) {
+    let _ = START_DIR.set(dir);
+}
+
+/// The directory the daemon was started from (the current directory outside a daemon). A
+/// detached daemon runs in `/`, so a relative path of the program's own is joined to this, as
+/// the framework's own paths are: [`path_from_start_dir`] does it as clap parses the value.
+pub fn start_dir() -> std::path::PathBuf {
+    START_DIR
+        .get()
+        .cloned()
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| std::path::PathBuf::from("/"))
+}
+
+/// A value parser for the program's path settings, which resolves a relative path against the
+/// directory the daemon was started from (as `pid_file` and `log_file` are), from the command
+/// line, the environment and the config file alike, at start and on every reload: name it as
+/// the field's `value_parser`.
+///
+/// ```
+/// let p = daemon_runtime::path_from_start_dir("spool/new")?;
+/// assert!(p.is_absolute() && p.ends_with("spool/new"));
+/// # Ok::<(), String>(())
+/// ```
+pub fn path_from_start_dir(value: &str) -> Result<std::path::PathBuf, String> {
+    if value.is_empty() {
+        return Err("an empty path: give a file or directory".to_string());
+    }
+    Ok(start_dir().join(value))
+}
+
 pub(crate) fn set_current(value: Arc<dyn Any + Send + Sync>) {
     *CURRENT.write().unwrap_or_else(PoisonError::into_inner) = Some(value);
 }
@@ -313,6 +350,23 @@ pub(crate) fn help(spec: &AppSpec) -> String {
 }
 
 /// The program's settings for `--print-config`.
+/// A value as TOML would type it, so that what `--print-config` shows can be a config file:
+/// a number as a number, a flag as a boolean, anything else as a string (which the file's
+/// `[app]` table takes for any type: every value reaches the program's parser as text).
+fn toml_value(text: &str) -> toml::Value {
+    if let Ok(n) = text.parse::<i64>() {
+        return toml::Value::Integer(n);
+    }
+    if let Ok(x) = text.parse::<f64>().map_err(drop).and_then(|x| if x.is_finite() && text.contains('.') { Ok(x) } else { Err(()) }) {
+        return toml::Value::Float(x);
+    }
+    match text {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(text.to_string()),
+    }
+}
+
 pub(crate) fn print(resolved: &AppResolved) -> String {
     let mut out = String::from("\n[app]\n");
     for (key, value, from) in &resolved.shown {
@@ -322,8 +376,7 @@ pub(crate) fn print(resolved: &AppResolved) -> String {
             From::File(f) => format!("config file ({f})"),
             From::Default => "default".to_string(),
         };
-        let value = toml::Value::String(value.clone());
-        out.push_str(&format!("{key} = {value}  # {from}\n"));
+        out.push_str(&format!("{key} = {}  # {from}\n", toml_value(value)));
     }
     out
 }

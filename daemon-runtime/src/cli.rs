@@ -45,7 +45,7 @@ pub(crate) fn parse(args: Vec<OsString>, app: Option<&crate::app::AppSpec>) -> R
     let mut config = None;
     let mut print_config = false;
     let mut command: Option<String> = None;
-    let (mut graceful, mut json, mut hold) = (false, false, false);
+    let (mut graceful, mut now, mut json, mut hold) = (false, false, false, false);
     let mut app_args: Vec<OsString> = Vec::new();
     // The flag that set each key: a key's two names at once is a mistake, not a race.
     let mut flag_of: std::collections::HashMap<Key, String> = std::collections::HashMap::new();
@@ -57,6 +57,7 @@ pub(crate) fn parse(args: Vec<OsString>, app: Option<&crate::app::AppSpec>) -> R
             Arg::Short('V') | Arg::Long("version") => return Ok(Command::Version),
             Arg::Long("print-config") => print_config = true,
             Arg::Long("graceful") => graceful = true,
+            Arg::Long("now") => now = true,
             Arg::Long("json") => json = true,
             Arg::Long("hold") => hold = true,
             Arg::Long("config") => {
@@ -153,7 +154,9 @@ pub(crate) fn parse(args: Vec<OsString>, app: Option<&crate::app::AppSpec>) -> R
     let command = match command.as_deref() {
         None => None,
         Some("start") => Some(Control::Start),
-        Some("stop") => Some(Control::Stop { graceful }),
+        // Graceful unless told otherwise: work in hand is finished, not lost (`--now` is TERM's
+        // fast stop). `--graceful` says the default out loud.
+        Some("stop") => Some(Control::Stop { graceful: !now }),
         Some("reload") => Some(Control::Reload),
         Some("upgrade") => Some(Control::Upgrade { hold }),
         Some("backout") => Some(Control::Backout),
@@ -163,7 +166,13 @@ pub(crate) fn parse(args: Vec<OsString>, app: Option<&crate::app::AppSpec>) -> R
         return Err(CliError("--hold goes with the upgrade command: `upgrade --hold`".into()));
     }
     if graceful && !matches!(command, Some(Control::Stop { .. })) {
-        return Err(CliError("--graceful goes with the stop command: `stop --graceful`".into()));
+        return Err(CliError("--graceful goes with the stop command: `stop --graceful` (a stop is graceful unless `--now`)".into()));
+    }
+    if now && !matches!(command, Some(Control::Stop { .. })) {
+        return Err(CliError("--now goes with the stop command: `stop --now`".into()));
+    }
+    if now && graceful {
+        return Err(CliError("`stop --now` and `--graceful` contradict each other: a stop is graceful unless `--now`".into()));
     }
     if json && !matches!(command, Some(Control::Status { .. })) {
         return Err(CliError("--json goes with the status command: `status --json`".into()));
@@ -183,7 +192,7 @@ fn os_to_string(flag: &str, v: OsString) -> Result<String, CliError> {
 pub(crate) fn help(program: &str, name: &str, version: &str, current: &Given, app: Option<&crate::app::AppSpec>) -> String {
     let commands = [
         ("start", "detach; exit 0 once the workers accept, 1 with the reason if start-up fails"),
-        ("stop [--graceful]", "stop the manager named by the pid file, as TERM (or QUIT) would, and wait until it is gone"),
+        ("stop [--now]", "stop the manager named by the pid file gracefully, as QUIT would (work in hand is finished, within graceful_timeout), and wait until it is gone; --now: the fast stop of TERM"),
         ("reload", "as HUP: re-read the config file, reopen logs, replace the workers; exit 1 if refused"),
         ("status [--json]", "the scoreboard; exit 0 running, 1 dead with a pid file, 3 not running"),
         ("upgrade [--hold]", "as USR2: start the program's file again beside this manager; exit 0 once it serves, 1 if it rolled back (--hold: keep this manager, backed out, until it is stopped)"),
@@ -314,6 +323,20 @@ mod tests {
             assert!(!left.contains("DURATIONhow"), "glued: {l}");
         }
         assert!(h.contains("--workers N (or --prefork)") && h.contains("DAEMON_PREFORK or DAEMON_WORKERS"), "{h}");
+    }
+
+    #[test]
+    fn stop_is_graceful_unless_now() {
+        use crate::control::Control;
+        let command = |list: &[&str]| match parse(args(list), None) {
+            Ok(Command::Run(r)) => r.command,
+            _ => panic!("{list:?}"),
+        };
+        assert_eq!(command(&["stop"]), Some(Control::Stop { graceful: true }));
+        assert_eq!(command(&["stop", "--graceful"]), Some(Control::Stop { graceful: true }));
+        assert_eq!(command(&["stop", "--now"]), Some(Control::Stop { graceful: false }));
+        assert!(error(&["stop", "--now", "--graceful"]).contains("contradict"));
+        assert!(error(&["reload", "--now"]).contains("--now goes with the stop command"));
     }
 
     #[test]

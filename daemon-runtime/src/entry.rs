@@ -170,6 +170,7 @@ fn read_sources(inv: &Invocation, attrs: &'static [(Key, Attr)], package: Packag
         None => Model::Unknown,
     };
     let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    crate::app::set_start_dir(base.clone());
     let file = run.config.clone().or_else(|| std::env::var_os(sources::CONFIG_ENV).map(Into::into)).map(|p| base.join(p));
     let layers = Layers { attributes: given, file, env, cli: run.given.clone(), model, base, tasks: hooks.tasks.clone(), app };
     Ok(Sources { layers, run, hooks, env_warnings })
@@ -238,8 +239,12 @@ where
     let controls = run.command.is_some_and(|c| c != Control::Start);
     let resolved = resolve(inv, &layers, controls)?;
     let (config, groups, app_resolved) = (resolved.config, resolved.groups, resolved.app);
+    if !controls {
+        hooks.check_pools(groups.iter().map(|g| g.name.as_str())).map_err(StartError::usage)?;
+    }
     if run.print_config {
         print!("{}", sources::print_config(&config));
+        print!("{}", sources::print_groups(&groups));
         if let Some(app) = &app_resolved {
             print!("{}", crate::app::print(app));
         }
@@ -378,6 +383,12 @@ impl Housekeeping<'_> {
         };
         let span = info_span!("manager", pid = std::process::id());
         let _entered = span.enter();
+        // The program's metrics count from here (main's body may use them), in memory the
+        // workers will share, or that the old manager of an upgrade counted in.
+        let (metrics_area, note) = crate::metrics::area::install(inherited.metrics.take());
+        if let Some(note) = note {
+            warn!("{note}");
+        }
         let user = identity.uid.map(|u| u.as_raw());
         let log_file = match log_path.as_deref().map(|p| LogFile::open(p, user)).transpose() {
             Ok(l) => l,
@@ -392,12 +403,22 @@ impl Housekeeping<'_> {
         if let Some(why) = &inherited.ignored {
             warn!("{why}");
         }
+        // A manager that runs already is named before any address is tried: a second start
+        // fails with "already running (pid N)", not with the port it holds. (Taking the file
+        // itself waits until the sockets are bound: a start that cannot bind leaves it alone.)
+        if let Some(path) = pid_file.as_deref() {
+            if let Ok(crate::boot::pidfile::Holder::Manager(pid)) = crate::boot::pidfile::holder(path) {
+                if Some(pid) != upgraded_from.map(|p| p.as_raw()) {
+                    return fail(crate::boot::pidfile::PidFileError::Running { path: path.to_path_buf(), pid: Some(pid) }.to_string());
+                }
+            }
+        }
         // The metrics' socket first: an old manager hands it over with the others.
         let handed_metrics = match (inherited.source, config.metrics_listen.as_deref()) {
             (Some(crate::boot::listener::Source::Upgrade), Some(addr)) => crate::boot::listener::take_matching(&mut inherited.listeners, addr),
             _ => None,
         };
-        let metrics = match handed_metrics.map(Ok).or_else(|| config.metrics_listen.as_deref().map(crate::boot::listener::bind_one)).transpose() {
+        let metrics = match handed_metrics.map(Ok).or_else(|| config.metrics_listen.as_deref().map(|a| crate::boot::listener::bind_one(a).map_err(|e| e.of("metrics_listen")))).transpose() {
             Ok(m) => m.map(|l| {
                 tracing::info!(addr = %l.addr, "metrics: GET /metrics answered here");
                 l.socket
@@ -418,7 +439,7 @@ impl Housekeeping<'_> {
         if let Err(e) = privileges::drop_to(identity) {
             return fail(e.to_string());
         }
-        let housework = Housework { readiness, pid_file: pid_lock, log_file, package, upgraded_from, restart, metrics };
+        let housework = Housework { readiness, pid_file: pid_lock, log_file, package, upgraded_from, restart, metrics, metrics_area };
         if !hooks.has_workers() {
             // No worker hooks: `main`'s body is the daemon.
             return Ok(Started::Plain(housework));

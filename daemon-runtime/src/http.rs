@@ -35,6 +35,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::worker::connection::{Connection, Wait};
 use crate::worker::track::{Tracked, Tracker};
 
+/// Requests served, beside the daemon's `daemon_connections_total`: a keep-alive connection
+/// carries many.
+static REQUESTS: crate::metrics::Counter = crate::metrics::Counter::own("daemon_http_requests_total", "HTTP requests daemon::http served (a connection may carry many)");
+
 thread_local! {
     /// Each worker's routers, one per `app` function, built by the first connection. A worker
     /// runs its handlers on one thread; the manager never builds one.
@@ -62,6 +66,24 @@ where
         Err(e) if e.is_incomplete_message() || e.is_parse() || e.is_canceled() || client_gone(&e) => Ok(()),
         Err(e) => Err(io::Error::other(e)),
     }
+}
+
+/// Serves HTTP/1.1 on `conn` with the `Router` this worker's `on_child` hook returned: the
+/// router is built once per worker, before the worker is ready, so a router that cannot be
+/// built (a database that will not open) fails the worker's start with the reason instead of
+/// its first request. Limit the hook to the serving pool (`#[daemon::on_child(pools =
+/// ["main"])]`) so that task workers do not build one.
+///
+/// A worker without a `Router` in its state answers no request: each connection ends with an
+/// error naming the fix, which the worker logs.
+pub async fn serve_router(conn: Connection) -> io::Result<()> {
+    let Some(router) = crate::worker::state::state::<Router>() else {
+        return Err(io::Error::other(
+            "daemon::http::serve_router: this worker has no axum::Router: return one from an #[daemon::on_child] hook \
+             (`fn routes(child: &daemon::Child) -> Result<Router, E>`), or call daemon::http::serve(conn, app)",
+        ));
+    };
+    serve(conn, || router.clone()).await
 }
 
 fn router_of<F: Fn() -> Router + 'static>(app: &F) -> Router {
@@ -177,6 +199,7 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             shared.tracked.request_begins(shared.tracker.now());
         }
         describe(&request);
+        REQUESTS.inc();
         let mut router = self.router.clone();
         let answer = tower_service::Service::call(&mut router, request);
         Answer { answer, shared: shared.clone() }

@@ -15,6 +15,7 @@ mod hooks;
 #[cfg(feature = "http")]
 pub mod http;
 mod manager;
+pub mod metrics;
 mod plain;
 mod program;
 mod pool;
@@ -62,7 +63,7 @@ pub mod __bench {
     }
 }
 
-pub use child::Child;
+pub use child::{Child, PoolKind};
 pub use tokio;
 pub use tracing;
 pub use worker::connection::Connection;
@@ -70,9 +71,10 @@ pub use hooks::{Reaped, Spawned};
 pub use plain::{stopping, take_reload, wait_for_stop};
 pub use worker::work::{Supervised, Task, WorkContext};
 pub use worker::{describe_request, heartbeat, long};
+pub use worker::state::state;
 pub use daemon_config as config;
 pub use foreign::foreign_child;
 pub use signals::default_signals;
-pub use app::{settings, try_settings, ProgramSettings};
+pub use app::{path_from_start_dir, settings, start_dir, try_settings, ProgramSettings};
 pub use clap;
 pub use hooks::HookError;

@@ -124,7 +124,7 @@ pub(crate) fn from_env(
         let rest = &name["DAEMON_".len()..];
         // The upgrade's own handshake (boot/inherit.rs), and the program's own settings, not
         // the framework's settings.
-        if rest.is_empty() || name == crate::boot::inherit::UPGRADE_FROM || name == crate::boot::inherit::UPGRADE_FD || programs(&name) {
+        if rest.is_empty() || name == crate::boot::inherit::UPGRADE_FROM || name == crate::boot::inherit::UPGRADE_FD || name == crate::boot::inherit::UPGRADE_METRICS || programs(&name) {
             continue;
         }
         let is_ours = name == CONFIG_ENV || Key::from_env(&name).is_some();
@@ -462,6 +462,21 @@ pub(crate) fn print_config(config: &Config) -> String {
         };
         let line = format!("{} = {value}", s.name);
         out.push_str(&format!("{line:<40} # {}\n", config.origin(s.key).label()));
+    }
+    out
+}
+
+/// The task groups as they run, as `[tasks.NAME]` tables a config file could hold (each
+/// from its `#[daemon::task]` attribute, with what the file changed).
+pub(crate) fn print_groups(groups: &[daemon_config::GroupConfig]) -> String {
+    let mut out = String::new();
+    for g in groups {
+        out.push_str(&format!("\n[tasks.{}]\n", g.name));
+        out.push_str(&format!("run = {:?}\n", g.run));
+        out.push_str(&format!("model = \"{}\"\n", g.model.name()));
+        out.push_str(&format!("workers = {}\n", g.workers));
+        out.push_str(&format!("max_workers = {}\n", g.max_workers));
+        out.push_str(&format!("scaling_interval = {:?}\n", daemon_config::format_duration(g.scaling_interval)));
     }
     out
 }

@@ -153,13 +153,18 @@ impl Detached {
 
 impl Drop for Detached {
     fn drop(&mut self) {
-        let workers = children(self.manager);
-        for pid in std::iter::once(self.manager).chain(workers) {
-            if alive(pid) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        // The manager it started, and the one its pid file names now (after an upgrade).
+        let mut managers = vec![self.manager];
+        managers.extend(read_pid(&self.pid_file).filter(|p| *p != self.manager && *p > 1));
+        for manager in &managers {
+            let workers = children(*manager);
+            for pid in std::iter::once(*manager).chain(workers) {
+                if alive(pid) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+                }
             }
         }
-        poll_until(SOON, || !alive(self.manager));
+        poll_until(SOON, || managers.iter().all(|m| !alive(*m)));
     }
 }
 

@@ -28,6 +28,30 @@ pub enum Shape {
     Manager,
 }
 
+/// What an `on_child` hook returns, read from its signature: the runtime calls each through
+/// its own function (the compiler checks the types behind the syntax).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildReturns {
+    /// Nothing (or `()`).
+    Nothing,
+    /// A type spelled `Result<...>` (any path ending in `Result`): `Ok` is kept, `Err` fails
+    /// the worker's start.
+    Result,
+    /// Any other type: the worker keeps the value.
+    Value,
+}
+
+pub fn child_returns(sig: &syn::Signature) -> ChildReturns {
+    match &sig.output {
+        ReturnType::Default => ChildReturns::Nothing,
+        ReturnType::Type(_, ty) if item::is_unit(ty) => ChildReturns::Nothing,
+        ReturnType::Type(_, ty) => match &**ty {
+            syn::Type::Path(p) if p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == "Result") => ChildReturns::Result,
+            _ => ChildReturns::Value,
+        },
+    }
+}
+
 const CHILD_SIGNATURE: &str = "`fn(child: &daemon::Child)` or `fn()`";
 const ASYNC_ACCEPT: &str = "async fn(conn: daemon::Connection) -> std::io::Result<()>";
 const SYNC_ACCEPT: &str = "fn(stream: std::net::TcpStream) -> std::io::Result<()>";
@@ -150,18 +174,12 @@ pub fn signature<'a>(cx: &mut Ctxt, hook: Hook, item: &'a Item) -> Option<(&'a I
         }
     }
     match (&sig.output, shape) {
-        (ReturnType::Type(_, ty), Shape::Hook) if !item::is_unit(ty) => {
-            let fix = match hook {
-                Hook::Child => {
-                    "handle errors inside the hook, or panic to give up on the worker (the \
-                     manager forks a replacement after a pause)"
-                }
-                _ => "handle or log errors inside the hook",
-            };
+        // An on_child hook may return the worker's state, or a `Result` of it.
+        (ReturnType::Type(_, ty), Shape::Hook) if hook == Hook::Shutdown && !item::is_unit(ty) => {
             error(
                 cx,
                 ty.to_token_stream(),
-                format!("{attr} hooks return nothing: remove the return type and {fix}"),
+                format!("{attr} hooks return nothing: remove the return type and handle or log errors inside the hook"),
             );
         }
         (ReturnType::Default, Shape::AsyncAccept | Shape::SyncAccept) => {
@@ -346,6 +364,22 @@ mod tests {
     }
 
     #[test]
+    fn an_on_child_hook_returns_nothing_a_value_or_a_result() {
+        let returns = |item: Item| {
+            let (shape, errors) = check(Hook::Child, item.clone());
+            assert_eq!((shape, errors), (Some(Shape::Hook), vec![]));
+            let Item::Fn(f) = item else { unreachable!() };
+            child_returns(&f.sig)
+        };
+        assert_eq!(returns(parse_quote!(fn init() {})), ChildReturns::Nothing);
+        assert_eq!(returns(parse_quote!(fn init() -> () {})), ChildReturns::Nothing);
+        assert_eq!(returns(parse_quote!(fn db(c: &daemon::Child) -> Db { todo!() })), ChildReturns::Value);
+        assert_eq!(returns(parse_quote!(fn db() -> Result<Db, String> { todo!() })), ChildReturns::Result);
+        assert_eq!(returns(parse_quote!(fn db() -> std::io::Result<Db> { todo!() })), ChildReturns::Result);
+        assert_eq!(returns(parse_quote!(fn db() -> (Db, u8) { todo!() })), ChildReturns::Value);
+    }
+
+    #[test]
     fn hooks_refuse_what_cannot_be_called_plainly() {
         let e = one_error(
             Hook::Child,
@@ -393,14 +427,14 @@ mod tests {
             "{e}"
         );
         let e = one_error(
-            Hook::Child,
+            Hook::Shutdown,
             parse_quote!(
-                fn init() -> Result<(), String> {
+                fn bye() -> Result<(), String> {
                     Ok(())
                 }
             ),
         );
-        assert!(e.contains("return nothing") && e.contains("panic"), "{e}");
+        assert!(e.contains("return nothing"), "{e}");
         let e = one_error(
             Hook::Shutdown,
             parse_quote!(

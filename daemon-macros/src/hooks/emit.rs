@@ -3,13 +3,17 @@
 //! ```text
 //! fn init(child: &daemon::Child) { ... }
 //! const _: () = {
-//!     const __daemon_on_child_init: fn(&::daemon::__private::Child) =
-//!         |child| ::daemon::__private::call_child_hook(init, child);
+//!     const __daemon_on_child_init: fn(&::daemon::__private::Child) -> Result<(), String> =
+//!         |child| ::daemon::__private::call_child_unit(init, child);
 //!     ::daemon::__private::inventory::submit! {
-//!         ::daemon::__private::OnChild::new("init", ::core::module_path!(), __daemon_on_child_init)
+//!         ::daemon::__private::OnChild::new("init", ::core::module_path!(), &[], __daemon_on_child_init)
 //!     }
 //! };
 //! ```
+//!
+//! An `on_child` hook that returns a value goes through `call_child_state` (the worker keeps
+//! it), one returning a `Result` through `call_child_result` (`Err` fails the worker's start);
+//! `pools = [...]` is the slice before the pointer.
 //!
 //! The closure has the runtime's fixed `fn` pointer type; the `call_*` function in it takes the
 //! user's function through a trait bound (`ChildHook`, `AsyncAcceptHandler`,
@@ -31,7 +35,7 @@ use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::ItemFn;
 
-use super::check::Shape;
+use super::check::{child_returns, ChildReturns, Shape};
 use super::Hook;
 use crate::paths::Paths;
 
@@ -41,6 +45,7 @@ pub fn expand(
     shape: Shape,
     f: &ItemFn,
     group: &[(GroupKey, Value, TokenStream)],
+    pools: &[String],
 ) -> TokenStream {
     let name = &f.sig.ident;
     let name_text = name.unraw().to_string();
@@ -50,15 +55,35 @@ pub fn expand(
     let arg = |text: &str| Ident::new(text, Span::mixed_site().located_at(name.span()));
     let p = |item: TokenStream| paths.private_path(item);
     let (kind, pointer, register, closure) = match (hook, shape) {
-        (_, Shape::Hook) => {
-            let (child, call) = (paths.child(), paths.call_child_hook());
-            let (kind, register) = match hook {
-                Hook::Shutdown => ("on_shutdown", paths.on_shutdown()),
-                _ => ("on_child", paths.on_child()),
-            };
+        (Hook::Shutdown, Shape::Hook) => {
+            let (child, call, register) = (paths.child(), paths.call_child_hook(), paths.on_shutdown());
             let child_arg = arg("child");
             let invoke = quote_spanned!(at=> #call(#name, #child_arg));
-            (kind, quote!(fn(&#child)), quote!(#register::new), quote!(|#child_arg| #invoke))
+            ("on_shutdown", quote!(fn(&#child)), quote!(#register::new), quote!(|#child_arg| #invoke))
+        }
+        (_, Shape::Hook) => {
+            let (child, register) = (paths.child(), paths.on_child());
+            let child_arg = arg("child");
+            let invoke = match child_returns(&f.sig) {
+                ChildReturns::Nothing => {
+                    let call = p(quote!(call_child_unit));
+                    quote_spanned!(at=> #call(#name, #child_arg))
+                }
+                ChildReturns::Value => {
+                    let call = p(quote!(call_child_state));
+                    quote_spanned!(at=> #call(#name, #name_text, #child_arg))
+                }
+                // A `Result` whose error is not `Debug` is reported at the return type.
+                ChildReturns::Result => {
+                    let call = p(quote!(call_child_result));
+                    let at = match &f.sig.output {
+                        syn::ReturnType::Type(_, ty) => Span::call_site().located_at(syn::spanned::Spanned::span(ty)),
+                        syn::ReturnType::Default => at,
+                    };
+                    quote_spanned!(at=> #call(#name, #name_text, #child_arg))
+                }
+            };
+            ("on_child", quote!(fn(&#child) -> ::core::result::Result<(), ::std::string::String>), quote!(#register::new), quote!(|#child_arg| #invoke))
         }
         (_, Shape::AsyncAccept) => {
             let (connection, future) = (paths.connection(), paths.box_future());
@@ -140,15 +165,20 @@ pub fn expand(
             };
         }
     });
-    // A task group's settings, from the attribute, go with its registration.
-    let settings = (hook == Hook::Task).then(|| {
-        let entries = group.iter().map(|(key, value, _)| {
-            let key = paths.group_key(*key);
-            let value = crate::main_fn::emit::attr(paths, value);
-            quote!((#key, #value))
-        });
-        quote!(&[#(#entries),*],)
-    });
+    // A task group's settings, from the attribute, go with its registration; an on_child
+    // hook's pools with its.
+    let settings = match hook {
+        Hook::Task => {
+            let entries = group.iter().map(|(key, value, _)| {
+                let key = paths.group_key(*key);
+                let value = crate::main_fn::emit::attr(paths, value);
+                quote!((#key, #value))
+            });
+            Some(quote!(&[#(#entries),*],))
+        }
+        Hook::Child => Some(quote!(&[#(#pools),*],)),
+        _ => None,
+    };
     quote! {
         #f
         const _: () = {
@@ -172,15 +202,15 @@ mod tests {
         let f: ItemFn = parse_quote!(
             fn init(child: &daemon::Child) {}
         );
-        let got = expand(&Paths::new(None), Hook::Child, Shape::Hook, &f, &[]).to_string();
+        let got = expand(&Paths::new(None), Hook::Child, Shape::Hook, &f, &[], &[]).to_string();
         let want = quote! {
             fn init(child: &daemon::Child) {}
             const _: () = {
                 #[allow(non_upper_case_globals)]
-                const __daemon_on_child_init: fn(&::daemon::__private::Child) =
-                    |child| ::daemon::__private::call_child_hook(init, child);
+                const __daemon_on_child_init: fn(&::daemon::__private::Child) -> ::core::result::Result<(), ::std::string::String> =
+                    |child| ::daemon::__private::call_child_unit(init, child);
                 ::daemon::__private::inventory::submit! {
-                    ::daemon::__private::OnChild::new("init", ::core::module_path!(), __daemon_on_child_init)
+                    ::daemon::__private::OnChild::new("init", ::core::module_path!(), &[], __daemon_on_child_init)
                 }
             };
         };
@@ -188,11 +218,26 @@ mod tests {
     }
 
     #[test]
+    fn a_child_hook_that_returns_state_is_kept_and_limited_to_its_pools() {
+        let f: ItemFn = parse_quote!(
+            fn db(child: &daemon::Child) -> Result<Db, Error> { todo!() }
+        );
+        let got = expand(&Paths::new(None), Hook::Child, Shape::Hook, &f, &[], &["jobs".to_string()]).to_string();
+        assert!(got.contains("call_child_result (db , \"db\" , child)"), "{got}");
+        assert!(got.contains("OnChild :: new (\"db\" , :: core :: module_path ! () , & [\"jobs\"] ,"), "{got}");
+        let f: ItemFn = parse_quote!(
+            fn db() -> Db { todo!() }
+        );
+        let got = expand(&Paths::new(None), Hook::Child, Shape::Hook, &f, &[], &[]).to_string();
+        assert!(got.contains("call_child_state (db , \"db\" , child)"), "{got}");
+    }
+
+    #[test]
     fn registers_each_kind_with_its_constructor() {
         let f: ItemFn = parse_quote!(
             fn r#bye() {}
         );
-        let got = expand(&Paths::new(None), Hook::Shutdown, Shape::Hook, &f, &[]).to_string();
+        let got = expand(&Paths::new(None), Hook::Shutdown, Shape::Hook, &f, &[], &[]).to_string();
         assert!(got.contains("OnShutdown :: new (\"bye\""), "{got}");
         let f: ItemFn = parse_quote!(
             async fn serve(c: daemon::Connection) -> std::io::Result<()> {
@@ -204,6 +249,7 @@ mod tests {
             Hook::Accept,
             Shape::AsyncAccept,
             &f,
+            &[],
             &[],
         )
         .to_string();
@@ -217,7 +263,7 @@ mod tests {
                 Ok(())
             }
         );
-        let got = expand(&Paths::new(None), Hook::Accept, Shape::SyncAccept, &f, &[]).to_string();
+        let got = expand(&Paths::new(None), Hook::Accept, Shape::SyncAccept, &f, &[], &[]).to_string();
         assert!(got.contains("OnAccept :: blocking (\"serve\""), "{got}");
         assert!(got.contains("| stream | :: daemon :: __private :: call_sync_accept (serve , stream)"), "{got}");
     }

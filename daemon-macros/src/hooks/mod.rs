@@ -50,11 +50,12 @@ impl Hook {
 
 pub fn expand(hook: Hook, args: TokenStream, item: TokenStream) -> TokenStream {
     let mut cx = Ctxt::new();
-    let (krate, group) = if hook == Hook::Task {
+    let (krate, group, pools) = if hook == Hook::Task {
         let parsed = parse::task_args(&mut cx, args);
-        (parsed.krate, parsed.values)
+        (parsed.krate, parsed.values, Vec::new())
     } else {
-        (parse::args(&mut cx, hook, args), Vec::new())
+        let parsed = parse::args(&mut cx, hook, args);
+        (parsed.krate, Vec::new(), parsed.pools)
     };
     let Some(item) = parse::item(&mut cx, item.clone()) else {
         return with_errors(cx, item);
@@ -67,7 +68,7 @@ pub fn expand(hook: Hook, args: TokenStream, item: TokenStream) -> TokenStream {
         parse::check_group(&mut cx, &f.sig.ident, &group);
     }
     match checked {
-        Some((f, shape)) if !cx.has_errors() => emit::expand(&Paths::new(krate), hook, shape, f, &group),
+        Some((f, shape)) if !cx.has_errors() => emit::expand(&Paths::new(krate), hook, shape, f, &group, &pools),
         // The function stays, so that code calling it still compiles; it is not registered, so
         // nothing uses it: no dead-code warning on top of the real error.
         _ => with_errors(cx, quote!(#[allow(dead_code)] #item)),

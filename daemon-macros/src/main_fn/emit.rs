@@ -150,9 +150,21 @@ pub fn attr(paths: &Paths, value: &Value) -> TokenStream {
 /// sees, so the program must otherwise compile. A `fn main` with a signature the runtime can take
 /// is kept as it was (so errors in its body still show); any other gets a stub `fn main`, and the
 /// item it replaced is kept (unless it was a `fn main` of its own) without a dead-code warning.
+/// A `fn main` that takes the program's settings is kept under another name (its body's errors
+/// still show), beside a stub: rustc's own "`main` has the wrong type" would only repeat the
+/// attribute's error.
 pub fn fallback(item: &Item, usable_main: bool) -> TokenStream {
     match item {
-        Item::Fn(f) if usable_main => f.to_token_stream(),
+        Item::Fn(f) if usable_main && f.sig.inputs.is_empty() => f.to_token_stream(),
+        Item::Fn(f) if usable_main => {
+            let mut kept = f.clone();
+            kept.sig.ident = proc_macro2::Ident::new("__daemon_main_not_started", f.sig.ident.span());
+            quote! {
+                #[allow(dead_code, non_snake_case)]
+                #kept
+                fn main() {}
+            }
+        }
         Item::Fn(f) if f.sig.ident == "main" => quote!(
             fn main() {}
         ),

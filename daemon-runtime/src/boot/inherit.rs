@@ -5,7 +5,9 @@
 //! another process were meant for it (a parent that did not clear them) and are ignored. During
 //! an upgrade the old manager also passes the descriptor after them, a pipe on which the new one
 //! says when its workers accept (`DAEMON_UPGRADE_FD`), and its own pid (`DAEMON_UPGRADE_FROM`),
-//! believed only when it is this process's parent.
+//! believed only when it is this process's parent; and after the pipe, the memory the program's
+//! metrics are counted in (`DAEMON_UPGRADE_METRICS`: the descriptor and the half the old manager
+//! writes), for the new manager to keep counting from.
 //!
 //! Every one of these variables is removed from the environment once read, so no worker or
 //! program the daemon starts sees them.
@@ -28,6 +30,7 @@ pub(crate) const LISTEN_FDS: &str = "LISTEN_FDS";
 pub(crate) const LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
 pub(crate) const UPGRADE_FROM: &str = "DAEMON_UPGRADE_FROM";
 pub(crate) const UPGRADE_FD: &str = "DAEMON_UPGRADE_FD";
+pub(crate) const UPGRADE_METRICS: &str = "DAEMON_UPGRADE_METRICS";
 /// The most sockets a process takes from `LISTEN_FDS`, and so the most an upgrade hands on.
 pub(crate) const MOST_SOCKETS: usize = 64;
 /// How an upgrade names, in `LISTEN_FDNAMES`, a socket that came from socket activation.
@@ -42,6 +45,8 @@ pub(crate) struct Inherited {
     pub upgrade: Option<(Pid, OwnedFd)>,
     /// Variables that were there but not for us, for the log.
     pub ignored: Option<String>,
+    /// During an upgrade: the program's metrics (a memfd), and the half the old manager writes.
+    pub metrics: Option<(OwnedFd, usize)>,
     /// The first descriptor nothing was handed on: everything from it up is the starter's.
     pub first_free: RawFd,
 }
@@ -74,6 +79,7 @@ pub(crate) fn take() -> Result<Inherited, InheritError> {
     let names = take_var(LISTEN_FDNAMES);
     let from = take_var(UPGRADE_FROM);
     let upgrade_fd = take_var(UPGRADE_FD);
+    let metrics = take_var(UPGRADE_METRICS);
     let mut found = Inherited { first_free: FIRST_FD, ..Inherited::default() };
     let Some(fds) = fds else {
         if pid.is_some() {
@@ -128,6 +134,17 @@ pub(crate) fn take() -> Result<Inherited, InheritError> {
             found.upgrade = Some((Pid::from_raw(old), pipe));
             found.first_free += 1;
             found.source = Some(Source::Upgrade);
+            // The metrics' memory, on the descriptor after the pipe (checked when mapped: a
+            // sealed memfd of the right size, or the metrics start again).
+            let metrics = metrics.as_deref().and_then(|m| m.to_str()).and_then(|m| m.split_once(':'));
+            let metrics = metrics.and_then(|(fd, half)| Some((fd.parse::<RawFd>().ok()?, half.parse::<usize>().ok()?)));
+            if let Some((fd, half)) = metrics.filter(|&(fd, half)| fd == found.first_free && half < 2) {
+                if let Some(memory) = crate::sys::claim_inherited_fd(fd) {
+                    let _ = fcntl(&memory, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+                    found.metrics = Some((memory, half));
+                    found.first_free += 1;
+                }
+            }
         }
         // From a service manager: its sockets, which `listen` does not replace.
         (None, None) => {
@@ -177,11 +194,19 @@ fn adopt(fd: RawFd) -> Result<Listener, String> {
 /// executed in this (child) process: descriptors 3, 4, ... for the sockets and the next one for
 /// the pipe, without close-on-exec, and the variables that say so. Only in the child of a fork,
 /// just before exec.
-pub(crate) fn hand_on(sockets: &[(BorrowedFd<'_>, String)], verdict: &OwnedFd, old: Pid) -> nix::Result<Vec<(String, String)>> {
+/// `metrics`: the program's metrics' memory and the half this manager writes, on the
+/// descriptor after the pipe.
+pub(crate) fn hand_on(
+    sockets: &[(BorrowedFd<'_>, String)],
+    verdict: &OwnedFd,
+    metrics: Option<(BorrowedFd<'_>, usize)>,
+    old: Pid,
+) -> nix::Result<Vec<(String, String)>> {
     // First out of the way (above every target), then into place: a source may sit on another
     // one's target.
     let mut high = Vec::new();
-    for fd in sockets.iter().map(|(fd, _)| *fd).chain(std::iter::once(verdict.as_fd())) {
+    let after = std::iter::once(verdict.as_fd()).chain(metrics.map(|(fd, _)| fd));
+    for fd in sockets.iter().map(|(fd, _)| *fd).chain(after) {
         let copy = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(FIRST_FD + MOST_SOCKETS as RawFd + 1))?;
         high.push(copy);
     }
@@ -190,12 +215,17 @@ pub(crate) fn hand_on(sockets: &[(BorrowedFd<'_>, String)], verdict: &OwnedFd, o
         crate::sys::dup_onto(*fd, FIRST_FD + i as RawFd)?;
     }
     let names: Vec<&str> = sockets.iter().map(|(_, n)| n.as_str()).collect();
-    Ok(vec![
+    let pipe = FIRST_FD + sockets.len() as RawFd;
+    let mut vars = vec![
         (LISTEN_PID.to_string(), std::process::id().to_string()),
         (LISTEN_FDS.to_string(), sockets.len().to_string()),
         (LISTEN_FDNAMES.to_string(), names.join(":")),
         (UPGRADE_FROM.to_string(), old.as_raw().to_string()),
-        (UPGRADE_FD.to_string(), (FIRST_FD + sockets.len() as RawFd).to_string()),
-    ])
+        (UPGRADE_FD.to_string(), pipe.to_string()),
+    ];
+    if let Some((_, half)) = metrics {
+        vars.push((UPGRADE_METRICS.to_string(), format!("{}:{half}", pipe + 1)));
+    }
+    Ok(vars)
 }
 

@@ -35,21 +35,25 @@ impl AsFd for Listener {
 pub struct BindError {
     pub addr: String,
     pub error: io::Error,
+    /// The setting the address came from, for the hint (`listen`, `metrics_listen`).
+    pub setting: &'static str,
+}
+
+impl BindError {
+    /// The same error, about another setting's address.
+    pub(crate) fn of(self, setting: &'static str) -> BindError {
+        BindError { setting, ..self }
+    }
 }
 
 impl std::fmt::Display for BindError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (key, flag) = (self.setting, self.setting.replace('_', "-"));
         let hint = match self.error.kind() {
-            io::ErrorKind::AddrInUse => {
-                "another process holds this address: stop it, or listen elsewhere with --listen"
-            }
-            io::ErrorKind::PermissionDenied => {
-                "ports below 1024 need root (or CAP_NET_BIND_SERVICE): use a higher port"
-            }
-            io::ErrorKind::AddrNotAvailable => {
-                "no interface of this machine has that IP address: use one it has, or 0.0.0.0"
-            }
-            _ => "check the address given with `listen` or --listen",
+            io::ErrorKind::AddrInUse => format!("another process holds this address: stop it, or listen elsewhere with --{flag} (or {key})"),
+            io::ErrorKind::PermissionDenied => "ports below 1024 need root (or CAP_NET_BIND_SERVICE): use a higher port".to_string(),
+            io::ErrorKind::AddrNotAvailable => "no interface of this machine has that IP address: use one it has, or 0.0.0.0".to_string(),
+            _ => format!("check the address given with `{key}` or --{flag}"),
         };
         write!(f, "cannot listen on {}: {}; {hint}", self.addr, self.error)
     }
@@ -99,7 +103,7 @@ pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<
 }
 
 pub(crate) fn bind_one(text: &str) -> Result<Listener, BindError> {
-    let err = |error: io::Error| BindError { addr: text.to_string(), error };
+    let err = |error: io::Error| BindError { addr: text.to_string(), error, setting: "listen" };
     let addr: SocketAddr = text
         .parse()
         .map_err(|_| err(io::Error::new(io::ErrorKind::InvalidInput, "not an IP:PORT address")))?;

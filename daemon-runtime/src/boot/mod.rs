@@ -36,4 +36,6 @@ pub(crate) struct Housework {
     pub restart: Option<Restart>,
     /// The metrics' listener, bound with the others (`metrics_listen`).
     pub metrics: Option<std::net::TcpListener>,
+    /// The memory the program's metrics count in (`daemon::metrics`), to hand on in an upgrade.
+    pub metrics_area: Option<std::os::fd::OwnedFd>,
 }

@@ -243,7 +243,13 @@ impl PidFile {
                         continue;
                     }
                     std::fs::rename(&temp, path).map_err(io_err)?;
-                    tracing::warn!(path = %path.display(), stale_pid = ?named, "replaced a stale pid file: {why}");
+                    // An upgrade's handover is the normal course of things; a stale file is not.
+                    let shown = named.map_or_else(|| "none".to_string(), |p| p.to_string());
+                    if handed_by.is_some() && named == handed_by {
+                        tracing::info!(path = %path.display(), pid = %shown, "took over the pid file: {why}");
+                    } else {
+                        tracing::warn!(path = %path.display(), stale_pid = %shown, "replaced a stale pid file: {why}");
+                    }
                     drop(old);
                     return Ok(PidFile { path: path.to_path_buf(), home: path.to_path_buf(), lock, inode: ours });
                 }

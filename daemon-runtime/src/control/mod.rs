@@ -38,7 +38,8 @@ macro_rules! say_part {
 pub(crate) enum Control {
     /// Detach and run (`start`).
     Start,
-    /// TERM, or QUIT with `--graceful`, then wait until the manager is gone.
+    /// QUIT (graceful: work in hand is finished), or TERM with `--now`; then wait until the
+    /// manager is gone.
     Stop { graceful: bool },
     /// HUP.
     Reload,
@@ -255,8 +256,8 @@ fn upgrade(name: &str, path: &Path, old: Pid, answer: &Json, expect: &Expect<'_>
             Some(("took over", _)) => {
                 let after = if held {
                     format!(
-                        "the old one (pid {old}) is backed out under {}: `stop --graceful --pid-file {}` ends it; \
-                         `reload` of it and `stop --graceful` of the new one back the upgrade out",
+                        "the old one (pid {old}) is backed out under {}: `stop --pid-file {}` ends it; \
+                         `reload` of it and `stop` of the new one back the upgrade out",
                         oldbin(path).display(),
                         oldbin(path).display()
                     )

@@ -24,11 +24,15 @@ pub use signature::*;
 /// The future an async `on_accept` handler returns, boxed so the runtime holds one type.
 pub type BoxFuture = Pin<Box<dyn Future<Output = io::Result<()>> + 'static>>;
 
-/// A function registered with `#[daemon::on_child]`: runs in each new worker after fork.
+/// A function registered with `#[daemon::on_child]`: runs in each new worker after fork, before
+/// it is ready. An `Err` (the hook's own, or a second value of a type the worker keeps) fails
+/// the worker's start with the reason.
 pub struct OnChild {
     pub name: &'static str,
     pub module: &'static str,
-    pub run: fn(&Child),
+    /// The pools whose workers run it (`#[daemon::on_child(pools = [...])]`); none: all.
+    pub pools: &'static [&'static str],
+    pub run: fn(&Child) -> Result<(), String>,
 }
 
 /// A function registered with `#[daemon::on_shutdown]`: runs in a worker as it stops.
@@ -119,8 +123,18 @@ pub struct ManagerHook {
 }
 
 impl OnChild {
-    pub const fn new(name: &'static str, module: &'static str, run: fn(&Child)) -> OnChild {
-        OnChild { name, module, run }
+    pub const fn new(
+        name: &'static str,
+        module: &'static str,
+        pools: &'static [&'static str],
+        run: fn(&Child) -> Result<(), String>,
+    ) -> OnChild {
+        OnChild { name, module, pools, run }
+    }
+
+    /// Whether a worker of pool `pool` runs it.
+    pub(crate) fn runs_in(&self, pool: &str) -> bool {
+        self.pools.is_empty() || self.pools.contains(&pool)
     }
 }
 
@@ -270,6 +284,35 @@ impl Hooks {
         self.on_accept.is_some() || self.supervised.is_some() || !self.tasks.is_empty()
     }
 
+    /// Every pool an `on_child` hook limited to some (`pools = [...]`) names must be one the
+    /// program can have: `main` for its `on_accept` handler, `supervised`, a `#[daemon::task]`
+    /// or a group of the config file (`groups`, running or not). A typo would otherwise leave a
+    /// worker without the state its code asks for.
+    pub(crate) fn check_pools<'a>(&self, groups: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
+        let mut known: Vec<&str> = Vec::new();
+        known.extend(self.on_accept.map(|_| "main"));
+        known.extend(self.supervised.map(|_| "supervised"));
+        known.extend(self.tasks.iter().map(|t| t.name));
+        known.extend(groups);
+        known.sort_unstable();
+        known.dedup();
+        for hook in &self.on_child {
+            if let Some(unknown) = hook.pools.iter().find(|p| !known.contains(p)) {
+                let hint = match daemon_config::suggest(unknown, known.iter().copied()) {
+                    Some(near) => format!("did you mean `{near}`? "),
+                    None => String::new(),
+                };
+                return Err(format!(
+                    "#[daemon::on_child(pools = [...])] on {}::{} names the pool `{unknown}`, which this program does not have; {hint}its pools are {}",
+                    hook.module,
+                    hook.name,
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The task function named `name`.
     pub(crate) fn task(&self, name: &str) -> Option<&'static TaskFn> {
         self.tasks.iter().copied().find(|t| t.name == name)
@@ -308,5 +351,39 @@ impl Hooks {
 
     pub(crate) fn on_exit(&self) {
         self.each_manager_hook(|e| matches!(e, ManagerEvent::Exit(f) if { f(); true }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nothing(_: &Child) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn work(_: &Task) -> Result<(), String> {
+        Ok(())
+    }
+
+    static LIMITED: OnChild = OnChild::new("db", "app::hooks", &["main", "wrok"], nothing);
+    static TASK: TaskFn = TaskFn::new("work", "app", &[], Run::Sync(work));
+
+    fn hooks(on_child: Vec<&'static OnChild>) -> Hooks {
+        Hooks { on_child, on_shutdown: Vec::new(), on_accept: None, supervised: None, tasks: vec![&TASK], manager: Vec::new() }
+    }
+
+    #[test]
+    fn a_hook_limited_to_a_pool_the_program_lacks_stops_the_start() {
+        let e = hooks(vec![&LIMITED]).check_pools([]).unwrap_err();
+        assert!(e.contains("app::hooks::db names the pool `main`"), "{e}");
+        static TYPO: OnChild = OnChild::new("db", "app::hooks", &["wrok"], nothing);
+        let e = hooks(vec![&TYPO]).check_pools([]).unwrap_err();
+        assert!(e.contains("`wrok`") && e.contains("did you mean `work`?") && e.contains("its pools are work"), "{e}");
+        // A group the config file names counts, running or not.
+        assert!(hooks(vec![&TYPO]).check_pools(["wrok"]).is_ok());
+        assert!(TYPO.runs_in("wrok") && !TYPO.runs_in("main"));
+        static ALL: OnChild = OnChild::new("seed", "app", &[], nothing);
+        assert!(ALL.runs_in("anything"));
     }
 }

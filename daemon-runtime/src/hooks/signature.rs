@@ -76,31 +76,52 @@ where
     }
 }
 
-/// Implemented by `fn(&daemon::Child)` and `fn()`: the shapes of `on_child` and `on_shutdown`.
-/// `Args` tells the two shapes apart.
+/// Implemented by `fn(&daemon::Child) -> R` and `fn() -> R`: the shapes of `on_child` and
+/// `on_shutdown`. `Args` tells the two shapes apart; `R` is what the hook returns (`()` for
+/// `on_shutdown`; for `on_child`, nothing, a value the worker keeps, or a `Result` of one).
 #[diagnostic::on_unimplemented(
     message = "a `#[daemon::on_child]` or `#[daemon::on_shutdown]` hook needs the signature `fn(&daemon::Child)` or `fn()`",
-    label = "this hook does not take `&daemon::Child` (or nothing) and return `()`"
+    label = "this hook does not take `&daemon::Child` (or nothing)",
+    note = "an on_child hook may return a value for the worker to keep (`daemon::state::<T>()` gives it back), or a `Result` of one; an on_shutdown hook returns nothing"
 )]
-pub trait ChildHook<Args> {
-    fn call(self, child: &Child);
+pub trait ChildHook<Args, R> {
+    fn call(self, child: &Child) -> R;
 }
 
-impl<F> ChildHook<(&'static Child,)> for F
+impl<F, R> ChildHook<(&'static Child,), R> for F
 where
-    F: FnOnce(&Child),
+    F: FnOnce(&Child) -> R,
 {
-    fn call(self, child: &Child) {
+    fn call(self, child: &Child) -> R {
         self(child)
     }
 }
 
-impl<F> ChildHook<()> for F
+impl<F, R> ChildHook<(), R> for F
 where
-    F: FnOnce(),
+    F: FnOnce() -> R,
 {
-    fn call(self, _child: &Child) {
+    fn call(self, _child: &Child) -> R {
         self()
+    }
+}
+
+/// Implemented by the `Result`s an `on_child` hook may return: `Ok` is the value the worker
+/// keeps (`()`: none), `Err` fails its start.
+#[diagnostic::on_unimplemented(
+    message = "an `#[daemon::on_child]` hook returning a `Result` needs an error that is `Debug`, and a value that is `'static`",
+    label = "this is not a `Result<T, E>` with `E: Debug` and `T: 'static`"
+)]
+pub trait ChildResult {
+    fn keep(self, hook: &'static str) -> Result<(), String>;
+}
+
+impl<T: 'static, E: std::fmt::Debug> ChildResult for Result<T, E> {
+    fn keep(self, hook: &'static str) -> Result<(), String> {
+        match self {
+            Ok(value) => crate::worker::state::keep(hook, value),
+            Err(e) => Err(format!("the on_child hook {hook} failed: {e:?}")),
+        }
     }
 }
 
@@ -114,9 +135,26 @@ pub fn call_sync_accept<Args, H: SyncAcceptHandler<Args>>(handler: H, stream: Tc
     handler.call(stream)
 }
 
-/// Calls an `on_child` or `on_shutdown` hook through [`ChildHook`].
-pub fn call_child_hook<Args, H: ChildHook<Args>>(hook: H, child: &Child) {
+/// Calls an `on_child` or `on_shutdown` hook that returns nothing, through [`ChildHook`].
+pub fn call_child_hook<Args, H: ChildHook<Args, ()>>(hook: H, child: &Child) {
     hook.call(child)
+}
+
+/// Calls an `on_child` hook that returns nothing, for the worker: it cannot fail.
+pub fn call_child_unit<Args, H: ChildHook<Args, ()>>(hook: H, child: &Child) -> Result<(), String> {
+    hook.call(child);
+    Ok(())
+}
+
+/// Calls an `on_child` hook that returns a value: the worker keeps it, by its type.
+pub fn call_child_state<Args, T: 'static, H: ChildHook<Args, T>>(hook: H, name: &'static str, child: &Child) -> Result<(), String> {
+    crate::worker::state::keep(name, hook.call(child))
+}
+
+/// Calls an `on_child` hook that returns a `Result`: `Ok`'s value the worker keeps, `Err`
+/// fails its start with the reason.
+pub fn call_child_result<Args, R: ChildResult, H: ChildHook<Args, R>>(hook: H, name: &'static str, child: &Child) -> Result<(), String> {
+    hook.call(child).keep(name)
 }
 
 /// The two traits a supervised or task function is called through (plain: `fn(&C)`; async:

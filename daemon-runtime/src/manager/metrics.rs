@@ -11,14 +11,15 @@
 //! "any"` answers everyone who reaches the address.
 //!
 //! The figures are built at each scrape from the scoreboard, the pools and a few counters the
-//! manager keeps as workers come and go, in the text format (0.0.4) of the `prometheus` crate's
-//! encoder. (`prometheus-client` writes OpenMetrics, whose `HELP` lines name a counter without
+//! manager keeps as workers come and go, then the program's own (`daemon::metrics`, summed from
+//! the shared area), in the text format (0.0.4) of the `prometheus` crate's encoder. (`prometheus-client` writes OpenMetrics, whose `HELP` lines name a counter without
 //! its `_total`: promtool's checks of the text format reject them.)
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 
+use prometheus::proto::{Bucket, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use super::core::Core;
@@ -226,7 +227,7 @@ fn try_render(core: &Core, board: &Scoreboard) -> prometheus::Result<String> {
     let target = gauges("pool_workers_target", "The workers a pool keeps (its floor)", &["pool"])?;
     let generation = gauges("pool_generation", "A pool's generation: one more each reload that replaced its workers", &["pool"])?;
     let crash_loop = gauges("pool_crash_loop", "1 while the pool is in a crash loop (forks slowed to one each 10 s)", &["pool"])?;
-    let requests = counters("requests_total", "Connections served (in the async model) or requests, by pool", &["pool"])?;
+    let connections = counters("connections_total", "Connections accepted and served, by pool (requests: daemon_http_requests_total)", &["pool"])?;
     let exits = counters(
         "worker_exits_total",
         "Worker exits by pool and cause: recycled, returned, served (post-forked), retired, stopped, \
@@ -247,7 +248,7 @@ fn try_render(core: &Core, board: &Scoreboard) -> prometheus::Result<String> {
         target.with_label_values(&[name]).set(i64::from(pool.limits.workers));
         generation.with_label_values(&[name]).set(i64::from(pool.generation));
         crash_loop.with_label_values(&[name]).set(i64::from(pool.restarts.in_crash_loop()));
-        requests.with_label_values(&[name]).inc_by(core.counters.served.get(name).copied().unwrap_or(0));
+        connections.with_label_values(&[name]).inc_by(core.counters.served.get(name).copied().unwrap_or(0));
         spawned.with_label_values(&[name]).inc_by(core.counters.spawned.get(name).copied().unwrap_or(0));
     }
     for p in core.procs.iter().filter(|p| p.pid.is_some()) {
@@ -255,7 +256,7 @@ fn try_render(core: &Core, board: &Scoreboard) -> prometheus::Result<String> {
         let v = board.view(p.slot);
         let state = if p.stopping.is_some() { "exiting" } else { state_name(v.state) };
         workers.with_label_values(&[pool.name.as_str(), state]).inc();
-        requests.with_label_values(&[pool.name.as_str()]).inc_by(v.requests);
+        connections.with_label_values(&[pool.name.as_str()]).inc_by(v.requests);
         if pool.supervision.max_rss.is_some() {
             let slot = p.slot.to_string();
             rss.with_label_values(&[pool.name.as_str(), slot.as_str()]).set(i64::try_from(v.rss).unwrap_or(i64::MAX));
@@ -273,7 +274,7 @@ fn try_render(core: &Core, board: &Scoreboard) -> prometheus::Result<String> {
     for family in [workers, target, generation, crash_loop] {
         registry.register(Box::new(family))?;
     }
-    for family in [requests, exits, spawned, upgrades] {
+    for family in [connections, exits, spawned, upgrades] {
         registry.register(Box::new(family))?;
     }
     registry.register(Box::new(wakes))?;
@@ -281,9 +282,83 @@ fn try_render(core: &Core, board: &Scoreboard) -> prometheus::Result<String> {
     if core.pools.values().any(|p| p.supervision.max_rss.is_some()) {
         registry.register(Box::new(rss))?;
     }
+    let mut families = registry.gather();
+    families.extend(program_families(crate::metrics::area::gather()));
     let mut out = Vec::new();
-    TextEncoder::new().encode(&registry.gather(), &mut out)?;
+    TextEncoder::new().encode(&families, &mut out)?;
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The program's own metrics (`daemon::metrics`), as the encoder takes them: one family per
+/// name (the samples come sorted by name), one series per set of labels.
+fn program_families(samples: Vec<crate::metrics::area::Sample>) -> Vec<MetricFamily> {
+    use crate::metrics::area::Kind;
+    let mut families: Vec<MetricFamily> = Vec::new();
+    let mut last: Option<(String, Kind)> = None;
+    for s in samples {
+        let d = &s.def;
+        let same = last.as_ref().is_some_and(|(name, _)| *name == d.name);
+        if same && last.as_ref().is_some_and(|(_, kind)| *kind != d.kind) {
+            continue; // one name, one kind: the first description found stays
+        }
+        if !same {
+            let mut family = MetricFamily::default();
+            family.set_name(d.name.clone());
+            family.set_help(d.help.clone());
+            family.set_field_type(match d.kind {
+                Kind::Counter => MetricType::COUNTER,
+                Kind::Gauge => MetricType::GAUGE,
+                Kind::Histogram => MetricType::HISTOGRAM,
+            });
+            families.push(family);
+            last = Some((d.name.clone(), d.kind));
+        }
+        let mut metric = Metric::default();
+        metric.set_label(
+            crate::metrics::parse_labels(&d.labels)
+                .into_iter()
+                .map(|(k, v)| {
+                    let mut pair = LabelPair::default();
+                    pair.set_name(k);
+                    pair.set_value(v);
+                    pair
+                })
+                .collect(),
+        );
+        let first = s.values.first().copied().unwrap_or(0);
+        match d.kind {
+            Kind::Counter => {
+                let mut c = prometheus::proto::Counter::default();
+                c.set_value(first as f64);
+                metric.set_counter(c);
+            }
+            Kind::Gauge => {
+                let mut g = prometheus::proto::Gauge::default();
+                g.set_value(first as i64 as f64);
+                metric.set_gauge(g);
+            }
+            Kind::Histogram => {
+                let mut h = prometheus::proto::Histogram::default();
+                let mut cumulative = 0u64;
+                let mut buckets = Vec::new();
+                for (bound, n) in d.bounds.iter().zip(&s.values) {
+                    cumulative = cumulative.wrapping_add(*n);
+                    let mut b = Bucket::default();
+                    b.set_upper_bound(*bound);
+                    b.set_cumulative_count(cumulative);
+                    buckets.push(b);
+                }
+                h.set_bucket(buckets);
+                h.set_sample_sum(s.histogram_sum());
+                h.set_sample_count(s.values.get(d.bounds.len() + 2).copied().unwrap_or(0));
+                metric.set_histogram(h);
+            }
+        }
+        if let Some(family) = families.last_mut() {
+            family.mut_metric().push(metric);
+        }
+    }
+    families
 }
 
 

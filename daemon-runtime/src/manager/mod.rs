@@ -338,7 +338,11 @@ impl Manager {
         match write {
             BoardWrite::Prepare { slot, generation } => self.board.prepare(slot, generation),
             BoardWrite::Pid { slot, pid } => self.board.set_pid(slot, pid.0),
-            BoardWrite::Clear { pool, slot } => self.board.clear(pool, slot),
+            BoardWrite::Clear { pool, slot } => {
+                // The worker's metrics outlive it: kept before its row is anyone else's.
+                crate::metrics::area::fold_slot(slot);
+                self.board.clear(pool, slot)
+            }
             BoardWrite::Publish { pool, min_spare, max_spare, rules } => self.board.publish(pool, min_spare, max_spare, &rules),
             BoardWrite::AnnounceReady { pool, on } => self.board.announce_ready(pool, on),
             BoardWrite::Saturated { pool, on } => self.board.set_saturated(pool, on),
@@ -426,6 +430,7 @@ impl Manager {
         if let Some(old) = self.old_manager {
             if nix::unistd::getppid() != old {
                 self.old_manager = None;
+                adopt_metrics(true);
                 self.handle(Event::OldManagerGone);
             }
         }
@@ -492,9 +497,11 @@ impl Manager {
                 }
                 Ok(status) => {
                     let Some((pid, status)) = exit_status(status) else { continue };
-                    // What the upgrade's new manager said before it ended is its reason.
+                    // What the upgrade's new manager said before it ended is its reason; what its
+                    // workers counted is this manager's to keep.
                     if self.upgrade.as_ref().is_some_and(|u| u.child.as_raw() == pid.0) {
                         self.read_verdict();
+                        adopt_metrics(false);
                     }
                     self.handle(Event::Exited { pid, status });
                 }
@@ -573,5 +580,13 @@ impl Manager {
         answer["pid"] = self.pid.as_raw().into();
         answer["package"] = package.into();
         answer
+    }
+}
+
+/// Takes over the metrics the other manager of an upgrade counted, once it is gone (`gone`: we
+/// know it is; otherwise, only if its process no longer exists).
+fn adopt_metrics(gone: bool) {
+    for lost in crate::metrics::area::adopt_other_half(gone) {
+        warn!(metric = %lost, "metrics: the counts of the manager before could not be carried over");
     }
 }

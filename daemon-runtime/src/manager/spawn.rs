@@ -59,8 +59,11 @@ impl Manager {
         let listeners = if matches!(job, WorkerJob::Accept(_)) { std::mem::take(&mut self.listeners) } else { Vec::new() };
         self.listeners.clear();
         let capacity = self.core.capacity(pool);
+        let (name, kind) = self.core.pool_of(pool);
         worker::run(worker::Setup {
             slot: self.board.worker_slot(pool, slot, capacity, wake),
+            pool: name,
+            kind,
             generation,
             manager_pid: self.pid,
             listeners: &listeners,

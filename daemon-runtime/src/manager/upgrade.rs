@@ -55,7 +55,7 @@ impl UpgradeIo {
 /// Variables of the handover that must not reach the new manager from this one's environment.
 /// `inherit::take` removed ours at start; this keeps out any that `main`'s body set since.
 fn handover_var(name: &OsString) -> bool {
-    [inherit::LISTEN_PID, inherit::LISTEN_FDS, inherit::LISTEN_FDNAMES, inherit::UPGRADE_FROM, inherit::UPGRADE_FD]
+    [inherit::LISTEN_PID, inherit::LISTEN_FDS, inherit::LISTEN_FDNAMES, inherit::UPGRADE_FROM, inherit::UPGRADE_FD, inherit::UPGRADE_METRICS]
         .iter()
         .any(|v| name.as_bytes() == v.as_bytes())
 }
@@ -172,7 +172,8 @@ impl Manager {
         if let Some((fd, addr)) = self.own.as_ref().and_then(|o| o.metrics.as_ref()).and_then(|m| m.socket()) {
             sockets.push((fd, format!("metrics:{addr}")));
         }
-        let handed = match inherit::hand_on(&sockets, verdict, self.pid) {
+        let metrics = self.own.as_ref().and_then(|o| o.housework.metrics_area.as_ref()).map(|fd| (fd.as_fd(), crate::metrics::area::half()));
+        let handed = match inherit::hand_on(&sockets, verdict, metrics, self.pid) {
             Ok(h) => h,
             Err(e) => fail(format!("cannot hand the sockets over: {e}")),
         };

@@ -1,4 +1,4 @@
-//! The few operations that need `unsafe`: fork, a shared anonymous mapping, `_exit`, and taking
+//! The few operations that need `unsafe`: fork, shared mappings (anonymous, or of a sealed memfd), `_exit`, and taking
 //! ownership of raw descriptors the kernel hands back. Everything else in the runtime is safe
 //! code on top of these.
 
@@ -7,7 +7,7 @@ pub(crate) mod sock_diag;
 
 use std::marker::PhantomData;
 use std::num::NonZeroUsize;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 
 use nix::errno::Errno;
@@ -109,6 +109,60 @@ impl<T: ZeroValid> Shared<T> {
         // (valid for `T: ZeroValid`), lives as long as `self`, and is only accessed through
         // shared references (every field is atomic).
         unsafe { self.ptr.as_ref() }
+    }
+}
+
+/// Types whose every bit pattern is a valid value (integer atomics, arrays of them): memory
+/// another process wrote, such as a file handed over, can be read as one.
+///
+/// # Safety
+/// Implement only for types made of integer atomics and arrays of them, with no padding that
+/// matters and no invariant between fields that memory safety relies on.
+// Only ever named in bounds, which the dead-code lint does not count.
+#[allow(dead_code)]
+pub(crate) unsafe trait AnyBitsValid: ZeroValid {}
+
+impl<T: AnyBitsValid> Shared<T> {
+    /// A fresh zeroed `T` in a sealed memfd (its size can never change, so a mapping of it
+    /// never faults past its end), and the memfd, to hand to another program.
+    pub(crate) fn in_memfd(name: &str) -> nix::Result<(Shared<T>, OwnedFd)> {
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
+        let len = i64::try_from(std::mem::size_of::<T>()).map_err(|_| Errno::EINVAL)?;
+        nix::unistd::ftruncate(&fd, len)?;
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        // SAFETY: fcntl(2) F_ADD_SEALS on a descriptor we own; no memory is passed.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+            return Err(Errno::last());
+        }
+        let shared = Shared::map(&fd)?;
+        Ok((shared, fd))
+    }
+
+    /// Maps a memfd made by `in_memfd` (in this program or another): refused unless it is
+    /// sealed against shrinking and holds at least a `T`.
+    pub(crate) fn from_memfd(fd: &OwnedFd) -> Result<Shared<T>, String> {
+        // SAFETY: fcntl(2) F_GET_SEALS on a descriptor we own; no memory is passed.
+        let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+        if seals < 0 || seals & libc::F_SEAL_SHRINK == 0 {
+            return Err("is not a memfd sealed against shrinking".to_string());
+        }
+        let size = nix::sys::stat::fstat(fd).map_err(|e| e.to_string())?.st_size;
+        if usize::try_from(size).map_or(true, |s| s < std::mem::size_of::<T>()) {
+            return Err(format!("holds {size} bytes, fewer than {}", std::mem::size_of::<T>()));
+        }
+        Shared::map(fd).map_err(|e| e.to_string())
+    }
+
+    fn map(fd: &OwnedFd) -> nix::Result<Shared<T>> {
+        use nix::sys::mman::mmap;
+        let len = NonZeroUsize::new(std::mem::size_of::<T>()).ok_or(Errno::EINVAL)?;
+        // SAFETY: the file holds at least `len` bytes and is sealed against shrinking (checked
+        // by both callers), so every byte of the mapping stays backed; the mapping is
+        // page-aligned; `T: AnyBitsValid`, so whatever another process wrote there is a valid
+        // `T`; and it is only ever accessed through `&T` (every field is atomic).
+        let ptr = unsafe { mmap(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED, fd, 0) }?;
+        Ok(Shared { ptr: ptr.cast(), len, _owns: PhantomData })
     }
 }
 

@@ -98,6 +98,12 @@ impl Connection {
         }
     }
 
+    /// The `T` this worker's `on_child` hook returned (a database handle, a router), built
+    /// once after fork and kept for the worker's life: [`daemon::state`](crate::state).
+    pub fn state<T: 'static>(&self) -> Option<&'static T> {
+        super::state::state::<T>()
+    }
+
     /// Says what this request is (`GET /report`), for the log line of a verdict against the
     /// worker (a hang, a deadline): the scoreboard keeps the last one described.
     pub fn describe_request(&self, what: &str) {

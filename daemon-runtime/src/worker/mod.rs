@@ -7,6 +7,7 @@ mod asynchronous;
 mod blocking;
 pub(crate) mod connection;
 pub(crate) mod current;
+pub(crate) mod state;
 mod stop;
 pub(crate) mod track;
 pub(crate) mod work;
@@ -49,6 +50,9 @@ pub(crate) enum Job {
 /// What a worker takes from the manager at fork.
 pub(crate) struct Setup<'a> {
     pub slot: WorkerSlot,
+    /// The pool's name and kind, for the hooks.
+    pub pool: &'a str,
+    pub kind: crate::child::PoolKind,
     pub generation: u32,
     pub manager_pid: Pid,
     pub listeners: &'a [Listener],
@@ -61,6 +65,8 @@ pub(crate) struct Setup<'a> {
 pub(crate) fn run(setup: Setup<'_>) -> ! {
     let slot = Arc::new(setup.slot);
     let _ = CURRENT.set(Arc::clone(&slot));
+    // The program's metrics count in this slot's row from here.
+    crate::metrics::area::become_worker(slot.index());
     slot.set_state(State::Forked);
     let quit = match signals::worker_signalfd() {
         Ok(fd) => fd,
@@ -87,17 +93,18 @@ pub(crate) fn run(setup: Setup<'_>) -> ! {
         pid,
         generation: setup.generation,
         manager_pid: setup.manager_pid.as_raw() as u32,
+        pool: setup.pool.to_string(),
+        kind: setup.kind,
     };
-    for hook in &setup.hooks.on_child {
-        if let Err(panic) = catch_unwind(|| (hook.run)(&child)) {
-            let why = format!(
-                "the on_child hook {}::{} panicked: {}",
-                hook.module,
-                hook.name,
-                panic_message(panic.as_ref())
-            );
-            exit_now(give_up(&slot, why));
-        }
+    // The worker's own state is built here, before it is ready: a hook that fails or panics
+    // fails the start, and the manager says why and forks again after a pause.
+    for hook in setup.hooks.on_child.iter().filter(|h| h.runs_in(&child.pool)) {
+        let why = match catch_unwind(|| (hook.run)(&child)) {
+            Ok(Ok(())) => continue,
+            Ok(Err(why)) => format!("{why} (in {})", hook.module),
+            Err(panic) => format!("the on_child hook {}::{} panicked: {}", hook.module, hook.name, panic_message(panic.as_ref())),
+        };
+        exit_now(give_up(&slot, why));
     }
     let log_file = setup
         .config

@@ -167,9 +167,15 @@ impl WorkContext {
         nix::unistd::getppid() == self.manager_pid
     }
 
-    /// This worker: its slot, pid and generation.
+    /// This worker: its slot, pid, generation and pool.
     pub fn child(&self) -> &Child {
         &self.child
+    }
+
+    /// The `T` this worker's `on_child` hook returned (a database handle, a client), built once
+    /// after fork: [`daemon::state`](crate::state).
+    pub fn state<T: 'static>(&self) -> Option<&'static T> {
+        super::state::state::<T>()
     }
 }
 

@@ -507,6 +507,23 @@ impl Core {
     }
 
     /// The pool's capacity for a worker forked into it (connections at once).
+    /// Pool `pool`'s name and kind, as its workers' hooks see them.
+    pub(crate) fn pool_of(&self, pool: usize) -> (&str, crate::child::PoolKind) {
+        use crate::child::PoolKind;
+        match self.pools.get(&pool) {
+            Some(p) => (
+                &p.name,
+                match p.kind {
+                    Kind::Prefork => PoolKind::Prefork,
+                    Kind::Postfork => PoolKind::Postfork,
+                    Kind::Supervised => PoolKind::Supervised,
+                    Kind::Task(_) => PoolKind::Task,
+                },
+            ),
+            None => ("", PoolKind::Task),
+        }
+    }
+
     pub(crate) fn capacity(&self, pool: usize) -> u32 {
         match self.pools.get(&pool).map(|p| &p.kind) {
             Some(Kind::Prefork) => self.config.clients,
