@@ -13,6 +13,7 @@
 //! | `GET /version`   | a hash of the executable the worker runs (which binary answered)  |
 //! | `GET /sleep/MS`  | `slept MS`, after waiting MS milliseconds (the worker stays free) |
 //! | `GET /spin/MS`   | `spun MS`, after a busy loop of MS milliseconds (the worker blocks) |
+//! | `GET /burn/MS`   | `burned MS`, after a busy loop until the worker used MS of CPU |
 //! | `GET /block/MS`  | `blocked MS`, after a blocking sleep of MS milliseconds (the worker's runtime stops) |
 //! | `GET /abort`     | nothing: the worker aborts                                        |
 //! | `GET /panic`     | nothing: the handler panics (the worker drops the connection, lives on) |
@@ -47,7 +48,7 @@ mod routes;
 
 #[daemon::main(listen = "127.0.0.1:8081")]
 fn main() -> std::io::Result<()> {
-    tracing::info!("lab: GET / /pid /version /sleep/MS /spin/MS /block/MS /long/MS /signals /leave/S /leave-deaf/S /leave-relay/S /abort /panic /exit/CODE /alloc/MB");
+    tracing::info!("lab: GET / /pid /version /sleep/MS /spin/MS /burn/MS /block/MS /long/MS /signals /leave/S /leave-deaf/S /leave-relay/S /abort /panic /exit/CODE /alloc/MB");
     limit_processes();
     // LAB_FOREIGN_CHILDREN=N: start N helper processes that are not workers, for the manager to
     // reap when they exit and to stop with the pool.

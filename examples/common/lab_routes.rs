@@ -134,6 +134,18 @@ async fn route(method: &str, path: &str) -> (u16, String) {
             }
             Err(_) => (400, "usage: /spin/MILLISECONDS\n".to_string()),
         },
+        // A busy loop until this thread has used MS of CPU, however long that takes on a busy
+        // machine (the tests of max_cpu: /spin's wall-clock MS may be less CPU than that).
+        ("burn", Some(ms)) => match ms.parse::<u64>() {
+            Ok(ms) => {
+                let start = thread_cpu();
+                while thread_cpu().saturating_sub(start) < Duration::from_millis(ms) {
+                    std::hint::spin_loop();
+                }
+                (200, format!("burned {ms}\n"))
+            }
+            Err(_) => (400, "usage: /burn/MILLISECONDS\n".to_string()),
+        },
         // What a program this worker starts inherits: the blocked and ignored signal masks of a
         // `cat` started with std's Command, as it is and through daemon::default_signals
         // (blocking the worker for the few ms they take).
@@ -154,11 +166,13 @@ async fn route(method: &str, path: &str) -> (u16, String) {
         // A process the worker leaves behind: the shell that started it exits at once, so it is
         // an orphan (re-parented to the manager, a child subreaper).
         ("leave" | "leave-deaf" | "leave-relay", Some(secs)) if secs.parse::<u32>().is_ok() => {
+            // The background process lets go of the answer's pipe only once its trap is set, so
+            // the answer (read to its end) comes after it: a test may signal it at once.
             let script = match first {
-                "leave" => format!("(exec sleep {secs}) >/dev/null 2>&1 & echo $!"),
-                "leave-deaf" => format!("(trap '' TERM; exec sleep {secs}) >/dev/null 2>&1 & echo $!"),
+                "leave" => format!("(exec sleep {secs} >/dev/null 2>&1) & echo $!"),
+                "leave-deaf" => format!("(trap '' TERM; exec sleep {secs} >/dev/null 2>&1) & echo $!"),
                 // TERM starts another like it: a stop must still end.
-                _ => "relay() { trap 'relay &' TERM; while :; do sleep 1 & wait $!; done; }; (exec >/dev/null 2>&1 </dev/null; relay) & echo $!".to_string(),
+                _ => "relay() { trap 'relay &' TERM; exec >/dev/null 2>&1 </dev/null; while :; do sleep 1 & wait $!; done; }; (relay) & echo $!".to_string(),
             };
             match std::process::Command::new("sh").args(["-c", &script]).output() {
                 Ok(out) => (200, String::from_utf8_lossy(&out.stdout).into_owned()),
@@ -252,4 +266,12 @@ impl Request {
         }
         Some(request)
     }
+}
+
+/// The CPU time this thread has used.
+fn thread_cpu() -> Duration {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime(2) with a valid pointer to a timespec; this clock always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }

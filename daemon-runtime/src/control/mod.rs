@@ -135,6 +135,10 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
     };
     let answer = match channel::ask(&expect, request) {
         Ok(a) => a,
+        // The old manager, stopped first, abandons its upgrade and stops the new one itself,
+        // which may close its channel before it is asked: nothing is signalled here, the stop
+        // below only waits for both to end.
+        Err(_) if stopped_old.is_some() => Json::Null,
         Err(Unverified(why)) => {
             eprintln!(
                 "{name}: error: {} names pid {running}, which is not a verified manager of {}: {why}; nothing was signalled",

@@ -423,6 +423,11 @@ impl Manager {
         let asked = fds[control_at..].iter().any(ready);
         let scraped = fds[metrics_at..control_at].iter().any(ready);
         drop(fds);
+        // The signals are read before the children are reaped, never after: a SIGCHLD read after
+        // the reap would be consumed with its child unreaped, and the manager would sleep until
+        // its next deadline (a stop waited graceful_timeout for a worker that ended at once).
+        // A child that ends after this read leaves its SIGCHLD pending, which wakes the next poll.
+        let received = signals::drain(&own.signals);
         // From here until it sleeps again, a worker's change that the core might not see wakes it.
         self.board.awake();
         // The old manager of this one's upgrade: gone yet? (Before any request: `upgrade`
@@ -456,7 +461,6 @@ impl Manager {
         while matches!(nix::unistd::read(&own.wake_read, &mut buf), Ok(n) if n > 0) {
             woken = true;
         }
-        let received = signals::drain(&own.signals);
         if woken {
             self.handle(Event::Woken);
         }

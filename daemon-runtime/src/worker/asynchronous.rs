@@ -52,9 +52,14 @@ impl Serving<'_> {
                     if go_rx.recv() != Ok(true) {
                         return;
                     }
-                    self.accept_loop(acceptor, room, &conn_tx, tracker);
+                    let why = self.accept_loop(acceptor, room, &conn_tx, tracker);
                     // Connections already accepted are served; the runtime sees the channel close.
+                    // Raised before the stop is logged: a keep-alive request that comes after the
+                    // log line is answered with `Connection: close`.
                     tracker.stop.raise();
+                    if let Some(why) = why {
+                        self.stopping(why);
+                    }
                     drop(conn_tx);
                 });
             if let Err(e) = accepting {
@@ -134,7 +139,7 @@ impl Serving<'_> {
         room: &EventFd,
         conns: &tokio::sync::mpsc::UnboundedSender<TcpStream>,
         tracker: &Tracker,
-    ) {
+    ) -> Option<&'static str> {
         let mut served = 0u64;
         let mut unclaimed_since = None::<u64>;
         loop {
@@ -176,7 +181,7 @@ impl Serving<'_> {
                 None
             };
             let i = match acceptor.wait((!full && !holding_back) || evict, timeout) {
-                Ok(Wake::Quit) => return self.stopping("QUIT"),
+                Ok(Wake::Quit) => return Some("QUIT"),
                 Ok(Wake::Room) => {
                     let _ = room.read();
                     continue;
@@ -185,7 +190,7 @@ impl Serving<'_> {
                 Ok(Wake::Ready(i)) => i,
                 Err(e) => {
                     error!(error = %e, "waiting for connections failed");
-                    return self.stopping("the acceptor failed");
+                    return Some("the acceptor failed");
                 }
             };
             let Some(listener) = self.listeners.get(i) else { continue };
@@ -197,18 +202,18 @@ impl Serving<'_> {
                 Ok(None) => continue,
                 Err(e) => {
                     error!(error = %e, "accept failed");
-                    return self.stopping("accept failed");
+                    return Some("accept failed");
                 }
             };
             acceptor.rotate(i);
             self.slot.begin_connection();
             tracker.handed_over();
             if conns.send(stream).is_err() {
-                return;
+                return None;
             }
             served += 1;
             if self.quota.is_some_and(|q| served >= q) {
-                return self.stopping("served its quota of requests");
+                return Some("served its quota of requests");
             }
         }
     }
