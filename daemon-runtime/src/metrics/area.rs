@@ -343,7 +343,13 @@ fn read_def(e: &Entry) -> Option<Described> {
         base: e.base.load(Ordering::Relaxed) as usize,
     };
     let cells = if kind == Kind::Histogram { n + 3 } else { 1 };
-    (d.base + cells <= CELLS && !d.name.is_empty()).then_some(d)
+    let histogram = kind == Kind::Histogram;
+    // Only what a declaration could have written is rendered: a name or labels with a line
+    // break or a brace in them would add lines of their own to the scrape.
+    let sane = super::valid_name(d.name.as_bytes())
+        && super::valid_labels(&d.labels, histogram)
+        && super::check_bounds(&d.bounds).is_ok();
+    (d.base + cells <= CELLS && sane).then_some(d)
 }
 
 /// The entries of a half that count.
@@ -629,6 +635,24 @@ mod tests {
         assert!(sum_half(&h).is_empty());
         e.kind.store(3, Ordering::Relaxed);
         assert!(sum_half(&h).is_empty(), "cells past the row are refused");
+    }
+
+    #[test]
+    fn a_description_no_declaration_could_write_is_not_rendered() {
+        let h = half();
+        register_in(&h, &LATENCY, READY).unwrap();
+        let e = h.entries.iter().find(|e| e.state.load(Ordering::Relaxed) == READY).unwrap();
+        assert_eq!(sum_half(&h).len(), 1);
+        write_text(&e.name, "job_seconds\nfake_total 1");
+        assert!(sum_half(&h).is_empty(), "a name with a line break");
+        write_text(&e.name, "job_seconds");
+        write_text(&e.labels, "queue=\"mail\"} 1\nfake_total{a=\"b\"");
+        assert!(sum_half(&h).is_empty(), "labels with text past them");
+        write_text(&e.labels, "le=\"1\"");
+        assert!(sum_half(&h).is_empty(), "a histogram's own label");
+        write_text(&e.labels, "queue=\"mail\"");
+        e.bounds[0].store(f64::NAN.to_bits(), Ordering::Relaxed);
+        assert!(sum_half(&h).is_empty(), "bounds that are not increasing");
     }
 
     #[test]

@@ -300,15 +300,53 @@ pub(crate) fn parse_labels(text: &str) -> Vec<(String, String)> {
 const fn check_name(name: &str, own: bool) {
     let b = name.as_bytes();
     assert!(!b.is_empty() && b.len() <= area::NAME, "a metric's name has 1 to 64 characters");
-    assert!(!b[0].is_ascii_digit(), "a metric's name does not begin with a digit");
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        assert!(c.is_ascii_alphanumeric() || c == b'_' || c == b':', "a metric's name is ASCII letters, digits, `_` and `:`");
-        i += 1;
-    }
+    assert!(valid_name(b), "a metric's name is ASCII letters, digits, `_` and `:`, and does not begin with a digit");
     let daemon = b.len() >= 7 && b[0] == b'd' && b[1] == b'a' && b[2] == b'e' && b[3] == b'm' && b[4] == b'o' && b[5] == b'n' && b[6] == b'_';
     assert!(own || !daemon, "metric names beginning `daemon_` are the daemon's own: name it after the program");
+}
+
+/// Prometheus's metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`. Checked at compile time for a
+/// declaration, and again on every description read back from the shared area.
+pub(crate) const fn valid_name(b: &[u8]) -> bool {
+    if b.is_empty() || b[0].is_ascii_digit() {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if !(b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Prometheus's label name: `[a-zA-Z_][a-zA-Z0-9_]*`, not `__` (its own), not `le` on a
+/// histogram (its buckets').
+pub(crate) const fn valid_label_name(k: &[u8], histogram: bool) -> bool {
+    if k.is_empty() || k[0].is_ascii_digit() || (k.len() >= 2 && k[0] == b'_' && k[1] == b'_') {
+        return false;
+    }
+    if histogram && k.len() == 2 && k[0] == b'l' && k[1] == b'e' {
+        return false;
+    }
+    let mut j = 0;
+    while j < k.len() {
+        if !(k[j].is_ascii_alphanumeric() || k[j] == b'_') {
+            return false;
+        }
+        j += 1;
+    }
+    true
+}
+
+/// Whether `text` is exactly what [`render_labels`] writes for some valid labels: what a
+/// scrape reads from the shared area is rendered only then (a worker may have written anything).
+pub(crate) fn valid_labels(text: &str, histogram: bool) -> bool {
+    let labels = parse_labels(text);
+    let pairs: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let distinct = pairs.iter().enumerate().all(|(i, (k, _))| pairs[..i].iter().all(|(o, _)| o != k));
+    distinct && pairs.iter().all(|(k, _)| valid_label_name(k.as_bytes(), histogram)) && render_labels(&pairs) == text
 }
 
 const fn check_text(b: &[u8], most: usize, message: &'static str) {
@@ -321,14 +359,9 @@ const fn check_labels(labels: &[(&str, &str)], histogram: bool) {
     let mut i = 0;
     while i < labels.len() {
         let k = labels[i].0.as_bytes();
-        assert!(!k.is_empty() && !k[0].is_ascii_digit(), "a label's name is not empty and does not begin with a digit");
         assert!(!(k.len() >= 2 && k[0] == b'_' && k[1] == b'_'), "label names beginning `__` are Prometheus's own");
         assert!(!(histogram && k.len() == 2 && k[0] == b'l' && k[1] == b'e'), "`le` is the label of a histogram's buckets: name yours otherwise");
-        let mut j = 0;
-        while j < k.len() {
-            assert!(k[j].is_ascii_alphanumeric() || k[j] == b'_', "a label's name is ASCII letters, digits and `_`");
-            j += 1;
-        }
+        assert!(valid_label_name(k, histogram), "a label's name is ASCII letters, digits and `_`, and does not begin with a digit");
         let mut other = 0;
         while other < i {
             let o = labels[other].0.as_bytes();
@@ -355,6 +388,27 @@ mod tests {
         assert_eq!(text, r#"queue="mail",note="a \"b\"\\\nc""#);
         assert_eq!(parse_labels(&text), [("queue".to_string(), "mail".to_string()), ("note".to_string(), "a \"b\"\\\nc".to_string())]);
         assert!(parse_labels("").is_empty());
+    }
+
+    #[test]
+    fn only_what_a_declaration_could_write_is_rendered() {
+        assert!(valid_name(b"jobs_total") && valid_name(b"a:b") && valid_name(b"_x"));
+        for bad in [&b""[..], b"1x", b"a b", b"a\nfake_total 1", b"a{b}", "\u{e9}".as_bytes()] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+        assert!(valid_labels("", false) && valid_labels(r#"queue="mail",note="a \"b\"""#, false));
+        for bad in [
+            r#"queue="mail"#,                       // unterminated
+            r#"queue="a"} fake_total 1"#,          // text past the labels
+            r#"q ueue="a""#,                        // a bad label name
+            r#"__name__="x""#,                      // Prometheus's own
+            r#"a="1",a="2""#,                       // twice
+            "a=\"1\"\n",                          // a line break outside a value
+            r#"junk"#,                              // no labels at all, but not empty
+        ] {
+            assert!(!valid_labels(bad, false), "{bad}");
+        }
+        assert!(valid_labels(r#"le="1""#, false) && !valid_labels(r#"le="1""#, true));
     }
 
     #[test]
