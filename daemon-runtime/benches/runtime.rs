@@ -1,6 +1,6 @@
-//! Micro-benchmarks of the two things on hot paths: a scoreboard transition (a worker's stores on
-//! each connection) and the spare policy's plan (the manager's work on each wake-up), over a pool
-//! of 256. Run with `cargo bench -p daemon-runtime`.
+//! Micro-benchmarks of the things on hot paths: a scoreboard transition (a worker's stores on
+//! each connection), the spare policy's plan (the manager's work on each wake-up, over a pool of
+//! 256), and the program's metrics (a handler's count). Run with `cargo bench -p daemon-runtime`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use daemon_runtime::__bench::Board;
@@ -42,5 +42,21 @@ fn policy(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, baseline, scoreboard, policy);
+/// A count in the shared area, against the same add on a process-local atomic: what the area's
+/// lookup (its mapping, this process's row, the metric's cell) costs on top.
+fn metrics(c: &mut Criterion) {
+    use daemon_runtime::metrics::{Counter, Histogram};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static JOBS: Counter = Counter::new("bench_jobs_total", "Jobs");
+    static SECONDS: Histogram = Histogram::new("bench_seconds", "Seconds", Histogram::DEFAULT_BUCKETS);
+    static LOCAL: AtomicU64 = AtomicU64::new(0);
+    if let Err(why) = daemon_runtime::__bench::metrics_area() {
+        panic!("the metrics benchmark needs a metrics area: {why}");
+    }
+    c.bench_function("baseline: a relaxed fetch_add on a process-local atomic", |b| b.iter(|| LOCAL.fetch_add(black_box(1), Ordering::Relaxed)));
+    c.bench_function("metrics: Counter::inc in the shared area", |b| b.iter(|| JOBS.inc()));
+    c.bench_function("metrics: Histogram::observe, 11 buckets", |b| b.iter(|| SECONDS.observe(black_box(0.3))));
+}
+
+criterion_group!(benches, baseline, scoreboard, policy, metrics);
 criterion_main!(benches);
