@@ -412,7 +412,3 @@ fn the_daemon_keeps_no_descriptor_its_starter_left_open() {
     std::io::Read::read_to_end(&mut reader, &mut rest).expect("read to the end of the pipe");
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("its address").port()
-}

@@ -61,11 +61,6 @@ impl Jobs {
     }
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("its address").port()
-}
-
 fn sample(page: &str, series: &str) -> Option<f64> {
     page.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
 }
@@ -204,32 +199,10 @@ fn a_real_prometheus_reads_the_programs_metrics() {
     for i in 0..3 {
         j.run_job(&format!("p{i}"));
     }
-    let config = dir.path("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: jobs\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
-            j.metrics
-        ),
-    )
-    .expect("write prometheus.yml");
-    let web = free_port();
-    let (c, data, listen) = (config.display().to_string(), dir.path("data").display().to_string(), format!("127.0.0.1:{web}"));
-    let prometheus = Daemon::start_program(
-        std::path::Path::new("prometheus"),
-        "prometheus",
-        &["--config.file", &c, "--storage.tsdb.path", &data, "--web.listen-address", &listen],
-        &[],
-    );
-    let query = |q: &str| -> Option<String> {
-        let (code, body) = http_get(web, &format!("/api/v1/query?query={q}")).ok()?;
-        let v: Value = serde_json::from_str(&body).ok()?;
-        (code == 200 && v["status"] == "success").then_some(())?;
-        v["data"]["result"][0]["value"][1].as_str().map(String::from)
-    };
-    let done = wait_for(Duration::from_secs(60), "Prometheus to have scraped jobs_done_total", || query("jobs_done_total"));
+    let prometheus = Prometheus::scraping(&dir, "jobs", j.metrics);
+    let done = wait_for(Duration::from_secs(60), "Prometheus to have scraped jobs_done_total", || prometheus.query("jobs_done_total"));
     assert_eq!(done, "3");
-    let count = wait_for(SOON, "the histogram's count", || query("job_seconds_count"));
+    let count = wait_for(SOON, "the histogram's count", || prometheus.query("job_seconds_count"));
     assert_eq!(count, "3");
     drop(prometheus);
     assert!(j.d.control(&["stop"]).status.success());

@@ -192,42 +192,18 @@ fn a_slow_metrics_client_does_not_stall_the_manager() {
 }
 
 /// A free port, as the OS picks one (bound, read, released).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("its address").port()
-}
-
 #[test]
 fn a_real_prometheus_scrapes_the_workers_and_answers_for_them() {
     let d = Daemon::serve("lab", &["--workers", "2", "--metrics-listen", "127.0.0.1:0"]);
     let target = metrics_port(&d);
     let dir = TempDir::new("prometheus");
-    let config = dir.path("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: daemon\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
-        ),
-    )
-    .expect("write prometheus.yml");
-    let web = free_port();
-    let (c, data, listen) = (config.display().to_string(), dir.path("data").display().to_string(), format!("127.0.0.1:{web}"));
-    let prometheus = Daemon::start_program(
-        std::path::Path::new("prometheus"),
-        "prometheus",
-        &["--config.file", &c, "--storage.tsdb.path", &data, "--web.listen-address", &listen],
-        &[],
-    );
+    let prometheus = Prometheus::scraping(&dir, "daemon", target);
     // Its own HTTP API: the sum of the main pool's workers, as scraped.
-    let query = "/api/v1/query?query=sum(daemon_workers%7Bpool%3D%22main%22%7D)";
     let value = wait_for(Duration::from_secs(60), "Prometheus to have scraped the daemon", || {
-        let (code, body) = get(web, query).ok()?;
-        let v: Value = serde_json::from_str(&body).ok()?;
-        (code == 200 && v["status"] == "success").then_some(())?;
-        v["data"]["result"][0]["value"][1].as_str().map(String::from)
+        prometheus.query("sum(daemon_workers%7Bpool%3D%22main%22%7D)")
     });
     assert_eq!(value, "2", "Prometheus counts two workers");
-    let (_, up) = get(web, "/api/v1/query?query=up%7Bjob%3D%22daemon%22%7D").expect("query up");
-    assert!(up.contains("\"1\""), "the target is up: {up}");
+    let up = wait_for(SOON, "the target's up", || prometheus.query("up%7Bjob%3D%22daemon%22%7D"));
+    assert_eq!(up, "1", "the target is up");
     drop(prometheus);
 }

@@ -502,11 +502,6 @@ fn winch_retires_the_workers_and_hup_brings_them_back() {
 }
 
 /// A free port, as the OS picks one (bound, read, released).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("its address").port()
-}
-
 #[test]
 fn systemd_socket_activation_hands_the_daemon_its_listener() {
     let port = free_port();

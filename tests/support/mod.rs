@@ -19,9 +19,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 mod detached;
+mod prometheus;
 
 #[allow(unused_imports)]
 pub use detached::*;
+#[allow(unused_imports)]
+pub use prometheus::*;
 pub use nix::sys::signal::Signal;
 use nix::sys::signal::{kill, killpg};
 use nix::unistd::Pid;
