@@ -372,6 +372,11 @@ impl Drop for Blockers {
     }
 }
 
+fn one_nobody_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static NOBODY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    NOBODY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Processes of `uid` alive now.
 fn processes_of(uid: u32) -> u64 {
     std::fs::read_dir("/proc")
@@ -390,6 +395,8 @@ fn processes_of(uid: u32) -> u64 {
 /// can start a daemon as another user (the suite runs as root, as CI does).
 /// The daemon runs as nobody, with a limit of nobody's processes that leaves `room` places
 /// once `blockers` of nobody's own hold theirs: dropping the blockers makes room again.
+/// Hold `one_nobody_at_a_time()` for as long as the daemon runs: the limit counts every process
+/// of nobody's, so two of these tests at once would change each other's room.
 fn fork_limit_test(example_name: &str, extra: &[&str], room: u64, blockers: usize) -> (Daemon, Blockers) {
     assert!(nix::unistd::geteuid().is_root(), "the fork limit test runs the daemon as nobody: run the tests as root");
     let blockers = Blockers::start(blockers);
@@ -404,6 +411,7 @@ fn failed_forks_are_retried_with_a_backoff_logged_once_and_the_pool_refills() {
     // The manager and two classic workers fit under the limit; the other two forks fail.
     let dir = TempDir::new("fork-limit");
     let pid_file = dir.path("lab.pid").display().to_string();
+    let _nobody = one_nobody_at_a_time();
     let (d, blockers) = fork_limit_test("lab_classic", &["--workers", "4", "--max-children", "4", "--pid-file", &pid_file], 3, 2);
     d.wait_for_line("fork failed; retrying with a backoff", SOON);
     wait_until(SOON, "two workers under the limit", || d.workers().len() == 2);
@@ -426,6 +434,7 @@ fn failed_forks_are_retried_with_a_backoff_logged_once_and_the_pool_refills() {
 fn a_worker_that_cannot_start_its_thread_is_a_crash_with_its_reason() {
     // The manager and one async worker (two threads) fit; the next worker forks, but cannot start
     // its acceptor thread.
+    let _nobody = one_nobody_at_a_time();
     let (d, blockers) = fork_limit_test("lab", &["--workers", "2", "--max-children", "2"], 4, 3);
     let line = d.wait_for_line("worker crashed", SOON);
     assert!(line.contains("cannot start the acceptor thread"), "{line}");
