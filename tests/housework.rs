@@ -47,6 +47,37 @@ fn a_failed_start_says_why_and_exits_non_zero() {
 }
 
 #[test]
+fn a_pid_file_a_stranger_locked_is_not_taken_for_a_running_manager() {
+    // Anyone who may write in the directory can write their own pid in the file and lock it:
+    // the start refuses (it cannot take the file), and says the holder is not a verified manager.
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new("pidfile-stranger");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).expect("a sticky directory anyone may write in");
+    let p = dir.path("lab.pid").display().to_string();
+    // flock(1) takes the lock in the process the file names, then says so from its child.
+    let script = format!("echo $$ > {p}; exec flock -x {p} -c 'echo locked; exec sleep 600'");
+    let mut stranger = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .uid(65534)
+        .gid(65534)
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("bash as nobody");
+    let mut said = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stranger.stdout.take().expect("its stdout")), &mut said).expect("its word");
+    assert_eq!(said.trim(), "locked");
+    let out = run("lab", &["start", "--listen", "127.0.0.1:0", "--pid-file", &p, "--log-file", &dir.path("lab.log").display().to_string()]);
+    // flock and the sleep it started, by their group.
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(stranger.id() as i32), Signal::SIGKILL);
+    let _ = stranger.wait();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("locked by pid {}, which is not a verified manager", stranger.id())) && err.contains("nothing was signalled"), "{err}");
+    assert!(!err.contains("already running"), "{err}");
+}
+
+#[test]
 fn the_pid_file_is_locked_and_a_stale_one_is_replaced() {
     let dir = TempDir::new("pidfile");
     let first = Detached::start(&dir, &["--workers", "2"]);

@@ -161,6 +161,42 @@ fn only_root_and_the_daemons_user_read_the_metrics_unless_told_otherwise() {
 }
 
 #[test]
+fn connections_of_those_refused_the_metrics_cannot_push_out_a_scrape() {
+    let d = Daemon::serve("lab", &["--workers", "1", "--metrics-listen", "127.0.0.1:0"]);
+    let port = metrics_port(&d);
+    // Two processes of nobody's open connections that never send a byte, 200 at a time, over
+    // and over, as the owner scrapes.
+    let script = format!(
+        "while :; do fds=(); for i in $(seq 200); do exec {{f}}<>/dev/tcp/127.0.0.1/{port} && fds+=($f); done; \
+         for f in \"${{fds[@]}}\"; do exec {{f}}>&-; done; done"
+    );
+    let floods: Vec<Killed> = (0..2)
+        .map(|_| Killed(Command::new("bash").args(["-c", &script]).uid(65534).gid(65534).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("bash as nobody")))
+        .collect();
+    let held = |pid: u32| std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    wait_until(SOON, "the flood to hold connections", || floods.iter().all(|f| held(f.0.id()) > 50));
+    let mut failed = Vec::new();
+    for _ in 0..30 {
+        match get(port, "/metrics") {
+            Ok((200, _)) => {}
+            other => failed.push(format!("{other:?}")),
+        }
+    }
+    drop(floods);
+    assert!(failed.is_empty(), "{} of 30 scrapes failed: {failed:?}", failed.len());
+}
+
+/// A child process, killed and reaped when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
 fn on_a_wildcard_address_the_owner_check_looks_at_the_connection_itself() {
     // The lookup once compared the listener's address (0.0.0.0, ::) with the client's socket,
     // found nothing, and refused even root.

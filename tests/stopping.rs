@@ -214,3 +214,20 @@ fn a_stop_by_command_is_not_held_by_a_missed_child_exit() {
         assert!(d.log_text().contains("manager stopped"), "round {round}: {}", d.log_text());
     }
 }
+
+#[test]
+fn stop_waits_as_long_as_the_daemons_own_graceful_timeout() {
+    // A caller whose settings say less than the daemon's (an operator's shell beside an init's
+    // environment) waits by the daemon's: its stop is not called failed while the daemon
+    // finishes a request it may finish.
+    let dir = support::TempDir::new("stop-waits-theirs");
+    let d = support::Detached::start(&dir, &["--workers", "1", "--graceful-timeout", "30s"]);
+    let port = d.port();
+    let slow = std::thread::spawn(move || support::http_get(port, "/sleep/12500"));
+    wait_until(SOON, "the slow request in hand", || d.log_text().contains("/sleep/12500"));
+    // By its own settings this caller would wait 1 s + 10 s.
+    let out = d.control(&["stop", "--graceful-timeout", "1s"]);
+    assert!(out.status.success(), "{out:?}\n{}", d.log_text());
+    assert_eq!(slow.join().expect("the client").expect("an answer").0, 200, "the request in hand was finished");
+    assert!(!alive(d.manager));
+}

@@ -10,6 +10,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -329,7 +330,20 @@ fn an_upgrade_after_a_privilege_drop_takes_over_under_load() {
     // And a second one, from the manager that started as nobody.
     let out = app.upgrade(&["--user", "nobody"]);
     assert!(out.status.success(), "second upgrade: {out:?}\n{}", app.log_text());
-    app.settle();
+    let newest = app.settle();
+    // Exec'd as nobody, it is still closed to nobody's other processes, as the first manager
+    // was (the kernel made that one not dumpable when it changed its uid): its descriptors (the
+    // metrics area among them), its memory and its workers' cannot be opened.
+    let mut pids = vec![newest];
+    pids.extend(children(newest));
+    assert!(pids.len() > 1, "the new manager has workers");
+    for pid in pids {
+        for (what, how) in [("fd", "ls /proc/PID/fd"), ("environ", "cat /proc/PID/environ"), ("maps", "cat /proc/PID/maps")] {
+            let script = format!("{} >/dev/null", how.replace("PID", &pid.to_string()));
+            let out = std::process::Command::new("sh").args(["-c", &script]).uid(65534).gid(65534).output().expect("sh as nobody");
+            assert!(!out.status.success(), "nobody read /proc/{pid}/{what}: {out:?}");
+        }
+    }
 }
 
 #[test]

@@ -122,6 +122,27 @@ fn build<T: ProgramSettings>(m: &ArgMatches) -> Result<Arc<dyn Any + Send + Sync
     T::from_arg_matches(m).map(|t| Arc::new(t) as Arc<dyn Any + Send + Sync>)
 }
 
+/// The words of the daemon's own command line that are not settings.
+const COMMAND_LINE_WORDS: [&str; 8] = ["--help", "--version", "--config", "--print-config", "--graceful", "--now", "--json", "--hold"];
+
+/// Why a program's setting cannot have these names: one of the daemon's own has one of them,
+/// and one would hide the other (a program's `user`, say, would take `--user` and
+/// `DAEMON_USER`, and the daemon would never drop root).
+fn clash(id: &str, flag: &str, env: &str) -> Result<(), String> {
+    let daemons = daemon_config::SETTINGS.iter().find(|s| {
+        s.name == id || s.flag == flag || s.env == env || s.alias() == Some(id) || s.alias_flag().as_deref() == Some(flag) || s.alias_env().as_deref() == Some(env)
+    });
+    let taken = match daemons {
+        Some(s) => format!("the daemon's own setting `{}` ({}, {})", s.name, s.flag, s.env),
+        None if COMMAND_LINE_WORDS.contains(&flag) => format!("a word of the daemon's command line ({flag})"),
+        None => return Ok(()),
+    };
+    Err(format!(
+        "the program's setting `{id}` ({flag}, {env}) is named like {taken}: rename the field, or give it \
+         `#[arg(long = \"...\")]` with a name of the program's own (`db_user`, not `user`)"
+    ))
+}
+
 impl AppSpec {
     /// The spec of `T`, or why it cannot be served (an option without a long name).
     pub(crate) fn of<T: ProgramSettings>(program: &str) -> Result<AppSpec, String> {
@@ -137,9 +158,11 @@ impl AppSpec {
             };
             let takes_value = arg.get_action().takes_values();
             let default = arg.get_default_values().first().map(|v| v.to_string_lossy().into_owned());
+            let (flag, env) = (format!("--{long}"), format!("DAEMON_{}", id.to_ascii_uppercase().replace('-', "_")));
+            clash(&id, &flag, &env)?;
             opts.push(Opt {
-                env: format!("DAEMON_{}", id.to_ascii_uppercase().replace('-', "_")),
-                flag: format!("--{long}"),
+                env,
+                flag,
                 id,
                 takes_value,
                 help: arg.get_help().map(|h| h.to_string()).unwrap_or_default(),
@@ -379,4 +402,49 @@ pub(crate) fn print(resolved: &AppResolved) -> String {
         out.push_str(&format!("{key} = {}  # {from}\n", toml_value(value)));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Program settings with one option, `--LONG` (id `ID`), written out by hand (the runtime
+    /// does not build clap's derive).
+    #[derive(Clone)]
+    struct One<const N: usize>;
+
+    const NAMES: [(&str, &str); 5] = [("db_user", "db-user"), ("user", "user"), ("workers", "workers"), ("spool", "pid-file"), ("verbose", "json")];
+
+    impl<const N: usize> clap::FromArgMatches for One<N> {
+        fn from_arg_matches(_: &ArgMatches) -> Result<Self, clap::Error> {
+            Ok(One)
+        }
+        fn update_from_arg_matches(&mut self, _: &ArgMatches) -> Result<(), clap::Error> {
+            Ok(())
+        }
+    }
+
+    impl<const N: usize> clap::Args for One<N> {
+        fn augment_args(c: Command) -> Command {
+            c.arg(clap::Arg::new(NAMES[N].0).long(NAMES[N].1))
+        }
+        fn augment_args_for_update(c: Command) -> Command {
+            Self::augment_args(c)
+        }
+    }
+
+    impl<const N: usize> ProgramSettings for One<N> {}
+
+    #[test]
+    fn a_program_setting_cannot_take_a_name_of_the_daemons() {
+        assert!(AppSpec::of::<One<0>>("p").is_ok(), "db_user is the program's own");
+        let user = AppSpec::of::<One<1>>("p").err().unwrap_or_default();
+        assert!(user.contains("`user`") && user.contains("--user") && user.contains("db_user"), "{user}");
+        let workers = AppSpec::of::<One<2>>("p").err().unwrap_or_default();
+        assert!(workers.contains("`prefork`"), "workers is prefork's second name: {workers}");
+        let flag = AppSpec::of::<One<3>>("p").err().unwrap_or_default();
+        assert!(flag.contains("`pid_file`"), "a flag of the daemon's under another id: {flag}");
+        let word = AppSpec::of::<One<4>>("p").err().unwrap_or_default();
+        assert!(word.contains("command line (--json)"), "{word}");
+    }
 }

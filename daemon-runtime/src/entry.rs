@@ -409,7 +409,19 @@ impl Housekeeping<'_> {
         if let Some(path) = pid_file.as_deref() {
             if let Ok(crate::boot::pidfile::Holder::Manager(pid)) = crate::boot::pidfile::holder(path) {
                 if Some(pid) != upgraded_from.map(|p| p.as_raw()) {
-                    return fail(crate::boot::pidfile::PidFileError::Running { path: path.to_path_buf(), pid: Some(pid) }.to_string());
+                    // The file says who holds it, and anyone who may write in its directory can
+                    // say anything: a holder that does not answer as this program's manager is
+                    // named as what it is.
+                    return fail(match crate::control::verify_manager(pid, identity.uid.map(|u| u.as_raw()), package.name) {
+                        Ok(()) => crate::boot::pidfile::PidFileError::Running { path: path.to_path_buf(), pid: Some(pid) }.to_string(),
+                        Err(why) => format!(
+                            "the pid file {} is locked by pid {pid}, which is not a verified manager of {}: {why}; nothing was signalled. \
+                             Whoever may write in {} can take that name: choose a pid_file in a directory only the daemon's user can write",
+                            path.display(),
+                            package.name,
+                            path.parent().map(Path::display).map(|d| d.to_string()).unwrap_or_default()
+                        ),
+                    });
                 }
             }
         }

@@ -37,7 +37,7 @@ use crate::worker::track::{Tracked, Tracker};
 
 /// Requests served, beside the daemon's `daemon_connections_total`: a keep-alive connection
 /// carries many.
-static REQUESTS: crate::metrics::Counter = crate::metrics::Counter::own("daemon_http_requests_total", "HTTP requests daemon::http served (a connection may carry many)");
+static REQUESTS: crate::metrics::Counter = crate::metrics::Counter::own(crate::metrics::HTTP_REQUESTS, "HTTP requests daemon::http served (a connection may carry many)");
 
 thread_local! {
     /// Each worker's routers, one per `app` function, built by the first connection. A worker

@@ -152,6 +152,35 @@ fn lock_holder(file: &File) -> Option<i32> {
     })
 }
 
+/// A new file beside the pid file, to write whole before it is linked as the pid file: under a
+/// name nobody can take first (a random part, and `O_EXCL`), since whoever may write in the
+/// directory could plant a predictable one.
+/// Its name goes when this is dropped (after the link or rename that publishes it, there is
+/// nothing left to remove).
+fn new_temp(dir: &Path, name: &str) -> Result<(Temp, File), PidFileError> {
+    let mut last = None;
+    for _ in 0..8 {
+        let mut bytes = [0u8; 8];
+        let random = crate::sys::random_bytes(&mut bytes).map(|()| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let temp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), random.unwrap_or_default()));
+        match OpenOptions::new().write(true).create_new(true).mode(0o644).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(&temp) {
+            Ok(file) => return Ok((Temp(temp), file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some((temp, e)),
+            Err(error) => return Err(PidFileError::Io { path: temp, error }),
+        }
+    }
+    let (path, error) = last.unwrap_or_else(|| (dir.to_path_buf(), io::Error::from(io::ErrorKind::AlreadyExists)));
+    Err(PidFileError::Io { path, error })
+}
+
+struct Temp(PathBuf);
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 impl PidFile {
     /// Writes this process's pid to `path` and locks it, or says who holds it. `handed_by` is
     /// the manager this one upgrades, whose lock on `path` is no reason to refuse (it keeps its
@@ -166,17 +195,9 @@ impl PidFile {
         let pid = std::process::id();
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let temp = dir.join(format!(".{name}.{pid}.tmp"));
         // A few rounds at most: each lost round means another starter changed the file meanwhile.
         for _ in 0..8 {
-            let _ = std::fs::remove_file(&temp);
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&temp)
-                .map_err(io_err)?;
+            let (temp, mut file) = new_temp(dir, &name)?;
             let dir_owner = std::fs::metadata(dir).map(|m| m.uid()).ok();
             if let Some(uid) = owner.filter(|&u| u != nix::unistd::geteuid().as_raw() && dir_owner == Some(u)) {
                 nix::unistd::fchown(&file, Some(nix::unistd::Uid::from_raw(uid)), None).map_err(|e| io_err(e.into()))?;
@@ -190,30 +211,25 @@ impl PidFile {
             match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC).open(path) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     // No pid file: publish ours whole, unless another starter just did.
-                    match std::fs::hard_link(&temp, path) {
+                    match std::fs::hard_link(&temp.0, path) {
                         Ok(()) => {
-                            let _ = std::fs::remove_file(&temp);
                             return Ok(PidFile { path: path.to_path_buf(), home: path.to_path_buf(), lock, inode: ours });
                         }
                         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                         Err(e) => {
-                            let _ = std::fs::remove_file(&temp);
                             return Err(io_err(e));
                         }
                     }
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                    let _ = std::fs::remove_file(&temp);
                     return Err(PidFileError::Symlink(path.to_path_buf()));
                 }
                 Err(e) => {
-                    let _ = std::fs::remove_file(&temp);
                     return Err(io_err(e));
                 }
                 Ok(old) => {
                     let mut old = old;
                     if !old.metadata().map_err(io_err)?.file_type().is_file() {
-                        let _ = std::fs::remove_file(&temp);
                         return Err(io_err(io::Error::new(
                             io::ErrorKind::InvalidInput,
                             "not a regular file: remove it, or choose another path",
@@ -228,12 +244,10 @@ impl PidFile {
                             }
                             Holder::Manager(p) if Some(p) == handed_by => "the manager this one upgrades hands it over",
                             _ => {
-                                let _ = std::fs::remove_file(&temp);
                                 return Err(PidFileError::Running { path: path.to_path_buf(), pid: named });
                             }
                         },
                         Err(e) => {
-                            let _ = std::fs::remove_file(&temp);
                             return Err(io_err(e));
                         }
                     };
@@ -242,7 +256,7 @@ impl PidFile {
                     if current != Some(inode(&old.metadata().map_err(io_err)?)) {
                         continue;
                     }
-                    std::fs::rename(&temp, path).map_err(io_err)?;
+                    std::fs::rename(&temp.0, path).map_err(io_err)?;
                     // An upgrade's handover is the normal course of things; a stale file is not.
                     let shown = named.map_or_else(|| "none".to_string(), |p| p.to_string());
                     if handed_by.is_some() && named == handed_by {
@@ -255,7 +269,6 @@ impl PidFile {
                 }
             }
         }
-        let _ = std::fs::remove_file(&temp);
         Err(io_err(io::Error::other("the pid file kept changing while we tried to take it")))
     }
 

@@ -82,12 +82,26 @@ fn lookup_group(name: &str) -> Result<Gid, PrivilegeError> {
     }
 }
 
-/// Becomes `id`, for good.
+/// Becomes `id`, for good; then, if a user or group is configured, makes the process not
+/// dumpable.
 pub(crate) fn drop_to(id: Identity) -> Result<(), PrivilegeError> {
-    let fail = |what: &str, e: nix::Error| PrivilegeError(format!("cannot {what}: {e}"));
-    if !geteuid().is_root() {
-        return Ok(());
+    if geteuid().is_root() {
+        become_id(id)?;
     }
+    // The kernel makes a process that changes its own uid not dumpable: other processes of the
+    // user it became cannot ptrace it or open its /proc files (its memory, its descriptors,
+    // among them the metrics area, its environment). A manager exec'd as that user by an
+    // upgrade would be open to them, and so would its workers (they inherit the flag): it is
+    // said here, so every manager of the daemon is as closed as the first. (No core dumps
+    // either, as for any process that changed its uid: README, `user`.)
+    if id.uid.is_some() || id.gid.is_some() {
+        nix::sys::prctl::set_dumpable(false).map_err(|e| PrivilegeError(format!("cannot make the process not dumpable: {e}")))?;
+    }
+    Ok(())
+}
+
+fn become_id(id: Identity) -> Result<(), PrivilegeError> {
+    let fail = |what: &str, e: nix::Error| PrivilegeError(format!("cannot {what}: {e}"));
     if let Some(gid) = id.gid {
         setgroups(&[gid]).map_err(|e| fail("drop supplementary groups", e))?;
         setgid(gid).map_err(|e| fail("change group", e))?;

@@ -153,6 +153,9 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
     };
     match command {
         Control::Stop { graceful } => {
+            // As long as the manager says its stop may take, if that is longer.
+            let theirs = answer.get("graceful_timeout_ms").and_then(Json::as_u64).map(|ms| Duration::from_millis(ms) + Duration::from_secs(10));
+            let wait = theirs.map_or(wait, |t| t.max(wait));
             let code = stop(name, path, running, graceful, wait);
             match stopped_old {
                 Some(old) if code == lsb::OK => stop(name, &oldbin(path), old, graceful, wait),
@@ -205,6 +208,14 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
 
 /// Where a manager keeps its pid file while the manager it started by an upgrade takes over
 /// (nginx's and unicorn's name for it).
+/// Whether `pid`, which holds the pid file's lock, answers as a manager of `package` on a
+/// channel verified as its own (for a start that finds the file taken); why not, if not.
+pub(crate) fn verify_manager(pid: i32, user: Option<u32>, package: &str) -> Result<(), String> {
+    let mut uids = vec![0, nix::unistd::geteuid().as_raw()];
+    uids.extend(user);
+    channel::ask(&Expect { pid, uids, package }, Request::Status).map(|_| ()).map_err(|Unverified(why)| why)
+}
+
 pub(crate) fn oldbin(path: &Path) -> std::path::PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".oldbin");

@@ -31,18 +31,23 @@ use crate::sys::monotonic_ms;
 use crate::control::{DEADLINE_MS, MAX_CLIENTS};
 const ACCEPTS_PER_WAKE: usize = 64;
 const MAX_HEAD: usize = 8 * 1024;
+/// Refused connections kept open at most, to read what their clients send after the 403.
+const MAX_REFUSED: usize = 64;
+/// How long a refused connection is kept for that.
+const REFUSED_LINGER_MS: u64 = 1_000;
 
 pub(crate) struct MetricsServer {
     listener: TcpListener,
     user: Option<u32>,
     clients: Vec<Client>,
+    /// Answered 403 and shut for writing; read and dropped until their client closes, so the
+    /// request it sends after the answer does not reset the connection before it is read
+    /// (nginx's lingering close). They hold none of the clients' places.
+    refused: Vec<(TcpStream, u64)>,
 }
 
 struct Client {
     stream: TcpStream,
-    peer: SocketAddr,
-    /// The connection's own address (not the listener's, which may be a wildcard).
-    local: Option<SocketAddr>,
     inbox: Vec<u8>,
     outbox: Vec<u8>,
     sent: usize,
@@ -54,7 +59,7 @@ impl MetricsServer {
     /// `user`: the daemon's user (`user`), who may read the metrics besides root and this
     /// process's own user.
     pub(crate) fn new(listener: TcpListener, user: Option<u32>) -> MetricsServer {
-        MetricsServer { listener, user, clients: Vec::new() }
+        MetricsServer { listener, user, clients: Vec::new(), refused: Vec::new() }
     }
 
     /// The listening socket and its address, to hand over in an upgrade.
@@ -66,11 +71,12 @@ impl MetricsServer {
     pub(crate) fn poll_fds(&self) -> Vec<(BorrowedFd<'_>, bool)> {
         let mut fds = vec![(self.listener.as_fd(), false)];
         fds.extend(self.clients.iter().map(|c| (c.stream.as_fd(), !c.outbox.is_empty())));
+        fds.extend(self.refused.iter().map(|(s, _)| (s.as_fd(), false)));
         fds
     }
 
     pub(crate) fn deadline(&self) -> Option<u64> {
-        self.clients.iter().map(|c| c.deadline_ms).min()
+        self.clients.iter().map(|c| c.deadline_ms).chain(self.refused.iter().map(|(_, d)| *d)).min()
     }
 
     /// Accepts, reads, answers and closes, without blocking. `render` makes the page; `anyone`
@@ -82,15 +88,26 @@ impl MetricsServer {
                     if stream.set_nonblocking(true).is_err() {
                         continue;
                     }
-                    if self.clients.len() >= MAX_CLIENTS {
-                        // The one that waited longest goes.
-                        self.clients.remove(0);
-                    }
+                    // Who may read is known from the connection alone: one who may not is
+                    // answered now (one small write into an empty socket buffer) and takes no
+                    // place, so connections that would only get a 403 cannot push out a scrape.
                     let local = stream.local_addr().ok();
+                    if !anyone && !local.is_some_and(|l| owner_may_read(peer, l, self.user)) {
+                        let _ = (&stream).write(&forbidden());
+                        let _ = stream.shutdown(std::net::Shutdown::Write);
+                        if self.refused.len() >= MAX_REFUSED {
+                            self.refused.remove(0);
+                        }
+                        self.refused.push((stream, now.saturating_add(REFUSED_LINGER_MS)));
+                        continue;
+                    }
+                    if self.clients.len() >= MAX_CLIENTS {
+                        // The one that has waited longest for its own request goes.
+                        let oldest = self.clients.iter().position(|c| c.outbox.is_empty()).unwrap_or(0);
+                        self.clients.remove(oldest);
+                    }
                     self.clients.push(Client {
                         stream,
-                        peer,
-                        local,
                         inbox: Vec::new(),
                         outbox: Vec::new(),
                         sent: 0,
@@ -100,9 +117,22 @@ impl MetricsServer {
                 Err(_) => break,
             }
         }
+        self.refused.retain(|(stream, deadline)| {
+            // A request's head at most: a client that sends more is not waiting for an answer.
+            let mut buf = [0u8; 2048];
+            for _ in 0..MAX_HEAD / buf.len() {
+                match (&*stream).read(&mut buf) {
+                    Ok(0) => return false,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return now < *deadline,
+                    Err(_) => return false,
+                }
+            }
+            false
+        });
         let mut page: Option<String> = None;
         let mut render = Some(render);
-        let user = self.user;
         self.clients.retain_mut(|c| {
             if now >= c.deadline_ms {
                 return false;
@@ -124,8 +154,7 @@ impl MetricsServer {
                 }
                 let Some(end) = c.inbox.windows(4).position(|w| w == b"\r\n\r\n") else { return true };
                 let head = String::from_utf8_lossy(&c.inbox[..end]).into_owned();
-                let allowed = anyone || c.local.is_some_and(|l| owner_may_read(c.peer, l, user));
-                c.outbox = answer(&head, allowed, || {
+                c.outbox = answer(&head, || {
                     if page.is_none() {
                         page = render.take().map(|r| r());
                     }
@@ -158,18 +187,16 @@ fn response(status: &str, content_type: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The answer to a request head.
-fn answer(head: &str, allowed: bool, page: impl FnOnce() -> String) -> Vec<u8> {
+/// The answer to one who may not read the metrics.
+fn forbidden() -> Vec<u8> {
+    response("403 Forbidden", "text/plain", "only root and the daemon's user may read the metrics (metrics_access = \"owner\")\n")
+}
+
+/// The answer to a request head, from one who may read the metrics.
+fn answer(head: &str, page: impl FnOnce() -> String) -> Vec<u8> {
     let mut words = head.lines().next().unwrap_or("").split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let path = path.split('?').next().unwrap_or("");
-    if !allowed {
-        return response(
-            "403 Forbidden",
-            "text/plain",
-            "only root and the daemon's user may read the metrics (metrics_access = \"owner\")\n",
-        );
-    }
     match (method, path) {
         ("GET", "/metrics") => response("200 OK", prometheus::TEXT_FORMAT, &page()),
         ("GET", _) => response("404 Not Found", "text/plain", "the metrics are at /metrics\n"),
@@ -368,11 +395,11 @@ mod tests {
 
     #[test]
     fn a_stranger_is_refused_and_an_owner_gets_the_page() {
-        let refused = String::from_utf8(answer("GET /metrics HTTP/1.1", false, || "x".into())).unwrap();
+        let refused = String::from_utf8(forbidden()).unwrap();
         assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
-        let ok = String::from_utf8(answer("GET /metrics?x=1 HTTP/1.1", true, || "daemon_x 1\n".into())).unwrap();
+        let ok = String::from_utf8(answer("GET /metrics?x=1 HTTP/1.1", || "daemon_x 1\n".into())).unwrap();
         assert!(ok.starts_with("HTTP/1.1 200") && ok.ends_with("daemon_x 1\n"), "{ok}");
-        let other = String::from_utf8(answer("GET / HTTP/1.1", true, || unreachable!())).unwrap();
+        let other = String::from_utf8(answer("GET / HTTP/1.1", || unreachable!())).unwrap();
         assert!(other.starts_with("HTTP/1.1 404"), "{other}");
     }
 }

@@ -273,7 +273,9 @@ fn register_in(half: &Half, def: &Def<'_>, as_state: u32) -> Result<u32, String>
             if state == ADOPTED && as_state == READY {
                 let _ = e.state.compare_exchange(ADOPTED, READY, Ordering::AcqRel, Ordering::Acquire);
             }
-            return Ok(e.base.load(Ordering::Acquire));
+            // The base read and checked with the description, not read again: another
+            // process may have written anything there since.
+            return Ok(found.base as u32);
         }
         // Carried over from the program before an upgrade, and described differently now: the
         // new description takes the entry over, with cells of its own (the old counts go).
@@ -347,6 +349,7 @@ fn read_def(e: &Entry) -> Option<Described> {
     // Only what a declaration could have written is rendered: a name or labels with a line
     // break or a brace in them would add lines of their own to the scrape.
     let sane = super::valid_name(d.name.as_bytes())
+        && super::may_be_in_the_area(&d.name)
         && super::valid_labels(&d.labels, histogram)
         && super::check_bounds(&d.bounds).is_ok();
     (d.base + cells <= CELLS && sane).then_some(d)
@@ -506,8 +509,9 @@ pub(crate) fn adopt_other_half(gone: bool) -> Vec<String> {
             Ok(base) => {
                 let d = Described { base: base as usize, ..s.def.clone() };
                 for (k, v) in s.values.iter().enumerate() {
-                    if d.kind != Kind::Gauge {
-                        add_to_retired(&mine.rows[RETIRED_ROW][base as usize + k], &d, k, *v);
+                    match mine.rows[RETIRED_ROW].get(base as usize + k) {
+                        Some(cell) if d.kind != Kind::Gauge => add_to_retired(cell, &d, k, *v),
+                        _ => {}
                     }
                 }
             }
@@ -648,6 +652,9 @@ mod tests {
         write_text(&e.name, "job_seconds");
         write_text(&e.labels, "queue=\"mail\"} 1\nfake_total{a=\"b\"");
         assert!(sum_half(&h).is_empty(), "labels with text past them");
+        write_text(&e.name, "daemon_pool_crash_loop");
+        assert!(sum_half(&h).is_empty(), "one of the daemon's own names, which no declaration of the program can take");
+        write_text(&e.name, "job_seconds");
         write_text(&e.labels, "le=\"1\"");
         assert!(sum_half(&h).is_empty(), "a histogram's own label");
         write_text(&e.labels, "queue=\"mail\"");

@@ -305,6 +305,18 @@ const fn check_name(name: &str, own: bool) {
     assert!(own || !daemon, "metric names beginning `daemon_` are the daemon's own: name it after the program");
 }
 
+/// The daemon's own metrics that count in the shared area (the others are the manager's, in
+/// its registry): the only `daemon_` names a description read back from it may carry.
+pub(crate) const HTTP_REQUESTS: &str = "daemon_http_requests_total";
+const OWN_IN_THE_AREA: &[&str] = &[HTTP_REQUESTS];
+
+/// Whether a description read back from the area may carry `name`: a program's declaration
+/// cannot begin with `daemon_`, so only the daemon's own there may, and a name written by
+/// anyone else cannot stand for one of the manager's families in a scrape.
+pub(crate) fn may_be_in_the_area(name: &str) -> bool {
+    !name.starts_with("daemon_") || OWN_IN_THE_AREA.contains(&name)
+}
+
 /// Prometheus's metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`. Checked at compile time for a
 /// declaration, and again on every description read back from the shared area.
 pub(crate) const fn valid_name(b: &[u8]) -> bool {

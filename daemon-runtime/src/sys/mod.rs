@@ -128,6 +128,8 @@ impl<T: AnyBitsValid> Shared<T> {
     pub(crate) fn in_memfd(name: &str) -> nix::Result<(Shared<T>, OwnedFd)> {
         use nix::sys::memfd::{memfd_create, MFdFlags};
         let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
+        // Its creator's alone (a memfd is made 0777): those who hold it need no permission.
+        nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)?;
         let len = i64::try_from(std::mem::size_of::<T>()).map_err(|_| Errno::EINVAL)?;
         nix::unistd::ftruncate(&fd, len)?;
         let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;

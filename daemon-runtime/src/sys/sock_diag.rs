@@ -74,13 +74,16 @@ pub(crate) fn tcp_owner(local: SocketAddr, remote: SocketAddr) -> io::Result<Opt
     match answer.payload {
         // The kernel's lookup falls back to a listening socket on the same port (a wildcard one
         // matches any address): only the connected socket with exactly these addresses is the
-        // client's. A socket in TIME_WAIT has no owner any more (the kernel says uid 0).
+        // client's. A socket its process has closed (TIME_WAIT, or an orphan in FIN_WAIT) has
+        // no owner any more: the kernel says uid 0 and inode 0 for it, and nobody can read
+        // an answer through it.
         NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
             let id = &r.header.socket_id;
             let exact = unmapped(SocketAddr::new(id.source_address, id.source_port)) == local
                 && unmapped(SocketAddr::new(id.destination_address, id.destination_port)) == remote;
             let connected = !matches!(r.header.state, TCP_LISTEN | TCP_TIME_WAIT | TCP_CLOSE);
-            Ok((exact && connected).then_some(r.header.uid))
+            let held = r.header.inode != 0;
+            Ok((exact && connected && held).then_some(r.header.uid))
         }
         NetlinkPayload::Error(e) if e.code.is_some_and(|c| c.get() == -libc::ENOENT) => Ok(None),
         NetlinkPayload::Error(e) => Err(e.to_io()),
@@ -104,6 +107,9 @@ mod tests {
         assert_eq!(tcp_owner(peer, local).expect("sock_diag"), Some(me));
         assert_eq!(tcp_owner(local, peer).expect("sock_diag"), Some(me), "the server's side too");
         drop(client);
+        // Closed by its process (an orphan in FIN_WAIT, whose uid the kernel gives as 0): its
+        // owner is nobody's, not root's.
+        assert_eq!(tcp_owner(peer, local).expect("sock_diag"), None, "a closed client");
         let nobody = SocketAddr::from(([127, 0, 0, 1], 1));
         assert_eq!(tcp_owner(nobody, local).expect("sock_diag"), None);
     }

@@ -589,7 +589,10 @@ impl Core {
             Request::Stop { graceful } => {
                 let kind = if graceful { StopKind::Graceful } else { StopKind::Fast };
                 self.begin_stop(kind, "asked by the control channel", board, now);
-                serde_json::json!({ "stopping": true })
+                // The longest the stop can take here, for a client whose own settings may say
+                // less (it waits by this manager's, not by its own).
+                let graceful = self.pools.values().map(|p| p.supervision.graceful_ms).chain([ms(self.config.graceful_timeout)]).max();
+                serde_json::json!({ "stopping": true, "graceful_timeout_ms": graceful })
             }
             Request::Reload(resolved) => {
                 self.push(Command::ReopenLogs);
