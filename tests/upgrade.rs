@@ -347,6 +347,24 @@ fn an_upgrade_after_a_privilege_drop_takes_over_under_load() {
 }
 
 #[test]
+fn an_upgrade_resizes_the_accept_queues_it_takes_over() {
+    // `backlog` needs a restart or an upgrade: a reload keeps the queue, the new manager of an
+    // upgrade sizes the sockets it inherits.
+    let config = ConfigFile::new("backlog", "backlog = 7\n");
+    let app = App::start("backlog", &["--config", &config.arg()]);
+    app.track();
+    let port = app.port();
+    assert_eq!(listen_queue(port), Some(7));
+    config.write("backlog = 9\n");
+    assert!(app.control(&["reload", "--config", &config.arg()]).status.success());
+    assert_eq!(listen_queue(port), Some(7), "a reload keeps the queue");
+    let out = app.upgrade(&["--config", &config.arg()]);
+    assert!(out.status.success(), "upgrade: {out:?}\n{}", app.log_text());
+    app.settle();
+    assert_eq!(listen_queue(port), Some(9), "the same socket, resized");
+}
+
+#[test]
 fn an_upgrade_to_a_binary_that_exits_at_start_rolls_back_and_loses_nothing() {
     let app = App::start("exits", &[]);
     let manager = app.track();

@@ -68,6 +68,8 @@ pub struct Config {
     pub requests: u64,
     pub clients: u32,
     pub listen: Vec<String>,
+    /// Each listener's accept queue (`listen(2)`'s backlog), before the kernel's cap.
+    pub backlog: u32,
     pub detach: bool,
     pub foreground: bool,
     pub graceful_timeout: Duration,
@@ -119,6 +121,7 @@ impl Config {
             Key::Requests => Value::Count(self.requests),
             Key::Clients => Value::Count(self.clients.into()),
             Key::Listen => Value::Addresses(self.listen.clone()),
+            Key::Backlog => Value::Count(self.backlog.into()),
             Key::Detach => Value::Flag(self.detach),
             Key::Foreground => Value::Flag(self.foreground),
             Key::GracefulTimeout => Value::Duration(self.graceful_timeout),
@@ -165,6 +168,7 @@ impl Config {
             | Key::Requests
             | Key::Clients
             | Key::Listen
+            | Key::Backlog
             | Key::Detach
             | Key::Foreground
             | Key::GracefulTimeout
@@ -202,6 +206,7 @@ impl Config {
             Key::Requests => self.requests = other.requests,
             Key::Clients => self.clients = other.clients,
             Key::Listen => self.listen.clone_from(&other.listen),
+            Key::Backlog => self.backlog = other.backlog,
             Key::Detach => self.detach = other.detach,
             Key::Foreground => self.foreground = other.foreground,
             Key::GracefulTimeout => self.graceful_timeout = other.graceful_timeout,
@@ -459,6 +464,7 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
         max_spare: as_u32(max_spare),
         max_children: as_u32(max_children),
         requests: explicit(Key::Requests).unwrap_or(0),
+        backlog: explicit(Key::Backlog).map_or(1024, as_u32),
         clients: as_u32(clients),
         listen,
         detach: flag(Key::Detach),

@@ -430,7 +430,7 @@ impl Housekeeping<'_> {
             (Some(crate::boot::listener::Source::Upgrade), Some(addr)) => crate::boot::listener::take_matching(&mut inherited.listeners, addr),
             _ => None,
         };
-        let metrics = match handed_metrics.map(Ok).or_else(|| config.metrics_listen.as_deref().map(|a| crate::boot::listener::bind_one(a).map_err(|e| e.of("metrics_listen")))).transpose() {
+        let metrics = match handed_metrics.map(Ok).or_else(|| config.metrics_listen.as_deref().map(crate::boot::listener::bind_metrics)).transpose() {
             Ok(m) => m.map(|l| {
                 tracing::info!(addr = %l.addr, "metrics: GET /metrics answered here");
                 l.socket
@@ -439,7 +439,10 @@ impl Housekeeping<'_> {
         };
         // Only a program that accepts connections listens.
         let addresses: &[String] = if hooks.on_accept.is_some() { &config.listen } else { &[] };
-        let listeners = match listen(addresses, std::mem::take(&mut inherited.listeners), inherited.source) {
+        if let Some(cap) = crate::boot::listener::somaxconn().filter(|&cap| !addresses.is_empty() && config.backlog > cap) {
+            warn!(backlog = config.backlog, somaxconn = cap, "backlog is more than the kernel's net.core.somaxconn: each accept queue holds {cap}; raise it (sysctl -w net.core.somaxconn={}) or lower backlog", config.backlog);
+        }
+        let listeners = match listen(addresses, std::mem::take(&mut inherited.listeners), inherited.source, config.backlog) {
             Ok(l) => l,
             Err(e) => return fail(e.to_string()),
         };

@@ -670,3 +670,11 @@ pub fn has_field(line: &str, name: &str, value: impl std::fmt::Display) -> bool 
     let field = format!("{name}={value}");
     line.split([' ', '{', '}', ':']).any(|token| token == field)
 }
+
+/// The accept queue's length of the TCP socket listening on `port` on this machine (for a
+/// listening socket, `ss` shows it as Send-Q), from iproute2's `ss` (`.ci/run` installs it).
+pub fn listen_queue(port: u16) -> Option<u32> {
+    let out = Command::new("ss").args(["-Hltn", &format!("sport = :{port}")]).output().expect("ss (Debian's iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines().next()?.split_whitespace().nth(2)?.parse().ok()
+}

@@ -8,6 +8,7 @@
     requests = 10_000,
     clients = 64,
     listen = ["127.0.0.1:0", "127.0.0.1:0"],
+    backlog = 2048,
     detach = false,
     foreground,
     graceful_timeout = "1500ms",

@@ -7,12 +7,12 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use nix::sys::socket::{
-    bind, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
+    bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType,
     SockaddrStorage,
 };
 
-/// The accept queue's length: a burst waits there while the manager forks spares.
-const BACKLOG: i32 = 1024;
+/// The metrics listener's accept queue: a scrape at a time, and a few waiting.
+const METRICS_BACKLOG: u32 = 64;
 
 /// A bound, listening socket.
 #[derive(Debug)]
@@ -66,7 +66,10 @@ impl std::error::Error for BindError {}
 /// from the manager this one upgrades serve the addresses they match (an address with port 0
 /// matches a socket on the same IP, as the old manager's was bound from it); an address none
 /// matches is bound, and a socket no address wants any more is closed.
-pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<Source>) -> Result<Vec<Listener>, BindError> {
+/// `backlog` sizes the accept queue of each socket bound here or taken over from the old
+/// manager (`listen(2)` again on a listening socket resizes it); the service manager's are sized
+/// by it (systemd's `Backlog=`).
+pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<Source>, backlog: u32) -> Result<Vec<Listener>, BindError> {
     let activated = source == Some(Source::Activation) || inherited.iter().any(|l| l.activated);
     if activated && !inherited.is_empty() {
         let (kept, other): (Vec<Listener>, Vec<Listener>) = inherited.into_iter().partition(|l| l.activated || source == Some(Source::Activation));
@@ -86,11 +89,13 @@ pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<
     for text in addrs {
         match take_matching(&mut left, text) {
             Some(l) => {
+                let resized = crate::sys::listen_queue(l.socket.as_fd(), backlog);
+                resized.map_err(|error| BindError { addr: text.clone(), error, setting: "backlog" })?;
                 tracing::info!(addr = %l.addr, from = "the old manager", "listening");
                 out.push(l);
             }
             None => {
-                let l = bind_one(text)?;
+                let l = bind_one(text, backlog)?;
                 tracing::info!(addr = %l.addr, "listening");
                 out.push(l);
             }
@@ -102,7 +107,17 @@ pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<
     Ok(out)
 }
 
-pub(crate) fn bind_one(text: &str) -> Result<Listener, BindError> {
+/// The metrics' listener.
+pub(crate) fn bind_metrics(text: &str) -> Result<Listener, BindError> {
+    bind_one(text, METRICS_BACKLOG).map_err(|e| e.of("metrics_listen"))
+}
+
+/// The kernel's cap on every accept queue (`net.core.somaxconn`), if it can be read.
+pub(crate) fn somaxconn() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn").ok()?.trim().parse().ok()
+}
+
+fn bind_one(text: &str, backlog: u32) -> Result<Listener, BindError> {
     let err = |error: io::Error| BindError { addr: text.to_string(), error, setting: "listen" };
     let addr: SocketAddr = text
         .parse()
@@ -112,8 +127,14 @@ pub(crate) fn bind_one(text: &str) -> Result<Listener, BindError> {
         .map_err(|e| err(e.into()))?;
     // Lets a restarted daemon bind while old connections linger in TIME_WAIT.
     setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| err(e.into()))?;
+    // `[::]:P` takes IPv4 clients too (as `::ffff:a.b.c.d`), whatever net.ipv6.bindv6only says,
+    // as nginx's `listen [::]:P` does not and gunicorn's does: one address for both families.
+    // `[::1]:P` and the other IPv6 addresses are IPv6 only by nature.
+    if addr.is_ipv6() {
+        setsockopt(&fd, sockopt::Ipv6V6Only, &false).map_err(|e| err(e.into()))?;
+    }
     bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|e| err(e.into()))?;
-    nix::sys::socket::listen(&fd, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN)).map_err(|e| err(e.into()))?;
+    crate::sys::listen_queue(fd.as_fd(), backlog).map_err(err)?;
     let socket = TcpListener::from(fd);
     let addr = socket.local_addr().map_err(err)?;
     Ok(Listener { socket, addr, activated: false })

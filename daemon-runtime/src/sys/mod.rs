@@ -321,6 +321,17 @@ pub(crate) fn close_from(first: u32) {
 }
 
 /// Fills `buf` from the kernel's random source (getrandom(2)).
+/// `listen(2)` with any queue length (nix's `Backlog` stops at the C library's SOMAXCONN, 4096,
+/// while the kernel's cap, `net.core.somaxconn`, may be raised past it).
+pub(crate) fn listen_queue(fd: std::os::fd::BorrowedFd<'_>, backlog: u32) -> std::io::Result<()> {
+    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+    // SAFETY: listen(2) on a descriptor the caller holds; no memory is passed.
+    if unsafe { libc::listen(fd.as_raw_fd(), backlog) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub(crate) fn random_bytes(buf: &mut [u8]) -> std::io::Result<()> {
     let mut filled = 0;
     while filled < buf.len() {

@@ -1,0 +1,45 @@
+//! Where and how the daemon listens: the accept queue (`backlog`), and IPv6.
+
+mod support;
+
+use support::*;
+
+#[test]
+fn backlog_sizes_each_accept_queue_and_a_value_past_the_kernels_cap_is_said() {
+    let d = Daemon::serve("lab", &["--workers", "1", "--backlog", "7"]);
+    d.wait_for_line("pool ready", SOON);
+    assert_eq!(listen_queue(d.port()), Some(7));
+    drop(d);
+    // The default: 1024 (nginx's is 511), unless the kernel caps it lower.
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn").expect("somaxconn").trim().parse().expect("a number");
+    let d = Daemon::serve("lab", &["--workers", "1"]);
+    d.wait_for_line("pool ready", SOON);
+    assert_eq!(listen_queue(d.port()), Some(1024.min(somaxconn)));
+    drop(d);
+    // Past net.core.somaxconn, the kernel holds that many, and the log says so and how to
+    // raise it. (At the largest somaxconn there is no past: then nothing is said.)
+    let asked = (somaxconn + 1).min(65_535);
+    let d = Daemon::serve("lab", &["--workers", "1", "--backlog", &asked.to_string()]);
+    d.wait_for_line("pool ready", SOON);
+    assert_eq!(listen_queue(d.port()), Some(asked.min(somaxconn)));
+    let said = d.lines().into_iter().find(|l| l.contains("net.core.somaxconn"));
+    if asked > somaxconn {
+        let said = said.expect("a warning about somaxconn");
+        assert!(said.contains("WARN") && said.contains(&format!("sysctl -w net.core.somaxconn={asked}")), "{said}");
+    } else {
+        assert_eq!(said, None);
+    }
+}
+
+#[test]
+fn a_wildcard_ipv6_address_serves_ipv4_clients_too() {
+    // `[::]:P` is one socket for both families, whatever net.ipv6.bindv6only says.
+    let d = Daemon::start("lab", &["--workers", "1", "--listen", "[::]:0"]);
+    let line = d.wait_for_line("listening addr=[::]:", SOON);
+    let port: u16 = line.split("listening addr=[::]:").nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok()).expect("the port");
+    d.wait_for_line("pool ready", SOON);
+    assert_eq!(http_get(port, "/").map(|(code, _)| code).ok(), Some(200), "over IPv4");
+    let mut v6 = std::net::TcpStream::connect(("::1", port)).expect("connect over IPv6");
+    std::io::Write::write_all(&mut v6, b"GET / HTTP/1.0\r\nHost: lab\r\n\r\n").expect("a request");
+    assert_eq!(read_response(&mut v6).map(|(code, _)| code).ok(), Some(200), "over IPv6");
+}
