@@ -43,3 +43,18 @@ fn a_wildcard_ipv6_address_serves_ipv4_clients_too() {
     std::io::Write::write_all(&mut v6, b"GET / HTTP/1.0\r\nHost: lab\r\n\r\n").expect("a request");
     assert_eq!(read_response(&mut v6).map(|(code, _)| code).ok(), Some(200), "over IPv6");
 }
+
+#[test]
+fn a_host_name_is_resolved_at_start_and_every_address_it_has_is_bound() {
+    // `localhost` is in every /etc/hosts: 127.0.0.1, and ::1 where the machine has IPv6.
+    let d = Daemon::start("lab", &["--workers", "1", "--listen", "localhost:0"]);
+    d.wait_for_line("pool ready", SOON);
+    let bound: Vec<std::net::SocketAddr> = d
+        .lines()
+        .iter()
+        .filter_map(|l| l.split("listening addr=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(!bound.is_empty() && bound.iter().all(|a| a.ip().is_loopback()), "{bound:?}");
+    let v4 = bound.iter().find(|a| a.is_ipv4()).expect("localhost's IPv4 address");
+    assert_eq!(http_get(v4.port(), "/").map(|(code, _)| code).ok(), Some(200));
+}

@@ -365,6 +365,34 @@ fn an_upgrade_resizes_the_accept_queues_it_takes_over() {
 }
 
 #[test]
+fn an_upgrade_takes_over_the_sockets_of_a_host_name() {
+    // Resolved again by the new manager: each address it has is the old manager's socket.
+    let app = App::start("host-name", &["--listen", "localhost:0"]);
+    let old = app.track();
+    let ports = |log: &str, from_old: bool| -> Vec<u16> {
+        log.lines()
+            .filter(|l| l.contains("listening addr=") && l.contains("from=\"the old manager\"") == from_old)
+            .filter_map(|l| l.split("listening addr=").nth(1)?.split_whitespace().next()?.parse::<std::net::SocketAddr>().ok())
+            .map(|a| a.port())
+            .collect()
+    };
+    let before = ports(&app.log_text(), false);
+    assert!(before.len() >= 2, "127.0.0.1:0 and localhost's addresses: {before:?}");
+    let out = app.upgrade(&[]);
+    assert!(out.status.success(), "upgrade: {out:?}\n{}", app.log_text());
+    let new = app.settle();
+    assert_ne!(new, old);
+    let mut taken = ports(&app.log_text(), true);
+    let mut wanted = before.clone();
+    taken.sort_unstable();
+    wanted.sort_unstable();
+    assert_eq!(taken, wanted, "every socket taken over, none bound anew");
+    for port in before {
+        assert_eq!(http_get(port, "/").map(|(code, _)| code).ok(), Some(200), "port {port}");
+    }
+}
+
+#[test]
 fn an_upgrade_to_a_binary_that_exits_at_start_rolls_back_and_loses_nothing() {
     let app = App::start("exits", &[]);
     let manager = app.track();

@@ -62,7 +62,7 @@ fn kind_text(kind: Kind) -> String {
     match kind {
         Kind::Count { min, max } => format!("whole number, {min} to {max}"),
         Kind::Flag => "flag".to_string(),
-        Kind::Addresses => "`IP:PORT`, or a list of them".to_string(),
+        Kind::Addresses => "`IP:PORT` or `HOST:PORT`, or a list of them".to_string(),
         Kind::Endpoint => "`IP:PORT`, or `off`".to_string(),
         Kind::Duration { min, max, off } => {
             format!(

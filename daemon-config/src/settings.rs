@@ -50,7 +50,7 @@ pub enum Kind {
     Count { min: u64, max: u64 },
     /// A flag: present or not.
     Flag,
-    /// One or more listening addresses, `IP:PORT`.
+    /// One or more listening addresses, `IP:PORT` or `HOST:PORT`.
     Addresses,
     /// A duration in `min..=max`; with `off`, also 0 (written `0` or `off`), meaning no limit.
     Duration {
@@ -650,7 +650,7 @@ impl<K> Setting<K> {
                     );
                 }
                 for addr in list {
-                    check_address(addr)?;
+                    check_address(addr, true)?;
                 }
                 Ok(())
             }
@@ -699,7 +699,7 @@ impl<K> Setting<K> {
                 }
             }
             (Kind::Endpoint, Value::Text(a)) if a.is_empty() => Ok(()),
-            (Kind::Endpoint, Value::Text(a)) => check_address(a),
+            (Kind::Endpoint, Value::Text(a)) => check_address(a, false),
             (Kind::Choice(words), Value::Text(w)) => {
                 if words.contains(&w.as_str()) {
                     Ok(())
@@ -775,23 +775,41 @@ impl<K> Setting<K> {
 const LOG_FORMATS: &[&str] = &["text", "json"];
 const METRICS_ACCESS: &[&str] = &["owner", "any"];
 
-/// An address to listen on: `IP:PORT`, with a port the OS can bind (0 asks it for a free one).
-fn check_address(addr: &str) -> Result<(), String> {
-    match addr.parse::<std::net::SocketAddr>() {
-        Ok(_) => Ok(()),
-        Err(_) => {
-            let hint = match addr.rsplit_once(':') {
-                None => "it has no port",
-                Some((_, port)) if port.parse::<u16>().is_err() => {
-                    "its port is not a number between 0 and 65535"
-                }
-                Some(_) => "its host is not an IP address (IPv6 goes in brackets: `[::1]:8080`)",
-            };
-            Err(format!(
-                "`{addr}` is not an address to listen on: {hint}; write IP:PORT, such as `127.0.0.1:8080`"
-            ))
-        }
+/// An address to listen on: `IP:PORT` (IPv6 in brackets), or `HOST:PORT` with a host name the
+/// daemon resolves as it starts, with a port the OS can bind (0 asks it for a free one).
+/// `metrics_listen` (`host_names` false) takes one address, so an IP only.
+fn check_address(addr: &str, host_names: bool) -> Result<(), String> {
+    if addr.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
     }
+    let fix = if host_names {
+        "write IP:PORT or HOST:PORT, such as `127.0.0.1:8080` or `localhost:8080`"
+    } else {
+        "write IP:PORT, such as `127.0.0.1:9100`"
+    };
+    let hint = match addr.rsplit_once(':') {
+        None => "it has no port",
+        Some((_, port)) if port.parse::<u16>().is_err() => "its port is not a number between 0 and 65535",
+        Some((host, _)) if host_names && is_host_name(host) => return Ok(()),
+        Some((host, _)) if host.contains(':') && !host.starts_with('[') => "an IPv6 address goes in brackets: `[::1]:8080`",
+        Some(_) if host_names => "its host is neither an IP address nor a host name",
+        Some(_) => "its host is not an IP address",
+    };
+    Err(format!("`{addr}` is not an address to listen on: {hint}; {fix}"))
+}
+
+/// A host name as DNS writes it: labels of letters, digits and `-`, joined by dots.
+fn is_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && !host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
 /// An on-or-off value as the environment or a file writes it: `true`, `yes`, `on`, `1` or their
@@ -807,6 +825,26 @@ pub fn parse_switch(text: &str) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_takes_host_names_and_metrics_listen_an_ip() {
+        for ok in ["127.0.0.1:8080", "[::1]:0", "localhost:8080", "api.example.com:443", "db-1:5"] {
+            assert_eq!(check_address(ok, true), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("localhost", "no port"),
+            ("localhost:99999", "port is not a number"),
+            ("::1:8080", "brackets"),
+            ("exa_mple.com:80", "neither an IP address nor a host name"),
+            ("-a.com:80", "neither"),
+            ("1.2.3:80", "neither"),
+        ] {
+            let err = check_address(bad, true).unwrap_err();
+            assert!(err.contains(why) && err.contains("HOST:PORT"), "{bad}: {err}");
+        }
+        let err = check_address("localhost:9100", false).unwrap_err();
+        assert!(err.contains("not an IP address"), "{err}");
+    }
 
     #[test]
     fn every_key_has_one_row() {

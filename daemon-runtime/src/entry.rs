@@ -427,7 +427,7 @@ impl Housekeeping<'_> {
         }
         // The metrics' socket first: an old manager hands it over with the others.
         let handed_metrics = match (inherited.source, config.metrics_listen.as_deref()) {
-            (Some(crate::boot::listener::Source::Upgrade), Some(addr)) => crate::boot::listener::take_matching(&mut inherited.listeners, addr),
+            (Some(crate::boot::listener::Source::Upgrade), Some(addr)) => addr.parse().ok().and_then(|a| crate::boot::listener::take_matching(&mut inherited.listeners, a)),
             _ => None,
         };
         let metrics = match handed_metrics.map(Ok).or_else(|| config.metrics_listen.as_deref().map(crate::boot::listener::bind_metrics)).transpose() {

@@ -87,17 +87,19 @@ pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<
     let mut left = inherited;
     let mut out = Vec::new();
     for text in addrs {
-        match take_matching(&mut left, text) {
-            Some(l) => {
-                let resized = crate::sys::listen_queue(l.socket.as_fd(), backlog);
-                resized.map_err(|error| BindError { addr: text.clone(), error, setting: "backlog" })?;
-                tracing::info!(addr = %l.addr, from = "the old manager", "listening");
-                out.push(l);
-            }
-            None => {
-                let l = bind_one(text, backlog)?;
-                tracing::info!(addr = %l.addr, "listening");
-                out.push(l);
+        for addr in resolve(text)? {
+            match take_matching(&mut left, addr) {
+                Some(l) => {
+                    let resized = crate::sys::listen_queue(l.socket.as_fd(), backlog);
+                    resized.map_err(|error| BindError { addr: text.clone(), error, setting: "backlog" })?;
+                    tracing::info!(addr = %l.addr, from = "the old manager", "listening");
+                    out.push(l);
+                }
+                None => {
+                    let l = bind_one(addr, text, backlog)?;
+                    tracing::info!(addr = %l.addr, "listening");
+                    out.push(l);
+                }
             }
         }
     }
@@ -107,9 +109,31 @@ pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<
     Ok(out)
 }
 
-/// The metrics' listener.
+/// The metrics' listener (`IP:PORT`: the rule book takes no host name there).
 pub(crate) fn bind_metrics(text: &str) -> Result<Listener, BindError> {
-    bind_one(text, METRICS_BACKLOG).map_err(|e| e.of("metrics_listen"))
+    let addr = text.parse().map_err(|_| BindError { addr: text.to_string(), error: io::Error::new(io::ErrorKind::InvalidInput, "not an IP:PORT address"), setting: "metrics_listen" })?;
+    bind_one(addr, text, METRICS_BACKLOG).map_err(|e| e.of("metrics_listen"))
+}
+
+/// The addresses `text` names: an `IP:PORT`, or every address a `HOST:PORT`'s host name has
+/// now (the system's resolver: /etc/hosts, then DNS), each once.
+pub(crate) fn resolve(text: &str) -> Result<Vec<SocketAddr>, BindError> {
+    if let Ok(addr) = text.parse() {
+        return Ok(vec![addr]);
+    }
+    let err = |error: io::Error| BindError { addr: text.to_string(), error, setting: "listen" };
+    let found = std::net::ToSocketAddrs::to_socket_addrs(text)
+        .map_err(|e| err(io::Error::new(io::ErrorKind::NotFound, format!("its host name cannot be resolved ({e})"))))?;
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for a in found {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    if addrs.is_empty() {
+        return Err(err(io::Error::new(io::ErrorKind::NotFound, "its host name has no address")));
+    }
+    Ok(addrs)
 }
 
 /// The kernel's cap on every accept queue (`net.core.somaxconn`), if it can be read.
@@ -117,11 +141,10 @@ pub(crate) fn somaxconn() -> Option<u32> {
     std::fs::read_to_string("/proc/sys/net/core/somaxconn").ok()?.trim().parse().ok()
 }
 
-fn bind_one(text: &str, backlog: u32) -> Result<Listener, BindError> {
-    let err = |error: io::Error| BindError { addr: text.to_string(), error, setting: "listen" };
-    let addr: SocketAddr = text
-        .parse()
-        .map_err(|_| err(io::Error::new(io::ErrorKind::InvalidInput, "not an IP:PORT address")))?;
+/// Binds `addr` (one of the addresses `text` names) and listens.
+fn bind_one(addr: SocketAddr, text: &str, backlog: u32) -> Result<Listener, BindError> {
+    let shown = if text.parse::<SocketAddr>().is_ok() { text.to_string() } else { format!("{text} ({addr})") };
+    let err = |error: io::Error| BindError { addr: shown.clone(), error, setting: "listen" };
     let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
     let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)
         .map_err(|e| err(e.into()))?;
@@ -149,10 +172,9 @@ pub(crate) enum Source {
     Upgrade,
 }
 
-/// Takes from `inherited` the socket that serves `text` (the same address; port 0 matches the
+/// Takes from `inherited` the socket that serves `wanted` (the same address; port 0 matches the
 /// same IP, as the socket was bound from it), if one does.
-pub(crate) fn take_matching(inherited: &mut Vec<Listener>, text: &str) -> Option<Listener> {
-    let wanted: SocketAddr = text.parse().ok()?;
+pub(crate) fn take_matching(inherited: &mut Vec<Listener>, wanted: SocketAddr) -> Option<Listener> {
     let i = inherited.iter().position(|l| l.addr.ip() == wanted.ip() && (wanted.port() == 0 || wanted.port() == l.addr.port()))?;
     Some(inherited.remove(i))
 }
