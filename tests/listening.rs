@@ -58,3 +58,18 @@ fn a_host_name_is_resolved_at_start_and_every_address_it_has_is_bound() {
     let v4 = bound.iter().find(|a| a.is_ipv4()).expect("localhost's IPv4 address");
     assert_eq!(http_get(v4.port(), "/").map(|(code, _)| code).ok(), Some(200));
 }
+
+#[test]
+fn accepted_connections_have_tcp_nodelay_unless_it_is_off() {
+    for (args, want) in [
+        (&["--workers", "1"][..], "true"),
+        (&["--workers", "1", "--tcp-nodelay=off"][..], "false"),
+        // Accepted by the manager, served by the child it forks.
+        (&["--postfork"][..], "true"),
+    ] {
+        let d = Daemon::serve("lab", args);
+        // (A post-forking pool has no "pool ready": it forks for each connection.)
+        d.wait_for_line("manager started", SOON);
+        assert_eq!(d.get("/nodelay"), (200, format!("{want}\n")), "{args:?}");
+    }
+}

@@ -70,6 +70,8 @@ pub struct Config {
     pub listen: Vec<String>,
     /// Each listener's accept queue (`listen(2)`'s backlog), before the kernel's cap.
     pub backlog: u32,
+    /// TCP_NODELAY on accepted connections.
+    pub tcp_nodelay: bool,
     pub detach: bool,
     pub foreground: bool,
     pub graceful_timeout: Duration,
@@ -122,6 +124,7 @@ impl Config {
             Key::Clients => Value::Count(self.clients.into()),
             Key::Listen => Value::Addresses(self.listen.clone()),
             Key::Backlog => Value::Count(self.backlog.into()),
+            Key::TcpNodelay => Value::Flag(self.tcp_nodelay),
             Key::Detach => Value::Flag(self.detach),
             Key::Foreground => Value::Flag(self.foreground),
             Key::GracefulTimeout => Value::Duration(self.graceful_timeout),
@@ -169,6 +172,7 @@ impl Config {
             | Key::Clients
             | Key::Listen
             | Key::Backlog
+            | Key::TcpNodelay
             | Key::Detach
             | Key::Foreground
             | Key::GracefulTimeout
@@ -207,6 +211,7 @@ impl Config {
             Key::Clients => self.clients = other.clients,
             Key::Listen => self.listen.clone_from(&other.listen),
             Key::Backlog => self.backlog = other.backlog,
+            Key::TcpNodelay => self.tcp_nodelay = other.tcp_nodelay,
             Key::Detach => self.detach = other.detach,
             Key::Foreground => self.foreground = other.foreground,
             Key::GracefulTimeout => self.graceful_timeout = other.graceful_timeout,
@@ -465,6 +470,8 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
         max_children: as_u32(max_children),
         requests: explicit(Key::Requests).unwrap_or(0),
         backlog: explicit(Key::Backlog).map_or(1024, as_u32),
+        // On unless said otherwise (nginx's and unicorn's default).
+        tcp_nodelay: !matches!(ok.get(&Key::TcpNodelay), Some((Value::Flag(false), _))),
         clients: as_u32(clients),
         listen,
         detach: flag(Key::Detach),

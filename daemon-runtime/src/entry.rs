@@ -442,6 +442,7 @@ impl Housekeeping<'_> {
         if let Some(cap) = crate::boot::listener::somaxconn().filter(|&cap| !addresses.is_empty() && config.backlog > cap) {
             warn!(backlog = config.backlog, somaxconn = cap, "backlog is more than the kernel's net.core.somaxconn: each accept queue holds {cap}; raise it (sysctl -w net.core.somaxconn={}) or lower backlog", config.backlog);
         }
+        crate::worker::accept::set_nodelay(config.tcp_nodelay);
         let listeners = match listen(addresses, std::mem::take(&mut inherited.listeners), inherited.source, config.backlog) {
             Ok(l) => l,
             Err(e) => return fail(e.to_string()),

@@ -82,7 +82,11 @@ pub async fn serve(mut conn: daemon::Connection) -> std::io::Result<()> {
         if path.starts_with("/long/") {
             conn.long();
         }
-        let (status, body) = route(method, path).await;
+        let (status, body) = match path {
+            // Whether this connection has TCP_NODELAY (`tcp_nodelay`).
+            "/nodelay" => (200, format!("{}\n", conn.nodelay().map_or_else(|e| e.to_string(), |on| on.to_string()))),
+            _ => route(method, path).await,
+        };
         let close = request.close || conn.is_stopping();
         conn.write_all(&response(status, &body, close)).await?;
         if close {

@@ -9,6 +9,7 @@
     clients = 64,
     listen = ["127.0.0.1:0", "127.0.0.1:0"],
     backlog = 2048,
+    tcp_nodelay = false,
     detach = false,
     foreground,
     graceful_timeout = "1500ms",

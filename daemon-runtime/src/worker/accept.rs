@@ -1,7 +1,7 @@
 //! Waiting for connections on the shared listeners, and taking one.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::net::TcpStream;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
@@ -145,6 +145,14 @@ pub(super) fn starved_for(now_ms: u64) -> Option<u64> {
     (until > now_ms).then(|| until - now_ms)
 }
 
+/// TCP_NODELAY on every accepted connection (`tcp_nodelay`): set by the manager before its
+/// first fork, so every worker (and the post-forking manager) has it.
+static NODELAY: AtomicBool = AtomicBool::new(true);
+
+pub(crate) fn set_nodelay(on: bool) {
+    NODELAY.store(on, Ordering::Relaxed);
+}
+
 /// Accepts one connection, or None if another worker took it first.
 pub(super) fn accept(listener: BorrowedFd<'_>, nonblocking: bool) -> io::Result<Option<TcpStream>> {
     let mut flags = SockFlag::SOCK_CLOEXEC;
@@ -153,7 +161,14 @@ pub(super) fn accept(listener: BorrowedFd<'_>, nonblocking: bool) -> io::Result<
     }
     loop {
         match accept4(listener.as_raw_fd(), flags) {
-            Ok(fd) => return Ok(Some(TcpStream::from(own_fd(fd)))),
+            Ok(fd) => {
+                let stream = TcpStream::from(own_fd(fd));
+                if NODELAY.load(Ordering::Relaxed) {
+                    // A connection the client reset already fails here and at its first read.
+                    let _ = stream.set_nodelay(true);
+                }
+                return Ok(Some(stream));
+            }
             Err(Errno::EAGAIN) => return Ok(None),
             Err(Errno::EINTR) => continue,
             // The client gave up before we accepted: not our problem, nor a reason to stop.
