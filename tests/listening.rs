@@ -73,3 +73,15 @@ fn accepted_connections_have_tcp_nodelay_unless_it_is_off() {
         assert_eq!(d.get("/nodelay"), (200, format!("{want}\n")), "{args:?}");
     }
 }
+
+#[test]
+fn a_host_name_that_does_not_resolve_stops_the_start_with_the_reason() {
+    // `.invalid` never resolves (RFC 6761); the resolver is told not to wait long for DNS.
+    let (code, _, err) = Daemon::run_to_exit(
+        "lab",
+        &["--workers", "1", "--listen", "no-such-host.invalid:8080"],
+        &[("RES_OPTIONS", "timeout:1 attempts:1")],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cannot listen on no-such-host.invalid:8080") && err.contains("cannot be resolved"), "{err}");
+}
