@@ -13,6 +13,7 @@
 //! | `GET /version`   | a hash of the executable the worker runs (which binary answered)  |
 //! | `GET /sleep/MS`  | `slept MS`, after waiting MS milliseconds (the worker stays free) |
 //! | `GET /spin/MS`   | `spun MS`, after a busy loop of MS milliseconds (the worker blocks) |
+//! | `GET /in-span`   | `logged`, after a log event inside a span of its own named like the line's keys |
 //! | `GET /nodelay`   | `true` or `false`: whether the connection has TCP_NODELAY |
 //! | `GET /burn/MS`   | `burned MS`, after a busy loop until the worker used MS of CPU |
 //! | `GET /block/MS`  | `blocked MS`, after a blocking sleep of MS milliseconds (the worker's runtime stops) |

@@ -25,6 +25,8 @@ fn json_logs_parse_line_by_line_and_survive_a_rotation() {
     }
     // A handler's panic is a JSON line too, not the default hook's text.
     let _ = http_get(port, "/panic");
+    // A span of the program's whose fields are named like the line's keys replaces none.
+    assert_eq!(ask("/in-span"), 200);
     let rotated = dir.path("lab.log.1");
     std::fs::rename(&d.log, &rotated).expect("rotate the log");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.manager), Signal::SIGUSR1).expect("USR1");
@@ -38,6 +40,7 @@ fn json_logs_parse_line_by_line_and_survive_a_rotation() {
     let mut paths: BTreeMap<String, usize> = BTreeMap::new();
     let mut roles: BTreeMap<String, usize> = BTreeMap::new();
     let mut panicked = false;
+    let mut in_span = false;
     for file in [&rotated, &d.log] {
         let text = std::fs::read_to_string(file).expect("a log file");
         for line in text.lines() {
@@ -63,10 +66,16 @@ fn json_logs_parse_line_by_line_and_survive_a_rotation() {
                 *paths.entry(v["path"].as_str().unwrap_or("").to_string()).or_default() += 1;
             }
             panicked |= v["message"] == "panicked" && v["panic"] == "lab: GET /panic";
+            if v["message"] == "in a span of the program's" {
+                in_span = true;
+                assert!(v["level"] == "INFO" && v["path"] == "/in-span" && v["role"] == "worker", "{line}");
+                assert!(v["span.level"] == "the span's" && v["span.path"] == "the span's", "{line}");
+            }
         }
     }
     assert!(roles.contains_key("manager") && roles.contains_key("worker"), "{roles:?}");
     assert!(panicked, "the panic is a JSON event");
+    assert!(in_span, "the event in the program's span was logged");
     for i in 0..20 {
         for when in ["before", "after"] {
             let path = format!("/{when}/{i}");

@@ -105,6 +105,13 @@ async fn route(method: &str, path: &str) -> (u16, String) {
         ("", None) => (200, "hello\n".to_string()),
         ("pid", None) => (200, format!("{}\n", std::process::id())),
         ("version", None) => (200, format!("{}\n", version())),
+        // A log event in a span of the program's own whose fields are named like the line's.
+        ("in-span", None) => {
+            let span = tracing::info_span!("job", level = "the span's", path = "the span's");
+            let _entered = span.enter();
+            tracing::info!(path, "in a span of the program's");
+            (200, "logged\n".to_string())
+        }
         ("sleep", Some(ms)) => match ms.parse::<u64>() {
             Ok(ms) => {
                 tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -36,13 +36,17 @@ where
         // The process: the outermost span's name is its role; the spans' fields (pid, slot) are
         // recorded by `JsonFields` as JSON objects.
         if let Some(scope) = ctx.event_scope() {
-            for span in scope.from_root() {
+            for (depth, span) in scope.from_root().enumerate() {
                 line.entry("role").or_insert_with(|| Value::String(span.name().into()));
                 let extensions = span.extensions();
                 let Some(fields) = extensions.get::<FormattedFields<N>>() else { continue };
                 if let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(fields.as_str()) {
                     for (k, v) in fields {
-                        line.insert(k, v);
+                        // The role's span (the outermost) gives the process's keys; a span of
+                        // the program's inside it never replaces a key the line has (`level`,
+                        // `message`, the event's own field): it is `span.KEY`.
+                        let key = if depth == 0 || !line.contains_key(&k) { k } else { format!("span.{k}") };
+                        line.insert(key, v);
                     }
                 }
             }
@@ -90,7 +94,8 @@ impl Visit for Fields<'_> {
 /// `debug`, or `my_crate=debug,info`). With `json`, one JSON object a line, everything at the
 /// top level: `timestamp`, `level`, `message`, the event's fields, and the writing process's
 /// `role` (manager, worker, daemon), `pid` and `slot` (a worker's). An event's own field of one
-/// of those names (the manager's `pid` of a worker it spawned) is `field.pid`.
+/// of those names (the manager's `pid` of a worker it spawned) is `field.pid`; a field of a span
+/// of the program's named like a key the line has already is `span.KEY`.
 pub(crate) fn dispatch(json: bool) -> Dispatch {
     let filter = std::env::var("RUST_LOG")
         .ok()
