@@ -195,6 +195,12 @@ pub fn judge(f: &Facts, s: &Settings, now_ms: u64, guard: &Guard) -> Option<Verd
     if f.activity == Activity::Exiting && f.stopping.is_none() {
         return None;
     }
+    let due = dues(f, s, guard).into_iter().flatten().find(|(due, _)| now_ms >= *due).map(|(_, v)| v);
+    // Of two verdicts due at once, the one that ends the worker now: a request past its deadline
+    // is not left running because the worker was also found over a limit and told to finish it.
+    if let Some(v) = due.filter(|v| v.first_rung() == Rung::Term) {
+        return Some(v);
+    }
     if f.stopping.is_none() {
         if let (Some(max), Some(rss)) = (s.max_rss, f.rss) {
             if rss > max {
@@ -207,7 +213,7 @@ pub fn judge(f: &Facts, s: &Settings, now_ms: u64, guard: &Guard) -> Option<Verd
             }
         }
     }
-    dues(f, s, guard).into_iter().flatten().find(|(due, _)| now_ms >= *due).map(|(_, v)| v)
+    due
 }
 
 /// The earliest time at which [`judge`] could find against `f` if nothing about it changes (no
@@ -227,6 +233,12 @@ pub fn sweep<K: Copy>(workers: impl IntoIterator<Item = (K, Facts, Settings)>, n
     let mut next = None::<u64>;
     for (key, f, s) in workers {
         if let Some(v) = judge(&f, &s, now_ms, guard) {
+            // As it will be once the verdict is carried out: a deadline it keeps on its way out
+            // (a request's, on the QUIT rung) is still a reason to look.
+            let rung = f.stopping.map_or(v.first_rung(), |r| r.max(v.first_rung()));
+            if let Some(at) = next_check(&Facts { stopping: Some(rung), ..f }, &s, guard) {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
             verdicts.push((key, v));
         } else if let Some(at) = next_check(&f, &s, guard) {
             next = Some(next.map_or(at, |n| n.min(at)));
@@ -615,6 +627,21 @@ mod tests {
         assert_eq!(judge(&f, &S, 61_001, NO), Some(Verdict::Overdue { started_ms: 1_000, long: true }));
         let off = Settings { long_request_timeout_ms: None, ..S };
         assert_eq!(judge(&f, &off, 10_000_000, NO), None);
+    }
+
+    #[test]
+    fn over_a_limit_with_its_request_overdue_a_worker_is_ended_not_retired() {
+        // Found by the simulator: the memory verdict (QUIT: finish the request) came first, and
+        // the overdue request waited for a look nobody had asked for.
+        let limits = Settings { max_rss: Some(1 << 20), ..S };
+        let f = Facts { activity: Activity::Request, request_ms: Some(0), rss: Some(1 << 30), ..idle(20_000) };
+        assert_eq!(judge(&f, &limits, 10_001, NO), Some(Verdict::Overdue { started_ms: 0, long: false }));
+        assert_eq!(judge(&f, &limits, 5_000, NO), Some(Verdict::OverMemory { rss: 1 << 30 }));
+        // Retired at 5 s for its memory, it keeps its request's deadline: the sweep asks to look
+        // then, though it gave the worker a verdict now.
+        let (verdicts, next) = sweep([(0, f, limits)], 5_000, NO);
+        assert_eq!(verdicts, vec![(0, Verdict::OverMemory { rss: 1 << 30 })]);
+        assert_eq!(next, Some(10_001));
     }
 
     #[test]
