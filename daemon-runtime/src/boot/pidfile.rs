@@ -160,9 +160,8 @@ fn lock_holder(file: &File) -> Option<i32> {
 fn new_temp(dir: &Path, name: &str) -> Result<(Temp, File), PidFileError> {
     let mut last = None;
     for _ in 0..8 {
-        let mut bytes = [0u8; 8];
-        let random = crate::sys::random_bytes(&mut bytes).map(|()| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
-        let temp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), random.unwrap_or_default()));
+        let random = crate::sys::random_hex(8).map_err(|error| PidFileError::Io { path: dir.to_path_buf(), error })?;
+        let temp = dir.join(format!(".{name}.{}.{random}.tmp", std::process::id()));
         match OpenOptions::new().write(true).create_new(true).mode(0o644).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(&temp) {
             Ok(file) => return Ok((Temp(temp), file)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some((temp, e)),

@@ -78,13 +78,6 @@ impl Request {
     }
 }
 
-/// 128 bits from the kernel's random source, in hex.
-fn random_token() -> io::Result<String> {
-    let mut bytes = [0u8; 16];
-    crate::sys::random_bytes(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 fn address(name: &str) -> io::Result<SocketAddr> {
     SocketAddr::from_abstract_name(name.as_bytes())
 }
@@ -117,7 +110,7 @@ impl Channel {
     pub(crate) fn open(manager: u32) -> io::Result<Channel> {
         let mut last = None;
         for _ in 0..8 {
-            let name = format!("{PREFIX}/{manager}/{}", random_token()?);
+            let name = format!("{PREFIX}/{manager}/{}", crate::sys::random_hex(16)?);
             match UnixListener::bind_addr(&address(&name)?) {
                 Ok(listener) => {
                     listener.set_nonblocking(true)?;

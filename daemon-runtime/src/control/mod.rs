@@ -106,12 +106,7 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
             };
         }
     };
-    let me = nix::unistd::geteuid().as_raw();
-    let mut uids = vec![0, me];
-    uids.extend(caller.user);
-    uids.sort_unstable();
-    uids.dedup();
-    let expect = Expect { pid: running.as_raw(), uids, package: caller.package };
+    let expect = Expect { pid: running.as_raw(), uids: manager_uids(caller.user), package: caller.package };
     let request = match command {
         Control::Stop { graceful } => Request::Stop { graceful },
         Control::Reload => Request::Reload,
@@ -211,9 +206,16 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
 /// Whether `pid`, which holds the pid file's lock, answers as a manager of `package` on a
 /// channel verified as its own (for a start that finds the file taken); why not, if not.
 pub(crate) fn verify_manager(pid: i32, user: Option<u32>, package: &str) -> Result<(), String> {
+    channel::ask(&Expect { pid, uids: manager_uids(user), package }, Request::Status).map(|_| ()).map_err(|Unverified(why)| why)
+}
+
+/// Whom a manager may run as: root, this process's user, or the daemon's configured `user`.
+fn manager_uids(user: Option<u32>) -> Vec<u32> {
     let mut uids = vec![0, nix::unistd::geteuid().as_raw()];
     uids.extend(user);
-    channel::ask(&Expect { pid, uids, package }, Request::Status).map(|_| ()).map_err(|Unverified(why)| why)
+    uids.sort_unstable();
+    uids.dedup();
+    uids
 }
 
 pub(crate) fn oldbin(path: &Path) -> std::path::PathBuf {

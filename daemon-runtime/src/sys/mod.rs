@@ -332,6 +332,13 @@ pub(crate) fn listen_queue(fd: std::os::fd::BorrowedFd<'_>, backlog: u32) -> std
     Ok(())
 }
 
+/// `n` bytes from the kernel's random source, in hex: names nobody can guess first.
+pub(crate) fn random_hex(n: usize) -> std::io::Result<String> {
+    let mut bytes = vec![0u8; n];
+    random_bytes(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 pub(crate) fn random_bytes(buf: &mut [u8]) -> std::io::Result<()> {
     let mut filled = 0;
     while filled < buf.len() {
