@@ -84,6 +84,13 @@ pub use daemon_runtime::{
 #[cfg(feature = "http")]
 pub use daemon_runtime::http;
 
+/// What a connection is, whatever the socket it came through (TCP, or a Unix socket from
+/// `listen = "unix:/run/app/app.sock"`): [`net::Stream`], the stream a plain `on_accept`
+/// handler takes; [`net::Peer`] and [`net::PeerCred`], who connected (a TCP address, or the
+/// client process's credentials, `SO_PEERCRED`); [`net::AsyncStream`], what a `Connection`
+/// reads and writes.
+pub use daemon_runtime::net;
+
 /// The program's own metrics (counters, gauges, histograms), on the manager's `/metrics` summed
 /// over every worker, surviving workers' exits and hot upgrades.
 pub use daemon_runtime::metrics;

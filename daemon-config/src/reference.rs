@@ -62,7 +62,7 @@ fn kind_text(kind: Kind) -> String {
     match kind {
         Kind::Count { min, max } => format!("whole number, {min} to {max}"),
         Kind::Flag => "flag".to_string(),
-        Kind::Addresses => "`IP:PORT` or `HOST:PORT`, or a list of them".to_string(),
+        Kind::Addresses => "`IP:PORT`, `HOST:PORT`, `unix:/path` or `unix:@name`, or a list of them".to_string(),
         Kind::Endpoint => "`IP:PORT`, or `off`".to_string(),
         Kind::Duration { min, max, off } => {
             format!(
@@ -80,6 +80,7 @@ fn kind_text(kind: Kind) -> String {
         ),
         Kind::Path => "path".to_string(),
         Kind::Name => "user or group name".to_string(),
+        Kind::Mode => "permission bits in octal, such as `0660`".to_string(),
         Kind::Choice(words) => format!(
             "one of {}",
             words

@@ -72,6 +72,10 @@ pub struct Config {
     pub backlog: u32,
     /// TCP_NODELAY on accepted connections.
     pub tcp_nodelay: bool,
+    /// Unix socket files: their permission bits, owner and group (names, looked up at start).
+    pub socket_mode: u32,
+    pub socket_user: Option<String>,
+    pub socket_group: Option<String>,
     pub detach: bool,
     pub foreground: bool,
     pub graceful_timeout: Duration,
@@ -125,6 +129,9 @@ impl Config {
             Key::Listen => Value::Addresses(self.listen.clone()),
             Key::Backlog => Value::Count(self.backlog.into()),
             Key::TcpNodelay => Value::Flag(self.tcp_nodelay),
+            Key::SocketMode => Value::Text(format!("{:04o}", self.socket_mode)),
+            Key::SocketUser => Value::Text(self.socket_user.clone().unwrap_or_default()),
+            Key::SocketGroup => Value::Text(self.socket_group.clone().unwrap_or_default()),
             Key::Detach => Value::Flag(self.detach),
             Key::Foreground => Value::Flag(self.foreground),
             Key::GracefulTimeout => Value::Duration(self.graceful_timeout),
@@ -173,6 +180,9 @@ impl Config {
             | Key::Listen
             | Key::Backlog
             | Key::TcpNodelay
+            | Key::SocketMode
+            | Key::SocketUser
+            | Key::SocketGroup
             | Key::Detach
             | Key::Foreground
             | Key::GracefulTimeout
@@ -212,6 +222,9 @@ impl Config {
             Key::Listen => self.listen.clone_from(&other.listen),
             Key::Backlog => self.backlog = other.backlog,
             Key::TcpNodelay => self.tcp_nodelay = other.tcp_nodelay,
+            Key::SocketMode => self.socket_mode = other.socket_mode,
+            Key::SocketUser => self.socket_user.clone_from(&other.socket_user),
+            Key::SocketGroup => self.socket_group.clone_from(&other.socket_group),
             Key::Detach => self.detach = other.detach,
             Key::Foreground => self.foreground = other.foreground,
             Key::GracefulTimeout => self.graceful_timeout = other.graceful_timeout,
@@ -472,6 +485,10 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
         backlog: explicit(Key::Backlog).map_or(1024, as_u32),
         // On unless said otherwise (nginx's and unicorn's default).
         tcp_nodelay: !matches!(ok.get(&Key::TcpNodelay), Some((Value::Flag(false), _))),
+        // Checked with the value: a mode that does not parse never gets here.
+        socket_mode: text(Key::SocketMode).and_then(|m| crate::settings::parse_mode(&m).ok()).unwrap_or(0o660),
+        socket_user: text(Key::SocketUser),
+        socket_group: text(Key::SocketGroup),
         clients: as_u32(clients),
         listen,
         detach: flag(Key::Detach),

@@ -16,6 +16,9 @@ pub enum Key {
     Listen,
     Backlog,
     TcpNodelay,
+    SocketMode,
+    SocketUser,
+    SocketGroup,
     Detach,
     Foreground,
     GracefulTimeout,
@@ -69,6 +72,8 @@ pub enum Kind {
     Choice(&'static [&'static str]),
     /// One address to listen on, `IP:PORT`, or `off`.
     Endpoint,
+    /// A file's permission bits in octal, such as `0660`.
+    Mode,
 }
 
 /// What a reload (HUP) may do with a setting.
@@ -206,7 +211,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Addresses,
         default: "127.0.0.1:8080",
         reload: Reload::NeedsRestart,
-        summary: "addresses the manager binds before forking, shared by every worker (the flag repeats)",
+        summary: "addresses the manager binds before forking, shared by every worker (the flag repeats): `IP:PORT`, `HOST:PORT`, a Unix socket's path `unix:/run/app/app.sock`, or an abstract one `unix:@name`",
         example: "listen = \"127.0.0.1:8080\"",
     },
     Setting {
@@ -230,6 +235,39 @@ pub static SETTINGS: &[Setting] = &[
         reload: Reload::NeedsRestart,
         summary: "TCP_NODELAY on every accepted connection: small writes go out at once instead of waiting for the peer's ACK (Nagle); `tcp_nodelay = false` (or `--tcp-nodelay=off`) for a service that writes in many small pieces and prefers fewer packets",
         example: "tcp_nodelay = false",
+    },
+    Setting {
+        key: Key::SocketMode,
+        name: "socket_mode",
+        flag: "--socket-mode",
+        env: "DAEMON_SOCKET_MODE",
+        kind: Kind::Mode,
+        default: "0660 (the socket's user and group only)",
+        reload: Reload::NeedsRestart,
+        summary: "the permissions of each Unix socket file `listen` names: who may connect (a proxy such as nginx needs write permission, through the group or others)",
+        example: "socket_mode = \"0660\"",
+    },
+    Setting {
+        key: Key::SocketUser,
+        name: "socket_user",
+        flag: "--socket-user",
+        env: "DAEMON_SOCKET_USER",
+        kind: Kind::Name,
+        default: "the daemon's user (`user`, or the starting user)",
+        reload: Reload::NeedsRestart,
+        summary: "the owner of each Unix socket file `listen` names (set while the manager is still root)",
+        example: "socket_user = \"app\"",
+    },
+    Setting {
+        key: Key::SocketGroup,
+        name: "socket_group",
+        flag: "--socket-group",
+        env: "DAEMON_SOCKET_GROUP",
+        kind: Kind::Name,
+        default: "the daemon's group (`group`, or the starting group)",
+        reload: Reload::NeedsRestart,
+        summary: "the group of each Unix socket file `listen` names: with `socket_mode = \"0660\"`, its members may connect (`socket_group = \"www-data\"` lets nginx in)",
+        example: "socket_group = \"www-data\"",
     },
     Setting {
         key: Key::Detach,
@@ -627,7 +665,7 @@ impl<K> Setting<K> {
                 "off" | "none" => return Err(self.cannot_be_off()),
                 t => Value::Size(crate::parse_size(t)?),
             },
-            Kind::Path | Kind::Name | Kind::Choice(_) => Value::Text(text.trim().to_string()),
+            Kind::Path | Kind::Name | Kind::Choice(_) | Kind::Mode => Value::Text(text.trim().to_string()),
             Kind::Endpoint => match text.trim() {
                 "off" | "none" => Value::Text(String::new()),
                 t => Value::Text(t.to_string()),
@@ -710,6 +748,7 @@ impl<K> Setting<K> {
                     Err(format!("`{n}` is not a user or group name: use letters, digits, `_`, `-` or `.`, such as `www-data`"))
                 }
             }
+            (Kind::Mode, Value::Text(m)) => parse_mode(m).map(|_| ()),
             (Kind::Endpoint, Value::Text(a)) if a.is_empty() => Ok(()),
             (Kind::Endpoint, Value::Text(a)) => check_address(a, false),
             (Kind::Choice(words), Value::Text(w)) => {
@@ -765,6 +804,7 @@ impl<K> Setting<K> {
             Kind::Name => format!("{} takes a user or group name", self.name),
             Kind::Choice(words) => format!("{} is one of {}", self.name, words.join(", ")),
             Kind::Endpoint => format!("{} takes an address such as `127.0.0.1:9100`, or off", self.name),
+            Kind::Mode => format!("{} takes permission bits in octal, such as `0660`", self.name),
         }
     }
 
@@ -780,6 +820,7 @@ impl<K> Setting<K> {
             Kind::Name => "a name such as \"www-data\"",
             Kind::Choice(_) => "one of its words",
             Kind::Endpoint => "an address such as \"127.0.0.1:9100\", or off",
+            Kind::Mode => "permission bits in octal such as \"0660\"",
         }
     }
 }
@@ -788,18 +829,26 @@ const LOG_FORMATS: &[&str] = &["text", "json"];
 const METRICS_ACCESS: &[&str] = &["owner", "any"];
 
 /// An address to listen on: `IP:PORT` (IPv6 in brackets), or `HOST:PORT` with a host name the
-/// daemon resolves as it starts, with a port the OS can bind (0 asks it for a free one).
+/// daemon resolves as it starts, with a port the OS can bind (0 asks it for a free one); or a
+/// Unix socket, `unix:/absolute/path` or `unix:@abstract-name`.
 /// `metrics_listen` (`host_names` false) takes one address, so an IP only.
 fn check_address(addr: &str, host_names: bool) -> Result<(), String> {
     if addr.parse::<std::net::SocketAddr>().is_ok() {
         return Ok(());
     }
+    if let Some(rest) = addr.strip_prefix(UNIX_PREFIX) {
+        if !host_names {
+            return Err(format!("`{addr}` is not an address for this setting: it takes IP:PORT, such as `127.0.0.1:9100`"));
+        }
+        return check_unix(rest).map_err(|why| format!("`{addr}` is not a Unix socket to listen on: {why}"));
+    }
     let fix = if host_names {
-        "write IP:PORT or HOST:PORT, such as `127.0.0.1:8080` or `localhost:8080`"
+        "write IP:PORT or HOST:PORT, such as `127.0.0.1:8080` or `localhost:8080`, or a Unix socket, such as `unix:/run/app/app.sock`"
     } else {
         "write IP:PORT, such as `127.0.0.1:9100`"
     };
     let hint = match addr.rsplit_once(':') {
+        None if addr.starts_with('/') && host_names => "a Unix socket's path starts with `unix:`",
         None => "it has no port",
         Some((_, port)) if port.parse::<u16>().is_err() => "its port is not a number between 0 and 65535",
         Some((host, _)) if host_names && is_host_name(host) => return Ok(()),
@@ -808,6 +857,53 @@ fn check_address(addr: &str, host_names: bool) -> Result<(), String> {
         Some(_) => "its host is not an IP address",
     };
     Err(format!("`{addr}` is not an address to listen on: {hint}; {fix}"))
+}
+
+/// How `listen` names a Unix socket.
+pub const UNIX_PREFIX: &str = "unix:";
+
+/// The longest name a Unix socket address holds (`sun_path` less its terminating NUL).
+pub const UNIX_PATH_MAX: usize = 107;
+
+/// What follows `unix:`: an absolute path, or `@` and an abstract name, short enough for
+/// `sun_path`.
+fn check_unix(rest: &str) -> Result<(), String> {
+    if rest.contains('\0') {
+        return Err("it holds a NUL byte".to_string());
+    }
+    if let Some(name) = rest.strip_prefix('@') {
+        if name.is_empty() {
+            return Err("an abstract socket needs a name after `@`, such as `unix:@app`".to_string());
+        }
+        if name.len() > UNIX_PATH_MAX - 1 {
+            return Err(format!("an abstract name holds at most {} bytes", UNIX_PATH_MAX - 1));
+        }
+        return Ok(());
+    }
+    if !rest.starts_with('/') {
+        return Err("its path is not absolute (a daemon does not keep the directory it started in): write it from /, such as `unix:/run/app/app.sock`".to_string());
+    }
+    if rest.ends_with('/') {
+        return Err("its path names a directory: add the socket's file name".to_string());
+    }
+    if rest.len() > UNIX_PATH_MAX {
+        return Err(format!("its path is {} bytes, and a Unix socket's holds at most {UNIX_PATH_MAX}: choose a shorter one", rest.len()));
+    }
+    Ok(())
+}
+
+/// Permission bits written in octal (`0660`, `660`, `0o660`), at most `0777`.
+pub fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.trim().trim_start_matches("0o");
+    let bad = || format!("`{text}` is not a file mode: write permission bits in octal, such as `0660`");
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(bad());
+    }
+    let mode = u32::from_str_radix(digits, 8).map_err(|_| bad())?;
+    if mode > 0o777 {
+        return Err(format!("`{text}` sets more than permission bits (setuid, setgid, sticky): write at most `0777`"));
+    }
+    Ok(mode)
 }
 
 /// A host name as DNS writes it: labels of letters, digits and `-`, joined by dots.
@@ -859,6 +955,36 @@ mod tests {
     }
 
     #[test]
+    fn listen_takes_unix_sockets_by_path_or_abstract_name() {
+        for ok in ["unix:/run/app/app.sock", "unix:@app", "unix:/a"] {
+            assert_eq!(check_address(ok, true), Ok(()), "{ok}");
+        }
+        let long = format!("unix:/{}", "a".repeat(UNIX_PATH_MAX));
+        for (bad, why) in [
+            ("unix:run/app.sock", "not absolute"),
+            ("unix:@", "needs a name"),
+            ("unix:/run/", "names a directory"),
+            (long.as_str(), "at most 107"),
+            ("/run/app.sock", "starts with `unix:`"),
+        ] {
+            let err = check_address(bad, true).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        let err = check_address("unix:/run/m.sock", false).unwrap_err();
+        assert!(err.contains("IP:PORT"), "{err}");
+    }
+
+    #[test]
+    fn socket_modes_are_octal_permission_bits() {
+        assert_eq!(parse_mode("0660"), Ok(0o660));
+        assert_eq!(parse_mode("666"), Ok(0o666));
+        assert_eq!(parse_mode("0o600"), Ok(0o600));
+        for bad in ["", "rw", "0689", "04777", "12345"] {
+            assert!(parse_mode(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn every_key_has_one_row() {
         let keys = [
             Key::Prefork,
@@ -870,6 +996,9 @@ mod tests {
             Key::Listen,
             Key::Backlog,
             Key::TcpNodelay,
+            Key::SocketMode,
+            Key::SocketUser,
+            Key::SocketGroup,
             Key::Detach,
             Key::Foreground,
             Key::GracefulTimeout,

@@ -252,9 +252,11 @@ pub fn on_exit(args: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 ///
 /// ```no_run
-/// // Blocking, the classic model: one connection at a time per worker.
+/// // Blocking, the classic model: one connection at a time per worker. The stream is TCP or
+/// // Unix, whichever listener it came through; a handler that takes a `std::net::TcpStream`
+/// // serves TCP listeners only (the daemon refuses to start with a Unix one).
 /// #[daemon::on_accept]
-/// fn serve(mut stream: std::net::TcpStream) -> std::io::Result<()> {
+/// fn serve(mut stream: daemon::net::Stream) -> std::io::Result<()> {
 ///     use std::io::Write;
 ///     stream.write_all(b"hello\n")
 /// }

@@ -112,8 +112,8 @@ impl Paths {
         self.private(quote!(GroupKey::#variant))
     }
 
-    pub fn tcp_stream(&self) -> TokenStream {
-        quote!(::std::net::TcpStream)
+    pub fn stream(&self) -> TokenStream {
+        self.private(quote!(Stream))
     }
 
     pub fn io_result(&self) -> TokenStream {

@@ -13,7 +13,8 @@ pub use crate::hooks::{
     call_reap_hook, call_spawn_hook, call_sync_accept, call_sync_supervised, call_sync_task,
     AsyncAcceptHandler, AsyncSupervised, AsyncTask, BoxFuture, ChildHook, ManagerEvent, ManagerHook,
     ManagerHookFn, OnAccept, OnChild, OnShutdown, OnSupervised, ReapHook, Reaped, Run, SpawnHook,
-    Spawned, SyncAcceptHandler, SyncSupervised, SyncTask, TaskFn, WorkFuture,
+    Spawned, SyncAcceptHandler, SyncSupervised, SyncTask, TakesAny, TakesTcp, TaskFn, TcpProbe, WorkFuture,
 };
+pub use crate::net::Stream;
 pub use crate::worker::connection::Connection;
 pub use crate::worker::work::{Supervised, Task};

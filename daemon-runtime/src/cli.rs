@@ -203,11 +203,13 @@ pub(crate) fn help(program: &str, name: &str, version: &str, current: &Given, ap
         let arg = match s.kind {
             Kind::Flag => "",
             Kind::Count { .. } => " N",
-            Kind::Addresses | Kind::Endpoint => " IP:PORT",
+            Kind::Addresses => " ADDRESS",
+            Kind::Endpoint => " IP:PORT",
             Kind::Duration { .. } => " DURATION",
             Kind::Size { .. } => " SIZE",
             Kind::Path => " PATH",
             Kind::Name => " NAME",
+            Kind::Mode => " MODE",
             Kind::Choice(_) => " WORD",
         };
         let set = match current.get(s.key) {

@@ -427,14 +427,11 @@ impl Housekeeping<'_> {
         }
         // The metrics' socket first: an old manager hands it over with the others.
         let handed_metrics = match (inherited.source, config.metrics_listen.as_deref()) {
-            (Some(crate::boot::listener::Source::Upgrade), Some(addr)) => addr.parse().ok().and_then(|a| crate::boot::listener::take_matching(&mut inherited.listeners, a)),
+            (Some(crate::boot::listener::Source::Upgrade), Some(addr)) => crate::boot::listener::take_metrics(&mut inherited.listeners, addr),
             _ => None,
         };
         let metrics = match handed_metrics.map(Ok).or_else(|| config.metrics_listen.as_deref().map(crate::boot::listener::bind_metrics)).transpose() {
-            Ok(m) => m.map(|l| {
-                tracing::info!(addr = %l.addr, "metrics: GET /metrics answered here");
-                l.socket
-            }),
+            Ok(m) => m,
             Err(e) => return fail(format!("metrics_listen: {e}")),
         };
         // Only a program that accepts connections listens.
@@ -443,10 +440,24 @@ impl Housekeeping<'_> {
             warn!(backlog = config.backlog, somaxconn = cap, "backlog is more than the kernel's net.core.somaxconn: each accept queue holds {cap}; raise it (sysctl -w net.core.somaxconn={}) or lower backlog", config.backlog);
         }
         crate::worker::accept::set_nodelay(config.tcp_nodelay);
-        let listeners = match listen(addresses, std::mem::take(&mut inherited.listeners), inherited.source, config.backlog) {
+        let access = match privileges::socket_access(config, identity) {
+            Ok(a) => a,
+            Err(e) => return fail(e.to_string()),
+        };
+        let listeners = match listen(addresses, std::mem::take(&mut inherited.listeners), inherited.source, config.backlog, access) {
             Ok(l) => l,
             Err(e) => return fail(e.to_string()),
         };
+        // A plain handler that takes a TcpStream cannot be given a Unix socket's connections.
+        if let (Some(unix), Some(accept)) = (listeners.iter().find(|l| l.addr.is_unix()), hooks.on_accept.as_ref()) {
+            if (accept.tcp_only)() {
+                return fail(format!(
+                    "cannot serve {} with {}: it takes a std::net::TcpStream, so it serves TCP only; take a daemon::net::Stream \
+                     (TCP or Unix), make it an async handler (daemon::Connection), or listen on TCP only",
+                    unix.addr, accept.name
+                ));
+            }
+        }
         let handed_by = upgraded_from.map(|p| p.as_raw());
         let pid_lock = match pid_file.as_deref().map(|p| PidFile::acquire(p, handed_by, user)).transpose() {
             Ok(p) => p,

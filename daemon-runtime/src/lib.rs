@@ -16,6 +16,7 @@ mod hooks;
 pub mod http;
 mod manager;
 pub mod metrics;
+pub mod net;
 mod plain;
 mod program;
 mod pool;

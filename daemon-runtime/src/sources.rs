@@ -432,7 +432,7 @@ fn toml_value(key: Key, item: &toml::Value) -> Result<Value, String> {
             Err(_) => Err(format!("{n} is negative: {}", s.rule())),
         },
         (Kind::Path | Kind::Name | Kind::Choice(_), toml::Value::String(t)) => Ok(Value::Text(t.clone())),
-        (Kind::Endpoint, toml::Value::String(t)) => s.parse_text(t),
+        (Kind::Endpoint | Kind::Mode, toml::Value::String(t)) => s.parse_text(t),
         (Kind::Duration { .. }, toml::Value::Integer(n)) => match u64::try_from(*n) {
             Ok(n) => Ok(Value::Duration(std::time::Duration::from_secs(n))),
             Err(_) => Err(format!("{n} is negative: {}", s.rule())),

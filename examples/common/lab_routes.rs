@@ -84,7 +84,12 @@ pub async fn serve(mut conn: daemon::Connection) -> std::io::Result<()> {
         }
         let (status, body) = match path {
             // Whether this connection has TCP_NODELAY (`tcp_nodelay`).
-            "/nodelay" => (200, format!("{}\n", conn.nodelay().map_or_else(|e| e.to_string(), |on| on.to_string()))),
+            "/nodelay" => match conn.tcp() {
+                Some(tcp) => (200, format!("{}\n", tcp.nodelay().map_or_else(|e| e.to_string(), |on| on.to_string()))),
+                None => (200, "not tcp\n".to_string()),
+            },
+            // Who connected: a TCP address, or a Unix socket client's pid, uid and gid.
+            "/peer" => (200, format!("{}\n", conn.peer())),
             _ => route(method, path).await,
         };
         let close = request.close || conn.is_stopping();

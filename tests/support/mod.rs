@@ -20,11 +20,14 @@ use std::time::{Duration, Instant};
 
 mod detached;
 mod prometheus;
+mod upgrading;
 
 #[allow(unused_imports)]
 pub use detached::*;
 #[allow(unused_imports)]
 pub use prometheus::*;
+#[allow(unused_imports)]
+pub use upgrading::*;
 pub use nix::sys::signal::Signal;
 use nix::sys::signal::{kill, killpg};
 use nix::unistd::Pid;

@@ -54,7 +54,7 @@ pub fn child_returns(sig: &syn::Signature) -> ChildReturns {
 
 const CHILD_SIGNATURE: &str = "`fn(child: &daemon::Child)` or `fn()`";
 const ASYNC_ACCEPT: &str = "async fn(conn: daemon::Connection) -> std::io::Result<()>";
-const SYNC_ACCEPT: &str = "fn(stream: std::net::TcpStream) -> std::io::Result<()>";
+const SYNC_ACCEPT: &str = "fn(stream: daemon::net::Stream) -> std::io::Result<()>";
 
 pub fn signature<'a>(cx: &mut Ctxt, hook: Hook, item: &'a Item) -> Option<(&'a ItemFn, Shape)> {
     let attr = hook.attr();
@@ -144,8 +144,9 @@ pub fn signature<'a>(cx: &mut Ctxt, hook: Hook, item: &'a Item) -> Option<(&'a I
             let fix = match shape {
                 Shape::AsyncAccept => format!("`async fn {name}(conn: daemon::Connection)`"),
                 _ => format!(
-                    "`fn {name}(stream: std::net::TcpStream)` (or make it \
-                     `async fn {name}(conn: daemon::Connection)` to serve many at once)"
+                    "`fn {name}(stream: daemon::net::Stream)` (or `stream: std::net::TcpStream` \
+                     for TCP only; or make it `async fn {name}(conn: daemon::Connection)` to \
+                     serve many at once)"
                 ),
             };
             error(
@@ -158,7 +159,7 @@ pub fn signature<'a>(cx: &mut Ctxt, hook: Hook, item: &'a Item) -> Option<(&'a I
             let what = match shape {
                 Shape::Hook => "one parameter, `&daemon::Child`, or none",
                 Shape::AsyncAccept => "one parameter, the `daemon::Connection`",
-                _ => "one parameter, the `std::net::TcpStream`",
+                _ => "one parameter, the `daemon::net::Stream` (or `std::net::TcpStream`)",
             };
             let extra = item::extra_params(sig).unwrap_or_else(|| sig.inputs.to_token_stream());
             error(
@@ -289,18 +290,22 @@ pub fn other_signature<'a>(cx: &mut Ctxt, hook: Hook, item: &'a Item) -> Option<
 fn other_models_type(shape: Shape, ty: &syn::Type) -> Option<String> {
     let (last, before) = item::path_type(ty)?;
     match shape {
-        Shape::AsyncAccept if last == "TcpStream" => Some(format!(
+        Shape::AsyncAccept
+            if last == "TcpStream" || (last == "Stream" && before.last().is_some_and(|s| s == "net")) =>
+        {
+            Some(format!(
             "on an async fn takes a `daemon::Connection`, not a `{}`: write \
-             `conn: daemon::Connection`, or remove `async` to serve a `std::net::TcpStream` one \
+             `conn: daemon::Connection`, or remove `async` to serve a `daemon::net::Stream` one \
              connection at a time",
             ty.to_token_stream().to_string().replace(' ', "")
-        )),
+        ))
+        }
         Shape::SyncAccept
             if last == "Connection" && before.last().is_some_and(|s| s == "daemon") =>
         {
             Some(
-                "on a plain fn takes a `std::net::TcpStream`, not a `daemon::Connection`: write \
-                 `stream: std::net::TcpStream`, or make the handler `async fn` to serve \
+                "on a plain fn takes a `daemon::net::Stream`, not a `daemon::Connection`: write \
+                 `stream: daemon::net::Stream`, or make the handler `async fn` to serve \
                  `daemon::Connection`s, many at once"
                     .to_string(),
             )
@@ -493,7 +498,7 @@ mod tests {
             ),
         );
         assert!(
-            e.contains("write `fn serve(stream: std::net::TcpStream)`"),
+            e.contains("write `fn serve(stream: daemon::net::Stream)`"),
             "{e}"
         );
         let e = one_error(
@@ -558,7 +563,7 @@ mod tests {
             ),
         );
         assert!(
-            e.contains("takes a `std::net::TcpStream`, not a `daemon::Connection`"),
+            e.contains("takes a `daemon::net::Stream`, not a `daemon::Connection`"),
             "{e}"
         );
         // A type of the user's own named `Connection` may be an alias: the compiler judges it.

@@ -93,7 +93,7 @@ pub fn expand(
             ("on_accept", quote!(fn(#connection) -> #future), quote!(#register::asynchronous), quote!(|#conn| #invoke))
         }
         (_, Shape::SyncAccept) => {
-            let (stream_type, result) = (paths.tcp_stream(), paths.io_result());
+            let (stream_type, result) = (paths.stream(), paths.io_result());
             let (call, register) = (paths.call_sync_accept(), paths.on_accept());
             let stream = arg("stream");
             let invoke = quote_spanned!(at=> #call(#name, #stream));
@@ -177,6 +177,15 @@ pub fn expand(
             Some(quote!(&[#(#entries),*],))
         }
         Hook::Child => Some(quote!(&[#(#pools),*],)),
+        // Whether a plain handler takes a TcpStream (then it serves TCP listeners only).
+        Hook::Accept if shape == Shape::SyncAccept => {
+            let (probe, takes_tcp, takes_any) = (p(quote!(TcpProbe)), p(quote!(TakesTcp)), p(quote!(TakesAny)));
+            Some(quote!(|| {
+                use #takes_tcp as _;
+                use #takes_any as _;
+                (&&#probe(#name)).tcp_only()
+            },))
+        }
         _ => None,
     };
     quote! {
@@ -265,6 +274,7 @@ mod tests {
         );
         let got = expand(&Paths::new(None), Hook::Accept, Shape::SyncAccept, &f, &[], &[]).to_string();
         assert!(got.contains("OnAccept :: blocking (\"serve\""), "{got}");
+        assert!(got.contains("(&& :: daemon :: __private :: TcpProbe (serve)) . tcp_only ()"), "{got}");
         assert!(got.contains("| stream | :: daemon :: __private :: call_sync_accept (serve , stream)"), "{got}");
     }
 }

@@ -167,7 +167,7 @@ pub fn value_of<K>(cx: &mut Ctxt, s: &Setting<K>, arg: &Arg) -> Option<Value> {
         Kind::Addresses => return addresses(cx, s, expr),
         Kind::Duration { .. } => duration(s, expr),
         Kind::Size { .. } => size(s, expr),
-        Kind::Path | Kind::Name => text(s, expr),
+        Kind::Path | Kind::Name | Kind::Mode => text(s, expr),
         Kind::Choice(words) => choice(s, words, expr),
         Kind::Endpoint => endpoint(s, expr),
     };

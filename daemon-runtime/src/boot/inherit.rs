@@ -13,7 +13,6 @@
 //! program the daemon starts sees them.
 
 use std::ffi::OsString;
-use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
@@ -33,8 +32,12 @@ pub(crate) const UPGRADE_FD: &str = "DAEMON_UPGRADE_FD";
 pub(crate) const UPGRADE_METRICS: &str = "DAEMON_UPGRADE_METRICS";
 /// The most sockets a process takes from `LISTEN_FDS`, and so the most an upgrade hands on.
 pub(crate) const MOST_SOCKETS: usize = 64;
-/// How an upgrade names, in `LISTEN_FDNAMES`, a socket that came from socket activation.
-pub(crate) const ACTIVATED: &str = "activated:";
+/// How an upgrade names its sockets in `LISTEN_FDNAMES`: one that came from socket activation,
+/// one the old manager bound for `listen`, and the metrics' one. (A name holds no `:`, which
+/// separates them: the new manager reads each socket's address from the socket.)
+pub(crate) const ACTIVATED: &str = "activated";
+pub(crate) const LISTENING: &str = "listen";
+pub(crate) const METRICS: &str = "metrics";
 
 /// What the daemon was handed at start.
 #[derive(Debug, Default)]
@@ -117,7 +120,7 @@ pub(crate) fn take() -> Result<Inherited, InheritError> {
     found.source = Some(Source::Activation);
     // Sockets from the service manager: directly, or through an upgrade that names them so.
     for (i, l) in found.listeners.iter_mut().enumerate() {
-        l.activated = names.get(i).is_some_and(|n| n.starts_with(ACTIVATED));
+        l.activated = names.get(i).is_some_and(|n| n == ACTIVATED);
     }
     // The upgrade's own variables count only with the sockets, from our parent, on the next
     // descriptor: anything else is someone else's.
@@ -169,7 +172,7 @@ fn is_pipe(fd: &OwnedFd) -> bool {
     nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO)
 }
 
-/// Makes descriptor `fd` a listener, if it is a listening TCP socket.
+/// Makes descriptor `fd` a listener, if it is a listening TCP or Unix stream socket.
 fn adopt(fd: RawFd) -> Result<Listener, String> {
     // If it is not what we need, dropping it closes it.
     let owned = crate::sys::claim_inherited_fd(fd).ok_or_else(|| "is not open".to_string())?;
@@ -185,9 +188,8 @@ fn adopt(fd: RawFd) -> Result<Listener, String> {
     fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(|e| format!("cannot be set close-on-exec: {e}"))?;
     let flags = fcntl(&owned, FcntlArg::F_GETFL).map_err(|e| e.to_string())?;
     fcntl(&owned, FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK)).map_err(|e| e.to_string())?;
-    let socket = TcpListener::from(owned);
-    let addr: SocketAddr = socket.local_addr().map_err(|_| "is not a TCP socket (IPv4 or IPv6)".to_string())?;
-    Ok(Listener { socket, addr, activated: false })
+    let addr = crate::net::Local::of(&owned).ok_or_else(|| "is not a TCP socket (IPv4 or IPv6) nor a Unix socket with a path or name".to_string())?;
+    Ok(Listener { socket: owned, addr, activated: false, file: None })
 }
 
 /// Hands `sockets` (each with its name, its address) and `verdict` to a program about to be
@@ -197,7 +199,7 @@ fn adopt(fd: RawFd) -> Result<Listener, String> {
 /// `metrics`: the program's metrics' memory and the half this manager writes, on the
 /// descriptor after the pipe.
 pub(crate) fn hand_on(
-    sockets: &[(BorrowedFd<'_>, String)],
+    sockets: &[(BorrowedFd<'_>, &str)],
     verdict: &OwnedFd,
     metrics: Option<(BorrowedFd<'_>, usize)>,
     old: Pid,
@@ -214,7 +216,7 @@ pub(crate) fn hand_on(
         // dup2 clears close-on-exec on the copy: the new program keeps exactly these.
         crate::sys::dup_onto(*fd, FIRST_FD + i as RawFd)?;
     }
-    let names: Vec<&str> = sockets.iter().map(|(_, n)| n.as_str()).collect();
+    let names: Vec<&str> = sockets.iter().map(|(_, n)| *n).collect();
     let pipe = FIRST_FD + sockets.len() as RawFd;
     let mut vars = vec![
         (LISTEN_PID.to_string(), std::process::id().to_string()),

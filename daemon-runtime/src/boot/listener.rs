@@ -1,10 +1,14 @@
 //! Listening sockets: bound by the manager before any fork and shared by every worker, so a
 //! worker that exits strands no connection in a private queue. They are non-blocking (workers
-//! wait for them with epoll) and close-on-exec.
+//! wait for them with epoll) and close-on-exec. TCP (`IP:PORT`, `HOST:PORT`) or Unix
+//! (`unix:/path`, `unix:@name`: `boot::unix_socket`).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use super::unix_socket::{self, Access, SocketFile};
+use crate::net::Local;
 
 use nix::sys::socket::{
     bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType,
@@ -17,11 +21,14 @@ const METRICS_BACKLOG: u32 = 64;
 /// A bound, listening socket.
 #[derive(Debug)]
 pub(crate) struct Listener {
-    pub(crate) socket: TcpListener,
-    pub(crate) addr: SocketAddr,
+    pub(crate) socket: OwnedFd,
+    pub(crate) addr: Local,
     /// Handed to the daemon by socket activation (directly, or through an upgrade): the
     /// service manager's, which `listen` does not replace.
     pub(crate) activated: bool,
+    /// The socket file of a Unix socket this daemon bound (or took over in an upgrade): removed
+    /// when the daemon stops for good. None for TCP, abstract names and the service manager's.
+    pub(crate) file: Option<SocketFile>,
 }
 
 impl AsFd for Listener {
@@ -49,6 +56,10 @@ impl BindError {
 impl std::fmt::Display for BindError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (key, flag) = (self.setting, self.setting.replace('_', "-"));
+        if self.addr.starts_with(daemon_config::UNIX_PREFIX) {
+            // Every refusal of a Unix socket says what to do in its own words.
+            return write!(f, "cannot listen on {}: {}", self.addr, self.error);
+        }
         let hint = match self.error.kind() {
             io::ErrorKind::AddrInUse => format!("another process holds this address: stop it, or listen elsewhere with --{flag} (or {key})"),
             io::ErrorKind::PermissionDenied => "ports below 1024 need root (or CAP_NET_BIND_SERVICE): use a higher port".to_string(),
@@ -69,7 +80,8 @@ impl std::error::Error for BindError {}
 /// `backlog` sizes the accept queue of each socket bound here or taken over from the old
 /// manager (`listen(2)` again on a listening socket resizes it); the service manager's are sized
 /// by it (systemd's `Backlog=`).
-pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<Source>, backlog: u32) -> Result<Vec<Listener>, BindError> {
+/// `access`: who may connect to the Unix socket files bound here.
+pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<Source>, backlog: u32, access: Access) -> Result<Vec<Listener>, BindError> {
     let activated = source == Some(Source::Activation) || inherited.iter().any(|l| l.activated);
     if activated && !inherited.is_empty() {
         let (kept, other): (Vec<Listener>, Vec<Listener>) = inherited.into_iter().partition(|l| l.activated || source == Some(Source::Activation));
@@ -87,16 +99,28 @@ pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<
     let mut left = inherited;
     let mut out = Vec::new();
     for text in addrs {
-        for addr in resolve(text)? {
-            match take_matching(&mut left, addr) {
-                Some(l) => {
+        let wanted = match Local::unix(text) {
+            Some(unix) => vec![unix],
+            None => resolve(text)?.into_iter().map(Local::Tcp).collect(),
+        };
+        for addr in wanted {
+            match take_matching(&mut left, &addr) {
+                Some(mut l) => {
+                    // The old manager's file is this one's to remove now (only if the upgrade
+                    // goes through: a new manager rolled back removes nothing).
+                    if let Local::Path(path) = &l.addr {
+                        l.file = SocketFile::at(path);
+                    }
                     let resized = crate::sys::listen_queue(l.socket.as_fd(), backlog);
                     resized.map_err(|error| BindError { addr: text.clone(), error, setting: "backlog" })?;
                     tracing::info!(addr = %l.addr, from = "the old manager", "listening");
                     out.push(l);
                 }
                 None => {
-                    let l = bind_one(addr, text, backlog)?;
+                    let l = match addr {
+                        Local::Tcp(addr) => bind_one(addr, text, backlog)?,
+                        unix => bind_unix(unix, text, backlog, access)?,
+                    };
                     tracing::info!(addr = %l.addr, "listening");
                     out.push(l);
                 }
@@ -110,9 +134,37 @@ pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<
 }
 
 /// The metrics' listener (`IP:PORT`: the rule book takes no host name there).
-pub(crate) fn bind_metrics(text: &str) -> Result<Listener, BindError> {
+pub(crate) fn bind_metrics(text: &str) -> Result<TcpListener, BindError> {
     let addr = text.parse().map_err(|_| BindError { addr: text.to_string(), error: io::Error::new(io::ErrorKind::InvalidInput, "not an IP:PORT address"), setting: "metrics_listen" })?;
-    bind_one(addr, text, METRICS_BACKLOG).map_err(|e| e.of("metrics_listen"))
+    let l = bind_one(addr, text, METRICS_BACKLOG).map_err(|e| e.of("metrics_listen"))?;
+    tracing::info!(addr = %l.addr, "metrics: GET /metrics answered here");
+    Ok(TcpListener::from(l.socket))
+}
+
+/// The metrics' listener an upgrading manager handed over, if one serves `text`.
+pub(crate) fn take_metrics(inherited: &mut Vec<Listener>, text: &str) -> Option<TcpListener> {
+    let l = take_matching(inherited, &Local::Tcp(text.parse().ok()?))?;
+    tracing::info!(addr = %l.addr, from = "the old manager", "metrics: GET /metrics answered here");
+    Some(TcpListener::from(l.socket))
+}
+
+/// Binds the Unix socket `addr` (`text` in `listen`) and listens.
+fn bind_unix(addr: Local, text: &str, backlog: u32, access: Access) -> Result<Listener, BindError> {
+    let err = |error: io::Error| BindError { addr: text.to_string(), error, setting: "listen" };
+    let (socket, file) = match &addr {
+        Local::Path(path) => unix_socket::bind_path(path, access).map(|(fd, file)| (fd, Some(file))),
+        Local::Abstract(name) => unix_socket::bind_abstract(name).map(|fd| (fd, None)),
+        Local::Tcp(_) => return Err(err(io::Error::new(io::ErrorKind::InvalidInput, "not a Unix socket"))),
+    }
+    .map_err(err)?;
+    let listening = crate::sys::listen_queue(socket.as_fd(), backlog).map_err(err);
+    if let Err(e) = listening {
+        if let Some(f) = &file {
+            f.remove();
+        }
+        return Err(e);
+    }
+    Ok(Listener { socket, addr, activated: false, file })
 }
 
 /// The addresses `text` names: an `IP:PORT`, or every address a `HOST:PORT`'s host name has
@@ -158,9 +210,8 @@ fn bind_one(addr: SocketAddr, text: &str, backlog: u32) -> Result<Listener, Bind
     }
     bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|e| err(e.into()))?;
     crate::sys::listen_queue(fd.as_fd(), backlog).map_err(err)?;
-    let socket = TcpListener::from(fd);
-    let addr = socket.local_addr().map_err(err)?;
-    Ok(Listener { socket, addr, activated: false })
+    let addr = Local::of(&fd).ok_or_else(|| err(io::Error::other("the bound socket has no address")))?;
+    Ok(Listener { socket: fd, addr, activated: false, file: None })
 }
 
 /// Where inherited sockets came from.
@@ -173,8 +224,11 @@ pub(crate) enum Source {
 }
 
 /// Takes from `inherited` the socket that serves `wanted` (the same address; port 0 matches the
-/// same IP, as the socket was bound from it), if one does.
-pub(crate) fn take_matching(inherited: &mut Vec<Listener>, wanted: SocketAddr) -> Option<Listener> {
-    let i = inherited.iter().position(|l| l.addr.ip() == wanted.ip() && (wanted.port() == 0 || wanted.port() == l.addr.port()))?;
+/// same IP, as the socket was bound from it; a Unix socket, the same path or name), if one does.
+pub(crate) fn take_matching(inherited: &mut Vec<Listener>, wanted: &Local) -> Option<Listener> {
+    let i = inherited.iter().position(|l| match (&l.addr, wanted) {
+        (Local::Tcp(have), Local::Tcp(want)) => have.ip() == want.ip() && (want.port() == 0 || want.port() == have.port()),
+        (have, want) => have == want,
+    })?;
     Some(inherited.remove(i))
 }

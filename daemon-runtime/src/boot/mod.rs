@@ -10,6 +10,7 @@ pub(crate) mod logging;
 pub(crate) mod notify;
 pub(crate) mod pidfile;
 pub(crate) mod privileges;
+pub(crate) mod unix_socket;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -48,6 +48,21 @@ pub(crate) fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Identit
     Ok(id)
 }
 
+/// Who may connect to the Unix socket files `listen` names: `socket_mode`, and `socket_user` and
+/// `socket_group` looked up, or else the user and group the daemon runs as.
+pub(crate) fn socket_access(config: &daemon_config::Config, id: Identity) -> Result<super::unix_socket::Access, PrivilegeError> {
+    let named = |key: &str, e: PrivilegeError| PrivilegeError(e.0.replacen("user =", &format!("{key} ="), 1).replacen("group =", &format!("{key} ="), 1));
+    let uid = match config.socket_user.as_deref() {
+        Some(name) => Some(lookup_user(name).map_err(|e| named("socket_user", e))?.uid),
+        None => id.uid,
+    };
+    let gid = match config.socket_group.as_deref() {
+        Some(name) => Some(lookup_group(name).map_err(|e| named("socket_group", e))?),
+        None => id.gid,
+    };
+    Ok(super::unix_socket::Access { mode: config.socket_mode, uid, gid })
+}
+
 /// The uid of a user name (or number), for a control command that must know whom the daemon
 /// runs as.
 pub(crate) fn uid_of(name: &str) -> Result<u32, PrivilegeError> {

@@ -9,12 +9,12 @@ mod signature;
 
 use std::future::Future;
 use std::io;
-use std::net::TcpStream;
 use std::pin::Pin;
 
 use daemon_config::GroupKey;
 
 use crate::child::Child;
+use crate::net::Stream;
 use crate::program::Attr;
 use crate::worker::connection::Connection;
 pub use crate::worker::work::{Run, Supervised, Task, WorkFuture};
@@ -48,8 +48,9 @@ pub enum Handler {
     /// `async fn(Connection) -> io::Result<()>`: the worker runs its own current-thread tokio
     /// runtime and serves up to `clients` connections at once.
     Async(fn(Connection) -> BoxFuture),
-    /// `fn(TcpStream) -> io::Result<()>`: one connection at a time per worker.
-    Sync(fn(TcpStream) -> io::Result<()>),
+    /// `fn(Stream) -> io::Result<()>` (or `fn(TcpStream)`, through a wrapper): one connection
+    /// at a time per worker.
+    Sync(fn(Stream) -> io::Result<()>),
 }
 
 /// The function registered with `#[daemon::on_accept]`. One per program at most.
@@ -57,6 +58,8 @@ pub struct OnAccept {
     pub name: &'static str,
     pub module: &'static str,
     pub handler: Handler,
+    /// Whether the handler takes a `TcpStream`, so serves TCP listeners only.
+    pub tcp_only: fn() -> bool,
 }
 
 
@@ -150,15 +153,16 @@ impl OnAccept {
         module: &'static str,
         f: fn(Connection) -> BoxFuture,
     ) -> OnAccept {
-        OnAccept { name, module, handler: Handler::Async(f) }
+        OnAccept { name, module, handler: Handler::Async(f), tcp_only: || false }
     }
 
     pub const fn blocking(
         name: &'static str,
         module: &'static str,
-        f: fn(TcpStream) -> io::Result<()>,
+        tcp_only: fn() -> bool,
+        f: fn(Stream) -> io::Result<()>,
     ) -> OnAccept {
-        OnAccept { name, module, handler: Handler::Sync(f) }
+        OnAccept { name, module, handler: Handler::Sync(f), tcp_only }
     }
 }
 

@@ -6,6 +6,8 @@ use std::future::Future;
 use std::io;
 use std::net::TcpStream;
 
+use crate::net::Stream;
+
 use super::{BoxFuture, Reaped, Spawned, WorkFuture};
 use crate::child::Child;
 use crate::program::MainOutput;
@@ -17,7 +19,7 @@ use crate::worker::work::{Supervised, Task};
 #[diagnostic::on_unimplemented(
     message = "`#[daemon::on_accept]` on an async fn needs the signature `async fn(daemon::Connection) -> std::io::Result<()>`",
     label = "this handler does not take a `daemon::Connection` and return `std::io::Result<()>`",
-    note = "a plain (non-async) handler takes a `std::net::TcpStream` instead"
+    note = "a plain (non-async) handler takes a `daemon::net::Stream` or a `std::net::TcpStream` instead"
 )]
 pub trait AsyncAcceptHandler<Args> {
     fn call(self, conn: Connection) -> BoxFuture;
@@ -48,22 +50,36 @@ where
     }
 }
 
-/// Implemented by every `fn(std::net::TcpStream) -> std::io::Result<()>`.
+/// Implemented by every `fn(daemon::net::Stream) -> std::io::Result<()>` (any listener) and
+/// every `fn(std::net::TcpStream) -> std::io::Result<()>` (TCP listeners only).
 #[diagnostic::on_unimplemented(
-    message = "`#[daemon::on_accept]` on a plain fn needs the signature `fn(std::net::TcpStream) -> std::io::Result<()>`",
-    label = "this handler does not take a `std::net::TcpStream` and return `std::io::Result<()>`",
+    message = "`#[daemon::on_accept]` on a plain fn needs the signature `fn(daemon::net::Stream) -> std::io::Result<()>` (or `fn(std::net::TcpStream) -> std::io::Result<()>`)",
+    label = "this handler does not take a `daemon::net::Stream` (or a `std::net::TcpStream`) and return `std::io::Result<()>`",
     note = "an async handler takes a `daemon::Connection` instead"
 )]
 pub trait SyncAcceptHandler<Args> {
-    fn call(self, stream: TcpStream) -> io::Result<()>;
+    fn call(self, stream: Stream) -> io::Result<()>;
+}
+
+impl<F> SyncAcceptHandler<(Stream,)> for F
+where
+    F: FnOnce(Stream) -> io::Result<()>,
+{
+    fn call(self, stream: Stream) -> io::Result<()> {
+        self(stream)
+    }
 }
 
 impl<F> SyncAcceptHandler<(TcpStream,)> for F
 where
     F: FnOnce(TcpStream) -> io::Result<()>,
 {
-    fn call(self, stream: TcpStream) -> io::Result<()> {
-        self(stream)
+    fn call(self, stream: Stream) -> io::Result<()> {
+        match stream {
+            Stream::Tcp(tcp) => self(tcp),
+            // Refused at start (`TcpProbe`): never reached.
+            other => Err(io::Error::new(io::ErrorKind::Unsupported, format!("a TcpStream handler was given {other:?}"))),
+        }
     }
 }
 
@@ -71,7 +87,7 @@ impl<F> SyncAcceptHandler<(Never,)> for F
 where
     F: FnOnce(Never) -> io::Result<()>,
 {
-    fn call(self, _stream: TcpStream) -> io::Result<()> {
+    fn call(self, _stream: Stream) -> io::Result<()> {
         Ok(())
     }
 }
@@ -131,9 +147,32 @@ pub fn call_async_accept<Args, H: AsyncAcceptHandler<Args>>(handler: H, conn: Co
 }
 
 /// Calls a plain accept handler through [`SyncAcceptHandler`].
-pub fn call_sync_accept<Args, H: SyncAcceptHandler<Args>>(handler: H, stream: TcpStream) -> io::Result<()> {
+pub fn call_sync_accept<Args, H: SyncAcceptHandler<Args>>(handler: H, stream: Stream) -> io::Result<()> {
     handler.call(stream)
 }
+
+/// Whether a plain accept handler takes a `TcpStream` (and so serves TCP only), for its
+/// registration: `(&&TcpProbe(handler)).tcp_only()` with [`TakesTcp`] and [`TakesAny`] in scope
+/// is true for a `fn(TcpStream)` and false for anything else. Method lookup tries the
+/// reference's impl first and falls back without an error, so a handler of the wrong shape is
+/// reported once, by the call.
+pub struct TcpProbe<F>(pub F);
+
+pub trait TakesTcp {
+    fn tcp_only(&self) -> bool {
+        true
+    }
+}
+
+impl<F: FnOnce(TcpStream) -> io::Result<()>> TakesTcp for &TcpProbe<F> {}
+
+pub trait TakesAny {
+    fn tcp_only(&self) -> bool {
+        false
+    }
+}
+
+impl<F> TakesAny for TcpProbe<F> {}
 
 /// Calls an `on_child` or `on_shutdown` hook that returns nothing, through [`ChildHook`].
 pub fn call_child_hook<Args, H: ChildHook<Args, ()>>(hook: H, child: &Child) {

@@ -12,7 +12,6 @@ mod metrics;
 mod spawn;
 mod upgrade;
 
-use std::net::TcpStream;
 use std::os::fd::{AsFd, OwnedFd};
 
 use daemon_config::{Config, GroupConfig};
@@ -64,7 +63,7 @@ pub(crate) struct Manager {
     /// The manager whose upgrade started this one, while it is our parent.
     old_manager: Option<nix::unistd::Pid>,
     /// A connection accepted for the post-forking pool, until its child is forked.
-    connection: Option<TcpStream>,
+    connection: Option<crate::net::Stream>,
 }
 
 /// Why the manager could not start.
@@ -326,6 +325,11 @@ impl Manager {
             Command::ReopenLogs => return Some(Event::LogsReopened(self.reopen_logs())),
             Command::ProgramSettings(value) => crate::app::set_current(value),
             Command::Plain(_) => {}
+            Command::RemoveSocketFiles => {
+                for file in self.listeners.iter().filter_map(|l| l.file.as_ref()) {
+                    file.remove();
+                }
+            }
             Command::ListChildren => {
                 let children = crate::sys::proc::children().into_iter().map(Pid).collect();
                 return Some(Event::Orphans(children));
@@ -526,7 +530,7 @@ impl Manager {
         for &i in ready {
             while self.core.accepting(monotonic_ms()) {
                 let Some(listener) = self.listeners.get(i) else { break };
-                let stream = match crate::worker::accept::accept_one(listener.as_fd()) {
+                let stream = match crate::worker::accept::accept_one(listener) {
                     Ok(Some(s)) => s,
                     Ok(None) => break,
                     Err(e) => {

@@ -164,13 +164,14 @@ impl Manager {
             crate::boot::detach::Readiness::upgrade(verdict.try_clone().unwrap_or_else(|_| exit_now(127))).failed(&why);
             exit_now(127)
         };
-        let mut sockets: Vec<(BorrowedFd<'_>, String)> = self
+        // Each socket's name says what it is for; the new manager finds its address itself.
+        let mut sockets: Vec<(BorrowedFd<'_>, &str)> = self
             .listeners
             .iter()
-            .map(|l| (l.as_fd(), if l.activated { format!("{}{}", inherit::ACTIVATED, l.addr) } else { l.addr.to_string() }))
+            .map(|l| (l.as_fd(), if l.activated { inherit::ACTIVATED } else { inherit::LISTENING }))
             .collect();
-        if let Some((fd, addr)) = self.own.as_ref().and_then(|o| o.metrics.as_ref()).and_then(|m| m.socket()) {
-            sockets.push((fd, format!("metrics:{addr}")));
+        if let Some((fd, _)) = self.own.as_ref().and_then(|o| o.metrics.as_ref()).and_then(|m| m.socket()) {
+            sockets.push((fd, inherit::METRICS));
         }
         let metrics = self.own.as_ref().and_then(|o| o.housework.metrics_area.as_ref()).map(|fd| (fd.as_fd(), crate::metrics::area::half()));
         let handed = match inherit::hand_on(&sockets, verdict, metrics, self.pid) {

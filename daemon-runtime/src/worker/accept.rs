@@ -2,8 +2,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::net::TcpStream;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd};
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -15,6 +14,7 @@ use tracing::{error, warn};
 
 use crate::boot::listener::Listener;
 use crate::boot::logfile::LogFile;
+use crate::net::Stream;
 use crate::signals;
 use crate::sys::own_fd;
 
@@ -154,18 +154,18 @@ pub(crate) fn set_nodelay(on: bool) {
 }
 
 /// Accepts one connection, or None if another worker took it first.
-pub(super) fn accept(listener: BorrowedFd<'_>, nonblocking: bool) -> io::Result<Option<TcpStream>> {
+pub(super) fn accept(listener: &Listener, nonblocking: bool) -> io::Result<Option<Stream>> {
     let mut flags = SockFlag::SOCK_CLOEXEC;
     if nonblocking {
         flags |= SockFlag::SOCK_NONBLOCK;
     }
     loop {
-        match accept4(listener.as_raw_fd(), flags) {
+        match accept4(listener.as_fd().as_raw_fd(), flags) {
             Ok(fd) => {
-                let stream = TcpStream::from(own_fd(fd));
-                if NODELAY.load(Ordering::Relaxed) {
+                let stream = Stream::from_accepted(own_fd(fd), listener.addr.is_unix());
+                if let (Some(tcp), true) = (stream.tcp(), NODELAY.load(Ordering::Relaxed)) {
                     // A connection the client reset already fails here and at its first read.
-                    let _ = stream.set_nodelay(true);
+                    let _ = tcp.set_nodelay(true);
                 }
                 return Ok(Some(stream));
             }
@@ -192,6 +192,6 @@ pub(super) fn accept(listener: BorrowedFd<'_>, nonblocking: bool) -> io::Result<
 
 /// One connection from a listener, or None if there is none waiting (for the post-forking
 /// manager, which must never block).
-pub(crate) fn accept_one(listener: BorrowedFd<'_>) -> io::Result<Option<TcpStream>> {
+pub(crate) fn accept_one(listener: &Listener) -> io::Result<Option<Stream>> {
     accept(listener, false)
 }

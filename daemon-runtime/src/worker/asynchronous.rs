@@ -1,7 +1,6 @@
 //! The async model: an acceptor thread waits on the listeners and hands connections to the
 //! worker's own single-threaded tokio runtime, which serves up to `clients` of them at once.
 
-use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -14,6 +13,7 @@ use super::connection::Connection;
 use super::track::{ticker, Connections, Tracked, Tracker};
 use super::{give_up, Serving};
 use crate::hooks::BoxFuture;
+use crate::net::Stream;
 use crate::scoreboard::WorkerSlot;
 
 impl Serving<'_> {
@@ -35,7 +35,7 @@ impl Serving<'_> {
             Err(e) => return give_up(&self.slot, e),
         };
         let tracker = Tracker::new();
-        let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel::<TcpStream>();
+        let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel::<Stream>();
         let span = tracing::Span::current();
         // Started before the worker counts as ready: a thread that cannot be made means the
         // worker never served, and the manager backs off.
@@ -96,11 +96,10 @@ impl Serving<'_> {
                         tracked: Arc::clone(&tracked),
                         in_handler: false,
                     };
-                    let peer = match stream.peer_addr() {
-                        Ok(p) => p,
-                        Err(_) => continue, // the client is already gone
+                    let Some(peer) = stream.peer() else {
+                        continue; // the client is already gone
                     };
-                    let stream = match tokio::net::TcpStream::from_std(stream) {
+                    let stream = match stream.into_async() {
                         Ok(s) => s,
                         Err(e) => {
                             warn!(error = %e, "cannot register a connection");
@@ -137,7 +136,7 @@ impl Serving<'_> {
         &self,
         acceptor: &Acceptor,
         room: &EventFd,
-        conns: &tokio::sync::mpsc::UnboundedSender<TcpStream>,
+        conns: &tokio::sync::mpsc::UnboundedSender<Stream>,
         tracker: &Tracker,
     ) -> Option<&'static str> {
         let mut served = 0u64;
@@ -197,7 +196,7 @@ impl Serving<'_> {
             // One connection per wake-up (nginx's `multi_accept off`): a burst is shared by the
             // workers that are woken for it, instead of going to whichever drains the queue first.
             // More queued connections keep the listener ready, so the next wait returns at once.
-            let stream = match accept(listener.as_fd(), true) {
+            let stream = match accept(listener, true) {
                 Ok(Some(s)) => s,
                 Ok(None) => continue,
                 Err(e) => {
@@ -222,7 +221,7 @@ impl Serving<'_> {
 impl Serving<'_> {
     /// Post-forking: the one connection the manager accepted for this child, on a runtime of
     /// its own (with its ticker), then the end. QUIT lets it finish its request.
-    pub(super) fn one_async(&self, handler: fn(Connection) -> BoxFuture, stream: TcpStream) -> i32 {
+    pub(super) fn one_async(&self, handler: fn(Connection) -> BoxFuture, stream: Stream) -> i32 {
         let runtime = match super::local_runtime() {
             Ok(rt) => rt,
             Err(e) => return give_up(&self.slot, e),
@@ -248,14 +247,14 @@ impl Serving<'_> {
                         ready.clear_ready();
                     }
                 };
-                let peer = stream.peer_addr();
+                let peer = stream.peer();
                 let nonblocking = stream.set_nonblocking(true);
                 let serve = async {
                     if let Err(e) = nonblocking {
                         warn!(error = %e, "cannot make the connection non-blocking");
                         return;
                     }
-                    let (Ok(peer), Ok(stream)) = (peer, tokio::net::TcpStream::from_std(stream)) else { return };
+                    let (Some(peer), Ok(stream)) = (peer, stream.into_async()) else { return };
                     let tracked = Tracked::new(tracker.now());
                     let slot = tracker.stop.slot();
                     let conn = Connection::new(stream, peer, Arc::clone(&tracker), Arc::clone(&tracked), Arc::clone(&slot));

@@ -5,8 +5,6 @@
 //! write timeouts; the manager enforces `request_timeout` on the whole connection.
 
 use std::io;
-use std::net::TcpStream;
-use std::os::fd::AsFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use tracing::{debug, error};
@@ -14,11 +12,12 @@ use tracing::{debug, error};
 use super::accept::{accept, Acceptor, Wake};
 use super::track::measure;
 use super::{give_up, Serving};
+use crate::net::Stream;
 use crate::sys::coarse_ms;
 
 impl Serving<'_> {
     /// One connection through the handler; its end (or its panic) is the handler's business.
-    fn serve_blocking(&self, handler: fn(TcpStream) -> io::Result<()>, stream: TcpStream) {
+    fn serve_blocking(&self, handler: fn(Stream) -> io::Result<()>, stream: Stream) {
         // A client that sends nothing (or reads nothing) for idle_timeout gets an error in the
         // handler's read (or write), not a worker of its own for ever.
         if let Err(e) = stream.set_read_timeout(self.idle_timeout).and_then(|()| stream.set_write_timeout(self.idle_timeout)) {
@@ -35,7 +34,7 @@ impl Serving<'_> {
         }
     }
 
-    pub(super) fn blocking(&self, handler: fn(TcpStream) -> io::Result<()>) -> i32 {
+    pub(super) fn blocking(&self, handler: fn(Stream) -> io::Result<()>) -> i32 {
         let acceptor = match Acceptor::new(self.listeners, &self.quit, None, self.log_file.clone()) {
             Ok(a) => a,
             Err(e) => return give_up(&self.slot, format!("cannot wait on the listeners: {e}")),
@@ -67,7 +66,7 @@ impl Serving<'_> {
                 }
             };
             let Some(listener) = self.listeners.get(i) else { continue };
-            let stream = match accept(listener.as_fd(), false) {
+            let stream = match accept(listener, false) {
                 Ok(Some(s)) => s,
                 Ok(None) => continue,
                 Err(e) => {
@@ -91,7 +90,7 @@ impl Serving<'_> {
     }
 
     /// Post-forking: the one connection the manager accepted for this child, then the end.
-    pub(super) fn one_blocking(&self, handler: fn(TcpStream) -> io::Result<()>, stream: TcpStream) -> i32 {
+    pub(super) fn one_blocking(&self, handler: fn(Stream) -> io::Result<()>, stream: Stream) -> i32 {
         self.slot.ready();
         self.serve_blocking(handler, stream);
         self.slot.exiting();

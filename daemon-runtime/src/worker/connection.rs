@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+
+use crate::net::{AsyncStream, Peer, PeerCred};
 
 use super::stop::Slot;
 use super::track::{Tracked, Tracker};
@@ -16,8 +17,8 @@ use super::track::{Tracked, Tracker};
 /// A client connection, served by an `async fn(daemon::Connection)` handler.
 ///
 /// It reads and writes like a [`tokio::net::TcpStream`] (it implements `AsyncRead` and
-/// `AsyncWrite`, and derefs to the stream), and it knows whether its worker has been asked to
-/// stop. A handler that loops over keep-alive requests should wait for the next request with
+/// `AsyncWrite`, and derefs to the [`AsyncStream`], TCP or Unix, whichever the listener is),
+/// and it knows whether its worker has been asked to stop. A handler that loops over keep-alive requests should wait for the next request with
 /// [`Connection::read_or_stop`] (or check [`Connection::is_stopping`] between requests), so that
 /// a graceful stop (QUIT, recycling, retirement) finishes the request in hand but does not wait
 /// for an idle client.
@@ -29,8 +30,8 @@ use super::track::{Tracked, Tracker};
 /// request per connection, as far as those limits are concerned.
 #[derive(Debug)]
 pub struct Connection {
-    stream: TcpStream,
-    peer: SocketAddr,
+    stream: AsyncStream,
+    peer: Peer,
     tracker: Arc<Tracker>,
     tracked: Arc<Tracked>,
     /// Where a read waiting between requests leaves its waker for the stop.
@@ -66,13 +67,25 @@ impl Drop for Waiting<'_> {
 }
 
 impl Connection {
-    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, tracker: Arc<Tracker>, tracked: Arc<Tracked>, slot: Arc<Slot>) -> Self {
+    pub(crate) fn new(stream: AsyncStream, peer: Peer, tracker: Arc<Tracker>, tracked: Arc<Tracked>, slot: Arc<Slot>) -> Self {
         Connection { stream, peer, tracker, tracked, slot, parked: None, has_read: false }
     }
 
-    /// The client's address.
-    pub fn peer_addr(&self) -> SocketAddr {
+    /// Who connected: a TCP client's address, or a Unix socket client's credentials.
+    pub fn peer(&self) -> Peer {
         self.peer
+    }
+
+    /// The TCP client's address; `None` on a Unix socket.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer.addr()
+    }
+
+    /// The credentials (pid, uid, gid) of the process that connected to a Unix socket, as the
+    /// kernel took them at `connect(2)` (`SO_PEERCRED`); `None` on TCP. A handler may decide
+    /// by them whom it serves.
+    pub fn peer_cred(&self) -> Option<PeerCred> {
+        self.peer.cred()
     }
 
     /// Whether the worker has been asked to stop gracefully: finish the request in hand, then
@@ -185,20 +198,20 @@ impl Connection {
     }
 
     /// The underlying stream.
-    pub fn into_inner(self) -> TcpStream {
+    pub fn into_inner(self) -> AsyncStream {
         self.stream
     }
 }
 
 impl Deref for Connection {
-    type Target = TcpStream;
-    fn deref(&self) -> &TcpStream {
+    type Target = AsyncStream;
+    fn deref(&self) -> &AsyncStream {
         &self.stream
     }
 }
 
 impl DerefMut for Connection {
-    fn deref_mut(&mut self) -> &mut TcpStream {
+    fn deref_mut(&mut self) -> &mut AsyncStream {
         &mut self.stream
     }
 }

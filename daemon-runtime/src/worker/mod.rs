@@ -40,7 +40,7 @@ pub(crate) enum Job {
     /// Accept connections from the shared listeners (the pre-forking pool).
     Accept(Handler),
     /// Serve this one connection, which the manager accepted, then exit (post-forking).
-    One(Handler, std::net::TcpStream),
+    One(Handler, crate::net::Stream),
     /// Run the supervised function.
     Supervised(Run<Supervised>),
     /// Run a task group's function.

@@ -10,7 +10,6 @@
 //! long-request state to the scoreboard.
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -164,7 +163,7 @@ struct Entry {
     /// Where its `read_or_stop` waits: letting it go wakes it there.
     slot: Arc<Slot>,
     task: AbortHandle,
-    peer: SocketAddr,
+    peer: crate::net::Peer,
 }
 
 /// The connections of one worker, on its runtime thread.
@@ -174,7 +173,7 @@ pub(crate) struct Connections {
 }
 
 impl Connections {
-    pub(crate) fn add(&self, tracked: Arc<Tracked>, slot: Arc<Slot>, task: AbortHandle, peer: SocketAddr) {
+    pub(crate) fn add(&self, tracked: Arc<Tracked>, slot: Arc<Slot>, task: AbortHandle, peer: crate::net::Peer) {
         let mut entries = self.entries.borrow_mut();
         // The finished ones go as the list grows, not on every connection.
         if entries.len() >= 64 && entries.len().is_power_of_two() {

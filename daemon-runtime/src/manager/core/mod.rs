@@ -232,6 +232,8 @@ pub(crate) enum Command {
     /// List the manager's children (to find what its workers left behind); the driver answers
     /// `Orphans`.
     ListChildren,
+    /// The daemon stops for good: remove the Unix socket files it listened on.
+    RemoveSocketFiles,
 }
 
 /// What happened, for the core.
@@ -671,6 +673,9 @@ impl Core {
         self.push(Command::Hook(Hook::Exit));
         info!(wakes = board.wakes(), exit_status = self.exit_code, "manager stopped: every worker is gone");
         self.push(Command::PidFile(PidFileOp::Remove));
+        if self.owns_socket_files() {
+            self.push(Command::RemoveSocketFiles);
+        }
         if let Some(why) = self.start_failed.take() {
             self.push(Command::StartFailed(why));
         }

@@ -716,6 +716,15 @@ impl World {
                 self.pid_file_removed = true;
                 Ok(None)
             }
+            Command::RemoveSocketFiles => {
+                // The sockets' files belong to whichever manager serves on: never removed by one
+                // that handed them over, nor by a new one whose old manager runs.
+                let handed_over = self.core.upgrade.as_ref().is_some_and(|u| u.state == super::upgrade::State::TookOver);
+                if handed_over || self.core.upgraded_from.is_some() {
+                    return fail("socket files kept", "the socket files were removed by a manager that does not serve on".into());
+                }
+                Ok(None)
+            }
             Command::StartUpgrade { hold } => Ok(self.start_upgrade(hold, self.pending_upgrade)),
             Command::ReopenLogs => Ok(Some(Event::LogsReopened(true))),
             Command::ListChildren => {

@@ -56,6 +56,14 @@ impl Core {
         !handed_over && (self.old_manager_runs().is_none() || self.ready_reported)
     }
 
+    /// Whether the Unix socket files the daemon listens on are this manager's to remove as it
+    /// ends: not once a new manager has taken them over, nor while its old manager runs (a
+    /// new manager that ends then is rolled back, and the old one serves on).
+    pub(crate) fn owns_socket_files(&self) -> bool {
+        let handed_over = self.upgrade.as_ref().is_some_and(|u| u.state == State::TookOver);
+        !handed_over && self.old_manager_runs().is_none()
+    }
+
     /// A new manager whose old one still runs holds its supervised worker and task groups: the
     /// old manager's own run until it is gone (two at once could do one job twice).
     pub(crate) fn singletons_held(&self) -> bool {
