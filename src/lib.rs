@@ -91,6 +91,14 @@ pub use daemon_runtime::http;
 /// reads and writes.
 pub use daemon_runtime::net;
 
+/// TLS on the TCP listeners, with the `tls` feature (off by default) and `tls_cert` and
+/// `tls_key` set: every `Connection` of a TCP listener is then a [`tls::TlsStream`], whose
+/// handshake is done in its first reads; `conn.tls().await` says what it settled
+/// ([`tls::TlsInfo`]: SNI, ALPN, the client's certificate, resumption). A reload (HUP) reads the
+/// files again; its new workers serve the new certificate.
+#[cfg(feature = "tls")]
+pub use daemon_runtime::tls;
+
 /// The program's own metrics (counters, gauges, histograms), on the manager's `/metrics` summed
 /// over every worker, surviving workers' exits and hot upgrades.
 pub use daemon_runtime::metrics;

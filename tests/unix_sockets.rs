@@ -193,8 +193,34 @@ fn a_path_someone_else_could_have_taken_is_refused_and_left_alone() {
     std::fs::create_dir(&open).expect("mkdir");
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let said = refused("lab", &["--listen", &format!("unix:{}", open.join("app.sock").display())]);
-    assert!(said.contains("may be written by other users"), "{said}");
+    assert!(said.contains("may be changed by other users"), "{said}");
     assert!(!open.join("app.sock").exists());
+    // A directory reached through a link is refused: the link could be pointed elsewhere.
+    let real = dir.path("real");
+    std::fs::create_dir(&real).expect("mkdir");
+    std::os::unix::fs::symlink(&real, dir.path("via")).expect("symlink");
+    let said = refused("lab", &["--listen", &format!("unix:{}", dir.path("via/app.sock").display())]);
+    assert!(said.contains("is a symbolic link or not a directory"), "{said}");
+    // So is a path through a directory others may rename things in, however far up.
+    let shared = dir.path("shared");
+    std::fs::create_dir_all(shared.join("run")).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let said = refused("lab", &["--listen", &format!("unix:{}", shared.join("run/app.sock").display())]);
+    assert!(said.contains(&format!("the directory {} may be changed by other users", shared.display())), "{said}");
+    // A sticky directory (as /tmp) protects what is in it, but anyone may take a free name in
+    // it while the daemon is down: refused for the socket itself.
+    let sticky = dir.path("sticky");
+    std::fs::create_dir(&sticky).expect("mkdir");
+    std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let said = refused("lab", &["--listen", &format!("unix:{}", sticky.join("app.sock").display())]);
+    assert!(said.contains("may be changed by other users"), "{said}");
+    // The group let in by socket_group may connect, not write in the directory.
+    let grouped = dir.path("grouped");
+    std::fs::create_dir(&grouped).expect("mkdir");
+    nix::unistd::chown(&grouped, None, Some(nix::unistd::Gid::from_raw(NOBODY))).expect("chgrp");
+    std::fs::set_permissions(&grouped, std::fs::Permissions::from_mode(0o770)).expect("chmod");
+    let said = refused("lab", &["--listen", &format!("unix:{}", grouped.join("app.sock").display()), "--socket-group", "nogroup"]);
+    assert!(said.contains("may be changed by other users"), "{said}");
     // A directory that does not exist is named, with the fix.
     let said = refused("lab", &["--listen", &format!("unix:{}", dir.path("none/app.sock").display())]);
     assert!(said.contains("does not exist: create it"), "{said}");
@@ -239,6 +265,63 @@ fn the_classic_model_serves_a_unix_socket_through_a_stream_and_refuses_a_tcp_onl
     // before it serves anything.
     let said = refused("lab_classic", &["--listen", &listen]);
     assert!(said.contains("it takes a std::net::TcpStream, so it serves TCP only"), "{said}");
+    assert!(!socket.exists(), "a start that fails leaves no socket file behind");
+}
+
+#[test]
+fn a_path_cannot_forge_log_lines() {
+    let dir = socket_dir("unix-log");
+    let listen = format!("unix:{}", dir.path("x\n2026-01-01T00:00:00Z ERROR FORGED.sock").display());
+    let d = Daemon::start("lab", &["--workers", "1", "--listen", &listen]);
+    d.wait_for_line("pool ready", SOON);
+    assert!(d.lines().iter().all(|l| !l.starts_with("2026-01-01T00:00:00Z ERROR FORGED")), "{:?}", d.lines());
+    assert!(d.lines().iter().any(|l| l.contains("x\\n2026-01-01T00:00:00Z ERROR FORGED.sock")), "{:?}", d.lines());
+}
+
+#[test]
+fn two_starts_at_once_on_a_stale_file_leave_one_daemon_that_answers() {
+    let dir = socket_dir("unix-race");
+    let socket = dir.path("r.sock");
+    let listen = format!("unix:{}", socket.display());
+    drop(std::os::unix::net::UnixListener::bind(&socket).expect("bind"));
+    // The first start is held just as it removes the stale file (strace delays the call); the
+    // second comes meanwhile. Without turns, the second would bind, then lose its file to the
+    // first's removal and serve a socket nobody can reach.
+    let trace = dir.path("trace");
+    let first = Daemon::start_program(
+        Path::new("strace"),
+        "strace",
+        &["-f", "-o", &trace.display().to_string(), "-e", "trace=unlinkat", "-e", "inject=unlinkat:delay_enter=1500000", &example("lab").display().to_string(), "--workers", "1", "--listen", &listen],
+        &[],
+    );
+    wait_until(SOON, "the first start to remove the stale file", || std::fs::read_to_string(&trace).is_ok_and(|t| t.contains("\"r.sock\"")));
+    let mut second = Daemon::start("lab", &["--workers", "1", "--listen", &listen]);
+    let status = second.wait_exit(SOON);
+    let said = second.stderr_after_exit();
+    assert_eq!(status.code(), Some(1), "the second start must see the first: {said}");
+    assert!(said.contains("a process answers on this socket"), "{said}");
+    first.wait_for_line("pool ready", SOON);
+    assert_eq!(curl(&socket, "/", None).0, 200, "the daemon that runs answers on the path");
+}
+
+#[test]
+fn an_upgrade_takes_over_only_the_file_the_old_manager_bound() {
+    let dir = socket_dir("unix-upgrade-moved");
+    let socket = dir.path("app.sock");
+    let listen = format!("unix:{}", socket.display());
+    let app = App::start("unix-upgrade-moved", &["--listen", &listen]);
+    app.track();
+    // Someone moves the daemon's file away and puts another socket in its place.
+    std::fs::rename(&socket, dir.path("moved.sock")).expect("move");
+    let theirs = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+    let out = app.upgrade(&[]);
+    assert!(out.status.success(), "upgrade: {out:?}\n{}", app.log_text());
+    let new = app.settle();
+    assert!(app.log_text().contains("no longer names the socket file the old manager bound"), "{}", app.log_text());
+    assert!(app.control(&["stop"]).status.success());
+    wait_until(SOON, "the new manager to exit", || !alive(new));
+    assert!(is_socket(&socket), "another's socket is not removed");
+    drop(theirs);
 }
 
 #[test]

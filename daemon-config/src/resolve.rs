@@ -76,6 +76,11 @@ pub struct Config {
     pub socket_mode: u32,
     pub socket_user: Option<String>,
     pub socket_group: Option<String>,
+    /// TLS on the TCP listeners: the certificate chain, its key, and the CAs clients' certificates
+    /// must chain to (PEM files).
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub tls_client_ca: Option<String>,
     pub detach: bool,
     pub foreground: bool,
     pub graceful_timeout: Duration,
@@ -132,6 +137,9 @@ impl Config {
             Key::SocketMode => Value::Text(format!("{:04o}", self.socket_mode)),
             Key::SocketUser => Value::Text(self.socket_user.clone().unwrap_or_default()),
             Key::SocketGroup => Value::Text(self.socket_group.clone().unwrap_or_default()),
+            Key::TlsCert => Value::Text(self.tls_cert.clone().unwrap_or_default()),
+            Key::TlsKey => Value::Text(self.tls_key.clone().unwrap_or_default()),
+            Key::TlsClientCa => Value::Text(self.tls_client_ca.clone().unwrap_or_default()),
             Key::Detach => Value::Flag(self.detach),
             Key::Foreground => Value::Flag(self.foreground),
             Key::GracefulTimeout => Value::Duration(self.graceful_timeout),
@@ -171,6 +179,9 @@ impl Config {
         match key {
             Key::PidFile => Some(&mut self.pid_file),
             Key::LogFile => Some(&mut self.log_file),
+            Key::TlsCert => Some(&mut self.tls_cert),
+            Key::TlsKey => Some(&mut self.tls_key),
+            Key::TlsClientCa => Some(&mut self.tls_client_ca),
             Key::Prefork
             | Key::MinSpare
             | Key::MaxSpare
@@ -225,6 +236,9 @@ impl Config {
             Key::SocketMode => self.socket_mode = other.socket_mode,
             Key::SocketUser => self.socket_user.clone_from(&other.socket_user),
             Key::SocketGroup => self.socket_group.clone_from(&other.socket_group),
+            Key::TlsCert => self.tls_cert.clone_from(&other.tls_cert),
+            Key::TlsKey => self.tls_key.clone_from(&other.tls_key),
+            Key::TlsClientCa => self.tls_client_ca.clone_from(&other.tls_client_ca),
             Key::Detach => self.detach = other.detach,
             Key::Foreground => self.foreground = other.foreground,
             Key::GracefulTimeout => self.graceful_timeout = other.graceful_timeout,
@@ -443,6 +457,17 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
             ),
         ));
     }
+    // TLS needs its certificate and its key; a client CA asks for TLS.
+    let given_text = |key: Key| match ok.get(&key) {
+        Some((v @ Value::Text(t), origin)) if !t.is_empty() => Some((key, origin.clone(), v.clone())),
+        _ => None,
+    };
+    match (given_text(Key::TlsCert), given_text(Key::TlsKey), given_text(Key::TlsClientCa)) {
+        (Some(cert), None, _) => problems.push(Problem::new(vec![cert], "tls_cert is set without tls_key: give the certificate's private key too (tls_key = \"/path/privkey.pem\")".to_string())),
+        (None, Some(key), _) => problems.push(Problem::new(vec![key], "tls_key is set without tls_cert: give the certificate (and its chain) too (tls_cert = \"/path/fullchain.pem\")".to_string())),
+        (None, None, Some(ca)) => problems.push(Problem::new(vec![ca], "tls_client_ca asks clients for certificates, which needs TLS: set tls_cert and tls_key too".to_string())),
+        _ => {}
+    }
     if let (Some(request), Some(long)) = (request_timeout, long_request_timeout) {
         if long < request {
             problems.push(Problem::new(
@@ -489,6 +514,9 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
         socket_mode: text(Key::SocketMode).and_then(|m| crate::settings::parse_mode(&m).ok()).unwrap_or(0o660),
         socket_user: text(Key::SocketUser),
         socket_group: text(Key::SocketGroup),
+        tls_cert: text(Key::TlsCert),
+        tls_key: text(Key::TlsKey),
+        tls_client_ca: text(Key::TlsClientCa),
         clients: as_u32(clients),
         listen,
         detach: flag(Key::Detach),

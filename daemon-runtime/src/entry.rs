@@ -448,6 +448,15 @@ impl Housekeeping<'_> {
             Ok(l) => l,
             Err(e) => return fail(e.to_string()),
         };
+        // From here, a start that fails removes the socket files it bound.
+        let mut fail = |why: String| {
+            crate::boot::listener::forget_bound(&listeners);
+            fail(why)
+        };
+        let access_set = config.socket_user.is_some() || config.socket_group.is_some() || config.socket_mode != 0o660;
+        if let Some(l) = listeners.iter().find(|l| matches!(l.addr, crate::net::Local::Abstract(_))).filter(|_| access_set) {
+            warn!(addr = %l.addr, "socket_mode, socket_user and socket_group do not apply to an abstract socket, which has no file: any local process may connect to it; check Connection::peer_cred");
+        }
         // A plain handler that takes a TcpStream cannot be given a Unix socket's connections.
         if let (Some(unix), Some(accept)) = (listeners.iter().find(|l| l.addr.is_unix()), hooks.on_accept.as_ref()) {
             if (accept.tcp_only)() {
@@ -456,6 +465,12 @@ impl Housekeeping<'_> {
                      (TCP or Unix), make it an async handler (daemon::Connection), or listen on TCP only",
                     unix.addr, accept.name
                 ));
+            }
+        }
+        // TLS: the files are read here, before privileges are dropped.
+        if config.tls_cert.is_some() && !addresses.is_empty() {
+            if let Err(why) = crate::boot::start_tls(config, hooks, user) {
+                return fail(why);
             }
         }
         let handed_by = upgraded_from.map(|p| p.as_raw());
@@ -473,6 +488,7 @@ impl Housekeeping<'_> {
         }
         let mut housework = housework;
         let mut fail = |why: String| {
+            crate::boot::listener::forget_bound(&listeners);
             error!("{why}");
             housework.readiness.failed(&why);
             Err(1)

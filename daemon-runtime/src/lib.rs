@@ -24,6 +24,8 @@ mod scoreboard;
 mod signals;
 mod sources;
 mod sys;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod worker;
 
 pub use pool::{policy, supervise};

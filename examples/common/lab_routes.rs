@@ -90,6 +90,22 @@ pub async fn serve(mut conn: daemon::Connection) -> std::io::Result<()> {
             },
             // Who connected: a TCP address, or a Unix socket client's pid, uid and gid.
             "/peer" => (200, format!("{}\n", conn.peer())),
+            // What the TLS handshake settled (with the `tls` feature).
+            #[cfg(feature = "tls")]
+            "/tls" => match conn.tls().await? {
+                Some(t) => (
+                    200,
+                    format!(
+                        "sni={} alpn={} resumed={} client_certs={} pid={}\n",
+                        t.server_name.as_deref().unwrap_or("-"),
+                        t.alpn.as_deref().map_or("-".to_string(), |a| String::from_utf8_lossy(a).into_owned()),
+                        t.resumed,
+                        t.client_certificates.len(),
+                        std::process::id()
+                    ),
+                ),
+                None => (200, "plaintext\n".to_string()),
+            },
             _ => route(method, path).await,
         };
         let close = request.close || conn.is_stopping();

@@ -33,8 +33,9 @@ pub(crate) const UPGRADE_METRICS: &str = "DAEMON_UPGRADE_METRICS";
 /// The most sockets a process takes from `LISTEN_FDS`, and so the most an upgrade hands on.
 pub(crate) const MOST_SOCKETS: usize = 64;
 /// How an upgrade names its sockets in `LISTEN_FDNAMES`: one that came from socket activation,
-/// one the old manager bound for `listen`, and the metrics' one. (A name holds no `:`, which
-/// separates them: the new manager reads each socket's address from the socket.)
+/// one the old manager bound for `listen` (`file.DEV.INO` for a Unix socket with its file:
+/// `unix_socket::hand_over_name`), and the metrics' one. (A name holds no `:`, which separates
+/// them: the new manager reads each socket's address from the socket.)
 pub(crate) const ACTIVATED: &str = "activated";
 pub(crate) const LISTENING: &str = "listen";
 pub(crate) const METRICS: &str = "metrics";
@@ -135,6 +136,10 @@ pub(crate) fn take() -> Result<Inherited, InheritError> {
             };
             let _ = fcntl(&pipe, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
             found.upgrade = Some((Pid::from_raw(old), pipe));
+            // What the old manager's socket files are, for this one to take over only those.
+            for (i, l) in found.listeners.iter_mut().enumerate() {
+                l.handed_file = names.get(i).and_then(|n| super::unix_socket::identity_in(n));
+            }
             found.first_free += 1;
             found.source = Some(Source::Upgrade);
             // The metrics' memory, on the descriptor after the pipe (checked when mapped: a
@@ -189,7 +194,7 @@ fn adopt(fd: RawFd) -> Result<Listener, String> {
     let flags = fcntl(&owned, FcntlArg::F_GETFL).map_err(|e| e.to_string())?;
     fcntl(&owned, FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK)).map_err(|e| e.to_string())?;
     let addr = crate::net::Local::of(&owned).ok_or_else(|| "is not a TCP socket (IPv4 or IPv6) nor a Unix socket with a path or name".to_string())?;
-    Ok(Listener { socket: owned, addr, activated: false, file: None })
+    Ok(Listener { socket: owned, addr, activated: false, file: None, handed_file: None })
 }
 
 /// Hands `sockets` (each with its name, its address) and `verdict` to a program about to be
@@ -199,7 +204,7 @@ fn adopt(fd: RawFd) -> Result<Listener, String> {
 /// `metrics`: the program's metrics' memory and the half this manager writes, on the
 /// descriptor after the pipe.
 pub(crate) fn hand_on(
-    sockets: &[(BorrowedFd<'_>, &str)],
+    sockets: &[(BorrowedFd<'_>, String)],
     verdict: &OwnedFd,
     metrics: Option<(BorrowedFd<'_>, usize)>,
     old: Pid,
@@ -216,7 +221,7 @@ pub(crate) fn hand_on(
         // dup2 clears close-on-exec on the copy: the new program keeps exactly these.
         crate::sys::dup_onto(*fd, FIRST_FD + i as RawFd)?;
     }
-    let names: Vec<&str> = sockets.iter().map(|(_, n)| *n).collect();
+    let names: Vec<&str> = sockets.iter().map(|(_, n)| n.as_str()).collect();
     let pipe = FIRST_FD + sockets.len() as RawFd;
     let mut vars = vec![
         (LISTEN_PID.to_string(), std::process::id().to_string()),

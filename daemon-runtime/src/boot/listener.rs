@@ -29,6 +29,8 @@ pub(crate) struct Listener {
     /// The socket file of a Unix socket this daemon bound (or took over in an upgrade): removed
     /// when the daemon stops for good. None for TCP, abstract names and the service manager's.
     pub(crate) file: Option<SocketFile>,
+    /// Handed over in an upgrade: what the old manager's socket file is (device, inode).
+    pub(crate) handed_file: Option<(u64, u64)>,
 }
 
 impl AsFd for Listener {
@@ -107,9 +109,13 @@ pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<
             match take_matching(&mut left, &addr) {
                 Some(mut l) => {
                     // The old manager's file is this one's to remove now (only if the upgrade
-                    // goes through: a new manager rolled back removes nothing).
+                    // goes through: a new manager rolled back removes nothing), if the path
+                    // still names that very file.
                     if let Local::Path(path) = &l.addr {
-                        l.file = SocketFile::at(path);
+                        l.file = l.handed_file.and_then(|(dev, ino)| SocketFile::taken_over(path, dev, ino));
+                        if l.file.is_none() {
+                            tracing::warn!(addr = %l.addr, "the path no longer names the socket file the old manager bound (moved or replaced): this manager will not remove it");
+                        }
                     }
                     let resized = crate::sys::listen_queue(l.socket.as_fd(), backlog);
                     resized.map_err(|error| BindError { addr: text.clone(), error, setting: "backlog" })?;
@@ -152,19 +158,20 @@ pub(crate) fn take_metrics(inherited: &mut Vec<Listener>, text: &str) -> Option<
 fn bind_unix(addr: Local, text: &str, backlog: u32, access: Access) -> Result<Listener, BindError> {
     let err = |error: io::Error| BindError { addr: text.to_string(), error, setting: "listen" };
     let (socket, file) = match &addr {
-        Local::Path(path) => unix_socket::bind_path(path, access).map(|(fd, file)| (fd, Some(file))),
-        Local::Abstract(name) => unix_socket::bind_abstract(name).map(|fd| (fd, None)),
+        Local::Path(path) => unix_socket::bind_path(path, access, backlog).map(|(fd, file)| (fd, Some(file))),
+        Local::Abstract(name) => unix_socket::bind_abstract(name).and_then(|fd| crate::sys::listen_queue(fd.as_fd(), backlog).map(|()| (fd, None))),
         Local::Tcp(_) => return Err(err(io::Error::new(io::ErrorKind::InvalidInput, "not a Unix socket"))),
     }
     .map_err(err)?;
-    let listening = crate::sys::listen_queue(socket.as_fd(), backlog).map_err(err);
-    if let Err(e) = listening {
-        if let Some(f) = &file {
-            f.remove();
-        }
-        return Err(e);
+    Ok(Listener { socket, addr, activated: false, file, handed_file: None })
+}
+
+/// Removes the socket files a start that fails had bound (not those it took over: they are
+/// still the old manager's).
+pub(crate) fn forget_bound(listeners: &[Listener]) {
+    for file in listeners.iter().filter_map(|l| l.file.as_ref()).filter(|f| f.bound_here) {
+        file.remove();
     }
-    Ok(Listener { socket, addr, activated: false, file })
 }
 
 /// The addresses `text` names: an `IP:PORT`, or every address a `HOST:PORT`'s host name has
@@ -211,7 +218,7 @@ fn bind_one(addr: SocketAddr, text: &str, backlog: u32) -> Result<Listener, Bind
     bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|e| err(e.into()))?;
     crate::sys::listen_queue(fd.as_fd(), backlog).map_err(err)?;
     let addr = Local::of(&fd).ok_or_else(|| err(io::Error::other("the bound socket has no address")))?;
-    Ok(Listener { socket: fd, addr, activated: false, file: None })
+    Ok(Listener { socket: fd, addr, activated: false, file: None, handed_file: None })
 }
 
 /// Where inherited sockets came from.
@@ -228,7 +235,15 @@ pub(crate) enum Source {
 pub(crate) fn take_matching(inherited: &mut Vec<Listener>, wanted: &Local) -> Option<Listener> {
     let i = inherited.iter().position(|l| match (&l.addr, wanted) {
         (Local::Tcp(have), Local::Tcp(want)) => have.ip() == want.ip() && (want.port() == 0 || want.port() == have.port()),
+        // The daemon binds a socket file by its name in its directory, which is what the
+        // socket says its address is. (Whether the path still names its file decides only
+        // whether this manager may remove the file: `listen`.)
+        (Local::Path(have), Local::Path(want)) if have.is_relative() => want.file_name() == Some(have.as_os_str()),
         (have, want) => have == want,
     })?;
-    Some(inherited.remove(i))
+    let mut l = inherited.remove(i);
+    if matches!(&l.addr, Local::Path(p) if p.is_relative()) {
+        l.addr = wanted.clone();
+    }
+    Some(l)
 }

@@ -40,3 +40,17 @@ pub(crate) struct Housework {
     /// The memory the program's metrics count in (`daemon::metrics`), to hand on in an upgrade.
     pub metrics_area: Option<std::os::fd::OwnedFd>,
 }
+
+/// Makes TLS what the first workers serve (`tls_cert`), or says why it cannot be.
+pub(crate) fn start_tls(config: &daemon_config::Config, hooks: &crate::hooks::Hooks, daemon_uid: Option<u32>) -> Result<(), String> {
+    if hooks.on_accept.as_ref().is_some_and(|a| matches!(a.handler, crate::hooks::Handler::Sync(_))) {
+        return Err("tls_cert: the classic model (a plain fn on_accept handler) cannot serve TLS: make the handler async (daemon::Connection), or put a TLS proxy in front".to_string());
+    }
+    #[cfg(feature = "tls")]
+    return crate::tls::load(config, daemon_uid);
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = (config, daemon_uid);
+        Err("tls_cert is set, but the program was built without TLS: enable the `tls` feature of the daemon crate (daemon = { features = [\"tls\"] })".to_string())
+    }
+}

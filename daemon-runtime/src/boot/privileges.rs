@@ -60,7 +60,7 @@ pub(crate) fn socket_access(config: &daemon_config::Config, id: Identity) -> Res
         Some(name) => Some(lookup_group(name).map_err(|e| named("socket_group", e))?),
         None => id.gid,
     };
-    Ok(super::unix_socket::Access { mode: config.socket_mode, uid, gid })
+    Ok(super::unix_socket::Access { mode: config.socket_mode, uid, gid, daemon_uid: id.uid, daemon_gid: id.gid })
 }
 
 /// The uid of a user name (or number), for a control command that must know whom the daemon

@@ -315,8 +315,9 @@ fn still_running(path: &Path, pid: Pid) -> bool {
 fn stop(name: &str, path: &Path, pid: Pid, graceful: bool, wait: Duration) -> i32 {
     let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
-        // The lock goes with the manager, whoever its parent is.
-        if !still_running(path, pid) {
+        // The lock goes with the manager, whoever its parent is; the process itself ends a
+        // moment after its descriptors are closed.
+        if !still_running(path, pid) && !crate::sys::proc::runs(pid.as_raw()) {
             say!("{name} stopped (pid {pid})");
             return lsb::OK;
         }

@@ -482,13 +482,28 @@ impl Manager {
             Signal::SIGHUP => {
                 // Reopen the logs, then the configuration, read again.
                 self.handle(Event::Signal(Sig::Hup));
-                let resolved = self.layers.resolve_all();
+                let resolved = self.resolve_reload();
                 self.handle(Event::Reload(Box::new(resolved)));
             }
             // A terminal's resizes send WINCH too (gunicorn issues 500 and 530).
             Signal::SIGWINCH if std::fs::File::open("/dev/tty").is_ok() => self.handle(Event::WinchFromTerminal),
             other => self.handle(Event::Signal(sig_of(other))),
         }
+    }
+
+    /// A reload's configuration, read again, with what it needs read before the new workers
+    /// fork: TLS's certificate and key. Files that cannot be used refuse the reload, whole.
+    fn resolve_reload(&self) -> Result<crate::sources::Resolved, Vec<String>> {
+        let resolved = self.layers.resolve_all()?;
+        #[cfg(feature = "tls")]
+        if !self.listeners.is_empty() {
+            crate::tls::load(&resolved.config, None).map_err(|why| vec![why])?;
+        }
+        #[cfg(not(feature = "tls"))]
+        if resolved.config.tls_cert.is_some() {
+            return Err(vec!["tls_cert is set, but the program was built without TLS: enable the `tls` feature of the daemon crate".to_string()]);
+        }
+        Ok(resolved)
     }
 
     /// Collects every child that has exited; no zombie is left behind. As a child subreaper the
@@ -562,7 +577,7 @@ impl Manager {
         let request = match request {
             control::Request::Status => Request::Status,
             control::Request::Stop { graceful } => Request::Stop { graceful },
-            control::Request::Reload => Request::Reload(Box::new(self.layers.resolve_all())),
+            control::Request::Reload => Request::Reload(Box::new(self.resolve_reload())),
             control::Request::Backout => Request::Backout,
             control::Request::Upgrade { hold } => return self.upgrade_request(hold),
         };

@@ -165,13 +165,20 @@ impl Manager {
             exit_now(127)
         };
         // Each socket's name says what it is for; the new manager finds its address itself.
-        let mut sockets: Vec<(BorrowedFd<'_>, &str)> = self
+        let mut sockets: Vec<(BorrowedFd<'_>, String)> = self
             .listeners
             .iter()
-            .map(|l| (l.as_fd(), if l.activated { inherit::ACTIVATED } else { inherit::LISTENING }))
+            .map(|l| {
+                let name = match (&l.file, l.activated) {
+                    (_, true) => inherit::ACTIVATED.to_string(),
+                    (Some(file), false) => crate::boot::unix_socket::hand_over_name(file),
+                    (None, false) => inherit::LISTENING.to_string(),
+                };
+                (l.as_fd(), name)
+            })
             .collect();
         if let Some((fd, _)) = self.own.as_ref().and_then(|o| o.metrics.as_ref()).and_then(|m| m.socket()) {
-            sockets.push((fd, inherit::METRICS));
+            sockets.push((fd, inherit::METRICS.to_string()));
         }
         let metrics = self.own.as_ref().and_then(|o| o.housework.metrics_area.as_ref()).map(|fd| (fd.as_fd(), crate::metrics::area::half()));
         let handed = match inherit::hand_on(&sockets, verdict, metrics, self.pid) {

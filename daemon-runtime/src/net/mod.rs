@@ -59,10 +59,12 @@ impl Local {
 
 impl fmt::Display for Local {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A name's control characters are escaped: a path cannot forge lines of the log.
+        let plain = |text: &str| text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect::<String>();
         match self {
             Local::Tcp(a) => write!(f, "{a}"),
-            Local::Path(p) => write!(f, "unix:{}", p.display()),
-            Local::Abstract(name) => write!(f, "unix:@{}", String::from_utf8_lossy(name)),
+            Local::Path(p) => write!(f, "unix:{}", plain(&p.to_string_lossy())),
+            Local::Abstract(name) => write!(f, "unix:@{}", plain(&String::from_utf8_lossy(name))),
         }
     }
 }
@@ -73,8 +75,8 @@ impl fmt::Display for Local {
 pub enum Peer {
     /// A TCP client, by its address.
     Tcp(SocketAddr),
-    /// A client of a Unix socket, by its process's credentials as the kernel saw them when it
-    /// connected (`SO_PEERCRED`): they cannot be forged.
+    /// A client of a Unix socket, by its process's credentials as the kernel took them when it
+    /// connected (`SO_PEERCRED`): a client cannot claim others than it had then.
     Unix(PeerCred),
 }
 
@@ -121,7 +123,9 @@ impl fmt::Display for Peer {
 }
 
 /// The credentials of the process that connected to a Unix socket (`SO_PEERCRED`): taken by
-/// the kernel at `connect(2)`, so a client cannot claim another's.
+/// the kernel at `connect(2)`, so a client cannot claim another's. They are the ids it had
+/// then: a process that drops privileges after connecting, or hands the socket to another,
+/// still shows them, and a pid may name another process once that one is gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerCred {
     pub pid: i32,

@@ -80,10 +80,18 @@ impl Stream {
         }
     }
 
-    /// The same connection for tokio (it must be non-blocking already).
+    /// The same connection for tokio (it must be non-blocking already): over TLS, if TLS is on
+    /// (`tls_cert`) and it came through a TCP listener.
     pub(crate) fn into_async(self) -> io::Result<AsyncStream> {
         Ok(match self {
-            Stream::Tcp(s) => AsyncStream::Tcp(tokio::net::TcpStream::from_std(s)?),
+            Stream::Tcp(s) => {
+                let tcp = tokio::net::TcpStream::from_std(s)?;
+                #[cfg(feature = "tls")]
+                if let Some(config) = crate::tls::current() {
+                    return Ok(AsyncStream::Tls(crate::tls::TlsStream::new(tcp, config)));
+                }
+                AsyncStream::Tcp(tcp)
+            }
             Stream::Unix(s) => AsyncStream::Unix(tokio::net::UnixStream::from_std(s)?),
         })
     }
@@ -116,12 +124,15 @@ impl Write for Stream {
 }
 
 /// A client connection's stream on the worker's tokio runtime, inside a
-/// [`Connection`](crate::Connection): TCP or Unix.
+/// [`Connection`](crate::Connection): TCP, Unix, or TLS over TCP (with the `tls` feature and
+/// `tls_cert`).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum AsyncStream {
     Tcp(tokio::net::TcpStream),
     Unix(tokio::net::UnixStream),
+    #[cfg(feature = "tls")]
+    Tls(crate::tls::TlsStream),
 }
 
 macro_rules! either_async {
@@ -129,31 +140,39 @@ macro_rules! either_async {
         match $self {
             AsyncStream::Tcp($s) => $e,
             AsyncStream::Unix($s) => $e,
+            #[cfg(feature = "tls")]
+            AsyncStream::Tls($s) => $e,
         }
     };
 }
 
 impl AsyncStream {
-    /// The TCP stream, if it is one (for its socket options: `nodelay()`, `set_linger()`...).
+    /// The TCP stream, if it is one, or the one under TLS (for its socket options: `nodelay()`,
+    /// `set_linger()`...).
     pub fn tcp(&self) -> Option<&tokio::net::TcpStream> {
         match self {
             AsyncStream::Tcp(s) => Some(s),
             AsyncStream::Unix(_) => None,
+            #[cfg(feature = "tls")]
+            AsyncStream::Tls(s) => s.tcp(),
         }
     }
 
     /// The Unix stream, if it is one.
     pub fn unix(&self) -> Option<&tokio::net::UnixStream> {
         match self {
-            AsyncStream::Tcp(_) => None,
             AsyncStream::Unix(s) => Some(s),
+            _ => None,
         }
     }
-}
 
-impl AsFd for AsyncStream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        either_async!(self, s => s.as_fd())
+    /// The TLS stream, if the connection is one.
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Option<&crate::tls::TlsStream> {
+        match self {
+            AsyncStream::Tls(s) => Some(s),
+            _ => None,
+        }
     }
 }
 

@@ -74,3 +74,12 @@ mod tests {
         assert!(threads().is_some_and(|n| n >= 1));
     }
 }
+
+/// Whether process `pid` still runs: it exists and is not a zombie (ended, waiting for its
+/// parent to collect it).
+pub(crate) fn runs(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the command's name, which is in parentheses and may hold anything.
+    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+    !matches!(state, None | Some('Z' | 'X' | 'x'))
+}

@@ -191,6 +191,27 @@ impl Connection {
         Poll::Pending
     }
 
+    /// Over TLS (the `tls` feature and `tls_cert`): completes the handshake if it is not done
+    /// yet, and says what it settled (SNI, ALPN, the client's certificate with `tls_client_ca`,
+    /// whether the session was resumed). `Ok(None)` on a plaintext connection. The handshake
+    /// also completes on the first read or write; waiting for it is waiting for the client's
+    /// first request, so `keepalive_timeout`, a let-go or a stop's drain end it as they end a
+    /// silent client's wait.
+    #[cfg(feature = "tls")]
+    pub async fn tls(&mut self) -> io::Result<Option<crate::tls::TlsInfo>> {
+        if self.stream.tls().is_none() {
+            return Ok(None);
+        }
+        let wait = if self.has_read { Wait::Between } else { Wait::First };
+        let waiting = Waiting(self);
+        let done = std::future::poll_fn(|cx| waiting.0.poll_wait(cx, &mut ReadBuf::new(&mut []), wait)).await?;
+        drop(waiting);
+        match done {
+            Some(()) => Ok(self.stream.tls().and_then(crate::tls::TlsStream::info)),
+            None => Err(io::Error::new(io::ErrorKind::ConnectionAborted, "the connection was let go before its TLS handshake ended")),
+        }
+    }
+
     /// For `daemon::http`: the handles a request's service needs, which outlive borrows of this.
     #[cfg(feature = "http")]
     pub(crate) fn handles(&self) -> (Arc<Tracker>, Arc<Tracked>) {
