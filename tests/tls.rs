@@ -13,54 +13,6 @@ use std::sync::Arc;
 
 use support::*;
 
-/// A CA and certificates it signs, made with openssl in a directory of the test's own.
-struct Pki {
-    dir: TempDir,
-}
-
-impl Pki {
-    fn new(tag: &str) -> Pki {
-        let dir = TempDir::new(tag);
-        std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let pki = Pki { dir };
-        pki.ca("ca");
-        pki
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path(name)
-    }
-
-    fn arg(&self, name: &str) -> String {
-        self.path(name).display().to_string()
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let out = Command::new("openssl").args(args).current_dir(&self.dir.0).output().expect("openssl (Debian's openssl)");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    /// A self-signed CA: NAME.pem and NAME.key.
-    fn ca(&self, name: &str) {
-        let (pem, key) = (format!("{name}.pem"), format!("{name}.key"));
-        let subject = format!("/CN=daemon test {name}");
-        self.openssl(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subject]);
-    }
-
-    /// A certificate for `cn` (and localhost, 127.0.0.1) that `ca` signs, valid for `days` (a
-    /// negative number: expired): NAME.pem (with the CA after it, a chain) and NAME.key (0600).
-    fn issue(&self, name: &str, ca: &str, cn: &str, days: i32) {
-        let (key, csr, leaf) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.leaf"));
-        self.openssl(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &format!("/CN={cn}")]);
-        std::fs::write(self.path("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n").expect("ext");
-        let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
-        self.openssl(&["x509", "-req", "-in", &csr, "-CA", &ca_pem, "-CAkey", &ca_key, "-CAcreateserial", "-out", &leaf, "-days", &days.to_string(), "-extfile", "ext"]);
-        let chain = [std::fs::read(self.path(&leaf)).expect("leaf"), std::fs::read(self.path(&ca_pem)).expect("ca")].concat();
-        std::fs::write(self.path(&format!("{name}.pem")), chain).expect("chain");
-        std::fs::set_permissions(self.path(&key), std::fs::Permissions::from_mode(0o600)).expect("chmod the key");
-    }
-}
-
 /// `GET path` over TLS with curl, trusting `ca` (a PEM file): the status (0 if the connection or
 /// the handshake failed) and the body.
 fn curl(port: u16, path: &str, ca: &Path, extra: &[&str]) -> (u16, String) {
@@ -328,4 +280,56 @@ fn a_thousand_clients_that_never_finish_the_handshake_take_no_slot_for_long() {
             other => panic!("a stalled handshake still holds its connection: {other:?}"),
         }
     }
+}
+
+#[test]
+fn a_ticket_does_not_outlive_the_client_cas_it_was_issued_under() {
+    let pki = Pki::new("tls-ticket-ca");
+    pki.ca("clients");
+    pki.ca("others");
+    pki.issue("server", "ca", "localhost", 1);
+    pki.issue("alice", "clients", "alice", 1);
+    pki.issue("mallory", "others", "mallory", 1);
+    // Both client CAs at first; then only alice's.
+    let cas = pki.path("client-cas.pem");
+    let both = [std::fs::read(pki.path("clients.pem")).unwrap(), std::fs::read(pki.path("others.pem")).unwrap()].concat();
+    std::fs::write(&cas, &both).expect("the CA file");
+    let app = App::start("tls-ticket-ca", &["--tls-cert", &pki.arg("server.pem"), "--tls-key", &pki.arg("server.key"), "--tls-client-ca", &cas.display().to_string()]);
+    let port = app.port();
+    let ca = pki.path("ca.pem");
+    let (mallory, mallory_key, session) = (pki.arg("mallory.pem"), pki.arg("mallory.key"), pki.arg("mallory.session"));
+    let first = s_client(port, "/tls", &ca, &["-cert", &mallory, "-key", &mallory_key, "-sess_out", &session]);
+    assert!(first.contains("HTTP/1.1 200") && !first.contains("client_certs=0"), "mallory's certificate is accepted: {first}");
+    // A reload that keeps the CAs keeps the tickets.
+    let g = generation(&app);
+    assert!(app.control(&["reload"]).status.success());
+    wait_until(SOON, "the new generation ready", || ready_at(&app, g + 1));
+    let again = s_client(port, "/tls", &ca, &["-cert", &mallory, "-key", &mallory_key, "-sess_in", &session, "-sess_out", &session]);
+    assert!(again.contains("Reused, TLSv1.3"), "{again}");
+    // Mallory's CA is no longer trusted: the ticket no longer resumes, and a full handshake
+    // refuses the certificate.
+    std::fs::write(&cas, std::fs::read(pki.path("clients.pem")).unwrap()).expect("the CA file");
+    let g = generation(&app);
+    assert!(app.control(&["reload"]).status.success());
+    wait_until(SOON, "the new generation ready", || ready_at(&app, g + 1));
+    let after = s_client(port, "/tls", &ca, &["-cert", &mallory, "-key", &mallory_key, "-sess_in", &session]);
+    assert!(!after.contains("Reused") && !after.contains("resumed=true"), "{after}");
+    assert!(!after.contains("HTTP/1.1 200"), "mallory was served: {after}");
+}
+
+#[test]
+fn a_fifo_or_a_file_others_may_change_is_refused_without_hanging() {
+    let pki = Pki::new("tls-fifo");
+    pki.issue("server", "ca", "localhost", 1);
+    let fifo = pki.path("cert.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let (code, _, err) = Daemon::run_to_exit("lab", &["--tls-cert", &fifo.display().to_string(), "--tls-key", &pki.arg("server.key")], &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not a regular file"), "{err}");
+    // A certificate or CA file others may write could make anyone the server, or a trusted
+    // client.
+    std::fs::set_permissions(pki.path("ca.pem"), std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let (code, _, err) = Daemon::run_to_exit("lab", &["--tls-cert", &pki.arg("server.pem"), "--tls-key", &pki.arg("server.key"), "--tls-client-ca", &pki.arg("ca.pem")], &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("lets other users change it: chmod go-w"), "{err}");
 }

@@ -81,6 +81,8 @@ pub struct Config {
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
     pub tls_client_ca: Option<String>,
+    /// The protocols a handshake may agree on (`tls_alpn`), in order; none for `none`.
+    pub tls_alpn: Vec<String>,
     pub detach: bool,
     pub foreground: bool,
     pub graceful_timeout: Duration,
@@ -140,6 +142,7 @@ impl Config {
             Key::TlsCert => Value::Text(self.tls_cert.clone().unwrap_or_default()),
             Key::TlsKey => Value::Text(self.tls_key.clone().unwrap_or_default()),
             Key::TlsClientCa => Value::Text(self.tls_client_ca.clone().unwrap_or_default()),
+            Key::TlsAlpn => Value::Text(if self.tls_alpn.is_empty() { "none".to_string() } else { self.tls_alpn.join(",") }),
             Key::Detach => Value::Flag(self.detach),
             Key::Foreground => Value::Flag(self.foreground),
             Key::GracefulTimeout => Value::Duration(self.graceful_timeout),
@@ -182,7 +185,8 @@ impl Config {
             Key::TlsCert => Some(&mut self.tls_cert),
             Key::TlsKey => Some(&mut self.tls_key),
             Key::TlsClientCa => Some(&mut self.tls_client_ca),
-            Key::Prefork
+            Key::TlsAlpn
+            | Key::Prefork
             | Key::MinSpare
             | Key::MaxSpare
             | Key::MaxChildren
@@ -239,6 +243,7 @@ impl Config {
             Key::TlsCert => self.tls_cert.clone_from(&other.tls_cert),
             Key::TlsKey => self.tls_key.clone_from(&other.tls_key),
             Key::TlsClientCa => self.tls_client_ca.clone_from(&other.tls_client_ca),
+            Key::TlsAlpn => self.tls_alpn.clone_from(&other.tls_alpn),
             Key::Detach => self.detach = other.detach,
             Key::Foreground => self.foreground = other.foreground,
             Key::GracefulTimeout => self.graceful_timeout = other.graceful_timeout,
@@ -517,6 +522,11 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
         tls_cert: text(Key::TlsCert),
         tls_key: text(Key::TlsKey),
         tls_client_ca: text(Key::TlsClientCa),
+        tls_alpn: match text(Key::TlsAlpn).as_deref() {
+            Some("none") => Vec::new(),
+            Some(list) => list.split(',').map(str::to_string).collect(),
+            None => vec!["http/1.1".to_string()],
+        },
         clients: as_u32(clients),
         listen,
         detach: flag(Key::Detach),

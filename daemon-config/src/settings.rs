@@ -22,6 +22,7 @@ pub enum Key {
     TlsCert,
     TlsKey,
     TlsClientCa,
+    TlsAlpn,
     Detach,
     Foreground,
     GracefulTimeout,
@@ -304,6 +305,17 @@ pub static SETTINGS: &[Setting] = &[
         reload: Reload::Applies,
         summary: "a PEM file of CA certificates: every client must present a certificate one of them signed (mutual TLS); the handler reads it from `Connection::tls()`",
         example: "tls_client_ca = \"/etc/app/clients-ca.pem\"",
+    },
+    Setting {
+        key: Key::TlsAlpn,
+        name: "tls_alpn",
+        flag: "--tls-alpn",
+        env: "DAEMON_TLS_ALPN",
+        kind: Kind::Choice(TLS_ALPN),
+        default: "http/1.1",
+        reload: Reload::Applies,
+        summary: "the protocols a TLS handshake may agree on (ALPN), in the server's order: `h2,http/1.1` lets `daemon::http` serve HTTP/2 (and gRPC) over TLS; `none` for a protocol of the program's own",
+        example: "tls_alpn = \"h2,http/1.1\"",
     },
     Setting {
         key: Key::Detach,
@@ -862,6 +874,7 @@ impl<K> Setting<K> {
 }
 
 const LOG_FORMATS: &[&str] = &["text", "json"];
+const TLS_ALPN: &[&str] = &["http/1.1", "h2,http/1.1", "h2", "none"];
 const METRICS_ACCESS: &[&str] = &["owner", "any"];
 
 /// An address to listen on: `IP:PORT` (IPv6 in brackets), or `HOST:PORT` with a host name the
@@ -1038,6 +1051,7 @@ mod tests {
             Key::TlsCert,
             Key::TlsKey,
             Key::TlsClientCa,
+            Key::TlsAlpn,
             Key::Detach,
             Key::Foreground,
             Key::GracefulTimeout,

@@ -1,5 +1,9 @@
 //! HTTP in one line: `daemon::http::serve(conn, app).await` serves an axum `Router` over
-//! hyper's HTTP/1.1 on one accepted connection, with the daemon's stops and deadlines.
+//! hyper's HTTP/1.1 or HTTP/2 on one accepted connection, with the daemon's stops and deadlines.
+//! HTTP/2 when TLS's ALPN agreed on `h2` (`tls_alpn`), or when a plaintext client opens with
+//! HTTP/2's preface (prior knowledge, `h2c`, as gRPC clients do); HTTP/1.1 otherwise. On HTTP/2,
+//! a graceful stop sends GOAWAY and finishes the streams in hand, and `request_timeout` bounds
+//! each stream (an overdue one is answered 503), not the connection.
 //!
 //! What it adds to `hyper::server::conn::http1` (and what `axum::serve` leaves to its user):
 //! - `app` is called once per worker (the first connection builds the router; the others share
@@ -20,7 +24,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -29,7 +33,7 @@ use axum::http::{header, HeaderValue, Request, Response};
 use axum::routing::future::RouteFuture;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::worker::connection::{Connection, Wait};
@@ -51,20 +55,81 @@ thread_local! {
 ///
 /// A client that goes away mid-request, or sends what is not HTTP, ends its connection
 /// quietly (`Ok`); other errors of hyper's are returned, for the worker to log.
-pub async fn serve<F>(conn: Connection, app: F) -> io::Result<()>
+pub async fn serve<F>(mut conn: Connection, app: F) -> io::Result<()>
 where
     F: Fn() -> Router + 'static,
 {
     let router = router_of(&app);
+    let Some((h2, prefix)) = protocol(&mut conn).await else {
+        // Let go, or stopped, before it said anything; or its handshake failed.
+        return Ok(());
+    };
     let (tracker, tracked) = conn.handles();
-    let shared = Arc::new(Shared { phase: AtomicU8::new(FIRST), tracker, tracked });
+    if h2 {
+        // Each stream has its own deadline (`Stream`): the connection, which carries many at
+        // once, is never one request.
+        tracked.request_done();
+    }
+    let stop = tracker.stop.raised();
+    let shared = Arc::new(Shared { phase: AtomicU8::new(FIRST), tracker, tracked, h2, streams: AtomicU32::new(0), had_stream: AtomicBool::new(false) });
     let service = Service { router, shared: shared.clone() };
-    let io = Io { conn, shared };
-    let served = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service).await;
+    let io = TokioIo::new(Io { conn, shared, prefix, at: 0 });
+    let served = if h2 {
+        let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(io, service);
+        let mut connection = std::pin::pin!(connection);
+        // A graceful stop: GOAWAY, then the streams in hand run to their end.
+        tokio::select! {
+            served = connection.as_mut() => served,
+            () = stop => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        }
+    } else {
+        hyper::server::conn::http1::Builder::new().serve_connection(io, service).await
+    };
     match served {
         Ok(()) => Ok(()),
         Err(e) if e.is_incomplete_message() || e.is_parse() || e.is_canceled() || client_gone(&e) => Ok(()),
         Err(e) => Err(io::Error::other(e)),
+    }
+}
+
+/// What every HTTP/2 connection opens with (RFC 9113, 3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Which HTTP the client speaks: HTTP/2 if TLS's ALPN chose `h2`, or if a plaintext client
+/// opens with the preface; with the bytes read to tell, which the server reads again. `None`:
+/// the wait for the client ended first (its first request is waited for as always: a let-go,
+/// the drain, `keepalive_timeout`), or its TLS handshake failed.
+async fn protocol(conn: &mut Connection) -> Option<(bool, Vec<u8>)> {
+    #[cfg(feature = "tls")]
+    if std::ops::Deref::deref(conn).tls().is_some() {
+        let info = conn.tls().await.ok()??;
+        return Some((info.alpn.as_deref() == Some(b"h2"), Vec::new()));
+    }
+    let mut seen = Vec::new();
+    loop {
+        let mut chunk = [0u8; PREFACE.len()];
+        let want = PREFACE.len() - seen.len();
+        let read = std::future::poll_fn(|cx| {
+            let mut buf = ReadBuf::new(&mut chunk[..want]);
+            conn.poll_wait(cx, &mut buf, Wait::First).map(|r| r.map(|done| done.map(|()| buf.filled().len())))
+        })
+        .await;
+        let n = match read {
+            Ok(Some(n)) => n,
+            Ok(None) => return None,
+            // hyper sees the error again on its first read.
+            Err(_) => return Some((false, seen)),
+        };
+        seen.extend_from_slice(&chunk[..n]);
+        if n == 0 || !PREFACE.starts_with(&seen) {
+            return Some((false, seen));
+        }
+        if seen.len() == PREFACE.len() {
+            return Some((true, seen));
+        }
     }
 }
 
@@ -121,6 +186,11 @@ struct Shared {
     phase: AtomicU8,
     tracker: Arc<Tracker>,
     tracked: Arc<Tracked>,
+    /// HTTP/2: many requests (streams) at once; the phases above are HTTP/1.1's.
+    h2: bool,
+    /// HTTP/2: the streams in hand, and whether there was one yet.
+    streams: AtomicU32,
+    had_stream: AtomicBool,
 }
 
 /// The connection as hyper reads it: a wait for a request, the first or a next one, ends at
@@ -128,12 +198,36 @@ struct Shared {
 struct Io {
     conn: Connection,
     shared: Arc<Shared>,
+    /// What was read to tell which HTTP the client speaks, read again first.
+    prefix: Vec<u8>,
+    at: usize,
 }
 
 impl AsyncRead for Io {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let phase = this.shared.phase.load(Ordering::Relaxed);
+        if this.at < this.prefix.len() {
+            let n = buf.remaining().min(this.prefix.len() - this.at);
+            buf.put_slice(&this.prefix[this.at..this.at + n]);
+            this.at += n;
+            if !this.shared.h2 {
+                this.shared.phase.store(IN_REQUEST, Ordering::Relaxed);
+            }
+            return Poll::Ready(Ok(()));
+        }
+        if this.shared.h2 {
+            // Streams in hand: only data ends a read (idle_timeout). None: the connection waits
+            // for a request, as an idle HTTP/1.1 one does.
+            let wait = if this.shared.streams.load(Ordering::Relaxed) > 0 {
+                Wait::InRequest
+            } else if this.shared.had_stream.load(Ordering::Relaxed) {
+                Wait::Between
+            } else {
+                Wait::First
+            };
+            return this.conn.poll_wait(cx, buf, wait).map_ok(|_| ());
+        }
         let before = buf.filled().len();
         let wait = match phase {
             FIRST => Wait::First,
@@ -193,16 +287,39 @@ impl hyper::service::Service<Request<Incoming>> for Service {
     type Future = Answer;
 
     fn call(&self, request: Request<Incoming>) -> Answer {
-        // A pipelined request, parsed from bytes read with the last one: it begins now.
         let shared = &self.shared;
-        if matches!(shared.phase.swap(IN_REQUEST, Ordering::Relaxed), ANSWERED | BETWEEN) {
+        let mut stream = None;
+        if shared.h2 {
+            // A stream begins; the connection's reads wait for data only while any is in hand.
+            shared.streams.fetch_add(1, Ordering::Relaxed);
+            shared.had_stream.store(true, Ordering::Relaxed);
+            let limit = crate::worker::track::STREAM_REQUEST_MS.load(Ordering::Relaxed);
+            let deadline = (limit > 0).then(|| Box::pin(tokio::time::sleep(std::time::Duration::from_millis(limit))));
+            stream = Some(Stream { shared: shared.clone(), deadline, path: request.uri().path().to_string() });
+        } else if matches!(shared.phase.swap(IN_REQUEST, Ordering::Relaxed), ANSWERED | BETWEEN) {
+            // A pipelined request, parsed from bytes read with the last one: it begins now.
             shared.tracked.request_begins(shared.tracker.now());
         }
         describe(&request);
         REQUESTS.inc();
         let mut router = self.router.clone();
         let answer = tower_service::Service::call(&mut router, request);
-        Answer { answer, shared: shared.clone() }
+        Answer { answer, shared: shared.clone(), stream }
+    }
+}
+
+/// One HTTP/2 stream in hand: its deadline (`request_timeout`, which the worker's ticker
+/// applies to a whole HTTP/1.1 connection), and its end (however its future ends: answered, or
+/// dropped when the client resets the stream).
+struct Stream {
+    shared: Arc<Shared>,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    path: String,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.shared.streams.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -230,6 +347,7 @@ pin_project_lite::pin_project! {
         #[pin]
         answer: RouteFuture<Infallible>,
         shared: Arc<Shared>,
+        stream: Option<Stream>,
     }
 }
 
@@ -238,6 +356,21 @@ impl Future for Answer {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        if let Some(stream) = this.stream.as_mut() {
+            let overdue = stream.deadline.as_mut().is_some_and(|d| d.as_mut().poll(cx).is_ready());
+            if overdue {
+                tracing::info!(path = %stream.path, "answering a stream 503: its request ran past request_timeout");
+                let mut late = Response::new(Body::from("request_timeout: the request took too long\n"));
+                *late.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                this.stream.take();
+                return Poll::Ready(Ok(late));
+            }
+            let Poll::Ready(Ok(response)) = this.answer.poll(cx) else {
+                return Poll::Pending;
+            };
+            this.stream.take();
+            return Poll::Ready(Ok(response));
+        }
         let Poll::Ready(Ok(mut response)) = this.answer.poll(cx) else {
             return Poll::Pending;
         };

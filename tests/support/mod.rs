@@ -19,11 +19,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 mod detached;
+mod pki;
 mod prometheus;
 mod upgrading;
 
 #[allow(unused_imports)]
 pub use detached::*;
+#[allow(unused_imports)]
+pub use pki::*;
 #[allow(unused_imports)]
 pub use prometheus::*;
 #[allow(unused_imports)]

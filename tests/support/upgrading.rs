@@ -32,13 +32,18 @@ impl App {
     /// Started in a directory that belongs to `owner` (uid), as README asks of a daemon that
     /// drops to that user.
     pub fn start_owned(tag: &str, extra: &[&str], owner: Option<u32>) -> App {
+        App::start_example("lab", tag, extra, owner)
+    }
+
+    /// [`App::start_owned`] with another example than the lab.
+    pub fn start_example(example_name: &str, tag: &str, extra: &[&str], owner: Option<u32>) -> App {
         let dir = TempDir::new(tag);
         if let Some(uid) = owner {
             nix::unistd::chown(&dir.0, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(uid))).expect("chown the directory");
         }
         let (exe, ctl) = (dir.path("app"), dir.path("ctl"));
-        std::fs::copy(example("lab"), &exe).expect("copy the lab binary");
-        std::fs::copy(example("lab"), &ctl).expect("copy the lab binary");
+        std::fs::copy(example(example_name), &exe).expect("copy the example's binary");
+        std::fs::copy(example(example_name), &ctl).expect("copy the example's binary");
         let (pid_file, log) = (dir.path("app.pid"), dir.path("app.log"));
         let app = App { dir, exe, ctl, pid_file, log, managers: Mutex::new(Vec::new()) };
         let (p, l) = (app.pid_file.display().to_string(), app.log.display().to_string());

@@ -13,6 +13,7 @@
     socket_mode = "0600",
     socket_user = "root",
     socket_group = "root",
+    tls_alpn = "h2,http/1.1",
     detach = false,
     foreground,
     graceful_timeout = "1500ms",

@@ -1,7 +1,10 @@
-//! Reading the certificate, its key and the client CAs: PEM files, each opened once and checked
-//! by what was opened. A key another user may read or change is refused (as ssh refuses an
-//! unprotected key), and a certificate that has expired, or is not valid yet, is refused with its
-//! dates: either would make every handshake fail while the daemon looked healthy.
+//! Reading the certificate, its key and the client CAs: PEM files, each opened once (without
+//! blocking: a FIFO put in a file's place cannot hang the manager) and checked by what was
+//! opened. A file another user may change is refused, since whoever changes the certificate, the
+//! key or the CAs clients are checked against is the server; a key others may read is refused
+//! too (as ssh refuses an unprotected key). A certificate that has expired, or is not valid
+//! yet, is refused with its dates: either would make every handshake fail while the daemon
+//! looked healthy.
 
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -10,12 +13,25 @@ use std::path::Path;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-/// A file's whole contents, read from one descriptor, with its metadata.
-fn read(path: &Path, what: &str) -> Result<(Vec<u8>, std::fs::Metadata), String> {
-    let mut file = std::fs::File::open(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
+/// A file's whole contents, read from one descriptor, if it is a regular file that only root or
+/// the daemon's user may change.
+fn read(path: &Path, what: &str, daemon_uid: Option<u32>) -> Result<(Vec<u8>, std::fs::Metadata), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("{what} {}: {e}", path.display()))?;
     let meta = file.metadata().map_err(|e| format!("{what} {}: {e}", path.display()))?;
     if !meta.is_file() {
         return Err(format!("{what} {}: not a regular file", path.display()));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if !(meta.uid() == 0 || meta.uid() == me || daemon_uid == Some(meta.uid())) {
+        return Err(format!("{what} {}: owned by uid {}, who could replace it: give it to root or the daemon's user", path.display(), meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!("{what} {}: mode {:o} lets other users change it: chmod go-w", path.display(), meta.mode() & 0o7777));
     }
     // A key or a chain is a few kilobytes; a file far larger is not one.
     const MOST: u64 = 1 << 20;
@@ -28,8 +44,8 @@ fn read(path: &Path, what: &str) -> Result<(Vec<u8>, std::fs::Metadata), String>
 }
 
 /// The certificate chain: the server's certificate first, then its intermediates.
-pub(super) fn certificates(path: &Path, now_unix: i64) -> Result<Vec<CertificateDer<'static>>, String> {
-    let (bytes, _) = read(path, "tls_cert")?;
+pub(super) fn certificates(path: &Path, now_unix: i64, daemon_uid: Option<u32>) -> Result<Vec<CertificateDer<'static>>, String> {
+    let (bytes, _) = read(path, "tls_cert", daemon_uid)?;
     let chain = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("tls_cert {}: not PEM certificates ({e})", path.display()))?;
@@ -52,13 +68,8 @@ pub(super) fn certificates(path: &Path, now_unix: i64) -> Result<Vec<Certificate
 /// group may read it (Debian's `ssl-cert` group: `group = "ssl-cert"` lets a daemon that
 /// drops privileges read it again on a reload).
 pub(super) fn private_key(path: &Path, daemon_uid: Option<u32>) -> Result<PrivateKeyDer<'static>, String> {
-    let (bytes, meta) = read(path, "tls_key")?;
-    let me = nix::unistd::geteuid().as_raw();
-    let owner_ok = meta.uid() == 0 || meta.uid() == me || daemon_uid == Some(meta.uid());
-    if !owner_ok {
-        return Err(format!("tls_key {}: owned by uid {}, who could replace it: give it to root or the daemon's user", path.display(), meta.uid()));
-    }
-    if meta.mode() & 0o026 != 0 {
+    let (bytes, meta) = read(path, "tls_key", daemon_uid)?;
+    if meta.mode() & 0o004 != 0 {
         return Err(format!(
             "tls_key {}: mode {:o} lets other users read it or change it: chmod 600 (or 640, for a group of readers such as ssl-cert)",
             path.display(),
@@ -68,9 +79,11 @@ pub(super) fn private_key(path: &Path, daemon_uid: Option<u32>) -> Result<Privat
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| format!("tls_key {}: not a PEM private key, PKCS#8, PKCS#1 or SEC1 ({e})", path.display()))
 }
 
-/// The CAs whose certificates clients must present (`tls_client_ca`).
-pub(super) fn client_cas(path: &Path) -> Result<rustls::RootCertStore, String> {
-    let (bytes, _) = read(path, "tls_client_ca")?;
+/// The CAs whose certificates clients must present (`tls_client_ca`), and a digest of the file
+/// (what a session ticket was issued under).
+pub(super) fn client_cas(path: &Path, daemon_uid: Option<u32>) -> Result<(rustls::RootCertStore, Vec<u8>), String> {
+    let (bytes, _) = read(path, "tls_client_ca", daemon_uid)?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref().to_vec();
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&bytes) {
         let cert = cert.map_err(|e| format!("tls_client_ca {}: not PEM certificates ({e})", path.display()))?;
@@ -79,5 +92,5 @@ pub(super) fn client_cas(path: &Path) -> Result<rustls::RootCertStore, String> {
     if roots.is_empty() {
         return Err(format!("tls_client_ca {}: no certificate in it", path.display()));
     }
-    Ok(roots)
+    Ok((roots, digest))
 }

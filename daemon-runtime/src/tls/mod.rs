@@ -17,11 +17,9 @@ pub use stream::{TlsInfo, TlsStream};
 /// The configuration new workers serve: set by the manager before it forks them.
 static CURRENT: RwLock<Option<Arc<rustls::ServerConfig>>> = RwLock::new(None);
 
-/// The ticket secrets the last configuration was built with (the newest first).
-static SECRETS: Mutex<Vec<tickets::Secret>> = Mutex::new(Vec::new());
-
-/// What `daemon::http` serves, which the handshake offers in this order (ALPN).
-const ALPN: &[&[u8]] = &[b"http/1.1"];
+/// The ticket secrets the last configuration was built with (the newest first), and the client
+/// CAs (a digest of `tls_client_ca`, empty for none) their tickets were issued under.
+static SECRETS: Mutex<(Vec<tickets::Secret>, Vec<u8>)> = Mutex::new((Vec::new(), Vec::new()));
 
 /// The configuration a new connection gets, if TLS is on.
 pub(crate) fn current() -> Option<Arc<rustls::ServerConfig>> {
@@ -39,7 +37,7 @@ pub(crate) fn load(config: &daemon_config::Config, daemon_uid: Option<u32>) -> R
         return Ok(());
     };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    let chain = files::certificates(Path::new(cert), now)?;
+    let chain = files::certificates(Path::new(cert), now, daemon_uid)?;
     let key_der = files::private_key(Path::new(key), daemon_uid)?;
     // ring, for its build (a C compiler, seconds) where aws-lc-rs needs minutes; rustls 0.23.48
     // deprecates it for lacking post-quantum key exchange (X25519MLKEM768): clients that offer it
@@ -49,9 +47,11 @@ pub(crate) fn load(config: &daemon_config::Config, daemon_uid: Option<u32>) -> R
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?;
+    let mut client_auth = Vec::new();
     let builder = match config.tls_client_ca.as_deref() {
         Some(ca) => {
-            let roots = files::client_cas(Path::new(ca))?;
+            let (roots, digest) = files::client_cas(Path::new(ca), daemon_uid)?;
+            client_auth = digest;
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .map_err(|e| format!("tls_client_ca {ca}: {e}"))?;
@@ -63,14 +63,20 @@ pub(crate) fn load(config: &daemon_config::Config, daemon_uid: Option<u32>) -> R
         rustls::Error::InconsistentKeys(_) => format!("tls_key {key} is not the key of the certificate in tls_cert {cert}: give the pair that belongs together"),
         other => format!("tls_cert {cert} with tls_key {key}: {other}"),
     })?;
-    server.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    // The protocols the handshake may agree on (`tls_alpn`), in the server's order.
+    server.alpn_protocols = config.tls_alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     // Tickets every worker opens (TLS 1.3 resumption goes through them, not a per-process cache).
+    // A resumed session is not checked against the client CAs again: tickets issued under
+    // other CAs (or none) must not open any more, so the last secret is kept only if they are
+    // the same.
     let mut secrets = SECRETS.lock().map_err(|_| "TLS: the ticket secrets are poisoned".to_string())?;
     let mut next = vec![tickets::new_secret()?];
-    next.extend(secrets.first().copied());
+    if secrets.1 == client_auth {
+        next.extend(secrets.0.first().copied());
+    }
     server.ticketer = Arc::new(tickets::Tickets::new(next.clone()));
     server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-    *secrets = next;
+    *secrets = (next, client_auth);
     let mut current = CURRENT.write().map_err(|_| "TLS: the configuration is poisoned".to_string())?;
     *current = Some(Arc::new(server));
     tracing::info!(cert, key, client_ca = config.tls_client_ca.as_deref().unwrap_or("none"), "TLS: serving the certificate on the TCP listeners");

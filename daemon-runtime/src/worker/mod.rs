@@ -174,6 +174,7 @@ fn ticking(config: &Config) -> Ticking {
         keepalive_ms: config.keepalive_timeout.map(ms),
     };
     let heartbeat_ms = ms(config.heartbeat_interval);
+    track::STREAM_REQUEST_MS.store(limits.request_ms.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
     Ticking { tick_ms: supervise::tick_ms(heartbeat_ms, &limits), heartbeat_ms, limits }
 }
 

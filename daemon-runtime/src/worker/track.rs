@@ -87,6 +87,11 @@ impl Tracker {
     }
 }
 
+/// `request_timeout` in milliseconds (0: none), for what times each request on its own: the
+/// streams of an HTTP/2 connection (`daemon::http`), many at once on one connection.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+pub(crate) static STREAM_REQUEST_MS: AtomicU64 = AtomicU64::new(0);
+
 /// One connection's stamps; 0 is "none".
 #[derive(Debug, Default)]
 pub(crate) struct Tracked {
