@@ -65,64 +65,47 @@ fn a_tonic_client_calls_the_grpc_example_over_tls_and_over_h2c() {
 }
 
 #[test]
-fn grpc_calls_over_tls_and_h2c_survive_a_reload_and_an_upgrade() {
+fn grpc_calls_over_tls_survive_reloads_and_an_upgrade() {
     let pki = Pki::new("grpc-load");
     pki.issue("server", "ca", "localhost", 1);
     let tls = tls_args(&pki);
     let args: Vec<&str> = tls.iter().map(String::as_str).collect();
     let app = App::start_example("grpc", "grpc-load", &args, None);
-    let port = app.port();
-    // Calls that take a moment, so that some are in hand at each stop.
-    let stop = pki.path("stop-calling");
-    let spawn = |args: &[&str]| {
-        Command::new(example("grpc_client"))
-            .args(args)
-            .args(["--until", &stop.display().to_string(), "--tasks", "4", "--sleep-ms", "20"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("grpc_client")
-    };
-    let over_tls = spawn(&["--url", &format!("https://localhost:{port}"), "--ca", &pki.arg("ca.pem")]);
-    for _ in 0..2 {
-        let g = generation(&app);
-        let out = app.control(&["reload"]);
-        assert!(out.status.success(), "reload: {out:?}");
-        wait_until(SOON, "the new generation ready", || grpc_ready_at(&app, g + 1));
-    }
-    let out = app.upgrade(&[]);
-    assert!(out.status.success(), "upgrade: {out:?}\n{}", app.log_text());
-    app.settle();
-    std::fs::write(&stop, "").expect("stop the client");
-    let out = over_tls.wait_with_output().expect("the client's end");
-    let said = text(&out.stdout);
-    assert!(out.status.success(), "calls failed over TLS: {said} {}", text(&out.stderr));
-    let ok: u64 = said.split("ok=").nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok()).unwrap_or(0);
-    assert!(ok > 4, "only {ok} calls: {said}");
+    let url = format!("https://localhost:{}", app.port());
+    calls_survive(&app, &["--url", &url, "--ca", &pki.arg("ca.pem")], 2);
 }
 
 #[test]
 fn grpc_calls_over_h2c_survive_a_reload_and_an_upgrade() {
     let app = App::start_example("grpc", "grpc-h2c", &[], None);
-    let port = app.port();
+    let url = format!("http://127.0.0.1:{}", app.port());
+    calls_survive(&app, &["--url", &url], 1);
+}
+
+/// Calls from four tasks of `grpc_client` (with `client_args`), each taking a moment so that
+/// some are in hand at each stop, across `reloads` reloads and an upgrade: none fails.
+fn calls_survive(app: &App, client_args: &[&str], reloads: usize) {
     let stop = app.dir.path("stop-calling");
     let calling = Command::new(example("grpc_client"))
-        .args(["--url", &format!("http://127.0.0.1:{port}"), "--until", &stop.display().to_string(), "--tasks", "4", "--sleep-ms", "20"])
+        .args(client_args)
+        .args(["--until", &stop.display().to_string(), "--tasks", "4", "--sleep-ms", "20"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("grpc_client");
-    let g = generation(&app);
-    let out = app.control(&["reload"]);
-    assert!(out.status.success(), "reload: {out:?}");
-    wait_until(SOON, "the new generation ready", || grpc_ready_at(&app, g + 1));
+    for _ in 0..reloads {
+        let g = generation(app);
+        let out = app.control(&["reload"]);
+        assert!(out.status.success(), "reload: {out:?}");
+        wait_until(SOON, "the new generation ready", || grpc_ready_at(app, g + 1));
+    }
     let out = app.upgrade(&[]);
     assert!(out.status.success(), "upgrade: {out:?}\n{}", app.log_text());
     app.settle();
     std::fs::write(&stop, "").expect("stop the client");
     let out = calling.wait_with_output().expect("the client's end");
     let said = text(&out.stdout);
-    assert!(out.status.success(), "calls failed over h2c: {said} {}", text(&out.stderr));
+    assert!(out.status.success(), "calls failed: {said} {}", text(&out.stderr));
     let ok: u64 = said.split("ok=").nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok()).unwrap_or(0);
     assert!(ok > 4, "only {ok} calls: {said}");
 }
