@@ -85,3 +85,41 @@ fn a_host_name_that_does_not_resolve_stops_the_start_with_the_reason() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("cannot listen on no-such-host.invalid:8080") && err.contains("cannot be resolved"), "{err}");
 }
+
+/// The listener's receive and send buffers as `ss -m` shows them (`skmem:(...,rbN,...,tbN`).
+fn listener_buffers(port: u16) -> Option<(u64, u64)> {
+    let out = std::process::Command::new("ss").args(["-Hltnm", &format!("sport = :{port}")]).output().expect("ss (Debian's iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let skmem = text.split("skmem:(").nth(1)?.split(')').next()?.to_string();
+    let field = |name: &str| skmem.split(',').find_map(|f| f.strip_prefix(name)?.parse::<u64>().ok());
+    Some((field("rb")?, field("tb")?))
+}
+
+#[test]
+fn rcvbuf_sndbuf_and_tcp_defer_accept_tune_the_listeners() {
+    let dir = TempDir::new("listen-options");
+    let pid_file = dir.path("lab.pid").display().to_string();
+    let status = |pid_file: &str| -> serde_json::Value {
+        let out = run_program(&example("lab"), &["status", "--json", "--pid-file", pid_file]);
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    let d = Daemon::serve("lab", &["--workers", "1", "--rcvbuf", "128K", "--sndbuf", "64K", "--tcp-defer-accept", "30s", "--pid-file", &pid_file]);
+    d.wait_for_line("pool ready", SOON);
+    // The kernel doubles what is set, for its own bookkeeping (socket(7)).
+    assert_eq!(listener_buffers(d.port()), Some((256 << 10, 128 << 10)));
+    // A client that connects and says nothing is not handed to a worker: the one that sends a
+    // request after it is served, and then no connection is in the worker.
+    let mut silent = connect(d.port()).expect("connect");
+    assert_eq!(http_get(d.port(), "/").map(|(code, _)| code).ok(), Some(200));
+    let active = |s: &serde_json::Value| s["workers"][0]["active"].as_u64();
+    wait_until(SOON, "the served connection to end", || active(&status(&pid_file)) == Some(0));
+    // Once it speaks, it is accepted and served.
+    std::io::Write::write_all(&mut silent, b"GET / HTTP/1.0\r\nHost: lab\r\n\r\n").expect("a request");
+    assert_eq!(read_response(&mut silent).map(|(code, _)| code).ok(), Some(200));
+    drop(d);
+    // Without it, the silent client holds a place in the worker.
+    let d = Daemon::serve("lab", &["--workers", "1", "--pid-file", &pid_file]);
+    d.wait_for_line("pool ready", SOON);
+    let _silent = connect(d.port()).expect("connect");
+    wait_until(SOON, "the silent client to be accepted", || active(&status(&pid_file)) == Some(1));
+}

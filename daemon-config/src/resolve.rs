@@ -72,6 +72,10 @@ pub struct Config {
     pub backlog: u32,
     /// TCP_NODELAY on accepted connections.
     pub tcp_nodelay: bool,
+    /// The listeners' SO_RCVBUF and SO_SNDBUF in bytes, and TCP_DEFER_ACCEPT; None: the kernel's.
+    pub rcvbuf: Option<u64>,
+    pub sndbuf: Option<u64>,
+    pub tcp_defer_accept: Option<Duration>,
     /// Unix socket files: their permission bits, owner and group (names, looked up at start).
     pub socket_mode: u32,
     pub socket_user: Option<String>,
@@ -136,6 +140,9 @@ impl Config {
             Key::Listen => Value::Addresses(self.listen.clone()),
             Key::Backlog => Value::Count(self.backlog.into()),
             Key::TcpNodelay => Value::Flag(self.tcp_nodelay),
+            Key::Rcvbuf => Value::Size(self.rcvbuf.unwrap_or(0)),
+            Key::Sndbuf => Value::Size(self.sndbuf.unwrap_or(0)),
+            Key::TcpDeferAccept => Value::Duration(self.tcp_defer_accept.unwrap_or(Duration::ZERO)),
             Key::SocketMode => Value::Text(format!("{:04o}", self.socket_mode)),
             Key::SocketUser => Value::Text(self.socket_user.clone().unwrap_or_default()),
             Key::SocketGroup => Value::Text(self.socket_group.clone().unwrap_or_default()),
@@ -195,6 +202,9 @@ impl Config {
             | Key::Listen
             | Key::Backlog
             | Key::TcpNodelay
+            | Key::Rcvbuf
+            | Key::Sndbuf
+            | Key::TcpDeferAccept
             | Key::SocketMode
             | Key::SocketUser
             | Key::SocketGroup
@@ -237,6 +247,9 @@ impl Config {
             Key::Listen => self.listen.clone_from(&other.listen),
             Key::Backlog => self.backlog = other.backlog,
             Key::TcpNodelay => self.tcp_nodelay = other.tcp_nodelay,
+            Key::Rcvbuf => self.rcvbuf = other.rcvbuf,
+            Key::Sndbuf => self.sndbuf = other.sndbuf,
+            Key::TcpDeferAccept => self.tcp_defer_accept = other.tcp_defer_accept,
             Key::SocketMode => self.socket_mode = other.socket_mode,
             Key::SocketUser => self.socket_user.clone_from(&other.socket_user),
             Key::SocketGroup => self.socket_group.clone_from(&other.socket_group),
@@ -515,6 +528,15 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
         backlog: explicit(Key::Backlog).map_or(1024, as_u32),
         // On unless said otherwise (nginx's and unicorn's default).
         tcp_nodelay: !matches!(ok.get(&Key::TcpNodelay), Some((Value::Flag(false), _))),
+        rcvbuf: match ok.get(&Key::Rcvbuf) {
+            Some((Value::Size(n), _)) => Some(*n).filter(|n| *n > 0),
+            _ => None,
+        },
+        sndbuf: match ok.get(&Key::Sndbuf) {
+            Some((Value::Size(n), _)) => Some(*n).filter(|n| *n > 0),
+            _ => None,
+        },
+        tcp_defer_accept: limit(Key::TcpDeferAccept, None),
         // Checked with the value: a mode that does not parse never gets here.
         socket_mode: text(Key::SocketMode).and_then(|m| crate::settings::parse_mode(&m).ok()).unwrap_or(0o660),
         socket_user: text(Key::SocketUser),

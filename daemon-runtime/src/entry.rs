@@ -444,7 +444,8 @@ impl Housekeeping<'_> {
             Ok(a) => a,
             Err(e) => return fail(e.to_string()),
         };
-        let listeners = match listen(addresses, std::mem::take(&mut inherited.listeners), inherited.source, config.backlog, access) {
+        let options = crate::boot::listener::Options::of(config);
+        let listeners = match listen(addresses, std::mem::take(&mut inherited.listeners), inherited.source, &options, access) {
             Ok(l) => l,
             Err(e) => return fail(e.to_string()),
         };

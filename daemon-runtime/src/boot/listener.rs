@@ -39,6 +39,42 @@ impl AsFd for Listener {
     }
 }
 
+/// How the listeners are tuned (`backlog`, `rcvbuf`, `sndbuf`, `tcp_defer_accept`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Options {
+    pub backlog: u32,
+    pub rcvbuf: Option<u64>,
+    pub sndbuf: Option<u64>,
+    /// Seconds.
+    pub defer_accept: Option<u32>,
+}
+
+impl Options {
+    pub(crate) fn of(config: &daemon_config::Config) -> Options {
+        Options {
+            backlog: config.backlog,
+            rcvbuf: config.rcvbuf,
+            sndbuf: config.sndbuf,
+            defer_accept: config.tcp_defer_accept.map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
+        }
+    }
+
+    /// Sets the buffers, and on a TCP socket the deferred accept; the setting that failed.
+    fn tune(&self, fd: BorrowedFd<'_>, tcp: bool) -> Result<(), (&'static str, io::Error)> {
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        if let Some(n) = self.rcvbuf {
+            setsockopt(&fd, sockopt::RcvBuf, &size(n)).map_err(|e| ("rcvbuf", e.into()))?;
+        }
+        if let Some(n) = self.sndbuf {
+            setsockopt(&fd, sockopt::SndBuf, &size(n)).map_err(|e| ("sndbuf", e.into()))?;
+        }
+        if let (Some(secs), true) = (self.defer_accept, tcp) {
+            crate::sys::defer_accept(fd, secs).map_err(|e| ("tcp_defer_accept", e))?;
+        }
+        Ok(())
+    }
+}
+
 /// Why an address could not be bound, with the fix.
 #[derive(Debug)]
 pub struct BindError {
@@ -79,11 +115,14 @@ impl std::error::Error for BindError {}
 /// from the manager this one upgrades serve the addresses they match (an address with port 0
 /// matches a socket on the same IP, as the old manager's was bound from it); an address none
 /// matches is bound, and a socket no address wants any more is closed.
-/// `backlog` sizes the accept queue of each socket bound here or taken over from the old
+/// `options` tune each socket bound here or taken over from the old manager (not those of
+/// socket activation, which the service manager tunes): `backlog` sizes the accept queue of each
+/// socket bound here or taken over from the old
 /// manager (`listen(2)` again on a listening socket resizes it); the service manager's are sized
 /// by it (systemd's `Backlog=`).
 /// `access`: who may connect to the Unix socket files bound here.
-pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<Source>, backlog: u32, access: Access) -> Result<Vec<Listener>, BindError> {
+pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<Source>, options: &Options, access: Access) -> Result<Vec<Listener>, BindError> {
+    let backlog = options.backlog;
     let activated = source == Some(Source::Activation) || inherited.iter().any(|l| l.activated);
     if activated && !inherited.is_empty() {
         let (kept, other): (Vec<Listener>, Vec<Listener>) = inherited.into_iter().partition(|l| l.activated || source == Some(Source::Activation));
@@ -117,6 +156,7 @@ pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<
                             tracing::warn!(addr = %l.addr, "the path no longer names the socket file the old manager bound (moved or replaced): this manager will not remove it");
                         }
                     }
+                    options.tune(l.socket.as_fd(), !l.addr.is_unix()).map_err(|(setting, error)| BindError { addr: text.clone(), error, setting })?;
                     let resized = crate::sys::listen_queue(l.socket.as_fd(), backlog);
                     resized.map_err(|error| BindError { addr: text.clone(), error, setting: "backlog" })?;
                     tracing::info!(addr = %l.addr, from = "the old manager", "listening");
@@ -124,8 +164,8 @@ pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<
                 }
                 None => {
                     let l = match addr {
-                        Local::Tcp(addr) => bind_one(addr, text, backlog)?,
-                        unix => bind_unix(unix, text, backlog, access)?,
+                        Local::Tcp(addr) => bind_one(addr, text, options)?,
+                        unix => bind_unix(unix, text, options, access)?,
                     };
                     tracing::info!(addr = %l.addr, "listening");
                     out.push(l);
@@ -142,7 +182,7 @@ pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<
 /// The metrics' listener (`IP:PORT`: the rule book takes no host name there).
 pub(crate) fn bind_metrics(text: &str) -> Result<TcpListener, BindError> {
     let addr = text.parse().map_err(|_| BindError { addr: text.to_string(), error: io::Error::new(io::ErrorKind::InvalidInput, "not an IP:PORT address"), setting: "metrics_listen" })?;
-    let l = bind_one(addr, text, METRICS_BACKLOG).map_err(|e| e.of("metrics_listen"))?;
+    let l = bind_one(addr, text, &Options { backlog: METRICS_BACKLOG, ..Options::default() }).map_err(|e| e.of("metrics_listen"))?;
     tracing::info!(addr = %l.addr, "metrics: GET /metrics answered here");
     Ok(TcpListener::from(l.socket))
 }
@@ -155,7 +195,8 @@ pub(crate) fn take_metrics(inherited: &mut Vec<Listener>, text: &str) -> Option<
 }
 
 /// Binds the Unix socket `addr` (`text` in `listen`) and listens.
-fn bind_unix(addr: Local, text: &str, backlog: u32, access: Access) -> Result<Listener, BindError> {
+fn bind_unix(addr: Local, text: &str, options: &Options, access: Access) -> Result<Listener, BindError> {
+    let backlog = options.backlog;
     let err = |error: io::Error| BindError { addr: text.to_string(), error, setting: "listen" };
     let (socket, file) = match &addr {
         Local::Path(path) => unix_socket::bind_path(path, access, backlog).map(|(fd, file)| (fd, Some(file))),
@@ -163,7 +204,12 @@ fn bind_unix(addr: Local, text: &str, backlog: u32, access: Access) -> Result<Li
         Local::Tcp(_) => return Err(err(io::Error::new(io::ErrorKind::InvalidInput, "not a Unix socket"))),
     }
     .map_err(err)?;
-    Ok(Listener { socket, addr, activated: false, file, handed_file: None })
+    let listener = Listener { socket, addr, activated: false, file, handed_file: None };
+    if let Err((setting, error)) = options.tune(listener.socket.as_fd(), false) {
+        forget_bound(std::slice::from_ref(&listener));
+        return Err(BindError { addr: text.to_string(), error, setting });
+    }
+    Ok(listener)
 }
 
 /// Removes the socket files a start that fails had bound (not those it took over: they are
@@ -201,7 +247,7 @@ pub(crate) fn somaxconn() -> Option<u32> {
 }
 
 /// Binds `addr` (one of the addresses `text` names) and listens.
-fn bind_one(addr: SocketAddr, text: &str, backlog: u32) -> Result<Listener, BindError> {
+fn bind_one(addr: SocketAddr, text: &str, options: &Options) -> Result<Listener, BindError> {
     let shown = if text.parse::<SocketAddr>().is_ok() { text.to_string() } else { format!("{text} ({addr})") };
     let err = |error: io::Error| BindError { addr: shown.clone(), error, setting: "listen" };
     let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
@@ -216,7 +262,8 @@ fn bind_one(addr: SocketAddr, text: &str, backlog: u32) -> Result<Listener, Bind
         setsockopt(&fd, sockopt::Ipv6V6Only, &false).map_err(|e| err(e.into()))?;
     }
     bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|e| err(e.into()))?;
-    crate::sys::listen_queue(fd.as_fd(), backlog).map_err(err)?;
+    options.tune(fd.as_fd(), true).map_err(|(setting, error)| BindError { setting, ..err(error) })?;
+    crate::sys::listen_queue(fd.as_fd(), options.backlog).map_err(err)?;
     let addr = Local::of(&fd).ok_or_else(|| err(io::Error::other("the bound socket has no address")))?;
     Ok(Listener { socket: fd, addr, activated: false, file: None, handed_file: None })
 }

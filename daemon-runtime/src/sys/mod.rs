@@ -332,6 +332,27 @@ pub(crate) fn listen_queue(fd: std::os::fd::BorrowedFd<'_>, backlog: u32) -> std
     Ok(())
 }
 
+/// TCP_DEFER_ACCEPT on a listening TCP socket: connections are queued for accept only once
+/// their client has sent data, or after `secs` (nix has no wrapper for it).
+pub(crate) fn defer_accept(fd: std::os::fd::BorrowedFd<'_>, secs: u32) -> std::io::Result<()> {
+    let value = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt(2) on a descriptor the caller holds, reading one c_int from a live local
+    // of that size.
+    let done = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::addr_of!(value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if done != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `n` bytes from the kernel's random source, in hex: names nobody can guess first.
 pub(crate) fn random_hex(n: usize) -> std::io::Result<String> {
     let mut bytes = vec![0u8; n];
