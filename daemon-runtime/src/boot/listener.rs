@@ -73,6 +73,12 @@ impl Options {
         }
         Ok(())
     }
+
+    /// Tunes the socket, then listens (or sizes the queue of one that listens already).
+    fn apply(&self, fd: BorrowedFd<'_>, tcp: bool) -> Result<(), (&'static str, io::Error)> {
+        self.tune(fd, tcp)?;
+        crate::sys::listen_queue(fd, self.backlog).map_err(|e| ("backlog", e))
+    }
 }
 
 /// Why an address could not be bound, with the fix.
@@ -115,14 +121,11 @@ impl std::error::Error for BindError {}
 /// from the manager this one upgrades serve the addresses they match (an address with port 0
 /// matches a socket on the same IP, as the old manager's was bound from it); an address none
 /// matches is bound, and a socket no address wants any more is closed.
-/// `options` tune each socket bound here or taken over from the old manager (not those of
-/// socket activation, which the service manager tunes): `backlog` sizes the accept queue of each
-/// socket bound here or taken over from the old
-/// manager (`listen(2)` again on a listening socket resizes it); the service manager's are sized
-/// by it (systemd's `Backlog=`).
+/// `options` tune each socket bound here or taken over from the old manager (`listen(2)` again
+/// on a listening socket resizes its queue); socket activation's are the service manager's to
+/// tune (systemd's `Backlog=`).
 /// `access`: who may connect to the Unix socket files bound here.
 pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<Source>, options: &Options, access: Access) -> Result<Vec<Listener>, BindError> {
-    let backlog = options.backlog;
     let activated = source == Some(Source::Activation) || inherited.iter().any(|l| l.activated);
     if activated && !inherited.is_empty() {
         let (kept, other): (Vec<Listener>, Vec<Listener>) = inherited.into_iter().partition(|l| l.activated || source == Some(Source::Activation));
@@ -156,9 +159,7 @@ pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<
                             tracing::warn!(addr = %l.addr, "the path no longer names the socket file the old manager bound (moved or replaced): this manager will not remove it");
                         }
                     }
-                    options.tune(l.socket.as_fd(), !l.addr.is_unix()).map_err(|(setting, error)| BindError { addr: text.clone(), error, setting })?;
-                    let resized = crate::sys::listen_queue(l.socket.as_fd(), backlog);
-                    resized.map_err(|error| BindError { addr: text.clone(), error, setting: "backlog" })?;
+                    options.apply(l.socket.as_fd(), !l.addr.is_unix()).map_err(|(setting, error)| BindError { addr: text.clone(), error, setting })?;
                     tracing::info!(addr = %l.addr, from = "the old manager", "listening");
                     out.push(l);
                 }
@@ -262,8 +263,7 @@ fn bind_one(addr: SocketAddr, text: &str, options: &Options) -> Result<Listener,
         setsockopt(&fd, sockopt::Ipv6V6Only, &false).map_err(|e| err(e.into()))?;
     }
     bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|e| err(e.into()))?;
-    options.tune(fd.as_fd(), true).map_err(|(setting, error)| BindError { setting, ..err(error) })?;
-    crate::sys::listen_queue(fd.as_fd(), options.backlog).map_err(err)?;
+    options.apply(fd.as_fd(), true).map_err(|(setting, error)| BindError { setting, ..err(error) })?;
     let addr = Local::of(&fd).ok_or_else(|| err(io::Error::other("the bound socket has no address")))?;
     Ok(Listener { socket: fd, addr, activated: false, file: None, handed_file: None })
 }

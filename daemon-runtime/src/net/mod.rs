@@ -13,6 +13,15 @@ use nix::sys::socket::{getsockname, getsockopt, sockopt, AddressFamily, Sockaddr
 
 pub use stream::{AsyncStream, Stream};
 
+/// An IPv4 or IPv6 socket address as std has it.
+fn ip_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
+    match (addr.as_sockaddr_in(), addr.as_sockaddr_in6()) {
+        (Some(a), _) => Some(SocketAddr::V4((*a).into())),
+        (_, Some(a)) => Some(SocketAddr::V6((*a).into())),
+        _ => None,
+    }
+}
+
 /// Where a listener listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Local {
@@ -29,8 +38,7 @@ impl Local {
         let fd = fd.as_fd();
         let addr: SockaddrStorage = getsockname(std::os::fd::AsRawFd::as_raw_fd(&fd)).ok()?;
         match addr.family()? {
-            AddressFamily::Inet => addr.as_sockaddr_in().map(|a| Local::Tcp(SocketAddr::V4((*a).into()))),
-            AddressFamily::Inet6 => addr.as_sockaddr_in6().map(|a| Local::Tcp(SocketAddr::V6((*a).into()))),
+            AddressFamily::Inet | AddressFamily::Inet6 => ip_addr(&addr).map(Local::Tcp),
             AddressFamily::Unix => {
                 let unix = addr.as_unix_addr()?;
                 if let Some(path) = unix.path() {
@@ -102,8 +110,7 @@ impl Peer {
         let fd = fd.as_fd();
         let addr: SockaddrStorage = nix::sys::socket::getpeername(std::os::fd::AsRawFd::as_raw_fd(&fd)).ok()?;
         match addr.family()? {
-            AddressFamily::Inet => addr.as_sockaddr_in().map(|a| Peer::Tcp(SocketAddr::V4((*a).into()))),
-            AddressFamily::Inet6 => addr.as_sockaddr_in6().map(|a| Peer::Tcp(SocketAddr::V6((*a).into()))),
+            AddressFamily::Inet | AddressFamily::Inet6 => ip_addr(&addr).map(Peer::Tcp),
             AddressFamily::Unix => {
                 let cred = getsockopt(&fd, sockopt::PeerCredentials).ok()?;
                 Some(Peer::Unix(PeerCred { pid: cred.pid(), uid: cred.uid(), gid: cred.gid() }))
