@@ -123,7 +123,7 @@ fn build<T: ProgramSettings>(m: &ArgMatches) -> Result<Arc<dyn Any + Send + Sync
 }
 
 /// The words of the daemon's own command line that are not settings.
-const COMMAND_LINE_WORDS: [&str; 8] = ["--help", "--version", "--config", "--print-config", "--graceful", "--now", "--json", "--hold"];
+const COMMAND_LINE_WORDS: [&str; 10] = ["--help", "--version", "--config", "--print-config", "--graceful", "--now", "--json", "--hold", "--slot", "--pid"];
 
 /// Why a program's setting cannot have these names: one of the daemon's own has one of them,
 /// and one would hide the other (a program's `user`, say, would take `--user` and

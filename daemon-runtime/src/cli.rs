@@ -46,6 +46,8 @@ pub(crate) fn parse(args: Vec<OsString>, app: Option<&crate::app::AppSpec>) -> R
     let mut print_config = false;
     let mut command: Option<String> = None;
     let (mut graceful, mut now, mut json, mut hold) = (false, false, false, false);
+    // `dump`'s worker: by its slot or its pid.
+    let (mut slot, mut pid): (Option<u32>, Option<i32>) = (None, None);
     let mut app_args: Vec<OsString> = Vec::new();
     // The flag that set each key: a key's two names at once is a mistake, not a race.
     let mut flag_of: std::collections::HashMap<Key, String> = std::collections::HashMap::new();
@@ -60,6 +62,16 @@ pub(crate) fn parse(args: Vec<OsString>, app: Option<&crate::app::AppSpec>) -> R
             Arg::Long("now") => now = true,
             Arg::Long("json") => json = true,
             Arg::Long("hold") => hold = true,
+            Arg::Long("slot") => {
+                let v = parser.value().map_err(|_| CliError("--slot needs a value: the worker's slot, as `status` shows it".into()))?;
+                let text = os_to_string("--slot", v)?;
+                slot = Some(text.parse().map_err(|_| CliError(format!("--slot {text}: not a slot number (see `status`)")))?);
+            }
+            Arg::Long("pid") => {
+                let v = parser.value().map_err(|_| CliError("--pid needs a value: the worker's process id, as `status` shows it".into()))?;
+                let text = os_to_string("--pid", v)?;
+                pid = Some(text.parse().ok().filter(|&p: &i32| p > 0).ok_or_else(|| CliError(format!("--pid {text}: not a process id (see `status`)")))?);
+            }
             Arg::Long("config") => {
                 let path = parser
                     .value()
@@ -160,6 +172,7 @@ pub(crate) fn parse(args: Vec<OsString>, app: Option<&crate::app::AppSpec>) -> R
         Some("reload") => Some(Control::Reload),
         Some("upgrade") => Some(Control::Upgrade { hold }),
         Some("backout") => Some(Control::Backout),
+        Some("dump") => Some(Control::Dump { json, slot, pid }),
         Some(_) => Some(Control::Status { json }),
     };
     if hold && !matches!(command, Some(Control::Upgrade { .. })) {
@@ -174,14 +187,20 @@ pub(crate) fn parse(args: Vec<OsString>, app: Option<&crate::app::AppSpec>) -> R
     if now && graceful {
         return Err(CliError("`stop --now` and `--graceful` contradict each other: a stop is graceful unless `--now`".into()));
     }
-    if json && !matches!(command, Some(Control::Status { .. })) {
-        return Err(CliError("--json goes with the status command: `status --json`".into()));
+    if json && !matches!(command, Some(Control::Status { .. } | Control::Dump { .. })) {
+        return Err(CliError("--json goes with the status and dump commands: `status --json`".into()));
+    }
+    if (slot.is_some() || pid.is_some()) && !matches!(command, Some(Control::Dump { .. })) {
+        return Err(CliError("--slot and --pid go with the dump command: `dump --slot N`".into()));
+    }
+    if slot.is_some() && pid.is_some() {
+        return Err(CliError("dump: give --slot or --pid, not both".into()));
     }
     Ok(Command::Run(Run { given, config, print_config, command, app_args }))
 }
 
 /// The control commands.
-const COMMANDS: [&str; 6] = ["start", "stop", "reload", "status", "upgrade", "backout"];
+const COMMANDS: [&str; 7] = ["start", "stop", "reload", "status", "upgrade", "backout", "dump"];
 
 fn os_to_string(flag: &str, v: OsString) -> Result<String, CliError> {
     v.into_string()
@@ -197,6 +216,7 @@ pub(crate) fn help(program: &str, name: &str, version: &str, current: &Given, ap
         ("status [--json]", "the scoreboard; exit 0 running, 1 dead with a pid file, 3 not running"),
         ("upgrade [--hold]", "as USR2: start the program's file again beside this manager; exit 0 once it serves, 1 if it rolled back (--hold: keep this manager, backed out, until it is stopped)"),
         ("backout", "as WINCH: retire every worker and keep the sockets (connections wait); HUP or reload brings workers back"),
+        ("dump [--slot N | --pid P] [--json]", "the stacks of a worker's threads, which serves on; with no worker, the manager's own state (pools, processes, deadlines, its next wake-up and why)"),
     ];
     let mut options: Vec<(String, String)> = Vec::new();
     for s in SETTINGS {

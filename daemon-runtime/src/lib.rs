@@ -23,6 +23,7 @@ mod pool;
 mod scoreboard;
 mod signals;
 mod sources;
+mod stack;
 mod sys;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -172,6 +172,12 @@ impl Driver {
                 answer["pid"] = std::process::id().into();
                 return answer;
             }
+            Request::Dump { slot: None, pid: None } => core::Request::Dump,
+            Request::Dump { .. } => {
+                // Named as every answer is (pid and package), by the core.
+                let named = self.core.request(monotonic_ms(), &NoBoard, core::Request::Status);
+                return json!({ "why": "a plain daemon has no workers: `dump` alone shows its state", "pid": named["pid"], "package": named["package"] });
+            }
         };
         let answer = self.core.request(monotonic_ms(), &NoBoard, request);
         self.execute();
@@ -255,7 +261,7 @@ where
                 }
             }
             if let Some(c) = channel.as_mut() {
-                c.serve(monotonic_ms(), |request| driver.on_request(request));
+                c.serve(monotonic_ms(), |request, _| Some(driver.on_request(request)));
             }
             driver.handle(Event::Tick);
         }

@@ -158,10 +158,7 @@ async fn route(method: &str, path: &str) -> (u16, String) {
         },
         ("spin", Some(ms)) => match ms.parse::<u64>() {
             Ok(ms) => {
-                let until = Instant::now() + Duration::from_millis(ms);
-                while Instant::now() < until {
-                    std::hint::spin_loop();
-                }
+                spin_for(Duration::from_millis(ms));
                 (200, format!("spun {ms}\n"))
             }
             Err(_) => (400, "usage: /spin/MILLISECONDS\n".to_string()),
@@ -306,4 +303,13 @@ fn thread_cpu() -> Duration {
     // SAFETY: clock_gettime(2) with a valid pointer to a timespec; this clock always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// A busy loop (`/spin/MS`), a function of its own so a hung worker's stack names it.
+#[inline(never)]
+pub fn spin_for(d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
 }

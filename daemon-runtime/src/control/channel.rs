@@ -23,7 +23,7 @@
 //! one that has waited longest).
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::time::Duration;
@@ -35,6 +35,10 @@ const PREFIX: &str = "daemon-control";
 
 /// How long a client has to send its request and read the answer.
 pub(crate) const DEADLINE_MS: u64 = 5_000;
+
+/// How long a client may wait for an answer that takes time (`dump` of a worker: its stacks, then
+/// the helper's symbols).
+pub(crate) const LATER_MS: u64 = 15_000;
 
 /// Clients served at once; more wait in the listener's backlog.
 pub(crate) const MAX_CLIENTS: usize = 16;
@@ -52,6 +56,8 @@ pub(crate) enum Request {
     Upgrade { hold: bool },
     /// Retire every worker, keep the sockets, stay (as WINCH).
     Backout,
+    /// The stacks of a worker (by slot or pid), or with neither, the manager's own state.
+    Dump { slot: Option<u32>, pid: Option<i32> },
 }
 
 impl Request {
@@ -62,6 +68,7 @@ impl Request {
             Request::Reload => json!({ "command": "reload" }),
             Request::Upgrade { hold } => json!({ "command": "upgrade", "hold": hold }),
             Request::Backout => json!({ "command": "backout" }),
+            Request::Dump { slot, pid } => json!({ "command": "dump", "slot": slot, "pid": pid }),
         }
     }
 
@@ -73,7 +80,18 @@ impl Request {
             Some("reload") => Ok(Request::Reload),
             Some("upgrade") => Ok(Request::Upgrade { hold: v.get("hold").and_then(Json::as_bool).unwrap_or(false) }),
             Some("backout") => Ok(Request::Backout),
-            _ => Err("unknown command: the commands are status, stop, reload, upgrade and backout".into()),
+            Some("dump") => {
+                let slot = match v.get("slot") {
+                    None | Some(Json::Null) => None,
+                    Some(n) => Some(n.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or("dump: slot is not a slot number")?),
+                };
+                let pid = match v.get("pid") {
+                    None | Some(Json::Null) => None,
+                    Some(n) => Some(n.as_i64().and_then(|n| i32::try_from(n).ok()).filter(|&p| p > 0).ok_or("dump: pid is not a process id")?),
+                };
+                Ok(Request::Dump { slot, pid })
+            }
+            _ => Err("unknown command: the commands are status, stop, reload, upgrade, backout and dump".into()),
         }
     }
 }
@@ -98,6 +116,8 @@ struct Client {
     deadline_ms: u64,
     /// Its request has been read (or refused): only the answer is left to send.
     answered: bool,
+    /// Its request is being answered later, under this number (`Channel::answer_later`).
+    waiting: Option<u64>,
 }
 
 /// Whether a peer with this uid may use the channel of a manager running as `own`.
@@ -144,15 +164,24 @@ impl Channel {
 
     /// Accepts, reads and writes whatever can be done without waiting; each complete request is
     /// answered by `handle`. Clients that are done, or out of time, are dropped.
-    pub(crate) fn serve(&mut self, now_ms: u64, mut handle: impl FnMut(Request) -> Json) {
+    pub(crate) fn serve(&mut self, now_ms: u64, mut handle: impl FnMut(Request, u64) -> Option<Json>) {
         for c in &mut self.clients {
-            c.read_and_answer(&mut handle);
+            c.read_and_answer(now_ms, &mut handle);
         }
         self.accept(now_ms, &mut handle);
         self.clients.retain_mut(|c| !c.flush() && c.deadline_ms > now_ms);
     }
 
-    fn accept(&mut self, now_ms: u64, handle: &mut impl FnMut(Request) -> Json) {
+    /// Answers the client whose request was taken under `id` (if it is still there).
+    pub(crate) fn answer_later(&mut self, id: u64, reply: Json) {
+        for c in self.clients.iter_mut().filter(|c| c.waiting == Some(id)) {
+            c.waiting = None;
+            c.answer(reply.clone());
+            c.flush();
+        }
+    }
+
+    fn accept(&mut self, now_ms: u64, handle: &mut impl FnMut(Request, u64) -> Option<Json>) {
         let own = nix::unistd::geteuid().as_raw();
         // A bounded number per wake-up: a flood of connections cannot hold the loop.
         for _ in 0..64 {
@@ -168,6 +197,7 @@ impl Channel {
                 sent: 0,
                 deadline_ms: now_ms.saturating_add(DEADLINE_MS),
                 answered: false,
+                waiting: None,
             };
             if client.stream.set_nonblocking(true).is_err() {
                 continue;
@@ -180,7 +210,7 @@ impl Channel {
                 continue;
             }
             // Its request is usually there already: answered now, it needs no place at all.
-            client.read_and_answer(handle);
+            client.read_and_answer(now_ms, handle);
             if client.answered && client.flush() {
                 continue;
             }
@@ -196,13 +226,23 @@ impl Channel {
 }
 
 impl Client {
-    fn read_and_answer(&mut self, handle: &mut impl FnMut(Request) -> Json) {
-        if self.answered {
+    fn read_and_answer(&mut self, now_ms: u64, handle: &mut impl FnMut(Request, u64) -> Option<Json>) {
+        if self.answered || self.waiting.is_some() {
             return;
         }
         match self.read_request() {
             Ok(None) => {}
-            Ok(Some(Ok(request))) => self.answer(handle(request)),
+            Ok(Some(Ok(request))) => {
+                // Numbered by its stream's descriptor and its deadline: unique among the clients.
+                let id = (self.stream.as_raw_fd() as u64) << 40 | (self.deadline_ms & ((1 << 40) - 1));
+                match handle(request, id) {
+                    Some(reply) => self.answer(reply),
+                    None => {
+                        self.waiting = Some(id);
+                        self.deadline_ms = now_ms.saturating_add(LATER_MS);
+                    }
+                }
+            }
             Ok(Some(Err(why))) => self.answer(json!({ "error": why })),
             // Gone before it asked: nothing to answer, done.
             Err(_) => self.answered = true,
@@ -337,7 +377,8 @@ fn ask_one(name: &str, expect: &Expect<'_>, request: Request) -> Result<Json, Fa
             users.join(", ")
         )));
     }
-    let timeout = Some(Duration::from_millis(DEADLINE_MS));
+    let wait = if matches!(request, Request::Dump { .. }) { LATER_MS } else { DEADLINE_MS };
+    let timeout = Some(Duration::from_millis(wait));
     stream
         .set_read_timeout(timeout)
         .and_then(|()| stream.set_write_timeout(timeout))

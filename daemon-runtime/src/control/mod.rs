@@ -49,6 +49,8 @@ pub(crate) enum Control {
     Upgrade { hold: bool },
     /// WINCH: retire the workers, keep the sockets.
     Backout,
+    /// The stacks of a worker (by slot or pid), or the manager's own state.
+    Dump { json: bool, slot: Option<u32>, pid: Option<i32> },
 }
 
 /// LSB init-script exit codes.
@@ -88,7 +90,7 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
                     say!("{name} is not running");
                     lsb::OK
                 }
-                Control::Reload | Control::Upgrade { .. } | Control::Backout => {
+                Control::Reload | Control::Upgrade { .. } | Control::Backout | Control::Dump { .. } => {
                     eprintln!("{name}: error: not running, nothing to do");
                     lsb::STOPPED_RELOAD
                 }
@@ -113,6 +115,7 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
         Control::Status { .. } => Request::Status,
         Control::Upgrade { hold } => Request::Upgrade { hold },
         Control::Backout => Request::Backout,
+        Control::Dump { slot, pid, .. } => Request::Dump { slot, pid },
         Control::Start => return lsb::FAILED,
     };
     // While an upgrade starts, the daemon is two managers: the old one, under `PATH.oldbin`,
@@ -196,6 +199,20 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
             let why = answer.get("why").and_then(Json::as_str).unwrap_or("it is stopping");
             eprintln!("{name}: error: the manager (pid {running}) did not back out: {why}");
             lsb::FAILED
+        }
+        Control::Dump { json, .. } => {
+            if let Some(why) = answer.get("why").and_then(Json::as_str) {
+                eprintln!("{name}: error: {why}");
+                return lsb::FAILED;
+            }
+            if json {
+                say!("{answer}");
+            } else if let Some(text) = answer.get("text").and_then(Json::as_str) {
+                say_part!("{text}");
+            } else {
+                say_part!("{}", render_dump(name, &answer));
+            }
+            lsb::OK
         }
         Control::Start => lsb::FAILED,
     }
@@ -410,6 +427,70 @@ fn render(name: &str, s: &Json) -> String {
         );
         out.push_str(line.trim_end());
         out.push('\n');
+    }
+    out
+}
+
+/// `dump` of the manager as people read it: when it next wakes and why, each pool, and each
+/// process with its deadlines.
+fn render_dump(name: &str, d: &Json) -> String {
+    let m = &d["manager"];
+    let due = |v: &Json| match v.get("in_ms").and_then(Json::as_i64) {
+        Some(ms) if ms < 0 => format!("{} ago", human(ms.unsigned_abs())),
+        Some(ms) => format!("in {}", human(ms as u64)),
+        None => "-".to_string(),
+    };
+    let mut out = format!(
+        "{name}: manager pid {}, up {}{}\n",
+        d["pid"],
+        human(m["uptime_ms"].as_u64().unwrap_or(0)),
+        m["stopping"].as_str().map(|k| format!(", stopping ({k})")).unwrap_or_default()
+    );
+    out.push_str(&format!(
+        "next wake-up: {} ({})\n",
+        if d["next_wake"].is_null() { "none".to_string() } else { due(&d["next_wake"]) },
+        d["next_wake_why"].as_str().unwrap_or("?")
+    ));
+    for p in d["pools"].as_array().into_iter().flatten() {
+        let l = &p["limits"];
+        out.push_str(&format!(
+            "pool {} ({}, generation {}): workers {}, spares {}..{}, max_children {}{}{}\n",
+            p["name"].as_str().unwrap_or("?"),
+            p["kind"].as_str().unwrap_or("?"),
+            p["generation"],
+            l["workers"],
+            l["min_spare"],
+            l["max_spare"],
+            l["max_children"],
+            if p["crash_loop"] == true { ", CRASH LOOP" } else { "" },
+            if p["next_fork_not_before"].is_null() { String::new() } else { format!(", next fork {}", due(&p["next_fork_not_before"])) },
+        ));
+    }
+    for w in d["processes"].as_array().into_iter().flatten() {
+        let stopping = match w.get("stopping").filter(|s| !s.is_null()) {
+            Some(s) => format!(
+                "; stopping ({}), {} rung since {}{}{}",
+                s["why"].as_str().unwrap_or("?"),
+                s["rung"].as_str().unwrap_or("?"),
+                human(s["since_ms"].as_u64().unwrap_or(0)),
+                if s["held_for_stack"] == true { ", held for its stack" } else { "" },
+                s.get("next").filter(|n| !n.is_null()).map(|n| format!(", {} {}", n["rung"].as_str().unwrap_or("?"), due(n))).unwrap_or_default()
+            ),
+            None => String::new(),
+        };
+        out.push_str(&format!(
+            "  {} slot {} pid {} generation {} '{}' age {}; next verdict check {}{stopping}\n",
+            w["pool"].as_str().unwrap_or("?"),
+            w["slot"],
+            w["pid"],
+            w["generation"],
+            w["state"].as_str().unwrap_or("?"),
+            human(w["age_ms"].as_u64().unwrap_or(0)),
+            if w["next_verdict_check"].is_null() { "none".to_string() } else { due(&w["next_verdict_check"]) },
+        ));
+    }
+    for f in d["foreign_children"].as_array().into_iter().flatten() {
+        out.push_str(&format!("  foreign child pid {}{}\n", f["pid"], if f["kill"].is_null() { String::new() } else { format!(", KILL {}", due(&f["kill"])) }));
     }
     out
 }

@@ -44,6 +44,8 @@ struct Own {
     channel: Option<Channel>,
     /// `GET /metrics`, with `metrics_listen`.
     metrics: Option<metrics::MetricsServer>,
+    /// Workers' stacks: what they send, and the helpers that symbolize them.
+    stacks: crate::stack::Stacks,
     housework: Housework,
 }
 
@@ -56,6 +58,8 @@ pub(crate) struct Manager {
     hooks: Hooks,
     own: Option<Own>,
     wake_write: OwnedFd,
+    /// Where every worker sends its threads' stacks when asked.
+    stack_write: OwnedFd,
     pid: nix::unistd::Pid,
     /// How to start the program again (USR2), and the upgrade under way.
     restart: Option<Restart>,
@@ -196,9 +200,10 @@ impl Manager {
             let signals = signals::manager_signalfd().map_err(|e| StartError(format!("cannot set up signal handling: {e}")))?;
             let (wake_read, wake_write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
                 .map_err(|e| StartError(format!("cannot create the wake pipe: {e}")))?;
-            Ok((board, signals, wake_read, wake_write))
+            let stacks = crate::stack::Stacks::new().map_err(|e| StartError(format!("cannot create the workers' stack socket: {e}")))?;
+            Ok((board, signals, wake_read, wake_write, stacks))
         };
-        let (board, signals, wake_read, wake_write) = match setup() {
+        let (board, signals, wake_read, wake_write, (stacks, stack_write)) = match setup() {
             Ok(parts) => parts,
             Err(e) => return Err(Box::new((e, housework))),
         };
@@ -250,8 +255,9 @@ impl Manager {
             board,
             listeners,
             hooks,
-            own: Some(Own { signals, wake_read, channel, metrics, housework }),
+            own: Some(Own { signals, wake_read, channel, metrics, stacks, housework }),
             wake_write,
+            stack_write,
             pid,
             restart,
             upgrade: None,
@@ -331,11 +337,47 @@ impl Manager {
                 }
             }
             Command::ListChildren => {
-                let children = crate::sys::proc::children().into_iter().map(Pid).collect();
+                // The stack helpers are the manager's own, not what a worker left.
+                let helper = |pid: i32| self.own.as_ref().is_some_and(|o| o.stacks.is_helper(pid));
+                let children = crate::sys::proc::children().into_iter().filter(|&p| !helper(p)).map(Pid).collect();
                 return Some(Event::Orphans(children));
+            }
+            Command::CaptureStacks { pid, slot, pool, verdict } => {
+                let own = self.own.as_mut()?;
+                if let Err(why) = own.stacks.start(pid.0, slot, &pool, crate::stack::Purpose::Verdict(verdict), monotonic_ms()) {
+                    warn!(pool = %pool, slot, pid = pid.0, "cannot take the stack of the worker: {why}");
+                    return Some(Event::StacksTaken { pid });
+                }
             }
         }
         None
+    }
+
+    /// What came from the workers' stacks and the helpers: a judged worker's rung goes once its
+    /// stack is taken; a symbolized stack is logged with its verdict, or answers `dump`.
+    fn serve_stacks(&mut self) {
+        let Some(own) = self.own.as_mut() else { return };
+        let heard = own.stacks.service(monotonic_ms());
+        for h in heard {
+            match h {
+                crate::stack::Heard::Taken { pid } => self.handle(Event::StacksTaken { pid: Pid(pid) }),
+                crate::stack::Heard::Report { capture, report, text } => match &capture.purpose {
+                    crate::stack::Purpose::Verdict(verdict) => {
+                        error!(pool = %capture.pool, slot = capture.slot, pid = capture.pid, verdict = %verdict, "stack of the worker, taken before it was stopped:\n{text}");
+                    }
+                    crate::stack::Purpose::Dump(client) => {
+                        let mut answer = report;
+                        answer["text"] = text.into();
+                        answer["pid"] = self.pid.as_raw().into();
+                        answer["worker_pid"] = capture.pid.into();
+                        answer["package"] = self.own.as_ref().map_or("", |o| o.housework.package.name).into();
+                        if let Some(channel) = self.own.as_mut().and_then(|o| o.channel.as_mut()) {
+                            channel.answer_later(*client, answer);
+                        }
+                    }
+                },
+            }
+        }
     }
 
     fn write_board(&self, write: BoardWrite) {
@@ -380,7 +422,10 @@ impl Manager {
         self.board.sleeping_until(core_deadline);
         let accepting = self.core.accepting(monotonic_ms());
         let Some(own) = self.own.as_ref() else { return };
-        let io_deadline = [own.channel.as_ref().and_then(Channel::deadline), own.metrics.as_ref().and_then(|m| m.deadline())].into_iter().flatten().min();
+        let io_deadline = [own.channel.as_ref().and_then(Channel::deadline), own.metrics.as_ref().and_then(|m| m.deadline()), own.stacks.deadline()]
+            .into_iter()
+            .flatten()
+            .min();
         let deadline = [core_deadline, io_deadline].into_iter().flatten().min();
         let timeout = match deadline {
             None => PollTimeout::NONE,
@@ -408,6 +453,10 @@ impl Manager {
                 fds.push(PollFd::new(fd, if writing { PollFlags::POLLOUT } else { PollFlags::POLLIN }));
             }
         }
+        let stacks_at = fds.len();
+        for fd in own.stacks.poll_fds() {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
         let control_at = fds.len();
         if let Some(channel) = own.channel.as_ref() {
             for (fd, writing) in channel.poll_fds() {
@@ -425,7 +474,8 @@ impl Manager {
         let connections: Vec<usize> = fds[2..2 + listening].iter().enumerate().filter(|(_, f)| ready(f)).map(|(i, _)| i).collect();
         let said = verdict.is_some() && fds.get(verdict_at).is_some_and(ready);
         let asked = fds[control_at..].iter().any(ready);
-        let scraped = fds[metrics_at..control_at].iter().any(ready);
+        let scraped = fds[metrics_at..stacks_at].iter().any(ready);
+        let stacks = fds[stacks_at..control_at].iter().any(ready);
         drop(fds);
         // The signals are read before the children are reaped, never after: a SIGCHLD read after
         // the reap would be consumed with its child unreaped, and the manager would sleep until
@@ -449,6 +499,9 @@ impl Manager {
         let now = monotonic_ms();
         if said {
             self.read_verdict();
+        }
+        if stacks || self.own.as_ref().and_then(|o| o.stacks.deadline()).is_some_and(|at| at <= now) {
+            self.serve_stacks();
         }
         if scraped || self.own.as_ref().and_then(|o| o.metrics.as_ref()).and_then(|m| m.deadline()).is_some_and(|at| at <= now) {
             self.serve_metrics();
@@ -520,6 +573,11 @@ impl Manager {
                 }
                 Ok(status) => {
                     let Some((pid, status)) = exit_status(status) else { continue };
+                    if let Some(own) = self.own.as_mut().filter(|o| o.stacks.is_helper(pid.0)) {
+                        own.stacks.reaped(pid.0);
+                        self.serve_stacks();
+                        continue;
+                    }
                     // What the upgrade's new manager said before it ended is its reason; what its
                     // workers counted is this manager's to keep.
                     if self.upgrade.as_ref().is_some_and(|u| u.child.as_raw() == pid.0) {
@@ -566,24 +624,44 @@ impl Manager {
     /// Serves the control channel's clients; their requests act as the signals would.
     fn serve_control(&mut self) {
         let Some(mut channel) = self.own.as_mut().and_then(|o| o.channel.take()) else { return };
-        channel.serve(monotonic_ms(), |request| self.on_request(request));
+        channel.serve(monotonic_ms(), |request, client| self.on_request(request, client));
         if let Some(own) = self.own.as_mut() {
             own.channel = Some(channel);
         }
     }
 
-    /// A request from a control command, over the verified channel.
-    fn on_request(&mut self, request: control::Request) -> serde_json::Value {
+    /// A request from a control command, over the verified channel; `None`: answered later
+    /// (`dump` of a worker, once its stacks are symbolized).
+    fn on_request(&mut self, request: control::Request, client: u64) -> Option<serde_json::Value> {
         let request = match request {
             control::Request::Status => Request::Status,
             control::Request::Stop { graceful } => Request::Stop { graceful },
             control::Request::Reload => Request::Reload(Box::new(self.resolve_reload())),
             control::Request::Backout => Request::Backout,
-            control::Request::Upgrade { hold } => return self.upgrade_request(hold),
+            control::Request::Upgrade { hold } => return Some(self.upgrade_request(hold)),
+            control::Request::Dump { slot: None, pid: None } => Request::Dump,
+            control::Request::Dump { slot, pid } => return self.dump_worker(slot, pid, client),
         };
         let answer = self.core.request(monotonic_ms(), &self.board, request);
         self.execute(monotonic_ms());
-        answer
+        Some(answer)
+    }
+
+    /// `dump --slot N` or `--pid P`: asks the worker's threads for their stacks; the answer
+    /// comes once they are symbolized. Only a worker of this manager's: any other pid is refused.
+    fn dump_worker(&mut self, slot: Option<u32>, pid: Option<i32>, client: u64) -> Option<serde_json::Value> {
+        let refuse = |why: String, me: i32, package: &str| Some(serde_json::json!({ "why": why, "pid": me, "package": package }));
+        let package = self.own.as_ref().map_or("", |o| o.housework.package.name);
+        let me = self.pid.as_raw();
+        let Some((worker, slot, pool)) = self.core.worker(slot, pid) else {
+            let which = slot.map(|s| format!("slot {s}")).or(pid.map(|p| format!("pid {p}"))).unwrap_or_default();
+            return refuse(format!("{which} is not a live worker of this manager (see `status`)"), me, package);
+        };
+        let own = self.own.as_mut()?;
+        match own.stacks.start(worker.0, slot, &pool, crate::stack::Purpose::Dump(client), monotonic_ms()) {
+            Ok(()) => None,
+            Err(why) => refuse(why, me, package),
+        }
     }
 
     /// `upgrade`: started, or why not.

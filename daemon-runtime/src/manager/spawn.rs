@@ -66,6 +66,7 @@ impl Manager {
             kind,
             generation,
             manager_pid: self.pid,
+            stacks: std::os::fd::AsRawFd::as_raw_fd(&self.stack_write),
             listeners: &listeners,
             hooks: &self.hooks,
             config: self.core.config(),

@@ -4,6 +4,7 @@
 
 pub(crate) mod proc;
 pub(crate) mod sock_diag;
+pub(crate) mod stack_signal;
 
 use std::marker::PhantomData;
 use std::num::NonZeroUsize;
@@ -64,7 +65,8 @@ pub(crate) fn claim_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
 /// Puts a copy of `fd` at number `target`, without close-on-exec, in a child about to exec.
 pub(crate) fn dup_onto(fd: RawFd, target: RawFd) -> nix::Result<()> {
     // SAFETY: dup2(2) takes no memory. Whatever had `target` in this child is given up: the
-    // child only execs next, and everything of the daemon's own is close-on-exec.
+    // child only execs next (everything of the daemon's own is close-on-exec), or is the stack
+    // helper, which ends with `_exit` and never uses nor drops what it copied of the manager.
     if unsafe { libc::dup2(fd, target) } < 0 {
         return Err(nix::errno::Errno::last());
     }
@@ -298,7 +300,8 @@ pub(crate) fn try_lock_exclusive(file: &std::fs::File) -> std::io::Result<bool> 
 pub(crate) fn close_from(first: u32) {
     // SAFETY: close_range(2) takes no memory. Nothing of this process's own is open at or above
     // `first` when it is called (the entry point calls it before opening anything it keeps), so
-    // no Rust object is left owning a closed descriptor.
+    // no Rust object is left owning a closed descriptor; the stack helper, the other caller,
+    // never uses nor drops what it copied of the manager, and ends with `_exit`.
     let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
     if rc == 0 {
         return;

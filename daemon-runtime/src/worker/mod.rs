@@ -55,6 +55,8 @@ pub(crate) struct Setup<'a> {
     pub kind: crate::child::PoolKind,
     pub generation: u32,
     pub manager_pid: Pid,
+    /// The socket this worker's threads send their stacks to, when the manager asks.
+    pub stacks: std::os::fd::RawFd,
     pub listeners: &'a [Listener],
     pub hooks: &'a Hooks,
     pub config: &'a Config,
@@ -84,9 +86,15 @@ pub(crate) fn run(setup: Setup<'_>) -> ! {
     if nix::unistd::getppid() != setup.manager_pid {
         exit_now(0);
     }
+    // From here the manager can ask this worker's threads for their stacks (a hung worker's,
+    // before it stops it; `dump`'s). Not fatal: the worker serves without.
+    let stack_signal = crate::sys::stack_signal::install(setup.stacks, setup.manager_pid.as_raw());
     let pid = std::process::id();
     let span = info_span!(parent: None, "worker", slot = slot.index(), pid);
     let _entered = span.enter();
+    if let Err(e) = stack_signal {
+        tracing::warn!(error = %e, "cannot install the stack signal's handler: this worker's stack cannot be taken");
+    }
     slot.set_state(State::Starting);
     let child = Child {
         slot: slot.index(),

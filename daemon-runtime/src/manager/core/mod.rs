@@ -37,7 +37,7 @@ use std::sync::Arc;
 use daemon_config::{setting, Config, GroupConfig};
 use tracing::{error, info, warn};
 
-use crate::pool::supervise::{self, Ladder, Rung, Settings};
+use crate::pool::supervise::{self, Ladder, Rung, Settings, Verdict};
 use crate::pool::{Kind, Pool};
 use crate::scoreboard::SlotView;
 use crate::sources::Resolved;
@@ -234,6 +234,10 @@ pub(crate) enum Command {
     ListChildren,
     /// The daemon stops for good: remove the Unix socket files it listened on.
     RemoveSocketFiles,
+    /// Take the stack of every thread of a worker judged hung, and log it with `verdict`; the
+    /// driver answers `StacksTaken` when it has them (or gave up waiting), and the worker's
+    /// first rung waits for that, at most `stack::ANSWER_MS`.
+    CaptureStacks { pid: Pid, slot: usize, pool: String, verdict: String },
 }
 
 /// What happened, for the core.
@@ -266,6 +270,9 @@ pub(crate) enum Event {
     UpgradeSaid { text: String, whole: bool },
     /// This manager's own old manager (it was started by an upgrade) is gone.
     OldManagerGone,
+    /// The stacks of a worker judged hung are taken (or the wait for them is over): its held
+    /// first rung goes now.
+    StacksTaken { pid: Pid },
 }
 
 /// A control request, answered by the core (`reload` comes with its configuration).
@@ -275,6 +282,8 @@ pub(crate) enum Request {
     Stop { graceful: bool },
     Reload(Box<Result<Resolved, Vec<String>>>),
     Backout,
+    /// `dump` with no worker: the manager's own state.
+    Dump,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -347,6 +356,8 @@ pub(crate) struct Core {
     guard: supervise::Guard,
     /// When the last look meant to wake, to tell a wake on time from one that came late.
     planned_wake: Option<u64>,
+    /// What the next look is for (`dump`).
+    next_why: &'static str,
     /// When the next WATCHDOG=1 is due, if systemd asked for them.
     watchdog: Option<(u64, u64)>,
     /// The last STATUS= sent.
@@ -449,6 +460,7 @@ impl Core {
             exits: ExitLog::default(),
             guard: supervise::Guard::NONE,
             planned_wake: None,
+            next_why: "the first look",
             watchdog: watchdog_ms.map(|every| (every, now.saturating_add(every))),
             told_status: None,
             upgrade: None,
@@ -509,6 +521,16 @@ impl Core {
     }
 
     /// The pool's capacity for a worker forked into it (connections at once).
+    /// A live worker, by slot or by pid: its pid, slot and pool's name (`dump`).
+    pub(crate) fn worker(&self, slot: Option<u32>, pid: Option<i32>) -> Option<(Pid, usize, String)> {
+        let p = self.procs.iter().find(|p| match (slot, pid) {
+            (Some(s), _) => p.slot == s as usize,
+            (None, Some(pid)) => p.pid == Some(Pid(pid)),
+            (None, None) => false,
+        })?;
+        Some((p.pid?, p.slot, self.pools.get(&p.pool).map(|pool| pool.name.clone()).unwrap_or_default()))
+    }
+
     /// Pool `pool`'s name and kind, as its workers' hooks see them.
     pub(crate) fn pool_of(&self, pool: usize) -> (&str, crate::child::PoolKind) {
         use crate::child::PoolKind;
@@ -575,6 +597,17 @@ impl Core {
                     info!(old_manager = old.0, "the old manager is gone");
                 }
             }
+            Event::StacksTaken { pid } => {
+                // The held first rung goes now; the ladder counts from here.
+                let released = self.procs.iter_mut().find(|p| p.pid == Some(pid)).and_then(|p| p.stopping.as_mut()).and_then(|s| {
+                    s.held_until.take()?;
+                    s.ladder.at_ms = now;
+                    Some(signal_of(s.ladder.rung))
+                });
+                if let Some(sig) = released {
+                    self.push(Command::Signal { pid, sig });
+                }
+            }
         }
         if tick {
             self.look(now, board);
@@ -588,6 +621,7 @@ impl Core {
     pub(crate) fn request(&mut self, now: u64, board: &dyn Board, request: Request) -> serde_json::Value {
         let mut answer = match request {
             Request::Status => return self.snapshot(now, board),
+            Request::Dump => self.dump(now, board),
             Request::Stop { graceful } => {
                 let kind = if graceful { StopKind::Graceful } else { StopKind::Fast };
                 self.begin_stop(kind, "asked by the control channel", board, now);
@@ -651,7 +685,15 @@ impl Core {
         let ladders = self.climb_ladders(now);
         self.log_exit_counts(now);
         self.feed_watchdog(now);
-        let next = [recheck, check, ladders, self.other_deadlines(now)].into_iter().flatten().min();
+        let candidates = [
+            (recheck, "the pools' sizes: a fork after backoff, a retirement, a check of the listen queue"),
+            (check, "a verdict that can come: a heartbeat, request or start deadline, a stall's guard"),
+            (ladders, "a stopping worker's next rung (or its held first rung, waiting for its stack)"),
+            (self.other_deadlines(now), "foreign children, systemd's watchdog, the start's verdict, the exit log, an upgrade"),
+        ];
+        let next = candidates.iter().filter_map(|(at, why)| at.map(|at| (at, *why))).min_by_key(|(at, _)| *at);
+        self.next_why = next.map_or("nothing: only an event (a signal, a worker's wake-up, a request) wakes it", |(_, why)| why);
+        let next = next.map(|(at, _)| at);
         self.next_look = next;
         self.planned_wake = next;
     }
@@ -900,8 +942,17 @@ impl Core {
             s.why = why;
         }
         let climbed = p.stopping.is_some_and(|s| s.climbed);
-        p.stopping = Some(Stopping { ladder: Ladder { rung, at_ms: now }, why, climbed });
-        if let Some(pid) = p.pid {
+        // A worker judged hung (no heartbeat, or a request past its deadline) is asked for its
+        // stack first: its first rung waits for the stack, at most stack::ANSWER_MS.
+        let capture = matches!(why, Why::Verdict(Verdict::Silent { .. } | Verdict::Overdue { .. })) && p.stopping.is_none();
+        let held_until = (capture && p.pid.is_some()).then(|| now.saturating_add(crate::stack::ANSWER_MS));
+        p.stopping = Some(Stopping { ladder: Ladder { rung, at_ms: now }, why, climbed, held_until });
+        let (pid, pool) = (p.pid, p.pool);
+        let Some(pid) = pid else { return };
+        if let (Some(_), Why::Verdict(v)) = (held_until, why) {
+            let pool = self.pools.get(&pool).map(|p| p.name.clone()).unwrap_or_default();
+            self.push(Command::CaptureStacks { pid, slot, pool, verdict: Why::Verdict(v).describe().to_string() });
+        } else {
             self.push(Command::Signal { pid, sig: signal_of(rung) });
         }
     }

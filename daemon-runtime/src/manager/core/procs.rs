@@ -43,6 +43,19 @@ pub(crate) struct Stopping {
     /// The ladder climbed because the worker did not stop in time (not because a stronger stop
     /// was asked).
     pub climbed: bool,
+    /// The first rung waits (until then, or until the driver says the worker's stack is taken):
+    /// a worker judged hung is asked for its stack before it gets its signal.
+    pub held_until: Option<u64>,
+}
+
+impl Stopping {
+    /// The next rung and when it is due: the held first rung, or the ladder's next.
+    pub(crate) fn next_due(&self, s: &crate::pool::supervise::Settings) -> Option<(crate::pool::supervise::Rung, u64)> {
+        match self.held_until {
+            Some(at) => Some((self.ladder.rung, at)),
+            None => self.ladder.next(s),
+        }
+    }
 }
 
 /// One worker.
@@ -86,6 +99,10 @@ impl Procs {
 
     pub(crate) fn foreign_mut(&mut self) -> impl Iterator<Item = (Pid, &mut Foreign)> {
         self.foreign.iter_mut().map(|(&pid, f)| (pid, f))
+    }
+
+    pub(crate) fn foreign(&self) -> impl Iterator<Item = (Pid, &Foreign)> {
+        self.foreign.iter().map(|(&pid, f)| (pid, f))
     }
 
     /// When the next foreign child is due its KILL.

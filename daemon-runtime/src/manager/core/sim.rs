@@ -731,6 +731,8 @@ impl World {
                 let orphans = self.procs.values().filter(|p| matches!(p.kind, ProcKind::Orphan { .. }) && p.life != Life::Dead).map(|p| Pid(p.pid)).collect();
                 Ok(Some(Event::Orphans(orphans)))
             }
+            // The stacks come back at once, or never (the wait for them runs out).
+            Command::CaptureStacks { pid, .. } => Ok(self.rng.bool().then_some(Event::StacksTaken { pid })),
             Command::Notify(_) | Command::Hook(_) | Command::PidFile(_) | Command::ProgramSettings(_) | Command::Plain(_) => Ok(None),
         }
     }
@@ -1274,7 +1276,7 @@ impl World {
             // A stopping worker's ladder: every rung due has been sent.
             let looked = self.looked_at == self.now;
             if let Some(stopping) = p.stopping {
-                if let Some((rung, due)) = stopping.ladder.next(&s) {
+                if let Some((rung, due)) = stopping.next_due(&s) {
                     if self.now >= due && looked {
                         return fail("rung on time", format!("pid {} is past its {rung:?} rung (due at {due} ms) and has not had it", pid.0));
                     }

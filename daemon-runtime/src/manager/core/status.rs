@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use super::{Board, Core};
+use crate::pool::supervise;
 
 impl Core {
     pub(super) fn snapshot(&self, now: u64, board: &dyn Board) -> Value {
@@ -93,5 +94,87 @@ impl Core {
             keys.extend(self.upgrade_snapshot(now));
         }
         status
+    }
+
+    /// `dump` with no worker: what the manager holds and means to do: its pools (limits,
+    /// backoff, restarts), its process table (each worker's stop ladder and when a verdict can
+    /// next come), its deadlines, and when it next wakes and why.
+    pub(super) fn dump(&self, now: u64, board: &dyn Board) -> Value {
+        let at = |t: Option<u64>| t.map(|t| json!({ "in_ms": t as i64 - now as i64 }));
+        let pools: Vec<Value> = self
+            .pools
+            .values()
+            .map(|pool| {
+                let s = pool.supervision;
+                json!({
+                    "name": pool.name,
+                    "kind": pool.kind.name(),
+                    "generation": pool.generation,
+                    "limits": { "workers": pool.limits.workers, "min_spare": pool.limits.min_spare, "max_spare": pool.limits.max_spare, "max_children": pool.limits.max_children },
+                    "supervision": {
+                        "heartbeat_timeout_ms": s.heartbeat_timeout_ms,
+                        "request_timeout_ms": s.request_timeout_ms,
+                        "long_request_timeout_ms": s.long_request_timeout_ms,
+                        "start_timeout_ms": s.start_timeout_ms,
+                        "graceful_ms": s.graceful_ms,
+                        "max_rss": s.max_rss,
+                        "max_cpu_ms": s.max_cpu_ms,
+                        "manager_judges_requests": s.manager_judges_requests,
+                    },
+                    "next_fork_not_before": at(Some(pool.restarts.not_before().max(pool.next_ms)).filter(|&t| t > now)),
+                    "crash_loop": pool.restarts.in_crash_loop(),
+                    "consecutive_crashes": pool.restarts.consecutive_crashes(),
+                    "last_retire": at(pool.last_retire_ms),
+                    "saturated_since": at(pool.saturated_since),
+                    "waiting_for_pool": pool.waiting_for_pool,
+                    "starting": pool.starting.is_some(),
+                    "removed": pool.removed,
+                })
+            })
+            .collect();
+        let processes: Vec<Value> = self
+            .procs
+            .iter()
+            .map(|p| {
+                let s = self.pools.get(&p.pool).map(|pool| pool.supervision);
+                let facts = super::supervision::facts(p, &board.view(p.slot));
+                let verdict_at = s.and_then(|s| supervise::next_check(&facts, &s, &self.guard));
+                json!({
+                    "pool": self.pools.get(&p.pool).map(|pool| pool.name.as_str()),
+                    "slot": p.slot,
+                    "pid": p.pid.map(|p| p.0),
+                    "generation": p.generation,
+                    "state": self.state_of(p, board).letter().to_string(),
+                    "age_ms": now.saturating_sub(p.started_ms),
+                    "next_verdict_check": at(verdict_at),
+                    "stopping": p.stopping.map(|st| json!({
+                        "why": st.why.describe(),
+                        "rung": format!("{:?}", st.ladder.rung),
+                        "since_ms": now.saturating_sub(st.ladder.at_ms),
+                        "held_for_stack": st.held_until.is_some(),
+                        "next": s.and_then(|s| st.next_due(&s)).map(|(rung, due)| json!({ "rung": format!("{rung:?}"), "in_ms": due as i64 - now as i64 })),
+                    })),
+                })
+            })
+            .collect();
+        let foreign: Vec<Value> = self.procs.foreign().map(|(pid, f)| json!({ "pid": pid.0, "kill": at(f.kill_at_ms) })).collect();
+        json!({
+            "manager": {
+                "uptime_ms": now.saturating_sub(self.started_ms),
+                "stopping": self.stop.map(|k| format!("{k:?}")),
+                "stop_deadline": at(self.stop_deadline),
+                "backed_out": self.backed_out,
+                "ready_reported": self.ready_reported,
+                "reloading": self.reloading,
+                "stall_guard_until": at(Some(self.guard.until_ms).filter(|&t| t > now)),
+                "watchdog_due": at(self.watchdog.map(|(_, due)| due)),
+                "wakes_by_workers": board.wakes(),
+            },
+            "next_wake": at(self.next_look),
+            "next_wake_why": self.next_why,
+            "pools": pools,
+            "processes": processes,
+            "foreign_children": foreign,
+        })
     }
 }

@@ -22,7 +22,7 @@ pub(super) fn activity(state: State) -> Activity {
     }
 }
 
-fn facts(p: &Proc, v: &SlotView) -> Facts {
+pub(super) fn facts(p: &Proc, v: &SlotView) -> Facts {
     Facts {
         activity: activity(v.state),
         started_ms: p.started_ms,
@@ -84,7 +84,7 @@ impl Core {
                 error!(
                     pool, slot, pid, %state, %request, %request_age,
                     silent = %human(now.saturating_sub(*since_ms)),
-                    "worker hung: no heartbeat within {limit}; stopping it (QUIT, then TERM after graceful_timeout) and replacing it"
+                    "worker hung: no heartbeat within {limit}; taking its stack, then stopping it (QUIT, then TERM after graceful_timeout) and replacing it"
                 );
             }
             Verdict::Overdue { started_ms, long } => {
@@ -92,7 +92,7 @@ impl Core {
                 error!(
                     pool, slot, pid, %state, %request,
                     request_age = %human(now.saturating_sub(*started_ms)),
-                    "request past {limit}: killing the worker (TERM) and replacing it"
+                    "request past {limit}: taking the worker's stack, then killing it (TERM) and replacing it"
                 );
             }
             Verdict::NotReady => error!(
@@ -121,6 +121,17 @@ impl Core {
             let Some(stopping) = p.stopping.as_mut() else { continue };
             // Not forked yet: its ladder starts once its pid is known.
             let Some(pid) = p.pid else { continue };
+            // The first rung held for the worker's stack: sent when the stack is taken or the
+            // wait is over; the ladder counts from then.
+            if let Some(until) = stopping.held_until {
+                if now < until {
+                    next = Some(next.map_or(until, |n| n.min(until)));
+                    continue;
+                }
+                stopping.held_until = None;
+                stopping.ladder.at_ms = now;
+                signals.push((pid, signal_of(stopping.ladder.rung)));
+            }
             if let Some(rung) = stopping.ladder.climb(&s, now) {
                 stopping.climbed = true;
                 warn!(slot = p.slot, pid = pid.0, signal = signal_of(rung).name(), "worker did not stop in time: climbing the stop ladder");

@@ -1,0 +1,421 @@
+//! Stacks of workers, for the manager: of a worker judged hung (taken before it is stopped, and
+//! logged with the verdict), and of a live one on demand (`dump`).
+//!
+//! How (DESIGN.md, "Stacks of workers"): the manager lists the worker's threads in
+//! `/proc/PID/task`, reads what the kernel says of each (state, `wchan`, `syscall`: the call a
+//! blocked thread is in, which the next step interrupts), and sends each thread the stack signal
+//! (`tgkill`). Each thread's handler walks its own stack and sends the addresses down a datagram
+//! socket the manager made before its first fork (`sys::stack_signal`). Once every thread has
+//! answered, or after [`ANSWER_MS`], the manager has what it needs: a worker that was being
+//! judged is stopped now (the core's held rung), and a helper process forked from the manager
+//! (the same binary at the same addresses as every worker it forked) turns the addresses into
+//! function names, files and lines, and writes them back as JSON down a pipe. The manager's loop
+//! never reads debug information itself: it stays small and on time.
+
+mod symbols;
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use serde_json::{json, Value as Json};
+
+use crate::sys::stack_signal::{self, HEADER, MAGIC, MAX_FRAMES};
+
+/// How long the manager waits for the threads' stacks before it stops a judged worker anyway.
+pub(crate) const ANSWER_MS: u64 = 1_000;
+
+/// How long the helper may take to symbolize before the manager kills it and reports addresses.
+const SYMBOLIZE_MS: u64 = 10_000;
+
+/// The most of a helper's answer the manager reads.
+const MAX_ANSWER: usize = 1 << 20;
+
+/// Why a capture was asked.
+#[derive(Clone, Debug)]
+pub(crate) enum Purpose {
+    /// A verdict against the worker (its log line's words).
+    Verdict(String),
+    /// `dump`: the control client waiting for it.
+    Dump(u64),
+}
+
+/// One thread of a captured worker.
+#[derive(Clone, Debug)]
+struct Thread {
+    tid: i32,
+    name: String,
+    /// The kernel's one-letter state (`R`, `S`, `D`...).
+    state: String,
+    wchan: Option<String>,
+    syscall: Option<String>,
+    /// The addresses it sent, from the interrupted frame on.
+    frames: Option<Vec<u64>>,
+}
+
+/// A capture under way, or being symbolized.
+#[derive(Debug)]
+pub(crate) struct Capture {
+    pub pid: i32,
+    pub slot: usize,
+    pub pool: String,
+    pub purpose: Purpose,
+    deadline_ms: u64,
+    threads: Vec<Thread>,
+}
+
+/// A helper symbolizing a capture.
+struct Helper {
+    pid: i32,
+    pipe: OwnedFd,
+    answer: Vec<u8>,
+    deadline_ms: u64,
+    capture: Capture,
+    ended: bool,
+}
+
+/// What the manager's loop hears from the stacks.
+#[derive(Debug)]
+pub(crate) enum Heard {
+    /// Every thread of `pid` answered, or the time to answer is over: a judged worker may be
+    /// stopped now.
+    Taken { pid: i32 },
+    /// A capture, symbolized (or not, with the reason), to log or to answer.
+    Report { capture: Capture, report: Json, text: String },
+}
+
+/// The manager's side.
+pub(crate) struct Stacks {
+    socket: OwnedFd,
+    captures: Vec<Capture>,
+    helpers: Vec<Helper>,
+}
+
+impl Stacks {
+    /// The manager's end, and the end every worker inherits and writes its stacks to.
+    pub(crate) fn new() -> std::io::Result<(Stacks, OwnedFd)> {
+        let (read, write) = socketpair(AddressFamily::Unix, SockType::Datagram, None, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK)?;
+        // The workers' end sends only; the manager's only receives.
+        nix::sys::socket::shutdown(read.as_raw_fd(), nix::sys::socket::Shutdown::Write)?;
+        Ok((Stacks { socket: read, captures: Vec::new(), helpers: Vec::new() }, write))
+    }
+
+    /// Asks every thread of worker `pid` for its stack.
+    pub(crate) fn start(&mut self, pid: i32, slot: usize, pool: &str, purpose: Purpose, now: u64) -> Result<(), String> {
+        if self.captures.iter().chain(self.helpers.iter().map(|h| &h.capture)).any(|c| c.pid == pid && matches!(c.purpose, Purpose::Verdict(_))) {
+            return Err(format!("the stack of pid {pid} is being taken already"));
+        }
+        let tids = threads_of(pid).map_err(|e| format!("cannot list the threads of pid {pid}: {e}"))?;
+        let mut threads = Vec::new();
+        for tid in tids {
+            let dir = format!("/proc/{pid}/task/{tid}");
+            let read = |file: &str| std::fs::read_to_string(format!("{dir}/{file}")).ok().map(|s| s.trim().to_string());
+            let stat = read("stat").unwrap_or_default();
+            let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.split_whitespace().next()).unwrap_or("?").to_string();
+            threads.push(Thread {
+                tid,
+                name: read("comm").map(|n| escape(&n)).unwrap_or_default(),
+                state,
+                wchan: read("wchan").filter(|w| !w.is_empty() && w != "0"),
+                syscall: read("syscall").map(|s| describe_syscall(&s)),
+                frames: None,
+            });
+        }
+        // The kernel's view first, the signals after: a signal interrupts the call it shows.
+        threads.retain(|t| stack_signal::ask(pid, t.tid).is_ok());
+        if threads.is_empty() {
+            return Err(format!("pid {pid} has no thread to ask (it has ended)"));
+        }
+        self.captures.push(Capture { pid, slot, pool: pool.to_string(), purpose, deadline_ms: now.saturating_add(ANSWER_MS), threads });
+        Ok(())
+    }
+
+    /// What the manager polls: the socket and the helpers' pipes.
+    pub(crate) fn poll_fds(&self) -> Vec<BorrowedFd<'_>> {
+        std::iter::once(self.socket.as_fd()).chain(self.helpers.iter().filter(|h| !h.ended).map(|h| h.pipe.as_fd())).collect()
+    }
+
+    /// The next time something here is due.
+    pub(crate) fn deadline(&self) -> Option<u64> {
+        self.captures.iter().map(|c| c.deadline_ms).chain(self.helpers.iter().map(|h| h.deadline_ms)).min()
+    }
+
+    /// Whether `pid` is one of the helpers (reaped by the manager's loop, not a worker).
+    pub(crate) fn is_helper(&self, pid: i32) -> bool {
+        self.helpers.iter().any(|h| h.pid == pid)
+    }
+
+    /// A helper was reaped: what it wrote is all there is.
+    pub(crate) fn reaped(&mut self, pid: i32) {
+        for h in self.helpers.iter_mut().filter(|h| h.pid == pid) {
+            h.ended = true;
+        }
+    }
+
+    /// Reads what came (stacks, helpers' answers) and what is due; returns what the loop acts
+    /// on.
+    pub(crate) fn service(&mut self, now: u64) -> Vec<Heard> {
+        let mut heard = Vec::new();
+        self.receive();
+        let (done, waiting): (Vec<Capture>, Vec<Capture>) =
+            std::mem::take(&mut self.captures).into_iter().partition(|c| now >= c.deadline_ms || c.threads.iter().all(|t| t.frames.is_some()));
+        self.captures = waiting;
+        for capture in done {
+            heard.push(Heard::Taken { pid: capture.pid });
+            match self.symbolize(capture, now) {
+                Ok(()) => {}
+                Err((capture, why)) => heard.push(report(capture, None, Some(&why))),
+            }
+        }
+        let mut still = Vec::new();
+        for mut h in std::mem::take(&mut self.helpers) {
+            h.read_answer();
+            let overdue = now >= h.deadline_ms;
+            if overdue && !h.ended {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(h.pid), nix::sys::signal::Signal::SIGKILL);
+            }
+            if h.ended || overdue {
+                let symbols: Option<Json> = serde_json::from_slice(&h.answer).ok();
+                let why = symbols.is_none().then(|| {
+                    if overdue { "the helper took too long to symbolize".to_string() } else { "the helper gave no answer".to_string() }
+                });
+                heard.push(report(h.capture, symbols, why.as_deref()));
+                // A killed helper is still reaped by the loop; it is forgotten here.
+            } else {
+                still.push(h);
+            }
+        }
+        self.helpers = still;
+        heard
+    }
+
+    /// Takes every stack that came.
+    fn receive(&mut self) {
+        let mut buf = vec![0u8; (HEADER + MAX_FRAMES) * 8];
+        loop {
+            let n = match nix::sys::socket::recv(self.socket.as_raw_fd(), &mut buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return,
+            };
+            let words: Vec<u64> = buf[..n - n % 8].chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+            let Some(message) = Message::parse(&words) else { continue };
+            let Some(capture) = self.captures.iter_mut().find(|c| i64::from(c.pid) == message.pid) else { continue };
+            let Some(thread) = capture.threads.iter_mut().find(|t| i64::from(t.tid) == message.tid) else { continue };
+            thread.frames = Some(message.frames);
+        }
+    }
+
+    /// Forks the helper that symbolizes `capture`.
+    fn symbolize(&mut self, capture: Capture, now: u64) -> Result<(), (Capture, String)> {
+        let stacks: Vec<(i32, Vec<u64>)> = capture.threads.iter().filter_map(|t| Some((t.tid, t.frames.clone()?))).collect();
+        if stacks.is_empty() {
+            return Err((capture, "no thread answered (blocked in the kernel, or stopped)".to_string()));
+        }
+        let (read, write) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK) {
+            Ok(p) => p,
+            Err(e) => return Err((capture, format!("cannot make the helper's pipe: {e}"))),
+        };
+        match crate::sys::fork() {
+            Ok(crate::sys::Forked::Child) => symbols::helper(write, &stacks),
+            Ok(crate::sys::Forked::Parent(pid)) => {
+                drop(write);
+                self.helpers.push(Helper {
+                    pid: pid.as_raw(),
+                    pipe: read,
+                    answer: Vec::new(),
+                    deadline_ms: now.saturating_add(SYMBOLIZE_MS),
+                    capture,
+                    ended: false,
+                });
+                Ok(())
+            }
+            Err(e) => Err((capture, format!("cannot fork the helper that symbolizes: {e}"))),
+        }
+    }
+}
+
+impl Helper {
+    fn read_answer(&mut self) {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match nix::unistd::read(&self.pipe, &mut buf) {
+                Ok(0) => {
+                    self.ended = true;
+                    return;
+                }
+                Ok(n) if self.answer.len() + n <= MAX_ANSWER => self.answer.extend_from_slice(&buf[..n]),
+                Ok(_) => {
+                    self.ended = true;
+                    return;
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// A stack as a thread sent it.
+struct Message {
+    pid: i64,
+    tid: i64,
+    frames: Vec<u64>,
+}
+
+impl Message {
+    /// Checks everything: any worker could have written anything here.
+    fn parse(words: &[u64]) -> Option<Message> {
+        let header = words.get(..HEADER)?;
+        if header[0] != u64::from(MAGIC) {
+            return None;
+        }
+        let count = usize::try_from(header[4]).ok().filter(|&c| c <= MAX_FRAMES)?;
+        let frames = words.get(HEADER..HEADER + count)?;
+        // The frames of the handler itself come before the interrupted one.
+        let first = usize::try_from(header[3]).ok().filter(|&i| i < count).unwrap_or(0);
+        Some(Message { pid: header[1] as i64, tid: header[2] as i64, frames: frames[first..].to_vec() })
+    }
+}
+
+/// The thread ids of process `pid`.
+fn threads_of(pid: i32) -> std::io::Result<Vec<i32>> {
+    let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))?.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    tids.sort_unstable();
+    Ok(tids)
+}
+
+/// Control characters of a name the program chose (a thread's) as escapes, for a log line.
+fn escape(s: &str) -> String {
+    s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
+}
+
+/// `/proc/.../syscall` as people read it: `232 0x5 ...` is `epoll_wait`, with its number.
+fn describe_syscall(line: &str) -> String {
+    let mut fields = line.split_whitespace();
+    match fields.next() {
+        Some("running") => "running".to_string(),
+        Some("-1") => "not in a system call".to_string(),
+        Some(n) => match n.parse::<i64>().ok().and_then(syscall_name) {
+            Some(name) => format!("{name} ({n})"),
+            None => format!("system call {n}"),
+        },
+        None => "unknown".to_string(),
+    }
+}
+
+/// The names of the calls a worker is most often found blocked in.
+fn syscall_name(n: i64) -> Option<&'static str> {
+    macro_rules! names {
+        ($($name:ident),* $(,)?) => {
+            $(if n == libc::$name as i64 { return Some(&stringify!($name)[4..]); })*
+        };
+    }
+    names!(
+        SYS_read, SYS_write, SYS_close, SYS_poll, SYS_ppoll, SYS_select, SYS_pselect6, SYS_nanosleep, SYS_clock_nanosleep,
+        SYS_futex, SYS_epoll_wait, SYS_epoll_pwait, SYS_accept, SYS_accept4, SYS_recvfrom, SYS_recvmsg, SYS_sendto, SYS_sendmsg,
+        SYS_connect, SYS_wait4, SYS_waitid, SYS_flock, SYS_fsync, SYS_fdatasync, SYS_openat, SYS_pread64, SYS_pwrite64,
+        SYS_readv, SYS_writev, SYS_sendfile, SYS_rt_sigtimedwait, SYS_rt_sigsuspend, SYS_sched_yield, SYS_restart_syscall,
+        SYS_getrandom, SYS_io_uring_enter, SYS_epoll_pwait2, SYS_ioctl, SYS_fcntl, SYS_msgrcv, SYS_semop,
+    );
+    None
+}
+
+/// The report of a capture: JSON (for `dump --json`) and text (for the log and `dump`).
+fn report(capture: Capture, symbols: Option<Json>, why: Option<&str>) -> Heard {
+    let resolved: BTreeMap<i64, &Vec<Json>> = symbols
+        .as_ref()
+        .and_then(Json::as_array)
+        .map(|threads| {
+            threads
+                .iter()
+                .filter_map(|t| Some((t.get("tid")?.as_i64()?, t.get("frames")?.as_array()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut text = String::new();
+    let mut threads = Vec::new();
+    for t in &capture.threads {
+        let kernel = [
+            Some(format!("state {}", t.state)),
+            t.syscall.as_ref().map(|s| format!("syscall {s}")),
+            t.wchan.as_ref().map(|w| format!("wchan {w}")),
+        ];
+        let kernel: Vec<String> = kernel.into_iter().flatten().collect();
+        text.push_str(&format!("thread {} \"{}\" ({})\n", t.tid, t.name, kernel.join(", ")));
+        let frames: Vec<Json> = match (resolved.get(&i64::from(t.tid)), &t.frames) {
+            (Some(frames), _) => frames.iter().map(|f| (*f).clone()).collect(),
+            (None, Some(addresses)) => addresses.iter().map(|a| json!({ "address": format!("{a:#x}") })).collect(),
+            (None, None) => Vec::new(),
+        };
+        if t.frames.is_none() {
+            text.push_str(&format!("    (no stack: the thread did not answer within {}ms)\n", ANSWER_MS));
+        }
+        for (i, f) in frames.iter().enumerate() {
+            let function = f.get("function").and_then(Json::as_str).unwrap_or("??");
+            let address = f.get("address").and_then(Json::as_str).unwrap_or("");
+            let place = match (f.get("file").and_then(Json::as_str), f.get("line").and_then(Json::as_u64)) {
+                (Some(file), Some(line)) => format!(" at {file}:{line}"),
+                (Some(file), None) => format!(" at {file}"),
+                _ => String::new(),
+            };
+            text.push_str(&format!("  {i:>3}: {function} [{address}]{place}\n"));
+        }
+        threads.push(json!({
+            "tid": t.tid,
+            "name": t.name,
+            "state": t.state,
+            "syscall": t.syscall,
+            "wchan": t.wchan,
+            "answered": t.frames.is_some(),
+            "frames": frames,
+        }));
+    }
+    if let Some(why) = why {
+        text.push_str(&format!("(not symbolized: {why})\n"));
+    }
+    let report = json!({
+        "pid": capture.pid,
+        "slot": capture.slot,
+        "pool": capture.pool,
+        "threads": threads,
+        "symbolized": why.is_none(),
+        "problem": why,
+    });
+    Heard::Report { capture, report, text }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_checked_before_it_is_believed() {
+        let good = [u64::from(MAGIC), 10, 11, 2, 4, 0xa, 0xb, 0xc, 0xd];
+        let m = Message::parse(&good).expect("a good message");
+        assert_eq!((m.pid, m.tid, m.frames), (10, 11, vec![0xc, 0xd]));
+        // The interrupted frame not found: every frame is kept.
+        let mut unknown = good;
+        unknown[3] = u64::MAX;
+        assert_eq!(Message::parse(&unknown).map(|m| m.frames.len()), Some(4));
+        let mut bad = good;
+        bad[0] = 1;
+        assert!(Message::parse(&bad).is_none());
+        let mut long = good;
+        long[4] = 9;
+        assert!(Message::parse(&long).is_none(), "more frames than were sent");
+        long[4] = u64::MAX;
+        assert!(Message::parse(&long).is_none());
+        assert!(Message::parse(&good[..3]).is_none());
+    }
+
+    #[test]
+    fn a_system_call_is_named() {
+        let sleep = format!("{} 0x0 0x0 0x7ffd 0x0 0x0 0x0 0x7ffd 0x7f12", libc::SYS_clock_nanosleep);
+        assert_eq!(describe_syscall(&sleep), format!("clock_nanosleep ({})", libc::SYS_clock_nanosleep));
+        assert_eq!(describe_syscall("running"), "running");
+        assert_eq!(describe_syscall("-1 0x7ffd 0x7f12"), "not in a system call");
+        assert_eq!(describe_syscall("9999 0x0"), "system call 9999");
+        assert_eq!(escape("web\nworker\u{1b}"), "web\\nworker\\u{1b}");
+    }
+}

@@ -1,0 +1,144 @@
+//! The worker's side of a stack capture: a signal handler that walks the stack of the thread it
+//! interrupts and sends the return addresses to the manager, in one datagram, from inside the
+//! handler. Only async-signal-safe work happens here: the unwinder (libgcc's `_Unwind_Backtrace`,
+//! which finds each frame's unwind table with glibc's lock-free `_dl_find_object` and allocates
+//! nothing), a few loads and stores, `getpid`, `gettid` and `send`. Symbolizing the addresses
+//! (which reads debug information and allocates) is done by the manager's helper, never here.
+//!
+//! What it needs is set up before the worker runs any of the program's code: the socket (the
+//! manager's, inherited at fork), the manager's pid (only it may ask), and one walk of the
+//! worker's own stack, so the unwinder's lazily bound symbols are bound before a signal can
+//! come in the middle of anything.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// Most frames one thread sends (a datagram of at most 4 KiB, so one write is one message).
+pub(crate) const MAX_FRAMES: usize = 500;
+
+/// A message: magic, pid, tid, the index of the interrupted frame, the frame count, then the
+/// frames' addresses (all native-endian: it never leaves the machine).
+pub(crate) const MAGIC: u32 = 0x6473_746b;
+pub(crate) const HEADER: usize = 5;
+
+static SOCKET: AtomicI32 = AtomicI32::new(-1);
+static MANAGER: AtomicI32 = AtomicI32::new(0);
+
+/// The signal that asks a thread for its stack: a real-time one, which nobody sends by accident
+/// (the parent-death signal is `SIGRTMIN + 1`).
+pub(crate) fn signal() -> libc::c_int {
+    libc::SIGRTMIN() + 2
+}
+
+/// The address the interrupted thread was executing, from the signal's context.
+///
+/// # Safety
+/// `context` is the third argument of an `SA_SIGINFO` handler.
+unsafe fn interrupted_pc(context: *mut libc::c_void) -> usize {
+    if context.is_null() {
+        return 0;
+    }
+    let uc = context.cast::<libc::ucontext_t>();
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: the kernel passes a valid ucontext_t to an SA_SIGINFO handler.
+        unsafe { (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] as usize }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        // SAFETY: as above.
+        unsafe { (*uc).uc_mcontext.pc as usize }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let _ = uc;
+        0
+    }
+}
+
+extern "C" fn on_signal(_: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+    // SAFETY: errno is thread-local; saving and restoring it keeps the interrupted code's.
+    let errno = unsafe { *libc::__errno_location() };
+    // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO handler.
+    let sender = if info.is_null() { 0 } else { unsafe { (*info).si_pid() } };
+    let socket = SOCKET.load(Ordering::Relaxed);
+    if sender == MANAGER.load(Ordering::Relaxed) && socket >= 0 {
+        // SAFETY: as above, for the context.
+        let pc = unsafe { interrupted_pc(context) };
+        send_stack(socket, pc);
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+/// Walks this thread's stack and sends it. The buffer is on this thread's stack (4 KiB): the
+/// handler runs on the interrupted thread's stack, and every thread has its own message.
+fn send_stack(socket: RawFd, pc: usize) {
+    let mut message = [0u64; HEADER + MAX_FRAMES];
+    let mut count = 0usize;
+    let mut interrupted = u64::MAX;
+    // SAFETY: `trace_unsynchronized` is unsafe only because it does not take backtrace's lock,
+    // which is for symbolizing and for Windows' dbghelp; on Linux it is libgcc's unwinder, which
+    // allocates nothing and takes no lock (glibc 2.35+ finds unwind tables with
+    // `_dl_find_object`). The closure writes only into `message`.
+    unsafe {
+        backtrace::trace_unsynchronized(|frame| {
+            let ip = frame.ip() as usize;
+            if ip == pc && interrupted == u64::MAX {
+                interrupted = count as u64;
+            }
+            if let Some(cell) = message.get_mut(HEADER + count) {
+                *cell = ip as u64;
+                count += 1;
+                true
+            } else {
+                false
+            }
+        });
+    }
+    // SAFETY: getpid and gettid are async-signal-safe system calls with no arguments.
+    let (pid, tid) = unsafe { (libc::getpid(), libc::gettid()) };
+    message[0] = u64::from(MAGIC);
+    message[1] = pid as u64;
+    message[2] = tid as u64;
+    message[3] = interrupted;
+    message[4] = count as u64;
+    let len = (HEADER + count) * std::mem::size_of::<u64>();
+    // SAFETY: send(2) is async-signal-safe; the buffer is valid for `len` bytes. A full socket
+    // loses this thread's stack (MSG_DONTWAIT), never blocks the worker.
+    unsafe {
+        libc::send(socket, message.as_ptr().cast(), len, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+    }
+}
+
+/// Installs the handler in this worker: its stacks go to `socket` when `manager` asks.
+pub(crate) fn install(socket: RawFd, manager: i32) -> std::io::Result<()> {
+    SOCKET.store(socket, Ordering::Relaxed);
+    MANAGER.store(manager, Ordering::Relaxed);
+    // Bind the unwinder's symbols now, outside any handler.
+    // SAFETY: as in `send_stack`; the closure only counts.
+    unsafe { backtrace::trace_unsynchronized(|_| false) };
+    // SAFETY: a zeroed sigaction is valid (no flags, an empty mask); the handler only makes
+    // async-signal-safe calls (see `send_stack`).
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_signal as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        if libc::sigaction(signal(), &action, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Asks thread `tid` of process `pid` for its stack.
+pub(crate) fn ask(pid: i32, tid: i32) -> std::io::Result<()> {
+    // SAFETY: tgkill(2) takes no memory; a thread of another process is named by both ids, so
+    // a recycled thread id elsewhere is never hit.
+    let rc = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, signal()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! Seeing inside (issue 21) with real processes: the stack of a hung worker in the log before it
+//! is stopped (an async handler that spins, a classic one blocked in a system call), `dump` of a
+//! live worker and of the manager.
+
+mod support;
+
+use support::*;
+
+/// Quick heartbeats, so a hang is seen in about a second.
+const QUICK: [&str; 6] = ["--heartbeat-interval", "100ms", "--heartbeat-timeout", "1s", "--graceful-timeout", "1s"];
+
+/// The log's stack line and the frames after it, once the whole stack is there.
+fn logged_stack(d: &Daemon) -> String {
+    d.wait_for_line("stack of the worker, taken before it was stopped", SOON);
+    wait_for(SOON, "the stack's frames", || {
+        let lines = d.lines();
+        let start = lines.iter().position(|l| l.contains("stack of the worker"))?;
+        let stack: Vec<&String> = lines[start..].iter().take_while(|l| !l.contains(" verdict=")).collect();
+        let end = lines[start..].iter().find(|l| l.contains(" verdict="))?;
+        Some(format!("{}\n{end}", stack.iter().map(|l| l.as_str()).collect::<Vec<_>>().join("\n")))
+    })
+}
+
+#[test]
+fn a_spinning_async_handler_is_logged_with_its_stack_before_it_is_stopped() {
+    let d = Daemon::serve("lab", &[&QUICK[..], &["--workers", "1", "--max-children", "2"]].concat());
+    let victim = d.wait_for_workers(1, SOON)[0];
+    let _spinning = d.get_in_background("/spin/30000");
+    d.wait_for_request("/spin/30000", SOON);
+    let verdict = d.wait_for_line("worker hung", SOON);
+    assert!(verdict.contains("taking its stack"), "{verdict}");
+    let stack = logged_stack(&d);
+    // The spinning function by name, with its file and line (the examples have debug info),
+    // and the thread that ran it.
+    assert!(stack.contains("lab::routes::spin_for"), "the spinning function in:\n{stack}");
+    assert!(stack.contains("lab_routes.rs:"), "its file and line in:\n{stack}");
+    assert!(stack.contains(&format!("pid={victim}")) && stack.contains("verdict=no heartbeat"), "{stack}");
+    // Every thread of the worker: the acceptor too, found in its wait.
+    assert!(stack.contains("\"acceptor\"") && stack.contains("epoll_wait"), "{stack}");
+    // Then it is stopped and replaced, as before.
+    wait_until(SOON, "the hung worker to be gone", || !d.worker_alive(victim));
+    assert_ne!(d.get("/pid").1.trim(), victim.to_string());
+}
+
+#[test]
+fn a_classic_handler_blocked_in_a_system_call_shows_the_call() {
+    let d = Daemon::serve("lab_classic", &["--workers", "1", "--max-children", "2", "--request-timeout", "1s"]);
+    let victim = d.wait_for_workers(1, SOON)[0];
+    let port = d.port();
+    let blocked = std::thread::spawn(move || classic(port, "sleep 30000"));
+    let verdict = d.wait_for_line("request past request_timeout", SOON);
+    assert!(verdict.contains(&format!("pid={victim}")), "{verdict}");
+    let stack = logged_stack(&d);
+    // The kernel's view, read before the signal interrupted it, and the frame in the C library.
+    assert!(stack.contains(&format!("syscall clock_nanosleep ({})", libc::SYS_clock_nanosleep)), "the system call in:\n{stack}");
+    assert!(stack.contains("clock_nanosleep ["), "the call's frame in:\n{stack}");
+    assert!(stack.contains("lab_classic::serve"), "the handler in:\n{stack}");
+    assert!(blocked.join().expect("the client").is_err() || !d.worker_alive(victim));
+    wait_until(SOON, "the blocked worker to be gone", || !d.worker_alive(victim));
+}
+
+#[test]
+fn dump_shows_a_live_workers_stack_and_leaves_it_serving() {
+    let dir = TempDir::new("dump");
+    let pid_file = dir.path("lab.pid").display().to_string();
+    let d = Daemon::serve("lab", &["--workers", "2", "--pid-file", &pid_file]);
+    let workers = d.wait_for_workers(2, SOON);
+    let target = workers[0];
+    let target_arg = target.to_string();
+    let out = run("lab", &["dump", "--pid", &target_arg, "--pid-file", &pid_file]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let shown = text(&out.stdout);
+    assert!(shown.contains(&format!("thread {target} ")), "the worker's main thread in:\n{shown}");
+    assert!(shown.contains("daemon_runtime::worker"), "the worker's frames in:\n{shown}");
+    // As JSON, by slot, with every thread answered.
+    let out = run("lab", &["dump", "--slot", "0", "--json", "--pid-file", &pid_file]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let dump: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let threads = dump["threads"].as_array().expect("threads");
+    assert!(threads.len() >= 2 && threads.iter().all(|t| t["answered"] == true), "{dump}");
+    assert_eq!(dump["symbolized"], true, "{dump}");
+    // The worker was not stopped: it serves on, and the pool is what it was.
+    assert!(d.worker_alive(target));
+    for _ in 0..10 {
+        assert_eq!(d.get("/").0, 200);
+    }
+    assert_eq!(d.workers().len(), 2);
+    assert!(!d.lines().iter().any(|l| l.contains("worker exited") || l.contains("worker died")), "a worker ended");
+    // No pid but its own workers': not the manager, not a stranger.
+    for stranger in [d.pid().to_string(), "1".to_string(), std::process::id().to_string()] {
+        let out = run("lab", &["dump", "--pid", &stranger, "--pid-file", &pid_file]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(text(&out.stderr).contains("not a live worker of this manager"), "{out:?}");
+    }
+}
+
+#[test]
+fn dump_alone_shows_the_managers_state_and_its_next_wake_up() {
+    let dir = TempDir::new("dump-manager");
+    let pid_file = dir.path("lab.pid").display().to_string();
+    let d = Daemon::serve("lab", &["--workers", "2", "--heartbeat-timeout", "10s", "--pid-file", &pid_file]);
+    d.wait_for_workers(2, SOON);
+    let out = run("lab", &["dump", "--json", "--pid-file", &pid_file]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let dump: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(dump["processes"].as_array().map(Vec::len), Some(2), "{dump}");
+    assert_eq!(dump["pools"][0]["name"], "main", "{dump}");
+    // With heartbeats on, the manager wakes for the next heartbeat deadline, and says so.
+    let next = dump["next_wake"]["in_ms"].as_i64().expect("a next wake-up");
+    assert!((0..=10_000).contains(&next), "{dump}");
+    assert!(dump["next_wake_why"].as_str().is_some_and(|w| w.contains("verdict")), "{dump}");
+    let out = run("lab", &["dump", "--pid-file", &pid_file]);
+    assert!(text(&out.stdout).contains("next wake-up"), "{out:?}");
+}
