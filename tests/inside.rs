@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::*;
 
 /// Quick heartbeats, so a hang is seen in about a second.
@@ -111,4 +113,85 @@ fn dump_alone_shows_the_managers_state_and_its_next_wake_up() {
     assert!(dump["next_wake_why"].as_str().is_some_and(|w| w.contains("verdict")), "{dump}");
     let out = run("lab", &["dump", "--pid-file", &pid_file]);
     assert!(text(&out.stdout).contains("next wake-up"), "{out:?}");
+}
+
+#[test]
+fn utilization_reaches_a_real_prometheus_and_status() {
+    let dir = TempDir::new("utilization");
+    let pid_file = dir.path("lab.pid").display().to_string();
+    let d = Daemon::serve("lab", &["--workers", "2", "--metrics-listen", "127.0.0.1:0", "--pid-file", &pid_file]);
+    let target = metrics_port(&d);
+    d.wait_for_workers(2, SOON);
+    // One connection always in hand (a request that waits a second, again and again): one of
+    // the two workers busy all the time, so the pool's busy seconds grow by one a second.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let port = d.port();
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = http_get(port, "/sleep/1000");
+            }
+        })
+    };
+    let prometheus = Prometheus::scraping(&dir, "daemon", target);
+    let busy = wait_for(Duration::from_secs(90), "Prometheus to see one worker busy on average", || {
+        let v: f64 = prometheus.query("sum(rate(daemon_pool_busy_seconds_total%7Bpool%3D%22main%22%7D%5B5s%5D))")?.parse().ok()?;
+        (0.7..=1.3).contains(&v).then_some(v)
+    });
+    assert!(busy > 0.0);
+    // `status` says the same, as a share of the pool, over the last minute (or what it has
+    // seen of it).
+    let status = wait_for(SOON, "status to show the pool busy", || {
+        let out = run("lab", &["status", "--json", "--pid-file", &pid_file]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let percent = v["pools"][0]["busy"]["percent"].as_f64()?;
+        (20.0..=80.0).contains(&percent).then_some(v)
+    });
+    assert!(status["pools"][0]["requests"].as_u64().is_some_and(|n| n >= 1), "{status}");
+    let out = run("lab", &["status", "--pid-file", &pid_file]);
+    assert!(text(&out.stdout).contains("% over the last "), "{out:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.join().expect("the load");
+}
+
+#[test]
+fn requests_are_counted_by_outcome_in_both_models() {
+    // A classic request the manager cuts for its deadline is a timeout; the others are ok.
+    let d = Daemon::serve("lab_classic", &["--workers", "1", "--max-children", "2", "--request-timeout", "1s", "--metrics-listen", "127.0.0.1:0"]);
+    let metrics = metrics_port(&d);
+    d.wait_for_workers(1, SOON);
+    for _ in 0..3 {
+        assert!(classic(d.port(), "pid").is_ok());
+    }
+    let _ = classic(d.port(), "sleep 30000");
+    let page = wait_for(SOON, "the timeout counted", || {
+        let page = http_get(metrics, "/metrics").ok()?.1;
+        (sample(&page, "daemon_requests_total{outcome=\"timeout\",pool=\"main\"}") == Some(1.0)).then_some(page)
+    });
+    assert!(sample(&page, "daemon_requests_total{outcome=\"ok\",pool=\"main\"}").is_some_and(|n| n >= 3.0), "{page}");
+    // An async handler that fails: an error; and counts survive the worker's death.
+    let d = Daemon::serve("lab", &["--workers", "1", "--max-children", "2", "--metrics-listen", "127.0.0.1:0", "--min-worker-lifetime", "0s"]);
+    let metrics = metrics_port(&d);
+    let victim = d.wait_for_workers(1, SOON)[0];
+    for _ in 0..4 {
+        assert_eq!(d.get("/").0, 200);
+    }
+    let _ = d.try_get("/panic");
+    let count = |page: &str, outcome: &str| sample(page, &format!("daemon_requests_total{{outcome=\"{outcome}\",pool=\"main\"}}")).unwrap_or(0.0);
+    let before = wait_for(SOON, "the panic counted", || {
+        let page = http_get(metrics, "/metrics").ok()?.1;
+        (count(&page, "error") >= 1.0 && count(&page, "ok") >= 4.0).then_some(page)
+    });
+    d.kill_worker(victim);
+    wait_until(SOON, "the worker to be gone", || !d.worker_alive(victim));
+    let after = wait_for(SOON, "the death reaped", || {
+        let page = http_get(metrics, "/metrics").ok()?.1;
+        (sample(&page, "daemon_worker_exits_total{cause=\"failed\",pool=\"main\"}") == Some(1.0)).then_some(page)
+    });
+    for outcome in ["ok", "error"] {
+        assert!(count(&after, outcome) >= count(&before, outcome), "{outcome} went back: {before}\n{after}");
+    }
+    let busy = |page: &str| sample(page, "daemon_pool_busy_seconds_total{pool=\"main\"}").unwrap_or(0.0);
+    assert!(busy(&after) >= busy(&before), "busy time went back");
 }

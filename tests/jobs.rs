@@ -61,10 +61,6 @@ impl Jobs {
     }
 }
 
-fn sample(page: &str, series: &str) -> Option<f64> {
-    page.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
-}
-
 #[test]
 fn a_reload_of_app_reaches_the_http_pool_and_the_task_group() {
     let dir = TempDir::new("jobs-reload");

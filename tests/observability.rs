@@ -105,17 +105,6 @@ fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     read_response(&mut c)
 }
 
-/// The daemon's metrics port, from its log.
-fn metrics_port(d: &Daemon) -> u16 {
-    let line = d.wait_for_line("GET /metrics answered here", SOON);
-    port_in(&line.replace("addr=", "listening addr=")).expect("the metrics address")
-}
-
-/// A value of the metrics page: the sample whose name and labels are `series`.
-fn sample(page: &str, series: &str) -> Option<f64> {
-    page.lines().find(|l| l.starts_with(series) && l[series.len()..].starts_with(' ')).and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 #[test]
 fn the_metrics_pass_promtool_and_count_what_happened() {
     // No minimum lifetime: the kill below is a failure, not a crash of a worker that just started.
@@ -136,6 +125,11 @@ fn the_metrics_pass_promtool_and_count_what_happened() {
     assert!(sample(&page, "daemon_connections_total{pool=\"main\"}").is_some_and(|n| n >= 5.0), "{page}");
     assert_eq!(sample(&page, "daemon_workers_spawned_total{pool=\"main\"}"), Some(3.0), "{page}");
     assert!(page.contains("daemon_worker_rss_bytes{pool=\"main\""), "with max_rss, each worker's memory: {page}");
+    // Each pool's work: requests by outcome, their durations, its busy time.
+    assert!(sample(&page, "daemon_requests_total{outcome=\"ok\",pool=\"main\"}").is_some_and(|n| n >= 5.0), "{page}");
+    assert!(sample(&page, "daemon_request_duration_seconds_count{pool=\"main\"}").is_some_and(|n| n >= 5.0), "{page}");
+    assert!(sample(&page, "daemon_request_duration_seconds_bucket{pool=\"main\",le=\"+Inf\"}").is_some_and(|n| n >= 5.0), "{page}");
+    assert!(sample(&page, "daemon_pool_busy_seconds_total{pool=\"main\"}").is_some_and(|s| s > 0.0), "{page}");
 
     let mut check = Command::new("promtool")
         .args(["check", "metrics"])

@@ -36,6 +36,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::scoreboard::Outcome;
 use crate::worker::connection::{Connection, Wait};
 use crate::worker::track::{Tracked, Tracker};
 
@@ -65,6 +66,8 @@ where
         return Ok(());
     };
     let (tracker, tracked) = conn.handles();
+    // Each HTTP request (or HTTP/2 stream) is measured here, not the connection.
+    tracked.measured_elsewhere();
     if h2 {
         // Each stream has its own deadline (`Stream`): the connection, which carries many at
         // once, is never one request.
@@ -304,7 +307,8 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         REQUESTS.inc();
         let mut router = self.router.clone();
         let answer = tower_service::Service::call(&mut router, request);
-        Answer { answer, shared: shared.clone(), stream }
+        let measure = Measure { shared: shared.clone(), began: crate::sys::monotonic_ns(), outcome: None };
+        Answer { answer, shared: shared.clone(), stream, measure }
     }
 }
 
@@ -348,6 +352,31 @@ pin_project_lite::pin_project! {
         answer: RouteFuture<Infallible>,
         shared: Arc<Shared>,
         stream: Option<Stream>,
+        measure: Measure,
+    }
+}
+
+/// One request's duration and outcome, for the worker's slot: given when its answer is ready,
+/// or when it is dropped unanswered (the client went away: an error; the connection cut by
+/// `request_timeout`: a timeout).
+struct Measure {
+    shared: Arc<Shared>,
+    began: u64,
+    outcome: Option<Outcome>,
+}
+
+impl Measure {
+    fn answered(&mut self, status: axum::http::StatusCode) {
+        self.outcome = Some(if status.is_server_error() { Outcome::Error } else { Outcome::Ok });
+    }
+}
+
+impl Drop for Measure {
+    fn drop(&mut self) {
+        let outcome = self.outcome.unwrap_or(if self.shared.tracked.was_dropped() { Outcome::Timeout } else { Outcome::Error });
+        if let Some(slot) = crate::worker::current::current() {
+            slot.request_finished(crate::sys::monotonic_ns().saturating_sub(self.began), outcome);
+        }
     }
 }
 
@@ -363,17 +392,20 @@ impl Future for Answer {
                 let mut late = Response::new(Body::from("request_timeout: the request took too long\n"));
                 *late.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
                 this.stream.take();
+                this.measure.outcome = Some(Outcome::Timeout);
                 return Poll::Ready(Ok(late));
             }
             let Poll::Ready(Ok(response)) = this.answer.poll(cx) else {
                 return Poll::Pending;
             };
             this.stream.take();
+            this.measure.answered(response.status());
             return Poll::Ready(Ok(response));
         }
         let Poll::Ready(Ok(mut response)) = this.answer.poll(cx) else {
             return Poll::Pending;
         };
+        this.measure.answered(response.status());
         let shared = &**this.shared;
         shared.tracked.request_done();
         shared.phase.store(ANSWERED, Ordering::Relaxed);

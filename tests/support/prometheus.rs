@@ -1,7 +1,7 @@
 //! A real Prometheus (Debian's `prometheus`, which `.ci/run` installs), scraping one target
 //! every second, and its HTTP API for the tests' queries.
 
-use super::{http_get, Daemon, TempDir};
+use super::{http_get, port_in, Daemon, TempDir, SOON};
 
 /// A port nobody listens on now (the OS picks it; free again once this returns).
 pub fn free_port() -> u16 {
@@ -45,4 +45,15 @@ impl Prometheus {
         (code == 200 && v["status"] == "success").then_some(())?;
         v["data"]["result"][0]["value"][1].as_str().map(String::from)
     }
+}
+
+/// The daemon's metrics port, from its log.
+pub fn metrics_port(d: &Daemon) -> u16 {
+    let line = d.wait_for_line("GET /metrics answered here", SOON);
+    port_in(&line.replace("addr=", "listening addr=")).expect("the metrics address")
+}
+
+/// A value of a metrics page: the sample whose name and labels are `series`.
+pub fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines().find(|l| l.starts_with(series) && l[series.len()..].starts_with(' ')).and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }

@@ -386,6 +386,14 @@ fn render(name: &str, s: &Json) -> String {
         if flag("crash_loop") {
             out.push_str("  CRASH LOOP: workers keep dying soon after they start; forking one each 10s");
         }
+        if let Some(b) = p.get("busy").filter(|b| !b.is_null()) {
+            let secs = b["window_ms"].as_u64().unwrap_or(0) / 1000;
+            out.push_str(&format!(
+                "  busy {:.0}% over the last {secs}s ({:.1} workers on average)",
+                b["percent"].as_f64().unwrap_or(0.0),
+                b["workers"].as_f64().unwrap_or(0.0)
+            ));
+        }
         if flag("saturated") {
             out.push_str("  SATURATED: every worker is busy and max_children is reached");
         }

@@ -24,7 +24,7 @@ use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts
 
 use super::core::Core;
 use super::Manager;
-use crate::scoreboard::{Scoreboard, State};
+use crate::scoreboard::{Outcome, Scoreboard, State, Work, LATENCY_BOUNDS};
 use crate::sys::monotonic_ms;
 
 // The control channel's limits: a scraper is a client like any other.
@@ -234,6 +234,8 @@ impl Manager {
     /// Serves the metrics clients that are ready.
     pub(super) fn serve_metrics(&mut self) {
         let Some(mut server) = self.own.as_mut().and_then(|o| o.metrics.take()) else { return };
+        // The pools' work as of this scrape.
+        self.core.sample_work(monotonic_ms(), &self.board, true);
         let (core, board) = (&self.core, &self.board);
         server.serve(monotonic_ms(), core.config().metrics_for_anyone, || render(core, board));
         if let Some(own) = self.own.as_mut() {
@@ -265,6 +267,15 @@ fn try_render(core: &Core, board: &Scoreboard) -> prometheus::Result<String> {
     let spawned = counters("workers_spawned_total", "Workers forked, by pool", &["pool"])?;
     let upgrades = counters("upgrades_total", "Hot upgrades this manager started, by outcome", &["outcome"])?;
     let rss = gauges("worker_rss_bytes", "Resident memory of each worker, as it measured it (with max_rss)", &["pool", "slot"])?;
+    let busy = prometheus::CounterVec::new(
+        Opts::new("pool_busy_seconds_total", "Seconds the pool's workers were busy (a connection or job in hand), summed over workers: rate() is the average number of busy workers"),
+        &["pool"],
+    )?;
+    let requests = counters(
+        "requests_total",
+        "Requests by pool and outcome: ok, error (an error returned, a panic, a client gone, an HTTP 5xx), timeout (cut by request_timeout)",
+        &["pool", "outcome"],
+    )?;
     let wakes = IntCounter::new("manager_wakes_total", "Times workers woke the manager")?;
     let backed_out = IntGauge::new("backed_out", "1 while the manager is backed out (no workers, sockets kept)")?;
     for pool in core.pools.values() {
@@ -289,6 +300,12 @@ fn try_render(core: &Core, board: &Scoreboard) -> prometheus::Result<String> {
             rss.with_label_values(&[pool.name.as_str(), slot.as_str()]).set(i64::try_from(v.rss).unwrap_or(i64::MAX));
         }
     }
+    for (pool, w) in &core.counters.seen_work {
+        busy.with_label_values(&[pool.as_str()]).inc_by(w.busy_ns as f64 / 1e9);
+        for (outcome, name) in Outcome::ALL {
+            requests.with_label_values(&[pool.as_str(), name]).inc_by(w.outcomes[outcome as usize]);
+        }
+    }
     for ((pool, cause), n) in &core.counters.exits {
         exits.with_label_values(&[pool.as_str(), cause]).inc_by(*n);
     }
@@ -304,16 +321,52 @@ fn try_render(core: &Core, board: &Scoreboard) -> prometheus::Result<String> {
     for family in [connections, exits, spawned, upgrades] {
         registry.register(Box::new(family))?;
     }
+    registry.register(Box::new(busy))?;
+    registry.register(Box::new(requests))?;
     registry.register(Box::new(wakes))?;
     registry.register(Box::new(backed_out))?;
     if core.pools.values().any(|p| p.supervision.max_rss.is_some()) {
         registry.register(Box::new(rss))?;
     }
     let mut families = registry.gather();
+    families.push(durations(&core.counters.seen_work));
+    families.sort_by(|a, b| a.name().cmp(b.name()));
     families.extend(program_families(crate::metrics::area::gather()));
     let mut out = Vec::new();
     TextEncoder::new().encode(&families, &mut out)?;
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// `daemon_request_duration_seconds`: each pool's requests by duration, from the buckets its
+/// workers count in their slots.
+fn durations(work: &std::collections::BTreeMap<String, Work>) -> MetricFamily {
+    let mut family = MetricFamily::default();
+    family.set_name("daemon_request_duration_seconds".to_string());
+    family.set_help("How long requests took, by pool: an HTTP request or stream, a raw handler's request (between two reads of read_or_stop, or its connection), a classic connection, a task's job".to_string());
+    family.set_field_type(MetricType::HISTOGRAM);
+    for (pool, w) in work {
+        let mut metric = Metric::default();
+        let mut label = LabelPair::default();
+        label.set_name("pool".to_string());
+        label.set_value(pool.clone());
+        metric.set_label(vec![label]);
+        let mut h = prometheus::proto::Histogram::default();
+        let mut cumulative = 0u64;
+        let mut buckets = Vec::new();
+        for (bound, n) in LATENCY_BOUNDS.iter().zip(w.buckets) {
+            cumulative = cumulative.saturating_add(n);
+            let mut b = Bucket::default();
+            b.set_upper_bound(*bound);
+            b.set_cumulative_count(cumulative);
+            buckets.push(b);
+        }
+        h.set_bucket(buckets);
+        h.set_sample_count(w.buckets.iter().sum());
+        h.set_sample_sum(w.sum_us as f64 / 1e6);
+        metric.set_histogram(h);
+        family.mut_metric().push(metric);
+    }
+    family
 }
 
 /// The program's own metrics (`daemon::metrics`), as the encoder takes them: one family per

@@ -94,6 +94,9 @@ impl core::Board for Scoreboard {
     fn wakes(&self) -> u64 {
         Scoreboard::wakes(self)
     }
+    fn work(&self, slot: usize) -> crate::scoreboard::Work {
+        Scoreboard::work(self, slot, crate::sys::monotonic_ns())
+    }
 }
 
 /// The core's signal for a system one.

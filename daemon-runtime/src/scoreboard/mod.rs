@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use crate::pool::supervise::{self, Activity, Facts, Settings};
-use crate::sys::{coarse_ms, monotonic_ms, Shared, ZeroValid};
+use crate::sys::{coarse_ms, monotonic_ms, monotonic_ns, Shared, ZeroValid};
 
 /// The scoreboard has room for the largest pool the rule book accepts, so a reload can grow the
 /// pool without remapping. Untouched slots cost address space, not memory.
@@ -171,6 +171,91 @@ pub(crate) struct Slot {
     /// What the worker serves, as its handler describes it (`GET /spin/100`), for the log of a
     /// verdict against it.
     request: Text<LABEL>,
+    /// Its work, measured where it happens (the worker writes, the manager sums per pool).
+    work: WorkCells,
+}
+
+/// The bounds of the request duration histogram, in seconds (Prometheus's defaults, with a
+/// millisecond bucket first: a pre-forked worker's requests are often that short).
+pub(crate) const LATENCY_BOUNDS: [f64; 12] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// The histogram's buckets: one per bound, and one above the last.
+pub(crate) const BUCKETS: usize = LATENCY_BOUNDS.len() + 1;
+
+/// How a request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Answered (for HTTP, any status below 500).
+    Ok = 0,
+    /// The handler returned an error or panicked, the client went away, or (HTTP) a 5xx answer.
+    Error = 1,
+    /// Cut by `request_timeout` (or `long_request_timeout`).
+    Timeout = 2,
+}
+
+impl Outcome {
+    pub(crate) const ALL: [(Outcome, &'static str); 3] = [(Outcome::Ok, "ok"), (Outcome::Error, "error"), (Outcome::Timeout, "timeout")];
+}
+
+/// A worker's work so far: busy time (a connection or job in hand) and its requests.
+#[repr(C)]
+struct WorkCells {
+    /// Nanoseconds busy, up to the start of the current stretch.
+    busy_ns: AtomicU64,
+    /// When the current busy stretch began (monotonic ns), 0 while idle.
+    busy_since_ns: AtomicU64,
+    /// Requests by duration bucket (not cumulative), their durations' sum in microseconds, and
+    /// requests by outcome.
+    buckets: [AtomicU64; BUCKETS],
+    sum_us: AtomicU64,
+    outcomes: [AtomicU64; 3],
+}
+
+/// A worker's work as the manager reads it, or a pool's summed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Work {
+    pub busy_ns: u64,
+    pub buckets: [u64; BUCKETS],
+    pub sum_us: u64,
+    pub outcomes: [u64; 3],
+}
+
+impl Work {
+    pub(crate) fn add(&mut self, other: &Work) {
+        self.busy_ns = self.busy_ns.saturating_add(other.busy_ns);
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets) {
+            *a = a.saturating_add(b);
+        }
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
+        for (a, b) in self.outcomes.iter_mut().zip(other.outcomes) {
+            *a = a.saturating_add(b);
+        }
+    }
+
+    /// Every figure at least `floor`'s: a sum read while a worker moves time from its current
+    /// stretch to its total may come out a hair lower than the last one, and a counter must
+    /// never go back.
+    pub(crate) fn at_least(&self, floor: &Work) -> Work {
+        let mut w = *self;
+        w.busy_ns = w.busy_ns.max(floor.busy_ns);
+        for (a, b) in w.buckets.iter_mut().zip(floor.buckets) {
+            *a = (*a).max(b);
+        }
+        w.sum_us = w.sum_us.max(floor.sum_us);
+        for (a, b) in w.outcomes.iter_mut().zip(floor.outcomes) {
+            *a = (*a).max(b);
+        }
+        w
+    }
+
+    pub(crate) fn requests(&self) -> u64 {
+        self.outcomes.iter().sum()
+    }
+}
+
+/// The bucket of a request that took `ns`.
+fn bucket_of(ns: u64) -> usize {
+    let secs = ns as f64 / 1e9;
+    LATENCY_BOUNDS.iter().position(|&b| secs <= b).unwrap_or(LATENCY_BOUNDS.len())
 }
 
 /// The longest note a worker leaves, and the longest request label; longer ones are cut at a
@@ -220,7 +305,7 @@ pub(crate) struct Board {
     slots: [Slot; SLOTS],
 }
 
-// SAFETY: every field of Board, ManagerLine, Header, Rules, Slot and Text is an atomic (or an array of them), for
+// SAFETY: every field of Board, ManagerLine, Header, Rules, Slot, WorkCells and Text is an atomic (or an array of them), for
 // which all-zero bytes are a valid value; atomics are Sync.
 unsafe impl ZeroValid for Board {}
 
@@ -310,7 +395,30 @@ impl Scoreboard {
         s.cpu_ms.store(0, Ordering::Relaxed);
         s.note.clear();
         s.request.clear();
+        let w = &s.work;
+        for cell in [&w.busy_ns, &w.busy_since_ns, &w.sum_us].into_iter().chain(&w.buckets).chain(&w.outcomes) {
+            cell.store(0, Ordering::Relaxed);
+        }
         s.state.store(State::Forking as u8, Ordering::Release);
+    }
+
+    /// The work of the worker in slot `i` so far, its current busy stretch counted up to `now_ns`.
+    pub(crate) fn work(&self, i: usize, now_ns: u64) -> Work {
+        let w = &self.slot(i).work;
+        let since = w.busy_since_ns.load(Ordering::Acquire);
+        let current = if since == 0 { 0 } else { now_ns.saturating_sub(since) };
+        let mut out = Work {
+            busy_ns: w.busy_ns.load(Ordering::Acquire).saturating_add(current),
+            sum_us: w.sum_us.load(Ordering::Relaxed),
+            ..Work::default()
+        };
+        for (o, c) in out.buckets.iter_mut().zip(&w.buckets) {
+            *o = c.load(Ordering::Relaxed);
+        }
+        for (o, c) in out.outcomes.iter_mut().zip(&w.outcomes) {
+            *o = c.load(Ordering::Relaxed);
+        }
+        out
     }
 
     /// What the worker in slot `i` says it serves, if it said.
@@ -519,6 +627,8 @@ impl WorkerSlot {
         self.header().active_total.fetch_add(1, Ordering::Relaxed);
         if active == 1 {
             self.set_state(State::Request);
+            // A busy stretch begins (unless an end on another thread has just begun it again).
+            let _ = s.work.busy_since_ns.compare_exchange(0, monotonic_ns().max(1), Ordering::SeqCst, Ordering::SeqCst);
         }
         let full = active >= self.capacity;
         if full {
@@ -532,6 +642,9 @@ impl WorkerSlot {
         let s = self.slot();
         let active = s.active.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
         self.header().active_total.fetch_sub(1, Ordering::Relaxed);
+        if active == 0 {
+            self.end_busy_stretch();
+        }
         let exiting = s.state.load(Ordering::Acquire) == State::Exiting as u8;
         if exiting {
             return;
@@ -543,6 +656,44 @@ impl WorkerSlot {
         if active + 1 == self.capacity {
             self.enter_idle();
         }
+    }
+
+    /// The busy stretch is over: its time joins the total. The acceptor thread may begin the
+    /// next one meanwhile (an async worker's connections begin on the acceptor and end on the
+    /// runtime): if a connection is in hand after the stretch was taken, a stretch begins again,
+    /// so none is lost.
+    fn end_busy_stretch(&self) {
+        let (w, active) = (&self.slot().work, &self.slot().active);
+        let close = || {
+            let since = w.busy_since_ns.swap(0, Ordering::SeqCst);
+            if since != 0 {
+                w.busy_ns.fetch_add(monotonic_ns().saturating_sub(since), Ordering::AcqRel);
+            }
+        };
+        close();
+        // Open while a connection is in hand, closed while none is: each pass either settles or
+        // follows a begin or end the other thread made meanwhile (a few passes at most).
+        for _ in 0..8 {
+            if active.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            if w.busy_since_ns.compare_exchange(0, monotonic_ns().max(1), Ordering::SeqCst, Ordering::SeqCst).is_err() {
+                return; // the other thread's stretch is open
+            }
+            if active.load(Ordering::SeqCst) > 0 {
+                return;
+            }
+            // Ended meanwhile, maybe before this stretch opened: close it.
+            close();
+        }
+    }
+
+    /// A request is done: `ns` long, ended so.
+    pub(crate) fn request_finished(&self, ns: u64, outcome: Outcome) {
+        let w = &self.slot().work;
+        w.buckets[bucket_of(ns)].fetch_add(1, Ordering::Relaxed);
+        w.sum_us.fetch_add(ns / 1_000, Ordering::Relaxed);
+        w.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Connections in flight.
@@ -670,6 +821,81 @@ mod tests {
         assert_eq!(sb.view(3).state, State::Empty);
         sb.prepare(3, 8);
         assert_eq!(sb.note(3), None, "a new worker starts with no note");
+    }
+
+    #[test]
+    fn a_worker_counts_its_busy_time_and_requests_where_they_happen() {
+        let (sb, _r, w) = board();
+        sb.publish(0, 1, 4, &Settings::OFF);
+        sb.prepare(5, 1);
+        let slot = sb.worker_slot(0, 5, 4, w);
+        slot.ready();
+        let t0 = monotonic_ns();
+        assert_eq!(sb.work(5, t0).busy_ns, 0, "idle: nothing");
+        slot.begin_connection();
+        slot.begin_connection();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // In a stretch: counted up to the reader's time.
+        let during = sb.work(5, monotonic_ns()).busy_ns;
+        assert!(during >= 20_000_000, "{during}");
+        slot.end_connection();
+        slot.end_connection();
+        let after = sb.work(5, monotonic_ns() + 5_000_000_000).busy_ns;
+        assert!(after >= during && after < 5_000_000_000, "an ended stretch does not grow: {after}");
+        slot.request_finished(2_000_000, Outcome::Ok);
+        slot.request_finished(3_000_000_000, Outcome::Timeout);
+        slot.request_finished(30_000_000_000, Outcome::Error);
+        let work = sb.work(5, monotonic_ns());
+        assert_eq!(work.outcomes, [1, 1, 1]);
+        assert_eq!(work.buckets[bucket_of(2_000_000)], 1);
+        assert_eq!(work.buckets[BUCKETS - 1], 1, "30 s is above the last bound");
+        assert_eq!(work.sum_us, 2_000 + 3_000_000 + 30_000_000);
+        // A new worker in the slot starts from nothing.
+        sb.prepare(5, 2);
+        assert_eq!(sb.work(5, monotonic_ns()), Work::default());
+    }
+
+    #[test]
+    fn a_stretch_begun_on_one_thread_while_another_ends_one_is_never_lost() {
+        let (sb, _r, w) = board();
+        sb.publish(0, 1, 4, &Settings::OFF);
+        sb.prepare(6, 1);
+        let slot = Arc::new(sb.worker_slot(0, 6, 1_000_000, w));
+        slot.ready();
+        // Two threads, as an async worker's acceptor (begins) and runtime (ends).
+        let (a, b) = (Arc::clone(&slot), Arc::clone(&slot));
+        let ends = std::thread::spawn(move || {
+            for _ in 0..20_000 {
+                a.begin_connection();
+                a.end_connection();
+            }
+        });
+        for _ in 0..20_000 {
+            b.begin_connection();
+            b.end_connection();
+        }
+        ends.join().expect("the other thread");
+        // Idle now: no stretch left open, so the total stays put.
+        let now = monotonic_ns();
+        assert_eq!(sb.work(6, now).busy_ns, sb.work(6, now + 1_000_000_000).busy_ns, "a stretch was left open");
+        // Then a long one is counted whole.
+        slot.begin_connection();
+        let later = monotonic_ns() + 1_000_000_000;
+        assert!(sb.work(6, later).busy_ns >= 900_000_000);
+        slot.end_connection();
+    }
+
+    #[test]
+    fn a_pools_total_never_goes_back() {
+        let mut w = Work { busy_ns: 10, sum_us: 5, ..Work::default() };
+        w.outcomes[0] = 3;
+        let lower = Work { busy_ns: 9, sum_us: 5, ..Work::default() };
+        let kept = lower.at_least(&w);
+        assert_eq!((kept.busy_ns, kept.outcomes[0]), (10, 3));
+        let mut sum = Work::default();
+        sum.add(&w);
+        sum.add(&w);
+        assert_eq!((sum.busy_ns, sum.requests()), (20, 6));
     }
 
     #[test]

@@ -238,6 +238,14 @@ pub(crate) fn monotonic_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Nanoseconds on the monotonic clock (the vDSO's: tens of nanoseconds), for busy time and
+/// request durations.
+pub(crate) fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| (t.tv_sec() as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec() as u64))
+        .unwrap_or(0)
+}
+
 /// Sets a signal's disposition to "ignore" or back to the default.
 pub(crate) fn set_disposition(signal: nix::sys::signal::Signal, ignore: bool) -> nix::Result<()> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};

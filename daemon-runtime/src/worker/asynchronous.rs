@@ -112,6 +112,7 @@ impl Serving<'_> {
                         let mut done = done;
                         done.in_handler = true;
                         if let Err(e) = handler(conn).await {
+                            done.tracked.handler_failed();
                             debug!(error = %e, "connection ended with an error");
                         }
                         done.in_handler = false;
@@ -262,15 +263,19 @@ impl Serving<'_> {
                     self.slot.set_request_started(tracker.now().max(1));
                     let task = tokio::task::spawn_local(super::CONNECTION.scope(Arc::clone(&tracked), async move {
                         if let Err(e) = handler(conn).await {
+                            crate::worker::CONNECTION.with(|t| t.handler_failed());
                             debug!(error = %e, "connection ended with an error");
                         }
                     }));
-                    connections.add(tracked, slot, task.abort_handle(), peer);
-                    if let Err(e) = task.await {
-                        if e.is_panic() {
+                    connections.add(Arc::clone(&tracked), slot, task.abort_handle(), peer);
+                    let panicked = match task.await {
+                        Err(e) if e.is_panic() => {
                             error!("the on_accept handler panicked; the connection is dropped");
+                            true
                         }
-                    }
+                        _ => false,
+                    };
+                    tracked.measure_done(Some(&self.slot), tracked.final_outcome(panicked));
                 };
                 tokio::select! {
                     () = serve => {}
@@ -320,6 +325,7 @@ impl Drop for Finished {
         if self.in_handler && !self.tracked.was_dropped() {
             error!("the on_accept handler panicked; the connection is dropped");
         }
+        self.tracked.measure_done(Some(&self.slot), self.tracked.final_outcome(self.in_handler));
         // If the worker was full, wake the acceptor: there is room again.
         let was_full = self.slot.active() >= self.clients;
         self.slot.end_connection();

@@ -9,6 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use tracing::{debug, error};
 
+use crate::scoreboard::Outcome;
 use super::accept::{accept, Acceptor, Wake};
 use super::track::measure;
 use super::{give_up, Serving};
@@ -27,11 +28,21 @@ impl Serving<'_> {
         // to look wakes it.
         self.slot.begin_connection();
         self.slot.set_request_started(coarse_ms().max(1));
-        match catch_unwind(AssertUnwindSafe(|| handler(stream))) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => debug!(error = %e, "connection ended with an error"),
-            Err(_) => error!("the on_accept handler panicked; the connection is dropped"),
-        }
+        // One connection is one request here (a timeout is the manager's to count: it kills
+        // the worker).
+        let begun = crate::sys::monotonic_ns();
+        let outcome = match catch_unwind(AssertUnwindSafe(|| handler(stream))) {
+            Ok(Ok(())) => Outcome::Ok,
+            Ok(Err(e)) => {
+                debug!(error = %e, "connection ended with an error");
+                Outcome::Error
+            }
+            Err(_) => {
+                error!("the on_accept handler panicked; the connection is dropped");
+                Outcome::Error
+            }
+        };
+        self.slot.request_finished(crate::sys::monotonic_ns().saturating_sub(begun), outcome);
     }
 
     pub(super) fn blocking(&self, handler: fn(Stream) -> io::Result<()>) -> i32 {

@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::net::{AsyncStream, Peer, PeerCred};
 
 use super::stop::Slot;
+use crate::scoreboard::Outcome;
 use super::track::{Tracked, Tracker};
 
 /// A client connection, served by an `async fn(daemon::Connection)` handler.
@@ -142,6 +143,7 @@ impl Connection {
         let between = self.has_read;
         if between {
             self.tracked.request_done();
+            self.tracked.measure_done(super::current::current().map(|s| &**s), Outcome::Ok);
         }
         let wait = if between { Wait::Between } else { Wait::First };
         let waiting = Waiting(self);
@@ -152,6 +154,7 @@ impl Connection {
         .await;
         if matches!(read, Ok(Some(n)) if n > 0) {
             waiting.0.has_read = true;
+            waiting.0.tracked.measure_begins();
         }
         read
     }

@@ -20,7 +20,7 @@ use tracing::{debug, info};
 
 use super::stop::{Slot, Stop};
 use crate::pool::supervise::{self, ConnectionSettings, ConnectionVerdict};
-use crate::scoreboard::WorkerSlot;
+use crate::scoreboard::{Outcome, WorkerSlot};
 use crate::sys::coarse_ms;
 
 /// What a worker's connections share: the stop, and the worker's clock.
@@ -101,6 +101,12 @@ pub(crate) struct Tracked {
     long: AtomicBool,
     /// The ticker dropped it for a limit (not a panic).
     dropped: AtomicBool,
+    /// When the request in hand began, on the precise clock (ns), for its duration; 0: none.
+    begun_ns: AtomicU64,
+    /// Its handler returned an error.
+    failed: AtomicBool,
+    /// Something else measures its requests (`daemon::http`, one per HTTP request or stream).
+    own_requests: AtomicBool,
 }
 
 impl Tracked {
@@ -112,7 +118,50 @@ impl Tracked {
         let t = Tracked::default();
         // The first request starts when the connection does.
         t.request_ms.store(now.max(1), Ordering::Relaxed);
+        t.begun_ns.store(crate::sys::monotonic_ns().max(1), Ordering::Relaxed);
         Arc::new(t)
+    }
+
+    /// A raw handler's request began (its first bytes after a wait for its next one); the first
+    /// began with the connection.
+    pub(crate) fn measure_begins(&self) {
+        if self.begun_ns.load(Ordering::Relaxed) == 0 {
+            self.begun_ns.store(crate::sys::monotonic_ns().max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// The request in hand (if one is measured here) is done: its duration and outcome go to the
+    /// worker's slot.
+    pub(crate) fn measure_done(&self, slot: Option<&WorkerSlot>, outcome: Outcome) {
+        let begun = self.begun_ns.swap(0, Ordering::Relaxed);
+        if begun == 0 || self.own_requests.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(slot) = slot {
+            slot.request_finished(crate::sys::monotonic_ns().saturating_sub(begun), outcome);
+        }
+    }
+
+    /// How the connection's last request ended, when the connection ends: cut by a limit,
+    /// failed (an error returned, or a panic), or answered.
+    pub(crate) fn final_outcome(&self, panicked: bool) -> Outcome {
+        if self.was_dropped() {
+            Outcome::Timeout
+        } else if panicked || self.failed.load(Ordering::Relaxed) {
+            Outcome::Error
+        } else {
+            Outcome::Ok
+        }
+    }
+
+    pub(crate) fn handler_failed(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
+    /// `daemon::http` measures each request itself.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn measured_elsewhere(&self) {
+        self.own_requests.store(true, Ordering::Relaxed);
     }
 
     /// The handler waits for its next request: the one in hand is done.

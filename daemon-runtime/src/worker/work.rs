@@ -197,6 +197,8 @@ impl Deref for Supervised {
 pub struct Task {
     work: Arc<WorkContext>,
     group: Arc<str>,
+    /// When the job in hand began (monotonic ns), for its duration.
+    job_began: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Deref for Task {
@@ -218,13 +220,17 @@ impl Task {
         if self.work.slot.active() == 0 {
             self.work.slot.begin_connection();
             self.work.slot.set_request_started(coarse_ms().max(1));
+            self.job_began.store(crate::sys::monotonic_ns(), std::sync::atomic::Ordering::Relaxed);
         }
     }
 
     /// This worker has finished its job and waits for another: it counts idle (state `w`).
+    /// The job counts as one request (`daemon_requests_total`, its duration in the histogram).
     pub fn idle(&self) {
         if self.work.slot.active() > 0 {
             self.work.slot.end_connection();
+            let took = crate::sys::monotonic_ns().saturating_sub(self.job_began.load(std::sync::atomic::Ordering::Relaxed));
+            self.work.slot.request_finished(took, crate::scoreboard::Outcome::Ok);
         }
     }
 }
@@ -265,7 +271,7 @@ pub(crate) fn supervised(ctx: Context, run: Run<Supervised>) -> i32 {
 /// once as well, and is expected to loop). Returns the exit status.
 pub(crate) fn task(ctx: Context, group: &str, run: Run<Task>) -> i32 {
     let group: Arc<str> = Arc::from(group);
-    run_to_end(ctx, run, |work| Task { work, group })
+    run_to_end(ctx, run, |work| Task { work, group, job_began: Arc::default() })
 }
 
 /// Calls the function with its context, on the worker's thread or on a runtime of its own, and

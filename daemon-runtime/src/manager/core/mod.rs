@@ -39,7 +39,7 @@ use tracing::{error, info, warn};
 
 use crate::pool::supervise::{self, Ladder, Rung, Settings, Verdict};
 use crate::pool::{Kind, Pool};
-use crate::scoreboard::SlotView;
+use crate::scoreboard::{SlotView, Work};
 use crate::sources::Resolved;
 
 pub(crate) use exits::ExitLog;
@@ -150,6 +150,10 @@ pub(crate) trait Board {
     fn request_label(&self, slot: usize) -> Option<String>;
     /// How many times workers woke the manager.
     fn wakes(&self) -> u64;
+    /// A worker's work so far (busy time, requests), its current busy stretch counted to now.
+    fn work(&self, _slot: usize) -> Work {
+        Work::default()
+    }
 }
 
 /// A write to the scoreboard, carried out by the driver in order.
@@ -386,7 +390,18 @@ pub(crate) struct Counters {
     pub spawned: BTreeMap<String, u64>,
     /// Hot upgrades, by outcome.
     pub upgrades: BTreeMap<&'static str, u64>,
+    /// The work of workers that have exited (and the classic requests the manager cut), by
+    /// pool: the live ones' is on the scoreboard.
+    pub retired_work: BTreeMap<String, Work>,
+    /// The totals last reported, by pool: a counter never reads lower than it did.
+    pub seen_work: BTreeMap<String, Work>,
+    /// Busy time by pool, sampled at most every `BUSY_SAMPLE_MS`, for `status`'s last minute.
+    pub busy_samples: VecDeque<(u64, BTreeMap<String, u64>)>,
 }
+
+/// How often the busy totals are sampled for `status`, and how far back samples are kept.
+const BUSY_SAMPLE_MS: u64 = 5_000;
+const BUSY_WINDOW_MS: u64 = 60_000;
 
 pub(crate) fn ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -521,6 +536,51 @@ impl Core {
     }
 
     /// The pool's capacity for a worker forked into it (connections at once).
+    /// Each pool's work so far: its exited workers' and its live ones', never lower than
+    /// reported before. Kept as the last seen; with `sample`, or every `BUSY_SAMPLE_MS`, the busy
+    /// time joins the samples `status` measures the last minute by.
+    pub(crate) fn sample_work(&mut self, now: u64, board: &dyn Board, force: bool) {
+        let due = self.counters.busy_samples.back().map_or(true, |(at, _)| now >= at.saturating_add(BUSY_SAMPLE_MS));
+        if !force && !due {
+            return;
+        }
+        let mut totals: BTreeMap<String, Work> = BTreeMap::new();
+        for pool in self.pools.values() {
+            totals.insert(pool.name.clone(), self.counters.retired_work.get(&pool.name).copied().unwrap_or_default());
+        }
+        for p in self.procs.iter().filter(|p| p.pid.is_some()) {
+            let Some(pool) = self.pools.get(&p.pool) else { continue };
+            totals.entry(pool.name.clone()).or_default().add(&board.work(p.slot));
+        }
+        for (name, w) in totals.iter_mut() {
+            if let Some(seen) = self.counters.seen_work.get(name) {
+                *w = w.at_least(seen);
+            }
+        }
+        self.counters.seen_work = totals;
+        if due {
+            let busy = self.counters.seen_work.iter().map(|(n, w)| (n.clone(), w.busy_ns)).collect();
+            self.counters.busy_samples.push_back((now, busy));
+            // Keep one sample at least a window old, and nothing older than it.
+            while self.counters.busy_samples.get(1).is_some_and(|(at, _)| now.saturating_sub(*at) >= BUSY_WINDOW_MS) {
+                self.counters.busy_samples.pop_front();
+            }
+        }
+    }
+
+    /// A pool's busy time over about the last minute (from the oldest sample kept, at most a
+    /// window and a sample old): the window in ms and the workers busy on average over it.
+    pub(crate) fn recent_busy(&self, pool: &str, now: u64) -> Option<(u64, f64)> {
+        let (at, then) = self.counters.busy_samples.front()?;
+        let window = now.saturating_sub(*at);
+        if window == 0 {
+            return None;
+        }
+        let before = then.get(pool).copied().unwrap_or(0);
+        let busy = self.counters.seen_work.get(pool)?.busy_ns.saturating_sub(before);
+        Some((window, busy as f64 / (window as f64 * 1e6)))
+    }
+
     /// A live worker, by slot or by pid: its pid, slot and pool's name (`dump`).
     pub(crate) fn worker(&self, slot: Option<u32>, pid: Option<i32>) -> Option<(Pid, usize, String)> {
         let p = self.procs.iter().find(|p| match (slot, pid) {
@@ -620,7 +680,10 @@ impl Core {
     /// which the client checks.
     pub(crate) fn request(&mut self, now: u64, board: &dyn Board, request: Request) -> serde_json::Value {
         let mut answer = match request {
-            Request::Status => return self.snapshot(now, board),
+            Request::Status => {
+                self.sample_work(now, board, true);
+                return self.snapshot(now, board);
+            }
             Request::Dump => self.dump(now, board),
             Request::Stop { graceful } => {
                 let kind = if graceful { StopKind::Graceful } else { StopKind::Fast };
@@ -664,6 +727,7 @@ impl Core {
             return;
         }
         self.guard_against_a_stall(now);
+        self.sample_work(now, board, false);
         self.judge_start(now, board);
         self.check_upgrade(now);
         self.drop_removed_pools();

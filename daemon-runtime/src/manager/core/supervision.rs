@@ -59,6 +59,11 @@ impl Core {
         let (verdicts, mut next) = supervise::sweep(workers, now, &self.guard);
         for (slot, verdict) in verdicts {
             self.log_verdict(slot, &verdict, now, board);
+            // A classic request the manager cuts is never counted by its worker.
+            if matches!(verdict, Verdict::Overdue { .. }) {
+                let pool = self.pools.get(&slot_pool(&self.procs, slot)).map(|p| p.name.clone()).unwrap_or_default();
+                self.counters.retired_work.entry(pool).or_default().outcomes[crate::scoreboard::Outcome::Timeout as usize] += 1;
+            }
             self.stop_worker(slot, verdict.first_rung(), Why::Verdict(verdict), now);
             // Stopped (QUIT) for one limit, it keeps its request's deadline.
             let (Some(p), Some(s)) = (self.procs.get(slot), self.pools.get(&slot_pool(&self.procs, slot)).map(|pool| pool.supervision)) else { continue };
@@ -270,6 +275,7 @@ impl Core {
         };
         *self.counters.exits.entry((pool_name.clone(), cause)).or_default() += 1;
         *self.counters.served.entry(pool_name.clone()).or_default() += view.requests;
+        self.counters.retired_work.entry(pool_name.clone()).or_default().add(&board.work(slot));
         self.push(Command::Hook(Hook::Reap(Reaped { pid: pid as u32, pool: pool_name.clone(), slot, code, signal, death: death_name })));
         let speaks = self.speaks();
         let Some(pool) = self.pools.get_mut(&p.pool) else { return };
