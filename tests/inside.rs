@@ -195,3 +195,47 @@ fn requests_are_counted_by_outcome_in_both_models() {
     let busy = |page: &str| sample(page, "daemon_pool_busy_seconds_total{pool=\"main\"}").unwrap_or(0.0);
     assert!(busy(&after) >= busy(&before), "busy time went back");
 }
+
+#[test]
+fn a_full_listen_queue_is_seen_warned_and_grown_for() {
+    // One classic worker, no spares: only the backlog rule grows the pool. A short queue (4),
+    // so that it fills, and requests that hold their workers for long.
+    let dir = TempDir::new("backlog");
+    let pid_file = dir.path("lab.pid").display().to_string();
+    let d = Daemon::serve(
+        "lab_classic",
+        &["--workers", "1", "--min-spare", "0", "--max-spare", "1", "--max-children", "6", "--backlog", "4", "--pid-file", &pid_file],
+    );
+    d.wait_for_workers(1, SOON);
+    let port = d.port();
+    // Each client holds its connection (in the accept queue, or in a worker) for 20 s.
+    let clients: Vec<std::net::TcpStream> = (0..14)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            std::io::Write::write_all(&mut c, b"sleep 20000\n").expect("send");
+            c
+        })
+        .collect();
+    // The pool grows for what waits, more than one worker at a time, up to max_children.
+    let forking = |l: &str| l.split("forking=").nth(1).and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok());
+    let grown = d.wait_for_line_where("the pool grown by two or more at once", SOON, |l| l.contains("growing the pool faster") && forking(l).is_some_and(|n| n >= 2));
+    assert!(grown.contains("queued="), "{grown}");
+    wait_until(SOON, "max_children workers", || d.workers().len() == 6);
+    // Six clients are served, the rest wait: the queue is full, said once, with its listener.
+    let full = d.wait_for_line("listen queue full", SOON);
+    assert!(full.contains(&format!("listener=127.0.0.1:{port}")) && full.contains("limit=4"), "{full}");
+    let status = wait_for(SOON, "status to show the queue and what it dropped", || {
+        let out = run("lab_classic", &["status", "--json", "--pid-file", &pid_file]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let l = &v["listeners"][0];
+        // What waits comes and goes (a dropped connection comes back when the kernel's SYN-ACK
+        // is sent again); what was dropped only grows.
+        (l["waiting"].as_u64()? >= 1 && l["limit"] == 4 && l["overflows"].as_u64()? >= 1).then_some(v)
+    });
+    assert_eq!(status["listeners"].as_array().map(Vec::len), Some(1), "{status}");
+    let out = run("lab_classic", &["status", "--pid-file", &pid_file]);
+    assert!(text(&out.stdout).contains("of 4 waiting in the accept queue"), "{out:?}");
+    let said = |what: &str| d.lines().iter().filter(|l| l.contains(what)).count();
+    assert!(said("listen queue full") <= said("listen queue drained") + 1, "warned once per episode");
+    drop(clients);
+}

@@ -29,7 +29,7 @@ mod sys;
 pub mod tls;
 mod worker;
 
-pub use pool::{policy, supervise};
+pub use pool::{backlog, policy, supervise};
 
 #[doc(hidden)]
 pub mod __private;

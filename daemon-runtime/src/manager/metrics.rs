@@ -234,8 +234,10 @@ impl Manager {
     /// Serves the metrics clients that are ready.
     pub(super) fn serve_metrics(&mut self) {
         let Some(mut server) = self.own.as_mut().and_then(|o| o.metrics.take()) else { return };
-        // The pools' work as of this scrape.
+        // The pools' work and the listen queues as of this scrape.
         self.core.sample_work(monotonic_ms(), &self.board, true);
+        let queues = self.measure_queues();
+        self.handle(super::core::Event::Queues(queues));
         let (core, board) = (&self.core, &self.board);
         server.serve(monotonic_ms(), core.config().metrics_for_anyone, || render(core, board));
         if let Some(own) = self.own.as_mut() {
@@ -276,6 +278,20 @@ fn try_render(core: &Core, board: &Scoreboard) -> prometheus::Result<String> {
         "Requests by pool and outcome: ok, error (an error returned, a panic, a client gone, an HTTP 5xx), timeout (cut by request_timeout)",
         &["pool", "outcome"],
     )?;
+    let queue_waiting = gauges("listen_queue_waiting", "Connections waiting in a listener's accept queue for a worker to take them", &["listener"])?;
+    let queue_limit = gauges("listen_queue_limit", "The length of a listener's accept queue (backlog, capped by net.core.somaxconn)", &["listener"])?;
+    let overflows = counters(
+        "listen_overflows_total",
+        "Connections the kernel dropped at a TCP listener because its accept queue was full (per socket; the machine's total is ListenOverflows)",
+        &["listener"],
+    )?;
+    for q in &core.queues.samples {
+        queue_waiting.with_label_values(&[q.listener.as_str()]).set(i64::from(q.waiting));
+        queue_limit.with_label_values(&[q.listener.as_str()]).set(i64::from(q.limit));
+        if let Some(n) = q.overflows {
+            overflows.with_label_values(&[q.listener.as_str()]).inc_by(n);
+        }
+    }
     let wakes = IntCounter::new("manager_wakes_total", "Times workers woke the manager")?;
     let backed_out = IntGauge::new("backed_out", "1 while the manager is backed out (no workers, sockets kept)")?;
     for pool in core.pools.values() {
@@ -320,6 +336,13 @@ fn try_render(core: &Core, board: &Scoreboard) -> prometheus::Result<String> {
     }
     for family in [connections, exits, spawned, upgrades] {
         registry.register(Box::new(family))?;
+    }
+    if !core.queues.samples.is_empty() {
+        registry.register(Box::new(queue_waiting))?;
+        registry.register(Box::new(queue_limit))?;
+    }
+    if core.queues.samples.iter().any(|q| q.overflows.is_some()) {
+        registry.register(Box::new(overflows))?;
     }
     registry.register(Box::new(busy))?;
     registry.register(Box::new(requests))?;

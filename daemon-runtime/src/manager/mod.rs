@@ -345,6 +345,7 @@ impl Manager {
                 let children = crate::sys::proc::children().into_iter().filter(|&p| !helper(p)).map(Pid).collect();
                 return Some(Event::Orphans(children));
             }
+            Command::MeasureQueues => return Some(Event::Queues(self.measure_queues())),
             Command::CaptureStacks { pid, slot, pool, verdict } => {
                 let own = self.own.as_mut()?;
                 if let Err(why) = own.stacks.start(pid.0, slot, &pool, crate::stack::Purpose::Verdict(verdict), monotonic_ms()) {
@@ -354,6 +355,26 @@ impl Manager {
             }
         }
         None
+    }
+
+    /// Every listener's accept queue now. One that cannot be read is left out (and said once
+    /// at debug level: a socket the kernel has no `TCP_INFO` for is not one to watch).
+    fn measure_queues(&self) -> Vec<crate::pool::backlog::Sample> {
+        let mut samples = Vec::new();
+        for l in &self.listeners {
+            let queue = match &l.addr {
+                crate::net::Local::Tcp(_) => crate::sys::tcp_accept_queue(l.as_fd()),
+                _ => nix::sys::stat::fstat(l.as_fd())
+                    .map_err(std::io::Error::from)
+                    .and_then(|st| crate::sys::sock_diag::unix_accept_queue(st.st_ino as u32))
+                    .map(|(waiting, limit)| crate::sys::AcceptQueue { waiting, limit, overflows: None }),
+            };
+            match queue {
+                Ok(q) => samples.push(crate::pool::backlog::Sample { listener: l.addr.to_string(), waiting: q.waiting, limit: q.limit, overflows: q.overflows }),
+                Err(e) => debug!(listener = %l.addr, error = %e, "cannot read the listen queue"),
+            }
+        }
+        samples
     }
 
     /// What came from the workers' stacks and the helpers: a judged worker's rung goes once its
@@ -637,7 +658,10 @@ impl Manager {
     /// (`dump` of a worker, once its stacks are symbolized).
     fn on_request(&mut self, request: control::Request, client: u64) -> Option<serde_json::Value> {
         let request = match request {
-            control::Request::Status => Request::Status,
+            control::Request::Status => {
+                self.handle(Event::Queues(self.measure_queues()));
+                Request::Status
+            }
             control::Request::Stop { graceful } => Request::Stop { graceful },
             control::Request::Reload => Request::Reload(Box::new(self.resolve_reload())),
             control::Request::Backout => Request::Backout,

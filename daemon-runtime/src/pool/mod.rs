@@ -2,6 +2,7 @@
 //! memory of its recent deaths. The decisions about it are pure: how many to fork or retire
 //! (`policy`), and whom to stop, how, and when to fork again (`supervise`).
 
+pub mod backlog;
 pub mod policy;
 pub mod supervise;
 

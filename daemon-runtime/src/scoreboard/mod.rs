@@ -3,7 +3,7 @@
 //!
 //! A state change is a store, not a system call. A worker wakes the manager (one byte down a
 //! pipe) only when a change crosses a threshold the manager cares about: the number of idle
-//! workers falling below `min_spare` or rising above `max_spare`, a worker becoming ready while
+//! workers falling below `min_spare` (or to none) or rising above `max_spare`, a worker becoming ready while
 //! the manager waits for the pool, a worker starting to exit, or a change that brings a
 //! verdict against the worker before the manager means to look (`supervise::must_wake`,
 //! against the time the manager publishes before it sleeps and the pool's rules).
@@ -763,7 +763,9 @@ impl WorkerSlot {
         }
         let h = self.header();
         let idle = h.idle.fetch_sub(1, Ordering::AcqRel) - 1;
-        if idle == i64::from(h.min_spare.load(Ordering::Relaxed)) - 1 {
+        // Below min_spare: the manager forks. No room left at all (with min_spare 0 too): new
+        // connections queue in the kernel, which the manager then watches (and grows for).
+        if idle == i64::from(h.min_spare.load(Ordering::Relaxed)) - 1 || idle == 0 {
             self.wake_manager();
         }
     }
@@ -921,6 +923,11 @@ mod tests {
         b.exiting();
         assert_eq!(pending(&r), 1, "an exiting worker always says so");
         assert_eq!(sb.wakes(), 2);
+        // With min_spare 0, the last idle worker filling up still says so: from then on,
+        // connections queue in the kernel, which the manager watches.
+        sb.publish(0, 0, 3, &Settings::OFF);
+        a.begin_connection();
+        assert_eq!(pending(&r), 1, "no room left in the pool");
     }
 
     #[test]
@@ -935,7 +942,9 @@ mod tests {
         };
         sb.publish(0, 0, 4, &rules);
         sb.prepare(0, 1);
-        let a = sb.worker_slot(0, 0, 1, w);
+        // Room for two: a connection leaves it room, so only a verdict wakes the manager here
+        // (a worker that fills up wakes it for that, see above).
+        let a = sb.worker_slot(0, 0, 2, w);
         a.ready();
         let _ = pending(&r);
         // The manager sleeps until the worker's heartbeat deadline: a request that starts now

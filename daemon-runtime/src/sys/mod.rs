@@ -331,6 +331,40 @@ pub(crate) fn close_from(first: u32) {
     }
 }
 
+/// A listening socket's accept queue: the connections waiting, the queue's length, and (TCP)
+/// the connections the kernel dropped at this listener because the queue was full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct AcceptQueue {
+    pub waiting: u32,
+    pub limit: u32,
+    pub overflows: Option<u64>,
+}
+
+/// The accept queue of a listening TCP socket: `TCP_INFO` (for a listener, `tcpi_unacked` is
+/// the queue's depth and `tcpi_sacked` its length) and `SO_MEMINFO`'s drops (each listen
+/// overflow counts there, per socket, besides the machine's `ListenOverflows`).
+pub(crate) fn tcp_accept_queue(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<AcceptQueue> {
+    // SAFETY: getsockopt(2) writes at most `len` bytes into a zeroed tcp_info, which is plain
+    // data; `len` is its size.
+    let info = unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        if libc::getsockopt(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, (&mut info as *mut libc::tcp_info).cast(), &mut len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        info
+    };
+    /// `SK_MEMINFO_VARS` and `SK_MEMINFO_DROPS` (linux/sock_diag.h).
+    const VARS: usize = 9;
+    const DROPS: usize = 8;
+    let mut meminfo = [0u32; VARS];
+    let mut len = std::mem::size_of_val(&meminfo) as libc::socklen_t;
+    // SAFETY: getsockopt(2) writes at most `len` bytes into the array.
+    let rc = unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_MEMINFO, meminfo.as_mut_ptr().cast(), &mut len) };
+    let overflows = (rc == 0 && len as usize >= (DROPS + 1) * 4).then(|| u64::from(meminfo[DROPS]));
+    Ok(AcceptQueue { waiting: info.tcpi_unacked, limit: info.tcpi_sacked, overflows })
+}
+
 /// Fills `buf` from the kernel's random source (getrandom(2)).
 /// `listen(2)` with any queue length (nix's `Backlog` stops at the C library's SOMAXCONN, 4096,
 /// while the kernel's cap, `net.core.somaxconn`, may be raised past it).

@@ -57,21 +57,7 @@ pub(crate) fn tcp_owner(local: SocketAddr, remote: SocketAddr) -> io::Result<Opt
             cookie: [0xff; 8],
         },
     });
-    let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(request));
-    packet.finalize();
-    let mut out = vec![0u8; packet.buffer_len()];
-    packet.serialize(&mut out);
-
-    let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkSockDiag)?;
-    use std::os::fd::AsRawFd;
-    send(fd.as_raw_fd(), &out, MsgFlags::empty())?;
-    // The kernel answers a sock_diag request while it handles the send: the answer is queued
-    // already, and a receive that would wait is an answer that will not come.
-    let mut buf = vec![0u8; 8192];
-    let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT)?;
-    let answer = NetlinkMessage::<SockDiagMessage>::deserialize(&buf[..n])
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("sock_diag answered something unreadable: {e}")))?;
-    match answer.payload {
+    match ask(header, request)? {
         // The kernel's lookup falls back to a listening socket on the same port (a wildcard one
         // matches any address): only the connected socket with exactly these addresses is the
         // client's. A socket its process has closed (TIME_WAIT, or an orphan in FIN_WAIT) has
@@ -86,6 +72,46 @@ pub(crate) fn tcp_owner(local: SocketAddr, remote: SocketAddr) -> io::Result<Opt
             Ok((exact && connected && held).then_some(r.header.uid))
         }
         NetlinkPayload::Error(e) if e.code.is_some_and(|c| c.get() == -libc::ENOENT) => Ok(None),
+        NetlinkPayload::Error(e) => Err(e.to_io()),
+        other => Err(io::Error::new(io::ErrorKind::InvalidData, format!("sock_diag answered {other:?}"))),
+    }
+}
+
+/// Sends one request and returns the kernel's answer.
+fn ask(header: NetlinkHeader, request: SockDiagMessage) -> io::Result<NetlinkPayload<SockDiagMessage>> {
+    let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(request));
+    packet.finalize();
+    let mut out = vec![0u8; packet.buffer_len()];
+    packet.serialize(&mut out);
+
+    let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkSockDiag)?;
+    use std::os::fd::AsRawFd;
+    send(fd.as_raw_fd(), &out, MsgFlags::empty())?;
+    // The kernel answers a sock_diag request while it handles the send: the answer is queued
+    // already, and a receive that would wait is an answer that will not come.
+    let mut buf = vec![0u8; 8192];
+    let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT)?;
+    let answer = NetlinkMessage::<SockDiagMessage>::deserialize(&buf[..n])
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("sock_diag answered something unreadable: {e}")))?;
+    Ok(answer.payload)
+}
+
+/// A listening Unix socket's accept queue, by its inode: the connections waiting, and the
+/// queue's length (`UNIX_DIAG_RQLEN`, which for a listener is exactly that).
+pub(crate) fn unix_accept_queue(inode: u32) -> io::Result<(u32, u32)> {
+    use netlink_packet_sock_diag::unix::{nlas::Nla, ShowFlags, StateFlags as UnixStates, UnixRequest};
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST;
+    let request = SockDiagMessage::UnixRequest(UnixRequest { state_flags: UnixStates::all(), inode, show_flags: ShowFlags::RQLEN, cookie: [0xff; 8] });
+    match ask(header, request)? {
+        NetlinkPayload::InnerMessage(SockDiagMessage::UnixResponse(r)) => r
+            .nlas
+            .iter()
+            .find_map(|n| match n {
+                Nla::ReceiveQueueLength(waiting, limit) => Some((*waiting, *limit)),
+                _ => None,
+            })
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "sock_diag gave no queue length")),
         NetlinkPayload::Error(e) => Err(e.to_io()),
         other => Err(io::Error::new(io::ErrorKind::InvalidData, format!("sock_diag answered {other:?}"))),
     }
@@ -112,6 +138,28 @@ mod tests {
         assert_eq!(tcp_owner(peer, local).expect("sock_diag"), None, "a closed client");
         let nobody = SocketAddr::from(([127, 0, 0, 1], 1));
         assert_eq!(tcp_owner(nobody, local).expect("sock_diag"), None);
+    }
+
+    #[test]
+    fn a_unix_listeners_queue_is_read_by_its_inode() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("daemon-diag-{}", std::process::id()));
+        let _ = std::fs::create_dir(&dir);
+        let path = dir.join("q.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let inode = {
+            let fd = std::os::fd::AsFd::as_fd(&listener);
+            nix::sys::stat::fstat(fd).expect("fstat").st_ino as u32
+        };
+        let before = unix_accept_queue(inode).expect("sock_diag");
+        let clients: Vec<_> = (0..3).map(|_| std::os::unix::net::UnixStream::connect(&path).expect("connect")).collect();
+        let after = unix_accept_queue(inode).expect("sock_diag");
+        assert_eq!((before.0, after.0), (0, 3), "three wait");
+        assert!(after.1 >= 3, "the queue's length: {after:?}");
+        drop(clients);
+        let _ = std::fs::metadata(&path).map(|m| m.ino());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -25,6 +25,7 @@
 pub(crate) mod exits;
 mod pools;
 pub(crate) mod procs;
+mod queue;
 #[cfg(test)]
 mod sim;
 mod status;
@@ -242,6 +243,8 @@ pub(crate) enum Command {
     /// driver answers `StacksTaken` when it has them (or gave up waiting), and the worker's
     /// first rung waits for that, at most `stack::ANSWER_MS`.
     CaptureStacks { pid: Pid, slot: usize, pool: String, verdict: String },
+    /// Sample every listener's accept queue; the driver answers `Queues`.
+    MeasureQueues,
 }
 
 /// What happened, for the core.
@@ -277,6 +280,8 @@ pub(crate) enum Event {
     /// The stacks of a worker judged hung are taken (or the wait for them is over): its held
     /// first rung goes now.
     StacksTaken { pid: Pid },
+    /// Every listener's accept queue, as sampled now.
+    Queues(Vec<crate::pool::backlog::Sample>),
 }
 
 /// A control request, answered by the core (`reload` comes with its configuration).
@@ -376,6 +381,8 @@ pub(crate) struct Core {
     pub(super) counters: Counters,
     /// The program's own settings as text, to tell a reload that changed them.
     app: Option<Vec<(String, String)>>,
+    /// The listen queues: the last samples, and each listener's "full" episode.
+    pub(super) queues: queue::Queues,
 }
 
 /// What the metrics count as workers come and go (the scoreboard has the rest).
@@ -484,6 +491,7 @@ impl Core {
             backed_out: false,
             counters: Counters::default(),
             app,
+            queues: queue::Queues::default(),
         };
         let publish: Vec<BoardWrite> = core.pools.values().flat_map(|p| [core.publish_of(p), BoardWrite::AnnounceReady { pool: p.index, on: true }]).collect();
         for w in publish {
@@ -657,6 +665,7 @@ impl Core {
                     info!(old_manager = old.0, "the old manager is gone");
                 }
             }
+            Event::Queues(samples) => self.queues_heard(samples, now),
             Event::StacksTaken { pid } => {
                 // The held first rung goes now; the ladder counts from here.
                 let released = self.procs.iter_mut().find(|p| p.pid == Some(pid)).and_then(|p| p.stopping.as_mut()).and_then(|s| {
@@ -747,9 +756,11 @@ impl Core {
         // While the daemon stops too: a worker finishing its work keeps its request's deadline.
         let check = self.supervise(now, board);
         let ladders = self.climb_ladders(now);
+        let queues = self.check_queues(now);
         self.log_exit_counts(now);
         self.feed_watchdog(now);
         let candidates = [
+            (queues, "the listen queues' next sample (a serving pool has no room, or a queue was full)"),
             (recheck, "the pools' sizes: a fork after backoff, a retirement, a check of the listen queue"),
             (check, "a verdict that can come: a heartbeat, request or start deadline, a stall's guard"),
             (ladders, "a stopping worker's next rung (or its held first rung, waiting for its stack)"),

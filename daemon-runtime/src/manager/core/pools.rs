@@ -8,6 +8,7 @@ use tracing::{error, info, warn};
 use super::procs::{Proc, Why};
 use super::{exits, ms, Board, BoardWrite, Command, Core, ForkError, Hook, Job, Notify, Pid};
 use crate::hooks::Spawned;
+use crate::pool::backlog;
 use crate::pool::policy::{self, Phase, WorkerView};
 use crate::pool::supervise::{Rung, BACKOFF_MAX_MS};
 use crate::pool::{Kind, Pool};
@@ -88,6 +89,16 @@ impl Core {
     fn manage_pool(&mut self, i: usize, now: u64, board: &dyn Board) -> (Option<u64>, policy::Counts) {
         let views = self.views(i, board);
         let c = policy::count(&views);
+        let backlog = self.backlog_of(i, now);
+        // The serving pool has no room: connections queue in the kernel, which the next looks
+        // sample (and grow the pool for).
+        if let Some(p) = self.pools.get(&i).filter(|p| p.primary && p.kind.serves() && !p.removed) {
+            let no_room = match p.kind {
+                Kind::Postfork => c.live >= p.limits.max_children,
+                _ => c.spares == 0 && c.live > 0,
+            };
+            self.want_queue_samples(no_room);
+        }
         let Some(pool) = self.pools.get_mut(&i) else { return (None, c) };
         if pool.removed {
             return (None, c);
@@ -136,6 +147,16 @@ impl Core {
             Kind::Prefork => {
                 let plan = policy::plan(&views, &pool.limits, now, pool.last_retire_ms);
                 (spawn, retire, recheck) = (plan.spawn, plan.retire, plan.recheck_at);
+                // Connections wait and nobody has room: fork for them at once, not one a look.
+                let faster = backlog::growth(&views, &pool.limits, backlog);
+                if faster > spawn && now >= pool.restarts.not_before() {
+                    info!(
+                        pool = %pool.name, queued = backlog.queued, forking = faster, workers = c.pool,
+                        max_children = pool.limits.max_children,
+                        "connections wait in the listen queue and no worker has room: growing the pool faster"
+                    );
+                    spawn = faster;
+                }
             }
             Kind::Task(g) => {
                 let plan = policy::plan(&views, &pool.limits, now, pool.last_retire_ms);

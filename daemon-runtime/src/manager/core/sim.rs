@@ -510,6 +510,8 @@ struct Tally {
 struct World {
     seed: u64,
     rng: fastrand::Rng,
+    /// The listen queue's overflow count, as the simulated kernel has it.
+    overflows: u64,
     now: u64,
     core: Core,
     board: SimBoard,
@@ -586,6 +588,7 @@ impl World {
         let mut w = World {
             seed,
             rng: fastrand::Rng::with_seed(seed ^ 0x5eed),
+            overflows: 0,
             now: 0,
             core,
             board: SimBoard::default(),
@@ -733,6 +736,14 @@ impl World {
             }
             // The stacks come back at once, or never (the wait for them runs out).
             Command::CaptureStacks { pid, .. } => Ok(self.rng.bool().then_some(Event::StacksTaken { pid })),
+            // Queues that wait, fill and overflow at random: the pool grows for them within its
+            // bounds (the fork law checks max_children).
+            Command::MeasureQueues => {
+                let waiting = self.rng.u32(0..40);
+                self.overflows += u64::from(waiting.saturating_sub(16));
+                let sample = crate::pool::backlog::Sample { listener: "127.0.0.1:80".into(), waiting: waiting.min(17), limit: 16, overflows: Some(self.overflows) };
+                Ok(Some(Event::Queues(vec![sample])))
+            }
             Command::Notify(_) | Command::Hook(_) | Command::PidFile(_) | Command::ProgramSettings(_) | Command::Plain(_) => Ok(None),
         }
     }

@@ -85,7 +85,14 @@ impl Core {
             .collect();
         // The first pool (the serving one, when there is one) is the daemon's mode.
         let main = self.pools.values().next();
+        let listeners: Vec<Value> = self
+            .queues
+            .samples
+            .iter()
+            .map(|q| json!({ "listener": q.listener, "waiting": q.waiting, "limit": q.limit, "overflows": q.overflows }))
+            .collect();
         let mut status = json!({
+            "listeners": listeners,
             "pid": self.pid.0,
             "package": self.package.name,
             "version": self.package.version,
