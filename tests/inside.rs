@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use support::*;
@@ -238,4 +239,64 @@ fn a_full_listen_queue_is_seen_warned_and_grown_for() {
     let said = |what: &str| d.lines().iter().filter(|l| l.contains(what)).count();
     assert!(said("listen queue full") <= said("listen queue drained") + 1, "warned once per episode");
     drop(clients);
+}
+
+/// GET `path` as the user `nobody`, in a process of its own (bash's /dev/tcp): the status line
+/// and the body.
+fn get_as_nobody(port: u16, path: &str) -> String {
+    let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port}; printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3");
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("bash as nobody");
+    text(&out.stdout)
+}
+
+#[test]
+fn probes_answer_an_orchestrator_and_readiness_ends_with_the_stop() {
+    assert!(nix::unistd::geteuid().is_root(), "this test probes as another user: run the tests as root");
+    let d = Daemon::serve("lab", &["--workers", "2", "--metrics-listen", "127.0.0.1:0", "--graceful-timeout", "20s"]);
+    let metrics = metrics_port(&d);
+    d.wait_for_workers(2, SOON);
+    assert_eq!(http_get(metrics, "/healthz").expect("healthz"), (200, "ok\n".to_string()));
+    assert_eq!(http_get(metrics, "/readyz").expect("readyz"), (200, "ready\n".to_string()));
+    // The probes come from outside (a kubelet): anyone may ask them, not for the metrics.
+    let probe = get_as_nobody(metrics, "/readyz");
+    assert!(probe.starts_with("HTTP/1.1 200") && probe.ends_with("ready\n"), "{probe}");
+    assert!(get_as_nobody(metrics, "/metrics").starts_with("HTTP/1.1 403"));
+    // A graceful stop with work in hand: not ready any more (no new traffic, please), alive
+    // until the work is done.
+    let long = d.get_in_background("/sleep/3000");
+    d.wait_for_request("/sleep/3000", SOON);
+    d.signal(nix::sys::signal::Signal::SIGQUIT);
+    let (code, body) = wait_for(SOON, "readyz to say stopping", || {
+        let answer = http_get(metrics, "/readyz").ok()?;
+        (answer.0 == 503).then_some(answer)
+    });
+    assert_eq!((code, body.as_str()), (503, "not ready: the daemon is stopping\n"));
+    assert_eq!(http_get(metrics, "/healthz").expect("healthz").0, 200);
+    assert_eq!(long.join().expect("the long request").0, 200, "finished, not cut");
+}
+
+#[test]
+fn term_stop_graceful_makes_term_finish_the_work_in_hand() {
+    let d = Daemon::serve("lab", &["--workers", "1", "--term-stop", "graceful", "--graceful-timeout", "20s"]);
+    d.wait_for_workers(1, SOON);
+    let long = d.get_in_background("/sleep/2000");
+    d.wait_for_request("/sleep/2000", SOON);
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    d.wait_for_line("term_stop = graceful", SOON);
+    assert_eq!(long.join().expect("the request").0, 200, "TERM let the request finish");
+    let mut d = d;
+    let status = d.wait_exit(SOON);
+    assert_eq!(status.code(), Some(0), "nothing had to be killed");
+    // Without it, TERM is the fast stop: the request in hand is cut.
+    let d = Daemon::serve("lab", &["--workers", "1", "--graceful-timeout", "20s"]);
+    d.wait_for_workers(1, SOON);
+    let long = d.get_in_background("/sleep/5000");
+    d.wait_for_request("/sleep/5000", SOON);
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(long.join().is_err(), "TERM's fast stop cut the request");
 }

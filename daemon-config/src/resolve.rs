@@ -90,6 +90,8 @@ pub struct Config {
     pub detach: bool,
     pub foreground: bool,
     pub graceful_timeout: Duration,
+    /// `term_stop = "graceful"`: TERM stops gracefully, as QUIT.
+    pub term_graceful: bool,
     pub start_timeout: Duration,
     pub heartbeat_interval: Duration,
     /// `None`: off.
@@ -153,6 +155,7 @@ impl Config {
             Key::Detach => Value::Flag(self.detach),
             Key::Foreground => Value::Flag(self.foreground),
             Key::GracefulTimeout => Value::Duration(self.graceful_timeout),
+            Key::TermStop => Value::Text(if self.term_graceful { "graceful" } else { "fast" }.to_string()),
             Key::StartTimeout => Value::Duration(self.start_timeout),
             Key::HeartbeatInterval => Value::Duration(self.heartbeat_interval),
             Key::HeartbeatTimeout => off(self.heartbeat_timeout),
@@ -211,6 +214,7 @@ impl Config {
             | Key::Detach
             | Key::Foreground
             | Key::GracefulTimeout
+            | Key::TermStop
             | Key::StartTimeout
             | Key::HeartbeatInterval
             | Key::HeartbeatTimeout
@@ -260,6 +264,7 @@ impl Config {
             Key::Detach => self.detach = other.detach,
             Key::Foreground => self.foreground = other.foreground,
             Key::GracefulTimeout => self.graceful_timeout = other.graceful_timeout,
+            Key::TermStop => self.term_graceful = other.term_graceful,
             Key::StartTimeout => self.start_timeout = other.start_timeout,
             Key::HeartbeatInterval => self.heartbeat_interval = other.heartbeat_interval,
             Key::HeartbeatTimeout => self.heartbeat_timeout = other.heartbeat_timeout,
@@ -554,6 +559,7 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
         detach: flag(Key::Detach),
         foreground: flag(Key::Foreground),
         graceful_timeout,
+        term_graceful: text(Key::TermStop).as_deref() == Some("graceful"),
         start_timeout,
         heartbeat_interval,
         heartbeat_timeout,

@@ -29,6 +29,7 @@ pub enum Key {
     Detach,
     Foreground,
     GracefulTimeout,
+    TermStop,
     StartTimeout,
     HeartbeatInterval,
     HeartbeatTimeout,
@@ -385,6 +386,17 @@ pub static SETTINGS: &[Setting] = &[
         reload: Reload::Applies,
         summary: "how long a stopping worker may finish its work before it is killed",
         example: "graceful_timeout = \"30s\"",
+    },
+    Setting {
+        key: Key::TermStop,
+        name: "term_stop",
+        flag: "--term-stop",
+        env: "DAEMON_TERM_STOP",
+        kind: Kind::Choice(TERM_STOP),
+        default: "fast",
+        reload: Reload::Applies,
+        summary: "what TERM asks: fast (nginx's: workers end now) or graceful (gunicorn's, as QUIT: workers finish their work within graceful_timeout; what a container runtime's TERM needs); INT stays fast",
+        example: "term_stop = \"graceful\"",
     },
     Setting {
         key: Key::StartTimeout,
@@ -912,6 +924,7 @@ impl<K> Setting<K> {
 const LOG_FORMATS: &[&str] = &["text", "json"];
 const TLS_ALPN: &[&str] = &["http/1.1", "h2,http/1.1", "h2", "none"];
 const METRICS_ACCESS: &[&str] = &["owner", "any"];
+const TERM_STOP: &[&str] = &["fast", "graceful"];
 
 /// An address to listen on: `IP:PORT` (IPv6 in brackets), or `HOST:PORT` with a host name the
 /// daemon resolves as it starts, with a port the OS can bind (0 asks it for a free one); or a
@@ -1094,6 +1107,7 @@ mod tests {
             Key::Detach,
             Key::Foreground,
             Key::GracefulTimeout,
+            Key::TermStop,
             Key::StartTimeout,
             Key::HeartbeatInterval,
             Key::HeartbeatTimeout,

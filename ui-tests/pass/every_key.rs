@@ -20,6 +20,7 @@
     detach = false,
     foreground,
     graceful_timeout = "1500ms",
+    term_stop = "graceful",
     start_timeout = 2m,
     heartbeat_interval = "2s",
     heartbeat_timeout = 20s,

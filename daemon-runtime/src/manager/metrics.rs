@@ -40,6 +40,10 @@ pub(crate) struct MetricsServer {
     listener: TcpListener,
     user: Option<u32>,
     clients: Vec<Client>,
+    /// Clients who may not read the metrics: they may ask `/healthz` and `/readyz` (an
+    /// orchestrator's probes come from outside), anything else gets 403. A list of their own,
+    /// so they never push out a scrape.
+    strangers: Vec<Client>,
     /// Answered 403 and shut for writing; read and dropped until their client closes, so the
     /// request it sends after the answer does not reset the connection before it is read
     /// (nginx's lingering close). They hold none of the clients' places.
@@ -54,12 +58,65 @@ struct Client {
     deadline_ms: u64,
 }
 
+/// What the probes answer: whether the serving pool is ready, or why not.
+pub(crate) struct Probe {
+    pub ready: Result<(), String>,
+}
+
+/// How long a stranger has to send its request (a probe sends it at once).
+const STRANGER_MS: u64 = 2_000;
+
+impl Client {
+    fn new(stream: TcpStream, deadline_ms: u64) -> Client {
+        Client { stream, inbox: Vec::new(), outbox: Vec::new(), sent: 0, deadline_ms }
+    }
+
+    /// Reads what came; the request's head once it is whole. `Err`: the client is gone, or
+    /// sent more than a head.
+    fn read_head(&mut self) -> Result<Option<String>, ()> {
+        let mut buf = [0u8; 2048];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Err(()),
+                Ok(n) => {
+                    self.inbox.extend_from_slice(&buf[..n]);
+                    if self.inbox.len() > MAX_HEAD {
+                        return Err(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        let Some(end) = self.inbox.windows(4).position(|w| w == b"\r\n\r\n") else { return Ok(None) };
+        Ok(Some(String::from_utf8_lossy(&self.inbox[..end]).into_owned()))
+    }
+
+    /// Writes what it can of the answer; whether the client is done with (answered, or gone).
+    fn write_out(&mut self) -> bool {
+        loop {
+            match self.stream.write(&self.outbox[self.sent..]) {
+                Ok(0) => return true,
+                Ok(n) => {
+                    self.sent += n;
+                    if self.sent == self.outbox.len() {
+                        return true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
 impl MetricsServer {
     /// `listener` is bound (by the start, before privileges are dropped) and non-blocking.
     /// `user`: the daemon's user (`user`), who may read the metrics besides root and this
     /// process's own user.
     pub(crate) fn new(listener: TcpListener, user: Option<u32>) -> MetricsServer {
-        MetricsServer { listener, user, clients: Vec::new(), refused: Vec::new() }
+        MetricsServer { listener, user, clients: Vec::new(), strangers: Vec::new(), refused: Vec::new() }
     }
 
     /// The listening socket and its address, to hand over in an upgrade.
@@ -70,35 +127,32 @@ impl MetricsServer {
     /// What to poll: the listener, and each client (for writing once it has an answer).
     pub(crate) fn poll_fds(&self) -> Vec<(BorrowedFd<'_>, bool)> {
         let mut fds = vec![(self.listener.as_fd(), false)];
-        fds.extend(self.clients.iter().map(|c| (c.stream.as_fd(), !c.outbox.is_empty())));
+        fds.extend(self.clients.iter().chain(&self.strangers).map(|c| (c.stream.as_fd(), !c.outbox.is_empty())));
         fds.extend(self.refused.iter().map(|(s, _)| (s.as_fd(), false)));
         fds
     }
 
     pub(crate) fn deadline(&self) -> Option<u64> {
-        self.clients.iter().map(|c| c.deadline_ms).chain(self.refused.iter().map(|(_, d)| *d)).min()
+        self.clients.iter().chain(&self.strangers).map(|c| c.deadline_ms).chain(self.refused.iter().map(|(_, d)| *d)).min()
     }
 
     /// Accepts, reads, answers and closes, without blocking. `render` makes the page; `anyone`
-    /// is `metrics_access = "any"`.
-    pub(crate) fn serve(&mut self, now: u64, anyone: bool, render: impl FnOnce() -> String) {
+    /// is `metrics_access = "any"`; `probe` answers `/healthz` and `/readyz`, to anyone.
+    pub(crate) fn serve(&mut self, now: u64, anyone: bool, probe: &Probe, render: impl FnOnce() -> String) {
         for _ in 0..ACCEPTS_PER_WAKE {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
                     if stream.set_nonblocking(true).is_err() {
                         continue;
                     }
-                    // Who may read is known from the connection alone: one who may not is
-                    // answered now (one small write into an empty socket buffer) and takes no
-                    // place, so connections that would only get a 403 cannot push out a scrape.
+                    // Who may read is known from the connection alone: one who may not gets a
+                    // place among the strangers (a probe, or a 403), never one a scrape needs.
                     let local = stream.local_addr().ok();
                     if !anyone && !local.is_some_and(|l| owner_may_read(peer, l, self.user)) {
-                        let _ = (&stream).write(&forbidden());
-                        let _ = stream.shutdown(std::net::Shutdown::Write);
-                        if self.refused.len() >= MAX_REFUSED {
-                            self.refused.remove(0);
+                        if self.strangers.len() >= MAX_REFUSED {
+                            self.strangers.remove(0);
                         }
-                        self.refused.push((stream, now.saturating_add(REFUSED_LINGER_MS)));
+                        self.strangers.push(Client::new(stream, now.saturating_add(STRANGER_MS)));
                         continue;
                     }
                     if self.clients.len() >= MAX_CLIENTS {
@@ -106,13 +160,7 @@ impl MetricsServer {
                         let oldest = self.clients.iter().position(|c| c.outbox.is_empty()).unwrap_or(0);
                         self.clients.remove(oldest);
                     }
-                    self.clients.push(Client {
-                        stream,
-                        inbox: Vec::new(),
-                        outbox: Vec::new(),
-                        sent: 0,
-                        deadline_ms: now.saturating_add(DEADLINE_MS),
-                    });
+                    self.clients.push(Client::new(stream, now.saturating_add(DEADLINE_MS)));
                 }
                 Err(_) => break,
             }
@@ -131,6 +179,36 @@ impl MetricsServer {
             }
             false
         });
+        let mut turned_away = Vec::new();
+        self.strangers.retain_mut(|c| {
+            if now >= c.deadline_ms {
+                return false;
+            }
+            if c.outbox.is_empty() {
+                match c.read_head() {
+                    Err(()) => return false,
+                    Ok(None) => return true,
+                    Ok(Some(head)) => match probe_answer(&head, probe) {
+                        Some(answer) => c.outbox = answer,
+                        None => {
+                            let _ = (&c.stream).write(&forbidden());
+                            let _ = c.stream.shutdown(std::net::Shutdown::Write);
+                            if let Ok(s) = c.stream.try_clone() {
+                                turned_away.push(s);
+                            }
+                            return false;
+                        }
+                    },
+                }
+            }
+            !c.write_out()
+        });
+        for stream in turned_away {
+            if self.refused.len() >= MAX_REFUSED {
+                self.refused.remove(0);
+            }
+            self.refused.push((stream, now.saturating_add(REFUSED_LINGER_MS)));
+        }
         let mut page: Option<String> = None;
         let mut render = Some(render);
         self.clients.retain_mut(|c| {
@@ -138,43 +216,21 @@ impl MetricsServer {
                 return false;
             }
             if c.outbox.is_empty() {
-                let mut buf = [0u8; 2048];
-                loop {
-                    match c.stream.read(&mut buf) {
-                        Ok(0) => return false,
-                        Ok(n) => {
-                            c.inbox.extend_from_slice(&buf[..n]);
-                            if c.inbox.len() > MAX_HEAD {
-                                return false;
-                            }
+                let head = match c.read_head() {
+                    Err(()) => return false,
+                    Ok(None) => return true,
+                    Ok(Some(head)) => head,
+                };
+                c.outbox = probe_answer(&head, probe).unwrap_or_else(|| {
+                    answer(&head, || {
+                        if page.is_none() {
+                            page = render.take().map(|r| r());
                         }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(_) => break,
-                    }
-                }
-                let Some(end) = c.inbox.windows(4).position(|w| w == b"\r\n\r\n") else { return true };
-                let head = String::from_utf8_lossy(&c.inbox[..end]).into_owned();
-                c.outbox = answer(&head, || {
-                    if page.is_none() {
-                        page = render.take().map(|r| r());
-                    }
-                    page.clone().unwrap_or_default()
+                        page.clone().unwrap_or_default()
+                    })
                 });
             }
-            loop {
-                match c.stream.write(&c.outbox[c.sent..]) {
-                    Ok(0) => return false,
-                    Ok(n) => {
-                        c.sent += n;
-                        if c.sent == c.outbox.len() {
-                            return false; // answered: close
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                    Err(_) => return false,
-                }
-            }
+            !c.write_out()
         });
     }
 }
@@ -192,6 +248,25 @@ fn forbidden() -> Vec<u8> {
     response("403 Forbidden", "text/plain", "only root and the daemon's user may read the metrics (metrics_access = \"owner\")\n")
 }
 
+/// `/healthz` (the manager's loop turns: it is answering) and `/readyz` (the serving pool
+/// accepts), for anyone; `None` for any other request.
+fn probe_answer(head: &str, probe: &Probe) -> Option<Vec<u8>> {
+    let mut words = head.lines().next().unwrap_or("").split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    if method != "GET" {
+        return None;
+    }
+    match path {
+        "/healthz" => Some(response("200 OK", "text/plain", "ok\n")),
+        "/readyz" => Some(match &probe.ready {
+            Ok(()) => response("200 OK", "text/plain", "ready\n"),
+            Err(why) => response("503 Service Unavailable", "text/plain", &format!("not ready: {why}\n")),
+        }),
+        _ => None,
+    }
+}
+
 /// The answer to a request head, from one who may read the metrics.
 fn answer(head: &str, page: impl FnOnce() -> String) -> Vec<u8> {
     let mut words = head.lines().next().unwrap_or("").split_whitespace();
@@ -199,7 +274,7 @@ fn answer(head: &str, page: impl FnOnce() -> String) -> Vec<u8> {
     let path = path.split('?').next().unwrap_or("");
     match (method, path) {
         ("GET", "/metrics") => response("200 OK", prometheus::TEXT_FORMAT, &page()),
-        ("GET", _) => response("404 Not Found", "text/plain", "the metrics are at /metrics\n"),
+        ("GET", _) => response("404 Not Found", "text/plain", "the metrics are at /metrics, the probes at /healthz and /readyz\n"),
         _ => response("405 Method Not Allowed", "text/plain", "only GET\n"),
     }
 }
@@ -239,7 +314,8 @@ impl Manager {
         let queues = self.measure_queues();
         self.handle(super::core::Event::Queues(queues));
         let (core, board) = (&self.core, &self.board);
-        server.serve(monotonic_ms(), core.config().metrics_for_anyone, || render(core, board));
+        let probe = Probe { ready: core.readiness(board) };
+        server.serve(monotonic_ms(), core.config().metrics_for_anyone, &probe, || render(core, board));
         if let Some(own) = self.own.as_mut() {
             own.metrics = Some(server);
         }

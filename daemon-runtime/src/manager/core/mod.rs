@@ -944,6 +944,9 @@ impl Core {
     fn on_signal(&mut self, sig: Sig, board: &dyn Board, now: u64) {
         match sig {
             Sig::Chld => {}
+            // `term_stop = "graceful"`: TERM is what a container runtime sends before KILL, so it
+            // finishes the work in hand, as QUIT does (gunicorn's TERM); INT stays fast.
+            Sig::Term if self.config.term_graceful => self.begin_stop(StopKind::Graceful, "SIGTERM (term_stop = graceful)", board, now),
             Sig::Term | Sig::Int => self.begin_stop(StopKind::Fast, sig.name(), board, now),
             Sig::Quit => self.begin_stop(StopKind::Graceful, sig.name(), board, now),
             // The driver reads the configuration for HUP and hands it over as `Reload`.

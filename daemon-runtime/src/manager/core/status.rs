@@ -189,4 +189,38 @@ impl Core {
             "foreign_children": foreign,
         })
     }
+
+    /// `/readyz`: ready when the manager is not stopping nor backed out, and its serving pool
+    /// (or, without one, every primary pool) has a worker that takes work and is not in a crash
+    /// loop; otherwise why not, in a few words.
+    pub(crate) fn readiness(&self, board: &dyn Board) -> Result<(), String> {
+        if self.stop.is_some() {
+            return Err("the daemon is stopping".into());
+        }
+        if self.backed_out {
+            return Err("backed out: no workers until a reload".into());
+        }
+        let primary: Vec<_> = self.pools.values().filter(|p| p.primary && !p.removed).collect();
+        if primary.is_empty() {
+            return Err("no pool".into());
+        }
+        for pool in primary {
+            if pool.restarts.in_crash_loop() {
+                return Err(format!("{} is in a crash loop", pool.name));
+            }
+            // Post-forked children come with connections: the manager itself accepts for them.
+            if pool.kind == crate::pool::Kind::Postfork {
+                continue;
+            }
+            let serving = self.procs.iter().any(|p| {
+                p.pool == pool.index
+                    && p.stopping.is_none()
+                    && matches!(self.state_of(p, board), crate::scoreboard::State::Waiting | crate::scoreboard::State::Request | crate::scoreboard::State::Long)
+            });
+            if !serving {
+                return Err(format!("no worker of {} is ready", pool.name));
+            }
+        }
+        Ok(())
+    }
 }
