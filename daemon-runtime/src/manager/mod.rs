@@ -208,7 +208,7 @@ impl Manager {
         };
         let (board, signals, wake_read, wake_write, (stacks, stack_write)) = match setup() {
             Ok(parts) => parts,
-            Err(e) => return Err(Box::new((e, housework))),
+            Err(e) => return Err(failed_start(e, housework, &listeners)),
         };
         // What a worker leaves behind (a process it started and did not wait for) is re-parented
         // to the manager, reaped by it, and stopped with the daemon, as systemd's
@@ -223,7 +223,7 @@ impl Manager {
             Ok(c) => c,
             Err(e) => {
                 let why = StartError(format!("cannot open the control channel (for stop, reload and status): {e}"));
-                return Err(Box::new((why, housework)));
+                return Err(failed_start(why, housework, &listeners));
             }
         };
         if let Some(c) = &channel {
@@ -244,7 +244,7 @@ impl Manager {
         };
         let core = match Core::new(start, monotonic_ms()) {
             Ok(c) => c,
-            Err(why) => return Err(Box::new((StartError(why), housework))),
+            Err(why) => return Err(failed_start(StartError(why), housework, &listeners)),
         };
         let (restart, old_manager) = (housework.restart.clone(), housework.upgraded_from);
         let mut housework = housework;
@@ -709,6 +709,18 @@ impl Manager {
         answer["package"] = package.into();
         answer
     }
+}
+
+/// A manager that cannot be set up leaves nothing behind: its pid file and the socket files it
+/// bound go before the failure is told (a start run again at once must find no trace).
+fn failed_start(why: StartError, mut housework: Housework, listeners: &[Listener]) -> Box<(StartError, Housework)> {
+    if let Some(p) = housework.pid_file.take() {
+        p.remove();
+    }
+    for file in listeners.iter().filter_map(|l| l.file.as_ref()) {
+        file.remove();
+    }
+    Box::new((why, housework))
 }
 
 /// Takes over the metrics the other manager of an upgrade counted, once it is gone (`gone`: we

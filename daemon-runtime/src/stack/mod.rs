@@ -31,6 +31,10 @@ const SYMBOLIZE_MS: u64 = 10_000;
 /// The most of a helper's answer the manager reads.
 const MAX_ANSWER: usize = 1 << 20;
 
+/// Captures at once, symbolizing included: each helper maps the binary's debug information (a
+/// hundred MB for a debug build), so a burst of hangs or of `dump`s is taken a few at a time.
+pub(crate) const MAX_AT_ONCE: usize = 4;
+
 /// Why a capture was asked.
 #[derive(Clone, Debug)]
 pub(crate) enum Purpose {
@@ -72,6 +76,8 @@ struct Helper {
     deadline_ms: u64,
     capture: Capture,
     ended: bool,
+    /// Reaped already (by the manager's loop): its pid may be anyone's from now on.
+    reaped: bool,
 }
 
 /// What the manager's loop hears from the stacks.
@@ -89,6 +95,8 @@ pub(crate) struct Stacks {
     socket: OwnedFd,
     captures: Vec<Capture>,
     helpers: Vec<Helper>,
+    /// Helpers whose answer is in, not reaped yet: still the manager's own, never an orphan.
+    unreaped: Vec<i32>,
 }
 
 impl Stacks {
@@ -97,13 +105,17 @@ impl Stacks {
         let (read, write) = socketpair(AddressFamily::Unix, SockType::Datagram, None, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK)?;
         // The workers' end sends only; the manager's only receives.
         nix::sys::socket::shutdown(read.as_raw_fd(), nix::sys::socket::Shutdown::Write)?;
-        Ok((Stacks { socket: read, captures: Vec::new(), helpers: Vec::new() }, write))
+        Ok((Stacks { socket: read, captures: Vec::new(), helpers: Vec::new(), unreaped: Vec::new() }, write))
     }
 
     /// Asks every thread of worker `pid` for its stack.
     pub(crate) fn start(&mut self, pid: i32, slot: usize, pool: &str, purpose: Purpose, now: u64) -> Result<(), String> {
         if self.captures.iter().chain(self.helpers.iter().map(|h| &h.capture)).any(|c| c.pid == pid && matches!(c.purpose, Purpose::Verdict(_))) {
             return Err(format!("the stack of pid {pid} is being taken already"));
+        }
+        let busy = self.captures.len() + self.helpers.len();
+        if busy >= MAX_AT_ONCE {
+            return Err(format!("{busy} stacks are being taken already (at most {MAX_AT_ONCE} at once); try again in a moment"));
         }
         let tids = threads_of(pid).map_err(|e| format!("cannot list the threads of pid {pid}: {e}"))?;
         let mut threads = Vec::new();
@@ -142,14 +154,16 @@ impl Stacks {
 
     /// Whether `pid` is one of the helpers (reaped by the manager's loop, not a worker).
     pub(crate) fn is_helper(&self, pid: i32) -> bool {
-        self.helpers.iter().any(|h| h.pid == pid)
+        self.helpers.iter().any(|h| h.pid == pid) || self.unreaped.contains(&pid)
     }
 
     /// A helper was reaped: what it wrote is all there is.
     pub(crate) fn reaped(&mut self, pid: i32) {
         for h in self.helpers.iter_mut().filter(|h| h.pid == pid) {
             h.ended = true;
+            h.reaped = true;
         }
+        self.unreaped.retain(|&p| p != pid);
     }
 
     /// Reads what came (stacks, helpers' answers) and what is due; returns what the loop acts
@@ -179,8 +193,10 @@ impl Stacks {
                 let why = symbols.is_none().then(|| {
                     if overdue { "the helper took too long to symbolize".to_string() } else { "the helper gave no answer".to_string() }
                 });
+                if !h.reaped {
+                    self.unreaped.push(h.pid);
+                }
                 heard.push(report(h.capture, symbols, why.as_deref()));
-                // A killed helper is still reaped by the loop; it is forgotten here.
             } else {
                 still.push(h);
             }
@@ -227,6 +243,7 @@ impl Stacks {
                     deadline_ms: now.saturating_add(SYMBOLIZE_MS),
                     capture,
                     ended: false,
+                    reaped: false,
                 });
                 Ok(())
             }
