@@ -300,3 +300,18 @@ fn term_stop_graceful_makes_term_finish_the_work_in_hand() {
     d.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(long.join().is_err(), "TERM's fast stop cut the request");
 }
+
+#[test]
+fn a_worker_that_cannot_answer_for_its_stack_is_stopped_anyway() {
+    // A stopped process runs no signal handler: the manager waits a second for its stack, logs
+    // what the kernel says of its threads, then climbs the ladder as always.
+    let d = Daemon::serve("lab", &[&QUICK[..], &["--workers", "1", "--max-children", "2"]].concat());
+    let victim = d.wait_for_workers(1, SOON)[0];
+    d.signal_worker(victim, nix::sys::signal::Signal::SIGSTOP);
+    d.wait_for_line("worker hung", SOON);
+    let stack = logged_stack(&d);
+    assert!(stack.contains("state T") && stack.contains("did not answer within 1000ms"), "{stack}");
+    assert!(stack.contains("no thread answered"), "{stack}");
+    wait_until(SOON, "the stopped worker to be killed", || !d.worker_alive(victim));
+    assert_ne!(d.get("/pid").1.trim(), victim.to_string(), "replaced");
+}
