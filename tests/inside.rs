@@ -315,3 +315,80 @@ fn a_worker_that_cannot_answer_for_its_stack_is_stopped_anyway() {
     wait_until(SOON, "the stopped worker to be killed", || !d.worker_alive(victim));
     assert_ne!(d.get("/pid").1.trim(), victim.to_string(), "replaced");
 }
+
+#[test]
+fn a_worker_killed_by_a_real_time_signal_is_reaped_and_the_stack_signal_kills_nobody() {
+    let d = Daemon::serve("lab", &["--workers", "1", "--max-children", "2", "--min-worker-lifetime", "0s"]);
+    let victim = d.wait_for_workers(1, SOON)[0];
+    // The stack signal (SIGRTMIN+2) from a stranger: the manager ignores it, a worker answers
+    // only its manager.
+    let stack_signal = libc::SIGRTMIN() + 2;
+    for pid in [d.pid(), victim] {
+        // SAFETY: kill(2) takes no memory.
+        assert_eq!(unsafe { libc::kill(pid, stack_signal) }, 0);
+    }
+    assert_eq!(d.get("/pid").1.trim(), victim.to_string(), "the worker serves on");
+    // Another real-time signal ends the worker (its default action): its death is reaped and
+    // told (nix's waitpid used to reap it and fail to name the signal: the worker was lost).
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(victim, libc::SIGRTMIN() + 5) }, 0);
+    let died = d.wait_for_line("killed by a real-time signal", SOON);
+    assert!(died.contains(&format!("pid={victim}")), "{died}");
+    wait_until(SOON, "a replacement", || d.workers().iter().any(|&p| p != victim));
+    assert_ne!(d.get("/pid").1.trim(), victim.to_string());
+    assert!(!d.lines().iter().any(|l| l.contains("waitpid failed")));
+}
+
+#[test]
+fn stacks_asked_by_several_at_once_are_taken_once_for_all() {
+    let dir = TempDir::new("dump-many");
+    let pid_file = dir.path("lab.pid").display().to_string();
+    let d = Daemon::serve("lab", &["--workers", "2", "--pid-file", &pid_file]);
+    d.wait_for_workers(2, SOON);
+    // Six clients, three for each of two slots, at once: each gets its own worker's stacks, whole.
+    let asks: Vec<_> = (0..6)
+        .map(|i| {
+            let (pid_file, slot) = (pid_file.clone(), (i % 2).to_string());
+            std::thread::spawn(move || (slot.clone(), run("lab", &["dump", "--slot", &slot, "--json", "--pid-file", &pid_file])))
+        })
+        .collect();
+    for ask in asks {
+        let (slot, out) = ask.join().expect("a dump");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let dump: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(dump["slot"].to_string(), slot, "{dump}");
+        assert!(dump["threads"].as_array().is_some_and(|t| t.iter().all(|t| t["answered"] == true)), "{dump}");
+    }
+    assert_eq!(d.workers().len(), 2, "nobody was hurt");
+}
+
+#[test]
+fn a_workers_stack_is_taken_after_the_privilege_drop_and_says_what_it_cannot_read() {
+    assert!(nix::unistd::geteuid().is_root(), "this test drops privileges: run the tests as root");
+    let d = Daemon::serve("lab", &[&QUICK[..], &["--workers", "1", "--max-children", "2", "--user", "nobody"]].concat());
+    d.wait_for_workers(1, SOON);
+    let _spinning = d.get_in_background("/spin/30000");
+    d.wait_for_line("worker hung", SOON);
+    let stack = logged_stack(&d);
+    assert!(stack.contains("lab::routes::spin_for"), "the frames come either way:\n{stack}");
+    assert!(stack.contains("unreadable: the worker is not dumpable"), "{stack}");
+}
+
+#[test]
+fn a_full_pending_signal_queue_is_named_when_a_stack_cannot_be_asked() {
+    // No real-time signal may be queued for this user (RLIMIT_SIGPENDING 0, which a flood of
+    // queued signals by another process of the user would also reach).
+    let dir = TempDir::new("sigpending");
+    let pid_file = dir.path("lab.pid").display().to_string();
+    let lab = example("lab").display().to_string();
+    let d = Daemon::start_program(
+        std::path::Path::new("prlimit"),
+        "lab",
+        &["--sigpending=0", "--", &lab, "--workers", "1", "--pid-file", &pid_file, "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    d.wait_for_workers(1, SOON);
+    let out = run("lab", &["dump", "--slot", "0", "--pid-file", &pid_file]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("RLIMIT_SIGPENDING"), "{out:?}");
+}

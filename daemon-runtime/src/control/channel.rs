@@ -23,7 +23,7 @@
 //! one that has waited longest).
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::time::Duration;
@@ -89,6 +89,9 @@ impl Request {
                     None | Some(Json::Null) => None,
                     Some(n) => Some(n.as_i64().and_then(|n| i32::try_from(n).ok()).filter(|&p| p > 0).ok_or("dump: pid is not a process id")?),
                 };
+                if slot.is_some() && pid.is_some() {
+                    return Err("dump: a slot or a pid, not both".into());
+                }
                 Ok(Request::Dump { slot, pid })
             }
             _ => Err("unknown command: the commands are status, stop, reload, upgrade, backout and dump".into()),
@@ -105,6 +108,8 @@ pub(crate) struct Channel {
     listener: UnixListener,
     name: String,
     clients: Vec<Client>,
+    /// The next client's number (for answers given later).
+    next_id: u64,
 }
 
 /// One connected client, as the manager serves it.
@@ -116,8 +121,9 @@ struct Client {
     deadline_ms: u64,
     /// Its request has been read (or refused): only the answer is left to send.
     answered: bool,
-    /// Its request is being answered later, under this number (`Channel::answer_later`).
+    /// Its request is being answered later, under its number (`Channel::answer_later`).
     waiting: Option<u64>,
+    id: u64,
 }
 
 /// Whether a peer with this uid may use the channel of a manager running as `own`.
@@ -134,7 +140,7 @@ impl Channel {
             match UnixListener::bind_addr(&address(&name)?) {
                 Ok(listener) => {
                     listener.set_nonblocking(true)?;
-                    return Ok(Channel { listener, name, clients: Vec::new() });
+                    return Ok(Channel { listener, name, clients: Vec::new(), next_id: 0 });
                 }
                 // 128 random bits taken: somebody is trying; try others.
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
@@ -198,7 +204,9 @@ impl Channel {
                 deadline_ms: now_ms.saturating_add(DEADLINE_MS),
                 answered: false,
                 waiting: None,
+                id: self.next_id,
             };
+            self.next_id += 1;
             if client.stream.set_nonblocking(true).is_err() {
                 continue;
             }
@@ -216,8 +224,9 @@ impl Channel {
             }
             if self.clients.len() >= MAX_CLIENTS {
                 // The one that has waited longest for its own request goes: clients that hold
-                // their connections without a word cannot keep a new one out.
-                let oldest = self.clients.iter().position(|c| !c.answered).unwrap_or(0);
+                // their connections without a word cannot keep a new one out. One waiting for an
+                // answer given later goes only if every place holds one.
+                let oldest = self.clients.iter().position(|c| !c.answered && c.waiting.is_none()).unwrap_or(0);
                 self.clients.remove(oldest);
             }
             self.clients.push(client);
@@ -233,8 +242,7 @@ impl Client {
         match self.read_request() {
             Ok(None) => {}
             Ok(Some(Ok(request))) => {
-                // Numbered by its stream's descriptor and its deadline: unique among the clients.
-                let id = (self.stream.as_raw_fd() as u64) << 40 | (self.deadline_ms & ((1 << 40) - 1));
+                let id = self.id;
                 match handle(request, id) {
                     Some(reply) => self.answer(reply),
                     None => {
@@ -459,6 +467,15 @@ fn candidates(table: &str, pid: i32) -> Vec<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dump_request_names_one_worker_at_most() {
+        assert_eq!(Request::parse(br#"{"command":"dump"}"#), Ok(Request::Dump { slot: None, pid: None }));
+        assert_eq!(Request::parse(br#"{"command":"dump","slot":3}"#), Ok(Request::Dump { slot: Some(3), pid: None }));
+        for bad in [r#"{"command":"dump","slot":1,"pid":2}"#, r#"{"command":"dump","slot":-1}"#, r#"{"command":"dump","pid":0}"#, r#"{"command":"dump","slot":"0"}"#] {
+            assert!(Request::parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn a_taken_name_does_not_keep_the_manager_from_its_channel() {

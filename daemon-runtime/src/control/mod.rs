@@ -200,9 +200,16 @@ pub(crate) fn run(command: Control, pid_file: Option<&Path>, caller: &Caller<'_>
             eprintln!("{name}: error: the manager (pid {running}) did not back out: {why}");
             lsb::FAILED
         }
-        Control::Dump { json, .. } => {
+        Control::Dump { json, slot, pid } => {
             if let Some(why) = answer.get("why").and_then(Json::as_str) {
                 eprintln!("{name}: error: {why}");
+                return lsb::FAILED;
+            }
+            // The stacks of the worker asked for, and no other.
+            let other_slot = slot.is_some_and(|s| answer.get("slot").and_then(Json::as_u64) != Some(u64::from(s)));
+            let other_pid = pid.is_some_and(|p| answer.get("worker_pid").and_then(Json::as_i64) != Some(i64::from(p)));
+            if other_slot || other_pid {
+                eprintln!("{name}: error: the manager (pid {running}) answered for another worker than the one asked for");
                 return lsb::FAILED;
             }
             if json {

@@ -20,7 +20,6 @@ use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::signalfd::SignalFd;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use tracing::{debug, error, info, warn};
 
 use self::core::{BoardWrite, Command, Core, Event, ExitStatus, Hook, Notify, PidFileOp, Pid, Request, Sig, Start};
@@ -136,18 +135,20 @@ fn signal_of(sig: Sig) -> Option<Signal> {
 }
 
 /// How a reaped child ended, for the core: signals that mean the process broke itself are told
-/// apart from those someone sent.
-pub(crate) fn exit_status(status: WaitStatus) -> Option<(Pid, ExitStatus)> {
-    match status {
-        WaitStatus::Exited(pid, code) => Some((Pid(pid.as_raw()), ExitStatus::Exited(code))),
-        WaitStatus::Signaled(pid, signal, _) => {
-            let fault = matches!(
-                signal,
-                Signal::SIGSEGV | Signal::SIGBUS | Signal::SIGILL | Signal::SIGFPE | Signal::SIGABRT | Signal::SIGSYS | Signal::SIGTRAP
-            );
-            Some((Pid(pid.as_raw()), ExitStatus::Signaled { sig: sig_of(signal), number: signal as i32, fault }))
-        }
-        _ => None,
+/// apart from those someone sent. A real-time signal (which nix's `Signal` cannot name) is one.
+pub(crate) fn exit_status(ended: crate::sys::Ended) -> ExitStatus {
+    match ended {
+        crate::sys::Ended::Exited(code) => ExitStatus::Exited(code),
+        crate::sys::Ended::Signaled(number) => match Signal::try_from(number) {
+            Ok(signal) => {
+                let fault = matches!(
+                    signal,
+                    Signal::SIGSEGV | Signal::SIGBUS | Signal::SIGILL | Signal::SIGFPE | Signal::SIGABRT | Signal::SIGSYS | Signal::SIGTRAP
+                );
+                ExitStatus::Signaled { sig: sig_of(signal), number, fault }
+            }
+            Err(_) => ExitStatus::Signaled { sig: Sig::Other("a real-time signal"), number, fault: false },
+        },
     }
 }
 
@@ -204,6 +205,7 @@ impl Manager {
             let (wake_read, wake_write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
                 .map_err(|e| StartError(format!("cannot create the wake pipe: {e}")))?;
             let stacks = crate::stack::Stacks::new().map_err(|e| StartError(format!("cannot create the workers' stack socket: {e}")))?;
+            crate::sys::stack_signal::ignore().map_err(|e| StartError(format!("cannot ignore the stack signal: {e}")))?;
             Ok((board, signals, wake_read, wake_write, stacks))
         };
         let (board, signals, wake_read, wake_write, (stacks, stack_write)) = match setup() {
@@ -348,9 +350,13 @@ impl Manager {
             Command::MeasureQueues => return Some(Event::Queues(self.measure_queues())),
             Command::CaptureStacks { pid, slot, pool, verdict } => {
                 let own = self.own.as_mut()?;
-                if let Err(why) = own.stacks.start(pid.0, slot, &pool, crate::stack::Purpose::Verdict(verdict), monotonic_ms()) {
-                    warn!(pool = %pool, slot, pid = pid.0, "cannot take the stack of the worker: {why}");
-                    return Some(Event::StacksTaken { pid });
+                match own.stacks.start(pid.0, slot, &pool, crate::stack::Purpose::Verdict(verdict), monotonic_ms()) {
+                    Ok(crate::stack::Started::Asking) => {}
+                    Ok(crate::stack::Started::Taken) => return Some(Event::StacksTaken { pid }),
+                    Err(why) => {
+                        warn!(pool = %pool, slot, pid = pid.0, "cannot take the stack of the worker: {why}");
+                        return Some(Event::StacksTaken { pid });
+                    }
                 }
             }
         }
@@ -385,21 +391,25 @@ impl Manager {
         for h in heard {
             match h {
                 crate::stack::Heard::Taken { pid } => self.handle(Event::StacksTaken { pid: Pid(pid) }),
-                crate::stack::Heard::Report { capture, report, text } => match &capture.purpose {
-                    crate::stack::Purpose::Verdict(verdict) => {
-                        error!(pool = %capture.pool, slot = capture.slot, pid = capture.pid, verdict = %verdict, "stack of the worker, taken before it was stopped:\n{text}");
-                    }
-                    crate::stack::Purpose::Dump(client) => {
-                        let mut answer = report;
-                        answer["text"] = text.into();
-                        answer["pid"] = self.pid.as_raw().into();
-                        answer["worker_pid"] = capture.pid.into();
-                        answer["package"] = self.own.as_ref().map_or("", |o| o.housework.package.name).into();
-                        if let Some(channel) = self.own.as_mut().and_then(|o| o.channel.as_mut()) {
-                            channel.answer_later(*client, answer);
+                crate::stack::Heard::Report { capture, report, text } => {
+                    for purpose in &capture.purposes {
+                        match purpose {
+                            crate::stack::Purpose::Verdict(verdict) => {
+                                error!(pool = %capture.pool, slot = capture.slot, pid = capture.pid, verdict = %verdict, "stack of the worker, taken before it was stopped:\n{text}");
+                            }
+                            crate::stack::Purpose::Dump(client) => {
+                                let mut answer = report.clone();
+                                answer["text"] = text.clone().into();
+                                answer["pid"] = self.pid.as_raw().into();
+                                answer["worker_pid"] = capture.pid.into();
+                                answer["package"] = self.own.as_ref().map_or("", |o| o.housework.package.name).into();
+                                if let Some(channel) = self.own.as_mut().and_then(|o| o.channel.as_mut()) {
+                                    channel.answer_later(*client, answer);
+                                }
+                            }
                         }
                     }
-                },
+                }
             }
         }
     }
@@ -588,15 +598,14 @@ impl Manager {
     /// pid.
     fn reap(&mut self) {
         loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
-                Err(Errno::EINTR) => continue,
+            match crate::sys::reap_one() {
+                Ok(None) => return,
                 Err(e) => {
                     error!(error = %e, "waitpid failed");
                     return;
                 }
-                Ok(status) => {
-                    let Some((pid, status)) = exit_status(status) else { continue };
+                Ok(Some((pid, ended))) => {
+                    let (pid, status) = (Pid(pid), exit_status(ended));
                     if let Some(own) = self.own.as_mut().filter(|o| o.stacks.is_helper(pid.0)) {
                         own.stacks.reaped(pid.0);
                         self.serve_stacks();
@@ -686,7 +695,7 @@ impl Manager {
         };
         let own = self.own.as_mut()?;
         match own.stacks.start(worker.0, slot, &pool, crate::stack::Purpose::Dump(client), monotonic_ms()) {
-            Ok(()) => None,
+            Ok(_) => None,
             Err(why) => refuse(why, me, package),
         }
     }

@@ -29,7 +29,7 @@ pub(crate) const ANSWER_MS: u64 = 1_000;
 const SYMBOLIZE_MS: u64 = 10_000;
 
 /// The most of a helper's answer the manager reads.
-const MAX_ANSWER: usize = 1 << 20;
+const MAX_ANSWER: usize = 8 << 20;
 
 /// Captures at once, symbolizing included: each helper maps the binary's debug information (a
 /// hundred MB for a debug build), so a burst of hangs or of `dump`s is taken a few at a time.
@@ -57,15 +57,32 @@ struct Thread {
     frames: Option<Vec<u64>>,
 }
 
-/// A capture under way, or being symbolized.
+/// A capture under way, or being symbolized: one per worker at a time, for everyone who asked
+/// (a verdict, `dump` clients).
 #[derive(Debug)]
 pub(crate) struct Capture {
     pub pid: i32,
     pub slot: usize,
     pub pool: String,
-    pub purpose: Purpose,
+    pub purposes: Vec<Purpose>,
     deadline_ms: u64,
     threads: Vec<Thread>,
+}
+
+impl Capture {
+    fn for_verdict(&self) -> bool {
+        self.purposes.iter().any(|p| matches!(p, Purpose::Verdict(_)))
+    }
+}
+
+/// What `Stacks::start` did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Started {
+    /// The threads were asked (or a capture of the worker under way takes this one too).
+    Asking,
+    /// The worker's stacks are in already (a capture being symbolized takes this one too): a
+    /// judged worker may be stopped now.
+    Taken,
 }
 
 /// A helper symbolizing a capture.
@@ -84,7 +101,7 @@ struct Helper {
 #[derive(Debug)]
 pub(crate) enum Heard {
     /// Every thread of `pid` answered, or the time to answer is over: a judged worker may be
-    /// stopped now.
+    /// stopped now (said only for a capture a verdict asked for).
     Taken { pid: i32 },
     /// A capture, symbolized (or not, with the reason), to log or to answer.
     Report { capture: Capture, report: Json, text: String },
@@ -103,43 +120,67 @@ impl Stacks {
     /// The manager's end, and the end every worker inherits and writes its stacks to.
     pub(crate) fn new() -> std::io::Result<(Stacks, OwnedFd)> {
         let (read, write) = socketpair(AddressFamily::Unix, SockType::Datagram, None, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK)?;
-        // The workers' end sends only; the manager's only receives.
+        // The workers' end sends only; the manager's only receives, with each sender's pid.
         nix::sys::socket::shutdown(read.as_raw_fd(), nix::sys::socket::Shutdown::Write)?;
+        nix::sys::socket::setsockopt(&read, nix::sys::socket::sockopt::PassCred, &true)?;
         Ok((Stacks { socket: read, captures: Vec::new(), helpers: Vec::new(), unreaped: Vec::new() }, write))
     }
 
-    /// Asks every thread of worker `pid` for its stack.
-    pub(crate) fn start(&mut self, pid: i32, slot: usize, pool: &str, purpose: Purpose, now: u64) -> Result<(), String> {
-        if self.captures.iter().chain(self.helpers.iter().map(|h| &h.capture)).any(|c| c.pid == pid && matches!(c.purpose, Purpose::Verdict(_))) {
-            return Err(format!("the stack of pid {pid} is being taken already"));
+    /// Asks every thread of worker `pid` for its stack, or joins the capture of it under way.
+    pub(crate) fn start(&mut self, pid: i32, slot: usize, pool: &str, purpose: Purpose, now: u64) -> Result<Started, String> {
+        if let Some(c) = self.captures.iter_mut().find(|c| c.pid == pid) {
+            c.purposes.push(purpose);
+            return Ok(Started::Asking);
+        }
+        if let Some(h) = self.helpers.iter_mut().find(|h| h.capture.pid == pid && !h.ended) {
+            h.capture.purposes.push(purpose);
+            return Ok(Started::Taken);
         }
         let busy = self.captures.len() + self.helpers.len();
         if busy >= MAX_AT_ONCE {
             return Err(format!("{busy} stacks are being taken already (at most {MAX_AT_ONCE} at once); try again in a moment"));
         }
+        // Stacks that came after an earlier capture of this worker gave up are not this one's.
+        self.receive();
         let tids = threads_of(pid).map_err(|e| format!("cannot list the threads of pid {pid}: {e}"))?;
         let mut threads = Vec::new();
         for tid in tids {
             let dir = format!("/proc/{pid}/task/{tid}");
-            let read = |file: &str| std::fs::read_to_string(format!("{dir}/{file}")).ok().map(|s| s.trim().to_string());
+            let read = |file: &str| std::fs::read(format!("{dir}/{file}")).map(|b| String::from_utf8_lossy(&b).trim().to_string());
             let stat = read("stat").unwrap_or_default();
             let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.split_whitespace().next()).unwrap_or("?").to_string();
-            threads.push(Thread {
-                tid,
-                name: read("comm").map(|n| escape(&n)).unwrap_or_default(),
-                state,
-                wchan: read("wchan").filter(|w| !w.is_empty() && w != "0"),
-                syscall: read("syscall").map(|s| describe_syscall(&s)),
-                frames: None,
-            });
+            // Both need the access ptrace would (the kernel's PTRACE_MODE_*_FSCREDS): a worker
+            // that is not dumpable (with `user`) hides them from a manager that is not root.
+            let (syscall, wchan) = match read("syscall") {
+                Ok(s) => (Some(describe_syscall(&s)), read("wchan").ok().filter(|w| !w.is_empty() && w != "0")),
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    (Some("unreadable: the worker is not dumpable (`user` is set) and the manager is not root".to_string()), None)
+                }
+                Err(_) => (None, None),
+            };
+            threads.push(Thread { tid, name: read("comm").unwrap_or_default(), state, wchan, syscall, frames: None });
         }
         // The kernel's view first, the signals after: a signal interrupts the call it shows.
-        threads.retain(|t| stack_signal::ask(pid, t.tid).is_ok());
+        let mut refused = None;
+        threads.retain(|t| match stack_signal::ask(pid, t.tid) {
+            Ok(()) => true,
+            Err(e) => {
+                refused.get_or_insert(e);
+                false
+            }
+        });
         if threads.is_empty() {
-            return Err(format!("pid {pid} has no thread to ask (it has ended)"));
+            return Err(match refused {
+                Some(e) if e.raw_os_error() == Some(libc::EAGAIN) => format!(
+                    "pid {pid}'s threads cannot be signalled: the user's queue of pending signals is full (RLIMIT_SIGPENDING; {e})"
+                ),
+                Some(e) if e.raw_os_error() == Some(libc::ESRCH) => format!("pid {pid} has ended"),
+                Some(e) => format!("pid {pid}'s threads cannot be signalled: {e}"),
+                None => format!("pid {pid} has no thread to ask (it has ended)"),
+            });
         }
-        self.captures.push(Capture { pid, slot, pool: pool.to_string(), purpose, deadline_ms: now.saturating_add(ANSWER_MS), threads });
-        Ok(())
+        self.captures.push(Capture { pid, slot, pool: pool.to_string(), purposes: vec![purpose], deadline_ms: now.saturating_add(ANSWER_MS), threads });
+        Ok(Started::Asking)
     }
 
     /// What the manager polls: the socket and the helpers' pipes.
@@ -175,7 +216,9 @@ impl Stacks {
             std::mem::take(&mut self.captures).into_iter().partition(|c| now >= c.deadline_ms || c.threads.iter().all(|t| t.frames.is_some()));
         self.captures = waiting;
         for capture in done {
-            heard.push(Heard::Taken { pid: capture.pid });
+            if capture.for_verdict() {
+                heard.push(Heard::Taken { pid: capture.pid });
+            }
             match self.symbolize(capture, now) {
                 Ok(()) => {}
                 Err((capture, why)) => heard.push(report(capture, None, Some(&why))),
@@ -205,19 +248,37 @@ impl Stacks {
         heard
     }
 
-    /// Takes every stack that came.
+    /// Takes every stack that came. The sender's pid comes from the kernel (`SO_PASSCRED`), so a
+    /// worker cannot send a stack for another: a message whose pid is not its sender's is dropped,
+    /// and so is a second answer from a thread.
     fn receive(&mut self) {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixCredentials};
         let mut buf = vec![0u8; (HEADER + MAX_FRAMES) * 8];
         loop {
-            let n = match nix::sys::socket::recv(self.socket.as_raw_fd(), &mut buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT) {
-                Ok(n) => n,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => return,
+            let mut space = nix::cmsg_space!(UnixCredentials);
+            let (n, sender) = {
+                let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+                match recvmsg::<()>(self.socket.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_DONTWAIT) {
+                    Ok(msg) => {
+                        let sender = msg.cmsgs().ok().and_then(|mut c| {
+                            c.find_map(|m| match m {
+                                ControlMessageOwned::ScmCredentials(cred) => Some(cred.pid()),
+                                _ => None,
+                            })
+                        });
+                        (msg.bytes, sender)
+                    }
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => return,
+                }
             };
             let words: Vec<u64> = buf[..n - n % 8].chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]))).collect();
             let Some(message) = Message::parse(&words) else { continue };
+            if sender.map(i64::from) != Some(message.pid) {
+                continue;
+            }
             let Some(capture) = self.captures.iter_mut().find(|c| i64::from(c.pid) == message.pid) else { continue };
-            let Some(thread) = capture.threads.iter_mut().find(|t| i64::from(t.tid) == message.tid) else { continue };
+            let Some(thread) = capture.threads.iter_mut().find(|t| i64::from(t.tid) == message.tid && t.frames.is_none()) else { continue };
             thread.frames = Some(message.frames);
         }
     }
@@ -302,11 +363,6 @@ fn threads_of(pid: i32) -> std::io::Result<Vec<i32>> {
     Ok(tids)
 }
 
-/// Control characters of a name the program chose (a thread's) as escapes, for a log line.
-fn escape(s: &str) -> String {
-    s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
-}
-
 /// `/proc/.../syscall` as people read it: `232 0x5 ...` is `epoll_wait`, with its number.
 fn describe_syscall(line: &str) -> String {
     let mut fields = line.split_whitespace();
@@ -359,7 +415,7 @@ fn report(capture: Capture, symbols: Option<Json>, why: Option<&str>) -> Heard {
             t.wchan.as_ref().map(|w| format!("wchan {w}")),
         ];
         let kernel: Vec<String> = kernel.into_iter().flatten().collect();
-        text.push_str(&format!("thread {} \"{}\" ({})\n", t.tid, t.name, kernel.join(", ")));
+        text.push_str(&format!("thread {} {:?} ({})\n", t.tid, t.name, kernel.join(", ")));
         let frames: Vec<Json> = match (resolved.get(&i64::from(t.tid)), &t.frames) {
             (Some(frames), _) => frames.iter().map(|f| (*f).clone()).collect(),
             (None, Some(addresses)) => addresses.iter().map(|a| json!({ "address": format!("{a:#x}") })).collect(),
@@ -388,6 +444,10 @@ fn report(capture: Capture, symbols: Option<Json>, why: Option<&str>) -> Heard {
             "frames": frames,
         }));
     }
+    let ended = !crate::sys::proc::runs(capture.pid);
+    if ended {
+        text.push_str("(the worker ended while its stack was taken)\n");
+    }
     if let Some(why) = why {
         text.push_str(&format!("(not symbolized: {why})\n"));
     }
@@ -398,6 +458,7 @@ fn report(capture: Capture, symbols: Option<Json>, why: Option<&str>) -> Heard {
         "threads": threads,
         "symbolized": why.is_none(),
         "problem": why,
+        "ended": ended,
     });
     Heard::Report { capture, report, text }
 }
@@ -427,12 +488,36 @@ mod tests {
     }
 
     #[test]
+    fn a_stack_counts_only_from_the_process_it_names() {
+        let (mut stacks, write) = Stacks::new().expect("a socket pair");
+        let me = std::process::id() as i32;
+        let thread = |tid| Thread { tid, name: String::new(), state: "R".into(), wchan: None, syscall: None, frames: None };
+        for pid in [me, me + 1] {
+            stacks.captures.push(Capture { pid, slot: 0, pool: "main".into(), purposes: vec![Purpose::Dump(0)], deadline_ms: u64::MAX, threads: vec![thread(7)] });
+        }
+        let send = |pid: i32, frames: &[u64]| {
+            let mut words = vec![u64::from(MAGIC), pid as u64, 7, 0, frames.len() as u64];
+            words.extend_from_slice(frames);
+            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+            nix::sys::socket::send(write.as_raw_fd(), &bytes, nix::sys::socket::MsgFlags::empty()).expect("send");
+        };
+        // This process claims another's stack (a worker's code could): the kernel says who sent it.
+        send(me + 1, &[0xbad]);
+        // Its own, twice: the first answer stands.
+        send(me, &[0x1]);
+        send(me, &[0x2]);
+        stacks.receive();
+        assert_eq!(stacks.captures[0].threads[0].frames, Some(vec![0x1]));
+        assert_eq!(stacks.captures[1].threads[0].frames, None, "a forged stack was taken");
+    }
+
+    #[test]
     fn a_system_call_is_named() {
+        assert_eq!(format!("{:?}", "web\u{202e}\"x"), "\"web\\u{202e}\\\"x\"", "a name's quotes and format characters are escaped");
         let sleep = format!("{} 0x0 0x0 0x7ffd 0x0 0x0 0x0 0x7ffd 0x7f12", libc::SYS_clock_nanosleep);
         assert_eq!(describe_syscall(&sleep), format!("clock_nanosleep ({})", libc::SYS_clock_nanosleep));
         assert_eq!(describe_syscall("running"), "running");
         assert_eq!(describe_syscall("-1 0x7ffd 0x7f12"), "not in a system call");
         assert_eq!(describe_syscall("9999 0x0"), "system call 9999");
-        assert_eq!(escape("web\nworker\u{1b}"), "web\\nworker\\u{1b}");
     }
 }

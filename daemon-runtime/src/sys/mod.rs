@@ -238,6 +238,42 @@ pub(crate) fn monotonic_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// How a reaped child ended: its exit code, or the number of the signal that ended it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// Reaps one child that has ended, without waiting: `Ok(None)` when none has (or there is no
+/// child). Decoded here, not by nix, whose `waitpid` reaps a child ended by a real-time signal
+/// and then fails to name the signal (EINVAL): that child's death was lost, and its pid stayed
+/// in the process table for good.
+pub(crate) fn reap_one() -> nix::Result<Option<(i32, Ended)>> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: waitpid(2) writes the status into the int it is given.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid < 0 {
+            return match Errno::last() {
+                Errno::EINTR => continue,
+                Errno::ECHILD => Ok(None),
+                e => Err(e),
+            };
+        }
+        if pid == 0 {
+            return Ok(None);
+        }
+        if libc::WIFEXITED(status) {
+            return Ok(Some((pid, Ended::Exited(libc::WEXITSTATUS(status)))));
+        }
+        if libc::WIFSIGNALED(status) {
+            return Ok(Some((pid, Ended::Signaled(libc::WTERMSIG(status)))));
+        }
+        // Stopped or continued: not an end (WNOHANG without WUNTRACED reports neither).
+    }
+}
+
 /// Nanoseconds on the monotonic clock (the vDSO's: tens of nanoseconds), for busy time and
 /// request durations.
 pub(crate) fn monotonic_ns() -> u64 {
@@ -463,6 +499,8 @@ pub(crate) fn default_signals_at_exec(command: &mut std::process::Command) -> &m
                     libc::signal(signal, libc::SIG_DFL);
                 }
             }
+            // The stack signal, which the manager ignores.
+            libc::signal(stack_signal::signal(), libc::SIG_DFL);
         }
         Ok(())
     };

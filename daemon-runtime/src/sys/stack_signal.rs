@@ -13,8 +13,9 @@
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-/// Most frames one thread sends (a datagram of at most 4 KiB, so one write is one message).
-pub(crate) const MAX_FRAMES: usize = 500;
+/// Most frames one thread sends: a 2 KiB buffer on the interrupted thread's own stack (the
+/// handler runs there, not on an alternate stack), one datagram.
+pub(crate) const MAX_FRAMES: usize = 256;
 
 /// A message: magic, pid, tid, the index of the interrupted frame, the frame count, then the
 /// frames' addresses (all native-endian: it never leaves the machine).
@@ -60,9 +61,12 @@ extern "C" fn on_signal(_: libc::c_int, info: *mut libc::siginfo_t, context: *mu
     // SAFETY: errno is thread-local; saving and restoring it keeps the interrupted code's.
     let errno = unsafe { *libc::__errno_location() };
     // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO handler.
-    let sender = if info.is_null() { 0 } else { unsafe { (*info).si_pid() } };
+    // Sent by the manager with tgkill(2): `SI_TKILL`, a code no other process can forge (one
+    // that queues a signal with its own siginfo may claim any `si_pid`, but only with a code
+    // below zero that is not the kernel's tgkill one).
+    let (sender, code) = if info.is_null() { (0, 0) } else { unsafe { ((*info).si_pid(), (*info).si_code) } };
     let socket = SOCKET.load(Ordering::Relaxed);
-    if sender == MANAGER.load(Ordering::Relaxed) && socket >= 0 {
+    if answers(code, sender, MANAGER.load(Ordering::Relaxed)) && socket >= 0 {
         // SAFETY: as above, for the context.
         let pc = unsafe { interrupted_pc(context) };
         send_stack(socket, pc);
@@ -71,7 +75,13 @@ extern "C" fn on_signal(_: libc::c_int, info: *mut libc::siginfo_t, context: *mu
     unsafe { *libc::__errno_location() = errno };
 }
 
-/// Walks this thread's stack and sends it. The buffer is on this thread's stack (4 KiB): the
+/// Whether a stack signal is the manager's own request: sent with tgkill (`SI_TKILL`, which no
+/// other process can claim) by the manager's pid.
+fn answers(code: libc::c_int, sender: libc::pid_t, manager: libc::pid_t) -> bool {
+    code == libc::SI_TKILL && sender == manager && manager > 0
+}
+
+/// Walks this thread's stack and sends it. The buffer is on this thread's stack (2 KiB): the
 /// handler runs on the interrupted thread's stack, and every thread has its own message.
 fn send_stack(socket: RawFd, pc: usize) {
     let mut message = [0u64; HEADER + MAX_FRAMES];
@@ -111,6 +121,22 @@ fn send_stack(socket: RawFd, pc: usize) {
     }
 }
 
+/// The manager ignores the stack signal (its default action would end it), from before its
+/// first fork: a worker forked before it installs its handler, and the helpers, ignore it too
+/// (an ignored signal is discarded, not queued against the user's pending-signal limit).
+pub(crate) fn ignore() -> std::io::Result<()> {
+    // SAFETY: a zeroed sigaction is valid; SIG_IGN takes no handler.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = libc::SIG_IGN;
+        libc::sigemptyset(&mut action.sa_mask);
+        if libc::sigaction(signal(), &action, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Installs the handler in this worker: its stacks go to `socket` when `manager` asks.
 pub(crate) fn install(socket: RawFd, manager: i32) -> std::io::Result<()> {
     SOCKET.store(socket, Ordering::Relaxed);
@@ -141,4 +167,19 @@ pub(crate) fn ask(pid: i32, tid: i32) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_managers_tgkill_is_answered() {
+        assert!(answers(libc::SI_TKILL, 42, 42));
+        // rt_tgsigqueueinfo lets a process of the same user claim any si_pid, with its own code.
+        assert!(!answers(libc::SI_QUEUE, 42, 42), "a queued signal claiming the manager's pid");
+        assert!(!answers(libc::SI_USER, 42, 42), "kill(2)");
+        assert!(!answers(libc::SI_TKILL, 43, 42), "someone else's tgkill");
+        assert!(!answers(libc::SI_TKILL, 0, 0), "no manager known");
+    }
 }
