@@ -284,10 +284,17 @@ fn probes_answer_an_orchestrator_and_readiness_ends_with_the_stop() {
 fn term_stop_graceful_makes_term_finish_the_work_in_hand() {
     let d = Daemon::serve("lab", &["--workers", "1", "--term-stop", "graceful", "--graceful-timeout", "20s"]);
     d.wait_for_workers(1, SOON);
-    let long = d.get_in_background("/sleep/2000");
-    d.wait_for_request("/sleep/2000", SOON);
+    let long = d.get_in_background("/sleep/4000");
+    d.wait_for_request("/sleep/4000", SOON);
     d.signal(nix::sys::signal::Signal::SIGTERM);
     d.wait_for_line("term_stop = graceful", SOON);
+    // Meanwhile a new client is refused at once (every copy of the listening socket is closed),
+    // not left waiting in a queue nobody takes from until the last worker is gone.
+    let port = d.port();
+    wait_until(SOON, "new connections refused", || {
+        matches!(std::net::TcpStream::connect(("127.0.0.1", port)), Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+    });
+    assert!(!long.is_finished(), "refused while the request in hand still runs");
     assert_eq!(long.join().expect("the request").0, 200, "TERM let the request finish");
     let mut d = d;
     let status = d.wait_exit(SOON);
@@ -391,4 +398,55 @@ fn a_full_pending_signal_queue_is_named_when_a_stack_cannot_be_asked() {
     let out = run("lab", &["dump", "--slot", "0", "--pid-file", &pid_file]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(text(&out.stderr).contains("RLIMIT_SIGPENDING"), "{out:?}");
+}
+
+#[test]
+fn during_an_upgrade_one_manager_answers_the_metrics_and_the_probes() {
+    // The new manager's workers take a while to start: the window in which both managers
+    // hold the metrics listener.
+    let dir = TempDir::new("upgrade-probes");
+    let on_child = dir.path("on_child");
+    std::fs::write(&on_child, "").expect("write");
+    let on_child_env = on_child.display().to_string();
+    // Port 0 for both the listener and the metrics: the new manager must take each socket
+    // for what it was (they were once taken for each other, and HTTP was served on the metrics
+    // port).
+    let app = App::start_example_with_env("lab", "upgrade-probes", &["--metrics-listen", "127.0.0.1:0"], None, &[("LAB_ON_CHILD_FILE", &on_child_env)]);
+    let metrics = wait_for(SOON, "the metrics address in the log", || {
+        let log = app.log_text();
+        let line = log.lines().find(|l| l.contains("GET /metrics answered here"))?.to_string();
+        port_in(&line.replace("addr=", "listening addr="))
+    });
+    let port = app.port();
+    for _ in 0..20 {
+        assert_eq!(http_get(port, "/").expect("a request").0, 200);
+    }
+    std::fs::write(&on_child, "sleep:2000").expect("write");
+    // A scraper and a prober meanwhile, as fast as they can.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let ready = http_get(metrics, "/readyz").map(|(c, _)| c).unwrap_or(0);
+                let connections = http_get(metrics, "/metrics").ok().and_then(|(_, page)| sample(&page, "daemon_connections_total{pool=\"main\"}"));
+                seen.push((ready, connections));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            seen
+        })
+    };
+    let out = app.upgrade(&[]);
+    assert!(out.status.success(), "upgrade: {out:?}\n{}", app.log_text());
+    app.settle();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = watcher.join().expect("the watcher");
+    assert!(seen.len() > 20, "{seen:?}");
+    assert!(seen.iter().all(|(ready, _)| *ready == 200), "the service was ready all along: {seen:?}");
+    // The daemon's own counters start again with the new manager: once, not back and forth.
+    let counts: Vec<f64> = seen.iter().filter_map(|(_, c)| *c).collect();
+    let drops = counts.windows(2).filter(|w| w[1] < w[0]).count();
+    assert!(drops <= 1, "{drops} drops: {counts:?}");
 }

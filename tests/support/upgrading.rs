@@ -37,6 +37,11 @@ impl App {
 
     /// [`App::start_owned`] with another example than the lab.
     pub fn start_example(example_name: &str, tag: &str, extra: &[&str], owner: Option<u32>) -> App {
+        App::start_example_with_env(example_name, tag, extra, owner, &[])
+    }
+
+    /// [`App::start_example`] with these environment variables (which an upgrade passes on).
+    pub fn start_example_with_env(example_name: &str, tag: &str, extra: &[&str], owner: Option<u32>, env: &[(&str, &str)]) -> App {
         let dir = TempDir::new(tag);
         if let Some(uid) = owner {
             nix::unistd::chown(&dir.0, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(uid))).expect("chown the directory");
@@ -49,7 +54,9 @@ impl App {
         let (p, l) = (app.pid_file.display().to_string(), app.log.display().to_string());
         let mut args = vec!["start", "--listen", "127.0.0.1:0", "--workers", "2", "--pid-file", &p, "--log-file", &l];
         args.extend_from_slice(extra);
-        let out = run_program(&app.exe, &args);
+        let mut start = command(&app.exe, &args);
+        start.envs(env.iter().copied());
+        let out = finish(start);
         assert!(out.status.success(), "start: {out:?}");
         app.track();
         app

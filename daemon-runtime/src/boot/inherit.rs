@@ -139,6 +139,7 @@ pub(crate) fn take() -> Result<Inherited, InheritError> {
             // What the old manager's socket files are, for this one to take over only those.
             for (i, l) in found.listeners.iter_mut().enumerate() {
                 l.handed_file = names.get(i).and_then(|n| super::unix_socket::identity_in(n));
+                l.metrics = names.get(i).is_some_and(|n| n == METRICS);
             }
             found.first_free += 1;
             found.source = Some(Source::Upgrade);
@@ -194,7 +195,7 @@ fn adopt(fd: RawFd) -> Result<Listener, String> {
     let flags = fcntl(&owned, FcntlArg::F_GETFL).map_err(|e| e.to_string())?;
     fcntl(&owned, FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK)).map_err(|e| e.to_string())?;
     let addr = crate::net::Local::of(&owned).ok_or_else(|| "is not a TCP socket (IPv4 or IPv6) nor a Unix socket with a path or name".to_string())?;
-    Ok(Listener { socket: owned, addr, activated: false, file: None, handed_file: None })
+    Ok(Listener { socket: owned, addr, activated: false, file: None, handed_file: None, metrics: false })
 }
 
 /// Hands `sockets` (each with its name, its address) and `verdict` to a program about to be

@@ -31,6 +31,10 @@ pub(crate) struct Listener {
     pub(crate) file: Option<SocketFile>,
     /// Handed over in an upgrade: what the old manager's socket file is (device, inode).
     pub(crate) handed_file: Option<(u64, u64)>,
+    /// Handed over in an upgrade as the metrics' socket: never taken for a `listen` address
+    /// (with port 0 on both, they were taken for each other, and the workers served HTTP on
+    /// the metrics port).
+    pub(crate) metrics: bool,
 }
 
 impl AsFd for Listener {
@@ -190,7 +194,15 @@ pub(crate) fn bind_metrics(text: &str) -> Result<TcpListener, BindError> {
 
 /// The metrics' listener an upgrading manager handed over, if one serves `text`.
 pub(crate) fn take_metrics(inherited: &mut Vec<Listener>, text: &str) -> Option<TcpListener> {
-    let l = take_matching(inherited, &Local::Tcp(text.parse().ok()?))?;
+    let mut theirs: Vec<Listener> = Vec::new();
+    let mut others = Vec::new();
+    for l in inherited.drain(..) {
+        if l.metrics { theirs.push(l) } else { others.push(l) }
+    }
+    *inherited = others;
+    let l = take_matching_any(&mut theirs, &Local::Tcp(text.parse().ok()?));
+    inherited.extend(theirs);
+    let l = l?;
     tracing::info!(addr = %l.addr, from = "the old manager", "metrics: GET /metrics answered here");
     Some(TcpListener::from(l.socket))
 }
@@ -205,7 +217,7 @@ fn bind_unix(addr: Local, text: &str, options: &Options, access: Access) -> Resu
         Local::Tcp(_) => return Err(err(io::Error::new(io::ErrorKind::InvalidInput, "not a Unix socket"))),
     }
     .map_err(err)?;
-    let listener = Listener { socket, addr, activated: false, file, handed_file: None };
+    let listener = Listener { socket, addr, activated: false, file, handed_file: None, metrics: false };
     if let Err((setting, error)) = options.tune(listener.socket.as_fd(), false) {
         forget_bound(std::slice::from_ref(&listener));
         return Err(BindError { addr: text.to_string(), error, setting });
@@ -265,7 +277,7 @@ fn bind_one(addr: SocketAddr, text: &str, options: &Options) -> Result<Listener,
     bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|e| err(e.into()))?;
     options.apply(fd.as_fd(), true).map_err(|(setting, error)| BindError { setting, ..err(error) })?;
     let addr = Local::of(&fd).ok_or_else(|| err(io::Error::other("the bound socket has no address")))?;
-    Ok(Listener { socket: fd, addr, activated: false, file: None, handed_file: None })
+    Ok(Listener { socket: fd, addr, activated: false, file: None, handed_file: None, metrics: false })
 }
 
 /// Where inherited sockets came from.
@@ -280,6 +292,15 @@ pub(crate) enum Source {
 /// Takes from `inherited` the socket that serves `wanted` (the same address; port 0 matches the
 /// same IP, as the socket was bound from it; a Unix socket, the same path or name), if one does.
 pub(crate) fn take_matching(inherited: &mut Vec<Listener>, wanted: &Local) -> Option<Listener> {
+    let (mut listeners, metrics): (Vec<Listener>, Vec<Listener>) = inherited.drain(..).partition(|l| !l.metrics);
+    let taken = take_matching_any(&mut listeners, wanted);
+    inherited.extend(listeners);
+    inherited.extend(metrics);
+    taken
+}
+
+/// [`take_matching`], the metrics' socket included.
+fn take_matching_any(inherited: &mut Vec<Listener>, wanted: &Local) -> Option<Listener> {
     let i = inherited.iter().position(|l| match (&l.addr, wanted) {
         (Local::Tcp(have), Local::Tcp(want)) => have.ip() == want.ip() && (want.port() == 0 || want.port() == have.port()),
         // The daemon binds a socket file by its name in its directory, which is what the

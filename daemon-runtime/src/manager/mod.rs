@@ -67,6 +67,8 @@ pub(crate) struct Manager {
     old_manager: Option<nix::unistd::Pid>,
     /// A connection accepted for the post-forking pool, until its child is forked.
     connection: Option<crate::net::Stream>,
+    /// The socket files of listeners closed by the stop, to remove when it is over.
+    closed_files: Vec<crate::boot::unix_socket::SocketFile>,
 }
 
 /// Why the manager could not start.
@@ -268,6 +270,7 @@ impl Manager {
             upgrade: None,
             old_manager,
             connection: None,
+            closed_files: Vec::new(),
         })
     }
 
@@ -337,8 +340,14 @@ impl Manager {
             Command::ProgramSettings(value) => crate::app::set_current(value),
             Command::Plain(_) => {}
             Command::RemoveSocketFiles => {
-                for file in self.listeners.iter().filter_map(|l| l.file.as_ref()) {
+                for file in self.listeners.iter().filter_map(|l| l.file.as_ref()).chain(&self.closed_files) {
                     file.remove();
+                }
+            }
+            Command::CloseListeners => {
+                // The files stay (removed once the daemon has stopped, if it owns them).
+                for l in std::mem::take(&mut self.listeners) {
+                    self.closed_files.extend(l.file);
                 }
             }
             Command::ListChildren => {
@@ -456,7 +465,8 @@ impl Manager {
         self.board.sleeping_until(core_deadline);
         let accepting = self.core.accepting(monotonic_ms());
         let Some(own) = self.own.as_ref() else { return };
-        let io_deadline = [own.channel.as_ref().and_then(Channel::deadline), own.metrics.as_ref().and_then(|m| m.deadline()), own.stacks.deadline()]
+        let metrics = own.metrics.as_ref().filter(|_| self.core.answers_metrics());
+        let io_deadline = [own.channel.as_ref().and_then(Channel::deadline), metrics.and_then(|m| m.deadline()), own.stacks.deadline()]
             .into_iter()
             .flatten()
             .min();
@@ -482,7 +492,7 @@ impl Manager {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
         let metrics_at = fds.len();
-        if let Some(m) = own.metrics.as_ref() {
+        if let Some(m) = metrics {
             for (fd, writing) in m.poll_fds() {
                 fds.push(PollFd::new(fd, if writing { PollFlags::POLLOUT } else { PollFlags::POLLIN }));
             }
@@ -537,7 +547,8 @@ impl Manager {
         if stacks || self.own.as_ref().and_then(|o| o.stacks.deadline()).is_some_and(|at| at <= now) {
             self.serve_stacks();
         }
-        if scraped || self.own.as_ref().and_then(|o| o.metrics.as_ref()).and_then(|m| m.deadline()).is_some_and(|at| at <= now) {
+        let metrics_due = self.own.as_ref().and_then(|o| o.metrics.as_ref()).and_then(|m| m.deadline()).is_some_and(|at| at <= now);
+        if scraped || (metrics_due && self.core.answers_metrics()) {
             self.serve_metrics();
         }
         if !connections.is_empty() {

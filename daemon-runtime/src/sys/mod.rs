@@ -42,6 +42,20 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Closes the listening sockets a worker inherited, once it accepts no more: while any process
+/// holds a copy, the kernel queues new connections that nobody will take (a stop then leaves
+/// its clients hanging until the last worker ends, instead of refusing them).
+pub(crate) fn close_worker_listeners(listeners: &[crate::boot::listener::Listener]) {
+    for l in listeners {
+        // SAFETY: close(2) takes no memory. The worker never touches its listeners after its
+        // acceptor has stopped, and never drops them: it ends with `_exit` (`exit_now`), so the
+        // `OwnedFd` in its copy of the manager's memory is never closed a second time.
+        unsafe {
+            libc::close(std::os::fd::AsRawFd::as_raw_fd(&l.socket));
+        }
+    }
+}
+
 /// Takes ownership of a descriptor the kernel just returned (accept4, signalfd...).
 pub(crate) fn own_fd(fd: RawFd) -> OwnedFd {
     // SAFETY: callers pass a descriptor freshly returned by a successful system call, which

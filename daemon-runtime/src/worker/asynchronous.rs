@@ -53,6 +53,7 @@ impl Serving<'_> {
                         return;
                     }
                     let why = self.accept_loop(acceptor, room, &conn_tx, tracker);
+                    crate::sys::close_worker_listeners(self.listeners);
                     // Connections already accepted are served; the runtime sees the channel close.
                     // Raised before the stop is logged: a keep-alive request that comes after the
                     // log line is answered with `Connection: close`.

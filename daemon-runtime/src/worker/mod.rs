@@ -144,7 +144,12 @@ pub(crate) fn run(setup: Setup<'_>) -> ! {
     let code = match setup.job {
         Job::Supervised(run) => work::supervised(work(quit, log_file), run),
         Job::Task { group, run } => work::task(work(quit, log_file), &group, run),
-        Job::Accept(Handler::Sync(h)) => serving(quit, log_file).blocking(h),
+        Job::Accept(Handler::Sync(h)) => {
+            let code = serving(quit, log_file).blocking(h);
+            // It accepts no more (an async worker's acceptor closes them as it stops).
+            crate::sys::close_worker_listeners(setup.listeners);
+            code
+        }
         Job::Accept(Handler::Async(h)) => serving(quit, log_file).asynchronous(h),
         Job::One(Handler::Sync(h), stream) => serving(quit, log_file).one_blocking(h, stream),
         Job::One(Handler::Async(h), stream) => serving(quit, log_file).one_async(h, stream),

@@ -239,6 +239,10 @@ pub(crate) enum Command {
     ListChildren,
     /// The daemon stops for good: remove the Unix socket files it listened on.
     RemoveSocketFiles,
+    /// The daemon stops: close this manager's copies of the listening sockets (the workers close
+    /// theirs as they stop accepting), so a new client is refused at once, not left in a queue
+    /// nobody will take from (nginx and gunicorn close theirs too).
+    CloseListeners,
     /// Take the stack of every thread of a worker judged hung, and log it with `verdict`; the
     /// driver answers `StacksTaken` when it has them (or gave up waiting), and the worker's
     /// first rung waits for that, at most `stack::ANSWER_MS`.
@@ -994,6 +998,7 @@ impl Core {
             self.push(Command::Notify(Notify::Stopping));
         }
         self.stop = Some(kind);
+        self.push(Command::CloseListeners);
         // What the workers left behind so far stops now too; the rest once they are gone.
         self.push(Command::ListChildren);
         self.stop_foreign(now);

@@ -744,7 +744,7 @@ impl World {
                 let sample = crate::pool::backlog::Sample { listener: "127.0.0.1:80".into(), waiting: waiting.min(17), limit: 16, overflows: Some(self.overflows) };
                 Ok(Some(Event::Queues(vec![sample])))
             }
-            Command::Notify(_) | Command::Hook(_) | Command::PidFile(_) | Command::ProgramSettings(_) | Command::Plain(_) => Ok(None),
+            Command::Notify(_) | Command::Hook(_) | Command::PidFile(_) | Command::ProgramSettings(_) | Command::Plain(_) | Command::CloseListeners => Ok(None),
         }
     }
 

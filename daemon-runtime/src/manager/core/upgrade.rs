@@ -64,6 +64,15 @@ impl Core {
         !handed_over && self.old_manager_runs().is_none()
     }
 
+    /// Whether this manager answers on the metrics listener, which the two managers of an
+    /// upgrade share: the old one until the new one took over, the new one once its pool is
+    /// ready. Both at once, a scraper saw each one's counters in turn (a counter that went back
+    /// to zero fifteen times in three seconds), and a probe saw `/readyz` flap.
+    pub(crate) fn answers_metrics(&self) -> bool {
+        let handed_over = self.upgrade.as_ref().is_some_and(|u| u.state == State::TookOver);
+        !handed_over && (self.old_manager_runs().is_none() || self.ready_reported)
+    }
+
     /// A new manager whose old one still runs holds its supervised worker and task groups: the
     /// old manager's own run until it is gone (two at once could do one job twice).
     pub(crate) fn singletons_held(&self) -> bool {
