@@ -170,9 +170,19 @@ fn requests_are_counted_by_outcome_in_both_models() {
         let page = http_get(metrics, "/metrics").ok()?.1;
         (sample(&page, "daemon_requests_total{outcome=\"timeout\",pool=\"main\"}") == Some(1.0)).then_some(page)
     });
-    assert!(sample(&page, "daemon_requests_total{outcome=\"ok\",pool=\"main\"}").is_some_and(|n| n >= 3.0), "{page}");
+    let ok = sample(&page, "daemon_requests_total{outcome=\"ok\",pool=\"main\"}").unwrap_or(0.0);
+    assert!(ok >= 3.0, "{page}");
+    // The slowest request is in the histogram too, at its age (past 1 s).
+    assert_eq!(sample(&page, "daemon_request_duration_seconds_count{pool=\"main\"}"), Some(ok + 1.0), "{page}");
+    let under_a_second = sample(&page, "daemon_request_duration_seconds_bucket{pool=\"main\",le=\"1\"}").unwrap_or(0.0);
+    assert_eq!(under_a_second, ok, "{page}");
     // An async handler that fails: an error; and counts survive the worker's death.
-    let d = Daemon::serve("lab", &["--workers", "1", "--max-children", "2", "--metrics-listen", "127.0.0.1:0", "--min-worker-lifetime", "0s"]);
+    let dir = TempDir::new("outcomes");
+    let pid_file = dir.path("lab.pid").display().to_string();
+    let d = Daemon::serve(
+        "lab",
+        &["--workers", "1", "--max-children", "2", "--metrics-listen", "127.0.0.1:0", "--min-worker-lifetime", "0s", "--heartbeat-interval", "100ms", "--pid-file", &pid_file],
+    );
     let metrics = metrics_port(&d);
     let victim = d.wait_for_workers(1, SOON)[0];
     for _ in 0..4 {
@@ -184,11 +194,21 @@ fn requests_are_counted_by_outcome_in_both_models() {
         let page = http_get(metrics, "/metrics").ok()?.1;
         (count(&page, "error") >= 1.0 && count(&page, "ok") >= 4.0).then_some(page)
     });
+    // Killed with a request in hand: that request is an error too (its worker could not say).
+    let cut = d.get_in_background("/sleep/20000");
+    d.wait_for_request("/sleep/20000", SOON);
+    wait_until(SOON, "the request's start on the scoreboard", || {
+        let out = run("lab", &["status", "--json", "--pid-file", &pid_file]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok_and(|v| v["workers"][0]["request_age_ms"].is_u64())
+    });
     d.kill_worker(victim);
     wait_until(SOON, "the worker to be gone", || !d.worker_alive(victim));
-    let after = wait_for(SOON, "the death reaped", || {
+    assert!(cut.join().is_err());
+    // (The pools' work is sampled at most four times a second for the page.)
+    let after = wait_for(SOON, "the death reaped, and the request it cut counted", || {
         let page = http_get(metrics, "/metrics").ok()?.1;
-        (sample(&page, "daemon_worker_exits_total{cause=\"failed\",pool=\"main\"}") == Some(1.0)).then_some(page)
+        let reaped = sample(&page, "daemon_worker_exits_total{cause=\"failed\",pool=\"main\"}") == Some(1.0);
+        (reaped && count(&page, "error") >= count(&before, "error") + 1.0).then_some(page)
     });
     for outcome in ["ok", "error"] {
         assert!(count(&after, outcome) >= count(&before, outcome), "{outcome} went back: {before}\n{after}");
@@ -235,7 +255,7 @@ fn a_full_listen_queue_is_seen_warned_and_grown_for() {
     });
     assert_eq!(status["listeners"].as_array().map(Vec::len), Some(1), "{status}");
     let out = run("lab_classic", &["status", "--pid-file", &pid_file]);
-    assert!(text(&out.stdout).contains("of 4 waiting in the accept queue"), "{out:?}");
+    assert!(text(&out.stdout).contains("waiting in the accept queue (length 4"), "{out:?}");
     let said = |what: &str| d.lines().iter().filter(|l| l.contains(what)).count();
     assert!(said("listen queue full") <= said("listen queue drained") + 1, "warned once per episode");
     drop(clients);
@@ -424,25 +444,26 @@ fn during_an_upgrade_one_manager_answers_the_metrics_and_the_probes() {
     std::fs::write(&on_child, "sleep:2000").expect("write");
     // A scraper and a prober meanwhile, as fast as they can.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let watcher = {
-        let stop = stop.clone();
+        let (stop, seen) = (stop.clone(), seen.clone());
         std::thread::spawn(move || {
-            let mut seen = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let ready = http_get(metrics, "/readyz").map(|(c, _)| c).unwrap_or(0);
                 let connections = http_get(metrics, "/metrics").ok().and_then(|(_, page)| sample(&page, "daemon_connections_total{pool=\"main\"}"));
-                seen.push((ready, connections));
-                std::thread::sleep(Duration::from_millis(20));
+                seen.lock().unwrap().push((ready, connections));
             }
-            seen
         })
     };
     let out = app.upgrade(&[]);
     assert!(out.status.success(), "upgrade: {out:?}\n{}", app.log_text());
     app.settle();
-    std::thread::sleep(Duration::from_millis(300));
+    // A few scrapes of the new manager alone.
+    let after = seen.lock().unwrap().len();
+    wait_until(SOON, "scrapes after the upgrade", || seen.lock().unwrap().len() >= after + 5);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let seen = watcher.join().expect("the watcher");
+    watcher.join().expect("the watcher");
+    let seen = seen.lock().unwrap().clone();
     assert!(seen.len() > 20, "{seen:?}");
     assert!(seen.iter().all(|(ready, _)| *ready == 200), "the service was ready all along: {seen:?}");
     // The daemon's own counters start again with the new manager: once, not back and forth.

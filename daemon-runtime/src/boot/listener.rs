@@ -16,7 +16,9 @@ use nix::sys::socket::{
 };
 
 /// The metrics listener's accept queue: a scrape at a time, and a few waiting.
-const METRICS_BACKLOG: u32 = 64;
+const METRICS_BACKLOG: u32 = 1024;
+/// `TCP_DEFER_ACCEPT` on the metrics listener: a scraper or a probe sends its request at once.
+const METRICS_DEFER_SECS: u32 = 2;
 
 /// A bound, listening socket.
 #[derive(Debug)]
@@ -187,7 +189,11 @@ pub(crate) fn listen(addrs: &[String], inherited: Vec<Listener>, source: Option<
 /// The metrics' listener (`IP:PORT`: the rule book takes no host name there).
 pub(crate) fn bind_metrics(text: &str) -> Result<TcpListener, BindError> {
     let addr = text.parse().map_err(|_| BindError { addr: text.to_string(), error: io::Error::new(io::ErrorKind::InvalidInput, "not an IP:PORT address"), setting: "metrics_listen" })?;
-    let l = bind_one(addr, text, &Options { backlog: METRICS_BACKLOG, ..Options::default() }).map_err(|e| e.of("metrics_listen"))?;
+    // A connection that says nothing waits in the kernel, not in the manager's loop (a flood of
+    // silent connections from another user once filled a queue of 64, and scrapes waited for the
+    // client's retry).
+    let options = Options { backlog: METRICS_BACKLOG, defer_accept: Some(METRICS_DEFER_SECS), ..Options::default() };
+    let l = bind_one(addr, text, &options).map_err(|e| e.of("metrics_listen"))?;
     tracing::info!(addr = %l.addr, "metrics: GET /metrics answered here");
     Ok(TcpListener::from(l.socket))
 }

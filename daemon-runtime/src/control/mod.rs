@@ -407,13 +407,11 @@ fn render(name: &str, s: &Json) -> String {
         out.push('\n');
     }
     for l in s.get("listeners").and_then(Json::as_array).into_iter().flatten() {
-        let overflows = l.get("overflows").and_then(Json::as_u64).map(|n| format!(", {n} overflowed since it opened")).unwrap_or_default();
-        out.push_str(&format!(
-            "  listen {}: {} of {} waiting in the accept queue{overflows}\n",
-            text(l, "listener"),
-            l.get("waiting").and_then(Json::as_u64).unwrap_or(0),
-            l.get("limit").and_then(Json::as_u64).unwrap_or(0)
-        ));
+        let overflows = l.get("overflows").and_then(Json::as_u64).map(|n| format!(", {n} handshakes dropped since it opened")).unwrap_or_default();
+        let (waiting, limit) = (l.get("waiting").and_then(Json::as_u64).unwrap_or(0), l.get("limit").and_then(Json::as_u64).unwrap_or(0));
+        // The kernel lets one more in than the queue's length.
+        let full = if limit > 0 && waiting >= limit { ", full" } else { "" };
+        out.push_str(&format!("  listen {}: {waiting} waiting in the accept queue (length {limit}{full}){overflows}\n", text(l, "listener")));
     }
     if s.get("backed_out").and_then(Json::as_bool) == Some(true) {
         out.push_str("  BACKED OUT: its workers retire; `reload` starts them again\n");

@@ -30,6 +30,8 @@ use crate::sys::monotonic_ms;
 // The control channel's limits: a scraper is a client like any other.
 use crate::control::{DEADLINE_MS, MAX_CLIENTS};
 const ACCEPTS_PER_WAKE: usize = 64;
+/// The least time between two samples of the pools' work and queues for the metrics.
+const SAMPLE_MS: u64 = 250;
 const MAX_HEAD: usize = 8 * 1024;
 /// Refused connections kept open at most, to read what their clients send after the 403.
 const MAX_REFUSED: usize = 64;
@@ -150,7 +152,9 @@ impl MetricsServer {
                     let local = stream.local_addr().ok();
                     if !anyone && !local.is_some_and(|l| owner_may_read(peer, l, self.user)) {
                         if self.strangers.len() >= MAX_REFUSED {
-                            self.strangers.remove(0);
+                            // One that has said nothing goes first: a probe says its request at once.
+                            let silent = self.strangers.iter().position(|c| c.inbox.is_empty()).unwrap_or(0);
+                            self.strangers.remove(silent);
                         }
                         self.strangers.push(Client::new(stream, now.saturating_add(STRANGER_MS)));
                         continue;
@@ -309,10 +313,15 @@ impl Manager {
     /// Serves the metrics clients that are ready.
     pub(super) fn serve_metrics(&mut self) {
         let Some(mut server) = self.own.as_mut().and_then(|o| o.metrics.take()) else { return };
-        // The pools' work and the listen queues as of this scrape.
-        self.core.sample_work(monotonic_ms(), &self.board, true);
-        let queues = self.measure_queues();
-        self.handle(super::core::Event::Queues(queues));
+        // The pools' work and the listen queues as of this scrape (at most four times a second:
+        // a flood of connections wakes the manager for each, and a scrape needs no fresher).
+        let now = monotonic_ms();
+        if self.metrics_sampled.map_or(true, |at| now >= at.saturating_add(SAMPLE_MS)) {
+            self.metrics_sampled = Some(now);
+            self.core.sample_work(now, &self.board, true);
+            let queues = self.measure_queues();
+            self.handle(super::core::Event::Queues(queues));
+        }
         let (core, board) = (&self.core, &self.board);
         let probe = Probe { ready: core.readiness(board) };
         server.serve(monotonic_ms(), core.config().metrics_for_anyone, &probe, || render(core, board));
@@ -358,7 +367,7 @@ fn try_render(core: &Core, board: &Scoreboard) -> prometheus::Result<String> {
     let queue_limit = gauges("listen_queue_limit", "The length of a listener's accept queue (backlog, capped by net.core.somaxconn)", &["listener"])?;
     let overflows = counters(
         "listen_overflows_total",
-        "Connections the kernel dropped at a TCP listener because its accept queue was full (per socket; the machine's total is ListenOverflows)",
+        "Handshakes the kernel dropped at a TCP listener because its accept queue was full (a client's retries count again; per socket, where the machine's total is ListenOverflows)",
         &["listener"],
     )?;
     for q in &core.queues.samples {

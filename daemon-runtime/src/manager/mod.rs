@@ -69,6 +69,8 @@ pub(crate) struct Manager {
     connection: Option<crate::net::Stream>,
     /// The socket files of listeners closed by the stop, to remove when it is over.
     closed_files: Vec<crate::boot::unix_socket::SocketFile>,
+    /// When the metrics last sampled the pools' work and the queues.
+    metrics_sampled: Option<u64>,
 }
 
 /// Why the manager could not start.
@@ -271,6 +273,7 @@ impl Manager {
             old_manager,
             connection: None,
             closed_files: Vec::new(),
+            metrics_sampled: None,
         })
     }
 

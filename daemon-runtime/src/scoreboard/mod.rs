@@ -250,6 +250,14 @@ impl Work {
     pub(crate) fn requests(&self) -> u64 {
         self.outcomes.iter().sum()
     }
+
+    /// One request more, `ns` long, ended so (what the manager counts for a worker that could
+    /// not: one killed for its deadline, or with a request in hand).
+    pub(crate) fn record(&mut self, ns: u64, outcome: Outcome) {
+        self.buckets[bucket_of(ns)] += 1;
+        self.sum_us = self.sum_us.saturating_add(ns / 1_000);
+        self.outcomes[outcome as usize] += 1;
+    }
 }
 
 /// The bucket of a request that took `ns`.

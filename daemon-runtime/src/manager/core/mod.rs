@@ -406,8 +406,9 @@ pub(crate) struct Counters {
     pub retired_work: BTreeMap<String, Work>,
     /// The totals last reported, by pool: a counter never reads lower than it did.
     pub seen_work: BTreeMap<String, Work>,
-    /// Busy time by pool, sampled at most every `BUSY_SAMPLE_MS`, for `status`'s last minute.
-    pub busy_samples: VecDeque<(u64, BTreeMap<String, u64>)>,
+    /// Busy time and workers (not stopping) by pool, sampled at most every `BUSY_SAMPLE_MS`, for
+    /// `status`'s last minute.
+    pub busy_samples: VecDeque<(u64, BTreeMap<String, (u64, u32)>)>,
 }
 
 /// How often the busy totals are sampled for `status`, and how far back samples are kept.
@@ -571,7 +572,12 @@ impl Core {
         }
         self.counters.seen_work = totals;
         if due {
-            let busy = self.counters.seen_work.iter().map(|(n, w)| (n.clone(), w.busy_ns)).collect();
+            let busy = self
+                .counters
+                .seen_work
+                .iter()
+                .map(|(n, w)| (n.clone(), (w.busy_ns, self.working(n))))
+                .collect();
             self.counters.busy_samples.push_back((now, busy));
             // Keep one sample at least a window old, and nothing older than it.
             while self.counters.busy_samples.get(1).is_some_and(|(at, _)| now.saturating_sub(*at) >= BUSY_WINDOW_MS) {
@@ -581,16 +587,26 @@ impl Core {
     }
 
     /// A pool's busy time over about the last minute (from the oldest sample kept, at most a
-    /// window and a sample old): the window in ms and the workers busy on average over it.
-    pub(crate) fn recent_busy(&self, pool: &str, now: u64) -> Option<(u64, f64)> {
+    /// window and a sample old): the window in ms, the workers busy on average over it, and the
+    /// pool's workers on average over it (the samples' and now's: a pool that shrank after a
+    /// burst is not more than fully busy).
+    pub(crate) fn recent_busy(&self, pool: &str, now: u64) -> Option<(u64, f64, f64)> {
         let (at, then) = self.counters.busy_samples.front()?;
         let window = now.saturating_sub(*at);
         if window == 0 {
             return None;
         }
-        let before = then.get(pool).copied().unwrap_or(0);
+        let before = then.get(pool).map_or(0, |(busy, _)| *busy);
         let busy = self.counters.seen_work.get(pool)?.busy_ns.saturating_sub(before);
-        Some((window, busy as f64 / (window as f64 * 1e6)))
+        let counts: Vec<u32> = self.counters.busy_samples.iter().filter_map(|(_, s)| s.get(pool).map(|(_, n)| *n)).chain([self.working(pool)]).collect();
+        let workers = f64::from(counts.iter().sum::<u32>()) / counts.len() as f64;
+        Some((window, busy as f64 / (window as f64 * 1e6), workers))
+    }
+
+    /// A pool's workers that are not stopping.
+    fn working(&self, pool: &str) -> u32 {
+        let Some(index) = self.pools.values().find(|p| p.name == pool).map(|p| p.index) else { return 0 };
+        self.procs.iter().filter(|p| p.pool == index && p.stopping.is_none()).count() as u32
     }
 
     /// A live worker, by slot or by pid: its pid, slot and pool's name (`dump`).
@@ -983,7 +999,11 @@ impl Core {
             return;
         }
         match (self.stop, kind) {
-            (Some(StopKind::Fast), _) | (Some(StopKind::Graceful), StopKind::Graceful) => return,
+            (Some(StopKind::Fast), _) => return,
+            (Some(StopKind::Graceful), StopKind::Graceful) => {
+                info!(why, "already stopping gracefully (INT, or `stop --now`, for a fast stop)");
+                return;
+            }
             _ => {}
         }
         let (rung, how) = match kind {

@@ -34,10 +34,15 @@ impl Core {
                 self.queues.episodes.insert(s.listener.clone(), e);
             }
             match said {
-                Some(Said::Full { waiting, limit, overflowed }) => warn!(
+                Some(Said::Full { waiting, limit, overflowed }) if s.overflows.is_some() => warn!(
                     listener = %s.listener, waiting, limit, overflowed,
-                    "listen queue full: connections wait for a worker, and the kernel drops those that do not fit \
+                    "listen queue full: connections wait for a worker, and the kernel drops the handshakes that do not fit \
                      (counted in overflowed); raise backlog, or workers and max_children"
+                ),
+                Some(Said::Full { waiting, limit, .. }) => warn!(
+                    listener = %s.listener, waiting, limit,
+                    "listen queue full: connections wait for a worker, and new clients of this Unix socket wait in connect \
+                     or are refused; raise backlog, or workers and max_children"
                 ),
                 Some(Said::Drained { lasted_ms, peak, overflowed }) => info!(
                     listener = %s.listener, lasted_ms, peak, overflowed,

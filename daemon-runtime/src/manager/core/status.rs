@@ -75,9 +75,9 @@ impl Core {
                     "fork_failures": r.fork_failures(),
                     "saturated": pool.saturated_since.is_some(),
                     "removed": pool.removed,
-                    "busy": self.recent_busy(&pool.name, now).map(|(window_ms, workers)| {
-                        let live = self.procs.iter().filter(|p| p.pool == pool.index && p.stopping.is_none()).count().max(1);
-                        json!({ "window_ms": window_ms, "workers": workers, "percent": 100.0 * workers / live as f64 })
+                    "busy": self.recent_busy(&pool.name, now).map(|(window_ms, busy, workers)| {
+                        let percent = if workers > 0.0 { (100.0 * busy / workers).min(100.0) } else { 0.0 };
+                        json!({ "window_ms": window_ms, "workers": busy, "pool_workers": workers, "percent": percent })
                     }),
                     "requests": self.counters.seen_work.get(&pool.name).map_or(0, |w| w.requests()),
                 })

@@ -59,10 +59,12 @@ impl Core {
         let (verdicts, mut next) = supervise::sweep(workers, now, &self.guard);
         for (slot, verdict) in verdicts {
             self.log_verdict(slot, &verdict, now, board);
-            // A classic request the manager cuts is never counted by its worker.
-            if matches!(verdict, Verdict::Overdue { .. }) {
+            // A classic request the manager cuts is never counted by its worker: it is a timeout
+            // of its age (in the histogram too, where the slowest requests belong).
+            if let Verdict::Overdue { started_ms, .. } = verdict {
                 let pool = self.pools.get(&slot_pool(&self.procs, slot)).map(|p| p.name.clone()).unwrap_or_default();
-                self.counters.retired_work.entry(pool).or_default().outcomes[crate::scoreboard::Outcome::Timeout as usize] += 1;
+                let age_ns = now.saturating_sub(started_ms).saturating_mul(1_000_000);
+                self.counters.retired_work.entry(pool).or_default().record(age_ns, crate::scoreboard::Outcome::Timeout);
             }
             self.stop_worker(slot, verdict.first_rung(), Why::Verdict(verdict), now);
             // Stopped (QUIT) for one limit, it keeps its request's deadline.
@@ -170,7 +172,10 @@ impl Core {
             return None;
         }
         let mut soonest = None::<u64>;
-        for p in self.procs.iter().filter(|p| p.stopping.is_none() && p.pool == i && p.pid.is_some()) {
+        // Of the pool's current generation only: an old one that lives on while a reload's new
+        // workers crash proves nothing of them (the crash loop was said over, then again, every 10 s).
+        let generation = pool.generation;
+        for p in self.procs.iter().filter(|p| p.stopping.is_none() && p.pool == i && p.pid.is_some() && p.generation == generation) {
             let state = board.view(p.slot).state;
             if !matches!(state, State::Waiting | State::Request | State::Long) {
                 continue;
@@ -276,6 +281,13 @@ impl Core {
         *self.counters.exits.entry((pool_name.clone(), cause)).or_default() += 1;
         *self.counters.served.entry(pool_name.clone()).or_default() += view.requests;
         self.counters.retired_work.entry(pool_name.clone()).or_default().add(&board.work(slot));
+        // A worker that ended with a request in hand (a crash, a kill, a fast stop) never
+        // counted it: an error of its age (one killed for its deadline was counted then).
+        let cut_for_deadline = matches!(p.stopping.map(|s| s.why), Some(Why::Verdict(Verdict::Overdue { .. })));
+        if let Some(started) = view.request_ms.filter(|_| !cut_for_deadline && matches!(view.state, State::Request | State::Long)) {
+            let age_ns = now.saturating_sub(started).saturating_mul(1_000_000);
+            self.counters.retired_work.entry(pool_name.clone()).or_default().record(age_ns, crate::scoreboard::Outcome::Error);
+        }
         self.push(Command::Hook(Hook::Reap(Reaped { pid: pid as u32, pool: pool_name.clone(), slot, code, signal, death: death_name })));
         let speaks = self.speaks();
         let Some(pool) = self.pools.get_mut(&p.pool) else { return };
