@@ -126,9 +126,10 @@ impl MetricsServer {
         Some((self.listener.as_fd(), self.listener.local_addr().ok()?))
     }
 
-    /// What to poll: the listener, and each client (for writing once it has an answer).
-    pub(crate) fn poll_fds(&self) -> Vec<(BorrowedFd<'_>, bool)> {
-        let mut fds = vec![(self.listener.as_fd(), false)];
+    /// What to poll: the listener (if this manager takes new clients), and each client (for
+    /// writing once it has an answer).
+    pub(crate) fn poll_fds(&self, listen: bool) -> Vec<(BorrowedFd<'_>, bool)> {
+        let mut fds = if listen { vec![(self.listener.as_fd(), false)] } else { Vec::new() };
         fds.extend(self.clients.iter().chain(&self.strangers).map(|c| (c.stream.as_fd(), !c.outbox.is_empty())));
         fds.extend(self.refused.iter().map(|(s, _)| (s.as_fd(), false)));
         fds
@@ -140,8 +141,8 @@ impl MetricsServer {
 
     /// Accepts, reads, answers and closes, without blocking. `render` makes the page; `anyone`
     /// is `metrics_access = "any"`; `probe` answers `/healthz` and `/readyz`, to anyone.
-    pub(crate) fn serve(&mut self, now: u64, anyone: bool, probe: &Probe, render: impl FnOnce() -> String) {
-        for _ in 0..ACCEPTS_PER_WAKE {
+    pub(crate) fn serve(&mut self, now: u64, anyone: bool, listen: bool, probe: &Probe, render: impl FnOnce() -> String) {
+        for _ in 0..if listen { ACCEPTS_PER_WAKE } else { 0 } {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
                     if stream.set_nonblocking(true).is_err() {
@@ -324,7 +325,8 @@ impl Manager {
         }
         let (core, board) = (&self.core, &self.board);
         let probe = Probe { ready: core.readiness(board) };
-        server.serve(monotonic_ms(), core.config().metrics_for_anyone, &probe, || render(core, board));
+        // An upgrade's other manager takes the new clients; those this one has are answered.
+        server.serve(monotonic_ms(), core.config().metrics_for_anyone, core.answers_metrics(), &probe, || render(core, board));
         if let Some(own) = self.own.as_mut() {
             own.metrics = Some(server);
         }

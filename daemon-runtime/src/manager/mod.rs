@@ -468,8 +468,7 @@ impl Manager {
         self.board.sleeping_until(core_deadline);
         let accepting = self.core.accepting(monotonic_ms());
         let Some(own) = self.own.as_ref() else { return };
-        let metrics = own.metrics.as_ref().filter(|_| self.core.answers_metrics());
-        let io_deadline = [own.channel.as_ref().and_then(Channel::deadline), metrics.and_then(|m| m.deadline()), own.stacks.deadline()]
+        let io_deadline = [own.channel.as_ref().and_then(Channel::deadline), own.metrics.as_ref().and_then(|m| m.deadline()), own.stacks.deadline()]
             .into_iter()
             .flatten()
             .min();
@@ -495,8 +494,8 @@ impl Manager {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
         let metrics_at = fds.len();
-        if let Some(m) = metrics {
-            for (fd, writing) in m.poll_fds() {
+        if let Some(m) = own.metrics.as_ref() {
+            for (fd, writing) in m.poll_fds(self.core.answers_metrics()) {
                 fds.push(PollFd::new(fd, if writing { PollFlags::POLLOUT } else { PollFlags::POLLIN }));
             }
         }
@@ -550,8 +549,7 @@ impl Manager {
         if stacks || self.own.as_ref().and_then(|o| o.stacks.deadline()).is_some_and(|at| at <= now) {
             self.serve_stacks();
         }
-        let metrics_due = self.own.as_ref().and_then(|o| o.metrics.as_ref()).and_then(|m| m.deadline()).is_some_and(|at| at <= now);
-        if scraped || (metrics_due && self.core.answers_metrics()) {
+        if scraped || self.own.as_ref().and_then(|o| o.metrics.as_ref()).and_then(|m| m.deadline()).is_some_and(|at| at <= now) {
             self.serve_metrics();
         }
         if !connections.is_empty() {
