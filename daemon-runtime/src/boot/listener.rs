@@ -200,15 +200,7 @@ pub(crate) fn bind_metrics(text: &str) -> Result<TcpListener, BindError> {
 
 /// The metrics' listener an upgrading manager handed over, if one serves `text`.
 pub(crate) fn take_metrics(inherited: &mut Vec<Listener>, text: &str) -> Option<TcpListener> {
-    let mut theirs: Vec<Listener> = Vec::new();
-    let mut others = Vec::new();
-    for l in inherited.drain(..) {
-        if l.metrics { theirs.push(l) } else { others.push(l) }
-    }
-    *inherited = others;
-    let l = take_matching_any(&mut theirs, &Local::Tcp(text.parse().ok()?));
-    inherited.extend(theirs);
-    let l = l?;
+    let l = take_of(inherited, &Local::Tcp(text.parse().ok()?), true)?;
     tracing::info!(addr = %l.addr, from = "the old manager", "metrics: GET /metrics answered here");
     Some(TcpListener::from(l.socket))
 }
@@ -297,17 +289,14 @@ pub(crate) enum Source {
 
 /// Takes from `inherited` the socket that serves `wanted` (the same address; port 0 matches the
 /// same IP, as the socket was bound from it; a Unix socket, the same path or name), if one does.
+/// The metrics' socket is never one of them.
 pub(crate) fn take_matching(inherited: &mut Vec<Listener>, wanted: &Local) -> Option<Listener> {
-    let (mut listeners, metrics): (Vec<Listener>, Vec<Listener>) = inherited.drain(..).partition(|l| !l.metrics);
-    let taken = take_matching_any(&mut listeners, wanted);
-    inherited.extend(listeners);
-    inherited.extend(metrics);
-    taken
+    take_of(inherited, wanted, false)
 }
 
-/// [`take_matching`], the metrics' socket included.
-fn take_matching_any(inherited: &mut Vec<Listener>, wanted: &Local) -> Option<Listener> {
-    let i = inherited.iter().position(|l| match (&l.addr, wanted) {
+/// [`take_matching`] among the metrics' sockets (`metrics`) or among the others.
+fn take_of(inherited: &mut Vec<Listener>, wanted: &Local, metrics: bool) -> Option<Listener> {
+    let i = inherited.iter().position(|l| l.metrics == metrics && match (&l.addr, wanted) {
         (Local::Tcp(have), Local::Tcp(want)) => have.ip() == want.ip() && (want.port() == 0 || want.port() == have.port()),
         // The daemon binds a socket file by its name in its directory, which is what the
         // socket says its address is. (Whether the path still names its file decides only

@@ -456,27 +456,40 @@ fn durations(work: &std::collections::BTreeMap<String, Work>) -> MetricFamily {
     family.set_field_type(MetricType::HISTOGRAM);
     for (pool, w) in work {
         let mut metric = Metric::default();
-        let mut label = LabelPair::default();
-        label.set_name("pool".to_string());
-        label.set_value(pool.clone());
-        metric.set_label(vec![label]);
-        let mut h = prometheus::proto::Histogram::default();
-        let mut cumulative = 0u64;
-        let mut buckets = Vec::new();
-        for (bound, n) in LATENCY_BOUNDS.iter().zip(w.buckets) {
-            cumulative = cumulative.saturating_add(n);
-            let mut b = Bucket::default();
-            b.set_upper_bound(*bound);
-            b.set_cumulative_count(cumulative);
-            buckets.push(b);
-        }
-        h.set_bucket(buckets);
-        h.set_sample_count(w.buckets.iter().sum());
-        h.set_sample_sum(w.sum_us as f64 / 1e6);
-        metric.set_histogram(h);
+        metric.set_label(vec![label("pool", pool)]);
+        metric.set_histogram(histogram(&LATENCY_BOUNDS, &w.buckets, w.sum_us as f64 / 1e6, w.buckets.iter().sum()));
         family.mut_metric().push(metric);
     }
     family
+}
+
+/// A label of a series.
+fn label(name: &str, value: &str) -> LabelPair {
+    let mut pair = LabelPair::default();
+    pair.set_name(name.to_string());
+    pair.set_value(value.to_string());
+    pair
+}
+
+/// A histogram from its bounds and each bucket's own count (made cumulative here).
+fn histogram(bounds: &[f64], counts: &[u64], sum: f64, count: u64) -> prometheus::proto::Histogram {
+    let mut cumulative = 0u64;
+    let buckets = bounds
+        .iter()
+        .zip(counts)
+        .map(|(bound, n)| {
+            cumulative = cumulative.wrapping_add(*n);
+            let mut b = Bucket::default();
+            b.set_upper_bound(*bound);
+            b.set_cumulative_count(cumulative);
+            b
+        })
+        .collect();
+    let mut h = prometheus::proto::Histogram::default();
+    h.set_bucket(buckets);
+    h.set_sample_sum(sum);
+    h.set_sample_count(count);
+    h
 }
 
 /// The program's own metrics (`daemon::metrics`), as the encoder takes them: one family per
@@ -504,17 +517,7 @@ fn program_families(samples: Vec<crate::metrics::area::Sample>) -> Vec<MetricFam
             last = Some((d.name.clone(), d.kind));
         }
         let mut metric = Metric::default();
-        metric.set_label(
-            crate::metrics::parse_labels(&d.labels)
-                .into_iter()
-                .map(|(k, v)| {
-                    let mut pair = LabelPair::default();
-                    pair.set_name(k);
-                    pair.set_value(v);
-                    pair
-                })
-                .collect(),
-        );
+        metric.set_label(crate::metrics::parse_labels(&d.labels).into_iter().map(|(k, v)| label(&k, &v)).collect());
         let first = s.values.first().copied().unwrap_or(0);
         match d.kind {
             Kind::Counter => {
@@ -528,20 +531,8 @@ fn program_families(samples: Vec<crate::metrics::area::Sample>) -> Vec<MetricFam
                 metric.set_gauge(g);
             }
             Kind::Histogram => {
-                let mut h = prometheus::proto::Histogram::default();
-                let mut cumulative = 0u64;
-                let mut buckets = Vec::new();
-                for (bound, n) in d.bounds.iter().zip(&s.values) {
-                    cumulative = cumulative.wrapping_add(*n);
-                    let mut b = Bucket::default();
-                    b.set_upper_bound(*bound);
-                    b.set_cumulative_count(cumulative);
-                    buckets.push(b);
-                }
-                h.set_bucket(buckets);
-                h.set_sample_sum(s.histogram_sum());
-                h.set_sample_count(s.values.get(d.bounds.len() + 2).copied().unwrap_or(0));
-                metric.set_histogram(h);
+                let count = s.values.get(d.bounds.len() + 2).copied().unwrap_or(0);
+                metric.set_histogram(histogram(&d.bounds, &s.values, s.histogram_sum(), count));
             }
         }
         if let Some(family) = families.last_mut() {
