@@ -94,6 +94,16 @@ fn the_service_survives_kills_a_spinner_a_memory_hog_and_a_crash_looping_pool_at
     d.wait_for_line_where("the main pool ready", SOON, |l| l.contains("pool ready") && l.contains("pool=main"));
     let port = d.port();
 
+    // One worker spins (its heartbeats stop); one grows past max_rss (during the chaos). The
+    // spinner starts before the load: a worker that starts spinning with clients' requests in
+    // hand keeps them until it is replaced (a process cannot give back a connection it took),
+    // and with all three clients there, nothing would be answered until then. Spinning, it
+    // takes one more connection at most (its acceptor waits for the runtime to take it up).
+    let _spinner = d.get_in_background("/spin/600000");
+    let spinner = wait_for(SOON, "the spinner in the scoreboard", || {
+        main_workers(&status(&pid_file)).into_iter().find(|w| w.request == "GET /spin/600000").map(|w| w.pid)
+    });
+
     // Continuous load: three clients, each a new connection per request.
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -118,11 +128,6 @@ fn the_service_survives_kills_a_spinner_a_memory_hog_and_a_crash_looping_pool_at
         })
         .collect();
 
-    // One worker spins (its heartbeats stop); one grows past max_rss (during the chaos).
-    let _spinner = d.get_in_background("/spin/600000");
-    let spinner = wait_for(SOON, "the spinner in the scoreboard", || {
-        main_workers(&status(&pid_file)).into_iter().find(|w| w.request == "GET /spin/600000").map(|w| w.pid)
-    });
     let rss_before = rss_kib(d.pid());
     // The hog: a keep-alive connection learns its worker's pid, then makes it grow.
     let mut hog_conn = d.connect();
