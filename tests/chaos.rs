@@ -61,6 +61,10 @@ fn status(pid_file: &str) -> Value {
 struct Worker {
     pid: i64,
     request: String,
+    /// Connections in hand.
+    active: u64,
+    /// It holds a turn to accept.
+    accepting: bool,
 }
 
 /// The main pool's workers that are not being stopped.
@@ -71,7 +75,7 @@ fn main_workers(s: &Value) -> Vec<Worker> {
         .filter(|w| w["pool"].as_str() == Some("main") && w["stopping"].is_null())
         .filter_map(|w| {
             let request = w["request"].as_str().unwrap_or("").to_string();
-            Some(Worker { pid: w["pid"].as_i64()?, request })
+            Some(Worker { pid: w["pid"].as_i64()?, request, active: w["active"].as_u64()?, accepting: w["accepting"].as_bool()? })
         })
         .collect()
 }
@@ -128,6 +132,11 @@ fn the_service_survives_kills_a_spinner_a_memory_hog_and_a_crash_looping_pool_at
         })
         .collect();
 
+    // The spinner's acceptor takes one connection at most before it sees its runtime stuck
+    // (then it gives its turn to accept away): one of the load's, not the hog's.
+    wait_until(SOON, "the spinner out of the turns to accept", || {
+        main_workers(&status(&pid_file)).iter().any(|w| w.pid == spinner && (w.active >= 2 || !w.accepting))
+    });
     let rss_before = rss_kib(d.pid());
     // The hog: a keep-alive connection learns its worker's pid, then makes it grow.
     let mut hog_conn = d.connect();

@@ -29,7 +29,7 @@ fn one_wrong_value_gets_the_same_rule_from_every_source() {
     assert_eq!(code, Some(2), "{from_file}");
 
     let rule = rule_of(&cli, "--workers 0");
-    assert_eq!(rule, "0 is too few: prefork must be between 1 and 4096");
+    assert_eq!(rule, "0 is too few: prefork must be between 1 and 4096, or auto");
     assert_eq!(rule_of(&env, "DAEMON_PREFORK=0"), rule);
     assert_eq!(rule_of(&from_file, &format!("{}: prefork = 0", file.arg())), rule);
     for err in [&cli, &env, &from_file] {
@@ -101,7 +101,7 @@ fn reload_applies_a_good_file_and_keeps_the_running_one_on_a_bad_one() {
     let refused = d.wait_for_line("the new configuration is refused", SOON);
     assert!(refused.contains("the running one stays"), "{refused}");
     let lines = d.lines().join("\n");
-    assert!(lines.contains("0 is too few: prefork must be between 1 and 4096"), "{lines}");
+    assert!(lines.contains("0 is too few: prefork must be between 1 and 4096, or auto"), "{lines}");
     assert!(lines.contains("did you mean `max_spare`?"), "{lines}");
     assert_eq!(d.workers(), three, "a refused reload replaces no worker");
     assert_eq!(d.get("/").0, 200, "and the daemon still serves");

@@ -25,5 +25,5 @@ pub use group::{
 pub use problem::{suggest, Origin, Problem};
 pub use reference::reference_table;
 pub use resolve::{resolve, Config, Given, Model};
-pub use settings::{parse_mode, parse_switch, setting, Key, Kind, Reload, Setting, Value, SETTINGS, UNIX_PATH_MAX, UNIX_PREFIX};
+pub use settings::{AUTO as AUTO_WORD, parse_mode, parse_switch, setting, Key, Kind, Reload, Setting, Value, SETTINGS, UNIX_PATH_MAX, UNIX_PREFIX};
 pub use size::{format_size, parse_size};

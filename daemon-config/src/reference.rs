@@ -61,6 +61,7 @@ fn reload_text(r: Reload) -> &'static str {
 fn kind_text(kind: Kind) -> String {
     match kind {
         Kind::Count { min, max } => format!("whole number, {min} to {max}"),
+        Kind::CountOrAuto { min, max } => format!("whole number, {min} to {max}, or `auto`"),
         Kind::Flag => "flag".to_string(),
         Kind::Addresses => "`IP:PORT`, `HOST:PORT`, `unix:/path` or `unix:@name`, or a list of them".to_string(),
         Kind::Endpoint => "`IP:PORT`, or `off`".to_string(),

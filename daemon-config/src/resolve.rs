@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::problem::{Origin, Problem};
-use crate::settings::{setting, Key, Value, MAX_WORKERS};
+use crate::settings::{setting, Key, Value, AUTO, MAX_WORKERS};
 
 /// The values given so far, each with its origin. Setting a key again replaces it, so sources are
 /// layered by setting them from the lowest precedence to the highest.
@@ -14,6 +14,9 @@ pub struct Given {
     entries: BTreeMap<Key, (Value, Origin)>,
     /// Flags set on within one source, to find conflicts within that source.
     clashes: Vec<(Key, Key, Origin)>,
+    /// The CPUs this process may use, and how that was found: what `prefork = auto` means. Set
+    /// at run time; unknown while the program compiles.
+    cpus: Option<(u64, String)>,
 }
 
 impl Given {
@@ -36,6 +39,11 @@ impl Given {
             }
         }
         self.entries.insert(key, (value, origin));
+    }
+
+    /// What `auto` counts to: `count` CPUs, found so (`why`, for people).
+    pub fn set_cpus(&mut self, count: u64, why: String) {
+        self.cpus = Some((count.max(1), why));
     }
 
     pub fn get(&self, key: Key) -> Option<&(Value, Origin)> {
@@ -62,6 +70,11 @@ pub enum Model {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub workers: u32,
+    /// `prefork = auto`: how the number of workers was found (the CPUs, and why so many).
+    pub workers_auto: Option<String>,
+    /// The CPUs this process may use, when counted (at run time): what `auto` means, and how
+    /// many async workers accept at once.
+    pub cpus: Option<u32>,
     pub min_spare: u32,
     pub max_spare: u32,
     pub max_children: u32,
@@ -242,7 +255,10 @@ impl Config {
     /// Takes `key`'s value (and its origin) from `other`.
     fn take(&mut self, key: Key, other: &Config) {
         match key {
-            Key::Prefork => self.workers = other.workers,
+            Key::Prefork => {
+                self.workers = other.workers;
+                self.workers_auto.clone_from(&other.workers_auto);
+            }
             Key::MinSpare => self.min_spare = other.min_spare,
             Key::MaxSpare => self.max_spare = other.max_spare,
             Key::MaxChildren => self.max_children = other.max_children,
@@ -358,8 +374,21 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
     let mut origins: BTreeMap<Key, Origin> = ok.iter().map(|(k, (_, o))| (*k, o.clone())).collect();
 
     // Defaults, each chosen so that the defaults alone, or with any one key set, are valid.
-    let workers = explicit(Key::Prefork)
-        .unwrap_or_else(|| explicit(Key::MaxChildren).map_or(4, |m| m.min(4)));
+    // `auto`, as the default, is bounded by max_children: it is a wish, not a number given.
+    let auto = matches!(ok.get(&Key::Prefork), Some((Value::Text(t), _)) if t == AUTO);
+    let auto_count = given.cpus.as_ref().map_or(1, |(n, _)| *n).clamp(1, MAX_WORKERS);
+    let workers = explicit(Key::Prefork).unwrap_or_else(|| {
+        let wish = if auto { auto_count } else { 4 };
+        explicit(Key::MaxChildren).map_or(wish, |m| m.min(wish))
+    });
+    let workers_auto = auto.then(|| {
+        let why = given.cpus.as_ref().map_or("the CPUs are counted at run time", |(_, w)| w.as_str());
+        if workers < auto_count {
+            format!("{why}; at most max_children ({workers})")
+        } else {
+            why.to_string()
+        }
+    });
     let min_spare = explicit(Key::MinSpare).unwrap_or(1);
     let max_spare = explicit(Key::MaxSpare).unwrap_or_else(|| workers.max(min_spare).max(1));
     let max_children =
@@ -526,6 +555,8 @@ pub fn resolve(given: &Given, model: Model) -> Result<Config, Vec<Problem>> {
     }
     Ok(Config {
         workers: as_u32(workers),
+        workers_auto,
+        cpus: given.cpus.as_ref().map(|(n, _)| as_u32(*n)),
         min_spare: as_u32(min_spare),
         max_spare: as_u32(max_spare),
         max_children: as_u32(max_children),
@@ -606,6 +637,37 @@ mod tests {
     }
 
     #[test]
+    fn auto_is_the_cpus_at_most_max_children() {
+        let auto = |cpus: Option<u64>, max_children: Option<u64>| {
+            let mut g = Given::new();
+            g.set(Key::Prefork, Value::Text(AUTO.into()), Origin::Attribute);
+            if let Some(m) = max_children {
+                g.set(Key::MaxChildren, Value::Count(m), Origin::Attribute);
+            }
+            if let Some(n) = cpus {
+                g.set_cpus(n, format!("{n} CPUs: counted"));
+            }
+            resolve(&g, Model::Async).expect("auto resolves")
+        };
+        let c = auto(Some(3), None);
+        assert_eq!((c.workers, c.cpus, c.max_spare, c.max_children), (3, Some(3), 3, 6));
+        assert_eq!(c.workers_auto.as_deref(), Some("3 CPUs: counted"));
+        let c = auto(Some(8), Some(2));
+        assert_eq!(c.workers, 2);
+        assert!(c.workers_auto.as_deref().is_some_and(|w| w.ends_with("at most max_children (2)")), "{c:?}");
+        // While the program compiles the CPUs are unknown: one, for the relations' sake.
+        assert_eq!(auto(None, None).workers, 1);
+        // A number is a number, whatever the CPUs.
+        let mut g = given(&[(Key::Prefork, 5)]);
+        g.set_cpus(2, String::new());
+        let c = resolve(&g, Model::Async).expect("5");
+        assert_eq!((c.workers, c.workers_auto), (5, None));
+        assert!(setting(Key::Prefork).parse_text("auto").is_ok());
+        assert!(setting(Key::Prefork).parse_text("autox").unwrap_err().contains("or auto"));
+        assert!(setting(Key::MinSpare).parse_text("auto").is_err(), "only prefork takes auto");
+    }
+
+    #[test]
     fn the_signature_example_is_valid() {
         let c = resolve(
             &given(&[(Key::Prefork, 4), (Key::MaxSpare, 3)]),
@@ -632,7 +694,7 @@ mod tests {
             Key::Clients,
         ] {
             let (min, max) = match setting(key).kind {
-                crate::Kind::Count { min, max } => (min, max),
+                crate::Kind::Count { min, max } | crate::Kind::CountOrAuto { min, max } => (min, max),
                 _ => unreachable!(),
             };
             for n in [min, min + 1, 7, 100, max] {

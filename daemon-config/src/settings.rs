@@ -60,6 +60,9 @@ pub enum Key {
 pub enum Kind {
     /// A whole number in `min..=max`.
     Count { min: u64, max: u64 },
+    /// A whole number in `min..=max`, or `auto`: as many as the CPUs this process may use
+    /// (known at run time only; the value is then `Value::Text("auto")`).
+    CountOrAuto { min: u64, max: u64 },
     /// A flag: present or not.
     Flag,
     /// One or more listening addresses, `IP:PORT` or `HOST:PORT`.
@@ -150,10 +153,10 @@ pub static SETTINGS: &[Setting] = &[
         name: "prefork",
         flag: "--workers",
         env: "DAEMON_PREFORK",
-        kind: Kind::Count { min: 1, max: MAX_WORKERS },
+        kind: Kind::CountOrAuto { min: 1, max: MAX_WORKERS },
         default: "4 (or max_children, if that is smaller)",
         reload: Reload::Applies,
-        summary: "workers forked at start; the pool never shrinks below it (TTIN/TTOU move it by one)",
+        summary: "workers forked at start; the pool never shrinks below it (TTIN/TTOU move it by one); auto: one per CPU this process may use (its affinity, and a cgroup CPU quota rounded up), at most max_children",
         example: "prefork = 4",
     },
     Setting {
@@ -728,7 +731,8 @@ impl<K> Setting<K> {
     /// Reads a value of this setting from text (a flag's argument, an environment variable).
     pub fn parse_text(&self, text: &str) -> Result<Value, String> {
         let value = match self.kind {
-            Kind::Count { .. } => {
+            Kind::CountOrAuto { .. } if text.trim() == AUTO => Value::Text(AUTO.to_string()),
+            Kind::Count { .. } | Kind::CountOrAuto { .. } => {
                 let t = text.trim();
                 if t.starts_with('-') && t[1..].chars().all(|c| c.is_ascii_digit()) && t.len() > 1 {
                     return Err(format!("{t} is negative: {}", self.rule()));
@@ -774,7 +778,8 @@ impl<K> Setting<K> {
     /// Checks a value of this setting on its own: type and bounds.
     pub fn check(&self, value: &Value) -> Result<(), String> {
         match (self.kind, value) {
-            (Kind::Count { min, max }, Value::Count(n)) => {
+            (Kind::CountOrAuto { .. }, Value::Text(t)) if t == AUTO => Ok(()),
+            (Kind::Count { min, max } | Kind::CountOrAuto { min, max }, Value::Count(n)) => {
                 if *n < min || *n > max {
                     let why = if *n < min && min == 1 {
                         format!("{n} is too few")
@@ -880,6 +885,7 @@ impl<K> Setting<K> {
     pub fn rule(&self) -> String {
         match self.kind {
             Kind::Count { min, max } => format!("{} must be between {min} and {max}", self.name),
+            Kind::CountOrAuto { min, max } => format!("{} must be between {min} and {max}, or auto", self.name),
             Kind::Flag => format!("{} is a flag: on or off", self.name),
             Kind::Addresses => format!("{} takes addresses such as `127.0.0.1:8080`", self.name),
             Kind::Duration { min, max, off } => format!(
@@ -908,6 +914,7 @@ impl<K> Setting<K> {
     pub fn kind_name(&self) -> &'static str {
         match self.kind {
             Kind::Count { .. } => "a whole number",
+            Kind::CountOrAuto { .. } => "a whole number or auto",
             Kind::Flag => "a flag",
             Kind::Addresses => "an address or a list of addresses",
             Kind::Duration { .. } => "a duration such as \"30s\"",
@@ -920,6 +927,9 @@ impl<K> Setting<K> {
         }
     }
 }
+
+/// The word for "as many as there are CPUs" (`prefork = auto`).
+pub const AUTO: &str = "auto";
 
 const LOG_FORMATS: &[&str] = &["text", "json"];
 const TLS_ALPN: &[&str] = &["http/1.1", "h2,http/1.1", "h2", "none"];

@@ -223,6 +223,7 @@ pub(crate) fn help(program: &str, name: &str, version: &str, current: &Given, ap
         let arg = match s.kind {
             Kind::Flag => "",
             Kind::Count { .. } => " N",
+            Kind::CountOrAuto { .. } => " N|auto",
             Kind::Addresses => " ADDRESS",
             Kind::Endpoint => " IP:PORT",
             Kind::Duration { .. } => " DURATION",
@@ -344,7 +345,7 @@ mod tests {
             assert!(l.trim_start().len() > left.len(), "glued: {l}");
             assert!(!left.contains("DURATIONhow"), "glued: {l}");
         }
-        assert!(h.contains("--workers N (or --prefork)") && h.contains("DAEMON_PREFORK or DAEMON_WORKERS"), "{h}");
+        assert!(h.contains("--workers N|auto (or --prefork)") && h.contains("DAEMON_PREFORK or DAEMON_WORKERS"), "{h}");
     }
 
     #[test]

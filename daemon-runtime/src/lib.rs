@@ -60,7 +60,7 @@ pub mod __bench {
     impl Board {
         pub fn new(clients: u32) -> nix::Result<Board> {
             let board = Scoreboard::new()?;
-            board.publish(0, 1, 4, &crate::pool::supervise::Settings::OFF);
+            board.publish(0, 1, 4, &crate::pool::supervise::Settings::OFF, 0);
             let (wake, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)?;
             board.prepare(0, 1);
             let slot = board.worker_slot(0, 0, clients, write);

@@ -77,6 +77,9 @@ impl Layers {
 
     fn resolve_with(&self, file: &Given) -> Result<Config, Vec<String>> {
         let mut given = self.attributes.clone();
+        // Counted at each start and reload (never polled): what `auto` means now.
+        let cpus = crate::sys::cpus::available();
+        given.set_cpus(cpus.count.into(), cpus.why);
         for (key, value, origin) in file.iter() {
             given.set(key, value.clone(), origin.clone());
         }
@@ -415,7 +418,7 @@ fn toml_value(key: Key, item: &toml::Value) -> Result<Value, String> {
     let s = setting(key);
     let wrong = || format!("expected {}, found {}", s.kind_name(), item.type_str());
     match (s.kind, item) {
-        (Kind::Count { .. }, toml::Value::Integer(n)) => match u64::try_from(*n) {
+        (Kind::Count { .. } | Kind::CountOrAuto { .. }, toml::Value::Integer(n)) => match u64::try_from(*n) {
             Ok(n) => Ok(Value::Count(n)),
             Err(_) => Err(format!("{n} is negative: {}", s.rule())),
         },
@@ -432,7 +435,7 @@ fn toml_value(key: Key, item: &toml::Value) -> Result<Value, String> {
             Err(_) => Err(format!("{n} is negative: {}", s.rule())),
         },
         (Kind::Path | Kind::Name | Kind::Choice(_), toml::Value::String(t)) => Ok(Value::Text(t.clone())),
-        (Kind::Endpoint | Kind::Mode, toml::Value::String(t)) => s.parse_text(t),
+        (Kind::Endpoint | Kind::Mode | Kind::CountOrAuto { .. }, toml::Value::String(t)) => s.parse_text(t),
         (Kind::Duration { .. }, toml::Value::Integer(n)) => match u64::try_from(*n) {
             Ok(n) => Ok(Value::Duration(std::time::Duration::from_secs(n))),
             Err(_) => Err(format!("{n} is negative: {}", s.rule())),
@@ -460,8 +463,12 @@ pub(crate) fn print_config(config: &Config) -> String {
             Value::Text(t) => format!("{t:?}"),
             other => other.to_string(),
         };
+        let (value, why) = match (&config.workers_auto, s.key) {
+            (Some(why), Key::Prefork) => (format!("{:?}", daemon_config::AUTO_WORD), format!("; auto = {}: {why}", config.workers)),
+            _ => (value, String::new()),
+        };
         let line = format!("{} = {value}", s.name);
-        out.push_str(&format!("{line:<40} # {}\n", config.origin(s.key).label()));
+        out.push_str(&format!("{line:<40} # {}{why}\n", config.origin(s.key).label()));
     }
     out
 }
@@ -526,7 +533,7 @@ mod tests {
         let errors = parse_file("d.toml", "max_spares = 2\nprefork = \"four\"\nclients = -1\n").unwrap_err();
         assert_eq!(errors.len(), 3, "{errors:?}");
         assert!(errors.iter().any(|e| e.contains("did you mean `max_spare`?")));
-        assert!(errors.iter().any(|e| e.contains("expected a whole number, found string")));
+        assert!(errors.iter().any(|e| e.contains("`four` is not a whole number: prefork must be between 1 and 4096, or auto")), "{errors:?}");
         assert!(errors.iter().any(|e| e.contains("-1 is negative")));
         assert!(parse_file("d.toml", "prefork = ").unwrap_err()[0].contains("not valid TOML"));
     }
@@ -536,7 +543,7 @@ mod tests {
         let cli = crate::cli::parse(vec!["p".into(), "--workers".into(), "0".into()], None).err().map(|e| e.0);
         let env = env(&[("DAEMON_PREFORK", "0")]).unwrap_err().remove(0);
         let file = parse_file("d.toml", "prefork = 0").unwrap_err().remove(0);
-        let rule = "0 is too few: prefork must be between 1 and 4096";
+        let rule = "0 is too few: prefork must be between 1 and 4096, or auto";
         assert_eq!(cli.as_deref(), Some(format!("--workers 0: {rule}").as_str()));
         assert_eq!(env, format!("DAEMON_PREFORK=0: {rule}"));
         assert_eq!(file, format!("d.toml: prefork = 0: {rule}"));

@@ -267,6 +267,26 @@ impl Daemon {
         let mut all = vec!["--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
         let mut daemon = Daemon::start_program(path, name, &all, env);
+        daemon.learn_port();
+        daemon
+    }
+
+    /// [`Daemon::serve`] allowed only the CPUs `cpus` (a `taskset` list such as `0`): its
+    /// manager and workers, which inherit the affinity (taskset execs it: the pid is the
+    /// manager's).
+    pub fn serve_on_cpus(example_name: &str, cpus: &str, args: &[&str]) -> Daemon {
+        let program = example(example_name);
+        let program = program.to_str().expect("a UTF-8 path");
+        let mut all = vec!["-c", cpus, program, "--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let mut daemon = Daemon::start_program(Path::new("taskset"), example_name, &all, &[]);
+        daemon.learn_port();
+        daemon
+    }
+
+    /// Waits until the manager says which port it listens on.
+    fn learn_port(&mut self) {
+        let daemon = self;
         let line = daemon.wait_for_line("listening addr=", SOON);
         let addr = line
             .split("listening addr=")
@@ -276,7 +296,6 @@ impl Daemon {
             .unwrap_or_else(|| panic!("no IP:PORT after `listening addr=` in {line:?}"));
         assert_ne!(addr.port(), 0, "the manager reported port 0: {line:?}");
         daemon.port = Some(addr.port());
-        daemon
     }
 
     /// The manager's pid.

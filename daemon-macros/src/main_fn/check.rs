@@ -163,6 +163,11 @@ pub fn value_of<K>(cx: &mut Ctxt, s: &Setting<K>, arg: &Arg) -> Option<Value> {
     };
     let result = match s.kind {
         Kind::Count { .. } => count(s, expr),
+        Kind::CountOrAuto { .. } => match (expr, literal(expr)) {
+            (Expr::Path(p), _) if p.path.is_ident(daemon_config::AUTO_WORD) => s.parse_text(daemon_config::AUTO_WORD),
+            (_, Some(Lit::Str(text))) if text.value().trim() == daemon_config::AUTO_WORD => s.parse_text(daemon_config::AUTO_WORD),
+            _ => count(s, expr),
+        },
         Kind::Flag => flag(s, expr),
         Kind::Addresses => return addresses(cx, s, expr),
         Kind::Duration { .. } => duration(s, expr),
@@ -583,6 +588,19 @@ mod tests {
     }
 
     #[test]
+    fn prefork_takes_auto_as_a_word_or_a_string() {
+        for tokens in [quote!(prefork = auto), quote!(prefork = "auto")] {
+            let (values, errors) = check(tokens);
+            assert!(errors.is_empty(), "{errors:?}");
+            assert_eq!(values, [(Key::Prefork, Value::Text("auto".into()))]);
+        }
+        // auto with max_children: no relation to break (auto is at most max_children).
+        let (_, errors) = check(quote!(prefork = auto, max_children = 1));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(one_error(quote!(min_spare = auto)).contains("min_spare"));
+    }
+
+    #[test]
     fn every_kind_of_value_reads() {
         let (values, errors) = check(quote!(
             listen = ["127.0.0.1:1", "[::1]:2"],
@@ -668,15 +686,15 @@ mod tests {
             .contains("`prefork` takes a whole number, not a string"));
         assert_eq!(
             one_error(quote!(prefork = -1)),
-            "`-1` is negative: prefork must be between 1 and 4096"
+            "`-1` is negative: prefork must be between 1 and 4096, or auto"
         );
         assert_eq!(
             one_error(quote!(prefork = 2.5)),
-            "`2.5` is not a whole number: prefork must be between 1 and 4096"
+            "`2.5` is not a whole number: prefork must be between 1 and 4096, or auto"
         );
         assert_eq!(
             one_error(quote!(prefork = true)),
-            "`true` is not a whole number: prefork must be between 1 and 4096"
+            "`true` is not a whole number: prefork must be between 1 and 4096, or auto"
         );
         assert!(one_error(quote!(prefork = WORKERS)).contains("before constants and expressions"));
         assert!(one_error(quote!(prefork = [4])).contains("not a list"));
@@ -688,7 +706,7 @@ mod tests {
     fn bounds_come_from_the_rule_book() {
         assert_eq!(
             one_error(quote!(prefork = 0)),
-            "0 is too few: prefork must be between 1 and 4096"
+            "0 is too few: prefork must be between 1 and 4096, or auto"
         );
         assert_eq!(
             one_error(quote!(max_children = 100000)),

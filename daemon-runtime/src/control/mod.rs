@@ -405,6 +405,16 @@ fn render(name: &str, s: &Json) -> String {
             out.push_str("  SATURATED: every worker is busy and max_children is reached");
         }
         out.push('\n');
+        if let Some(why) = p.get("workers_auto").and_then(Json::as_str) {
+            let n = p.pointer("/limits/workers").and_then(Json::as_u64).unwrap_or(0);
+            out.push_str(&format!("    prefork = auto: {n} workers ({why})\n"));
+        }
+        if let Some(cap) = p.get("accept_cap").and_then(Json::as_u64) {
+            let (now, size) = (p.get("accepting").and_then(Json::as_u64).unwrap_or(0), p.get("workers").and_then(Json::as_u64).unwrap_or(0));
+            if size > cap {
+                out.push_str(&format!("    accepting: {now} of {size} workers, at most {cap} (one per CPU); the others are warm standbys\n"));
+            }
+        }
     }
     for l in s.get("listeners").and_then(Json::as_array).into_iter().flatten() {
         let overflows = l.get("overflows").and_then(Json::as_u64).map(|n| format!(", {n} handshakes dropped since it opened")).unwrap_or_default();

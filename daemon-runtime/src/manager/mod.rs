@@ -435,7 +435,9 @@ impl Manager {
                 crate::metrics::area::fold_slot(slot);
                 self.board.clear(pool, slot)
             }
-            BoardWrite::Publish { pool, min_spare, max_spare, rules } => self.board.publish(pool, min_spare, max_spare, &rules),
+            BoardWrite::Publish { pool, min_spare, max_spare, rules, accept_cap } => {
+                self.board.publish(pool, min_spare, max_spare, &rules, accept_cap)
+            }
             BoardWrite::AnnounceReady { pool, on } => self.board.announce_ready(pool, on),
             BoardWrite::Saturated { pool, on } => self.board.set_saturated(pool, on),
         }

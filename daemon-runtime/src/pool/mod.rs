@@ -85,6 +85,9 @@ pub(crate) struct Pool {
     /// The daemon's start (and readiness) waits for this pool: the serving one if there is one,
     /// else every pool.
     pub primary: bool,
+    /// How many of its workers may accept at once (0: all): an async pool's workers beyond the
+    /// CPUs are warm standbys, which join when an accepting one fills up, stalls or exits.
+    pub accept_cap: u32,
 }
 
 impl Pool {
@@ -113,9 +116,11 @@ impl Pool {
             next_ms: 0,
             removed: false,
             primary: true,
+            accept_cap: 0,
             kind,
         };
         pool.limits = pool.kind_limits(config);
+        pool.accept_cap = pool.accept_cap_of(config);
         pool
     }
 
@@ -124,6 +129,16 @@ impl Pool {
         self.limits = self.kind_limits(config);
         self.supervision = supervision(config, self.supervision.manager_judges_requests);
         self.restart = restart(config);
+        self.accept_cap = self.accept_cap_of(config);
+    }
+
+    /// Async pre-forking workers take turns by the CPUs (a classic worker serves one connection
+    /// at a time, so every one of them accepts).
+    fn accept_cap_of(&self, c: &Config) -> u32 {
+        match (&self.kind, self.supervision.manager_judges_requests, c.cpus) {
+            (Kind::Prefork, false, Some(cpus)) => cpus.max(1),
+            _ => 0,
+        }
     }
 
     /// A task group's new settings (its size; a changed model or function means a new pool).

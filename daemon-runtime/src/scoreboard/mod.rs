@@ -9,6 +9,8 @@
 //! against the time the manager publishes before it sleeps and the pool's rules).
 
 use std::os::fd::OwnedFd;
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::sync::Arc;
 use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
@@ -84,7 +86,13 @@ pub(crate) struct Header {
     /// its fair share lets the others accept (see `WorkerSlot::over_share`). Hints, corrected by
     /// the manager when it reaps a worker.
     active_total: AtomicI64,
+    /// The workers holding a turn to accept: at most `accept_cap` of them (0: no bound). A
+    /// worker holds one while it can take a connection (room, a runtime that turns, descriptors).
     accepting: AtomicI64,
+    accept_cap: AtomicU32,
+    /// Workers with room waiting for a turn (warm standbys): a turn given back is passed on
+    /// (the scoreboard's `join` eventfd) only when one waits.
+    standbys: AtomicI64,
     /// Set by the manager while every worker is busy and max_children is reached: only then
     /// does a full worker let a keep-alive client go for a new one.
     saturated: AtomicBool,
@@ -148,8 +156,10 @@ pub(crate) struct Slot {
     state: AtomicU8,
     /// Counted in `Header::idle`.
     room: AtomicBool,
-    /// Counted in `Header::accepting`.
+    /// Counted in `Header::accepting`: it holds a turn to accept.
     accepting: AtomicBool,
+    /// Counted in `Header::standbys`.
+    standby: AtomicBool,
     pid: AtomicI32,
     generation: AtomicU32,
     /// Connections in flight.
@@ -320,6 +330,9 @@ unsafe impl ZeroValid for Board {}
 /// The manager's handle on the scoreboard.
 pub(crate) struct Scoreboard {
     board: Arc<Shared<Board>>,
+    /// Passes a turn to accept to one standby: every standby waits on it with EPOLLEXCLUSIVE, so
+    /// one write wakes one of them (and a write nobody waits for is kept until someone does).
+    join: Arc<EventFd>,
 }
 
 /// What the manager reads of one slot.
@@ -335,12 +348,15 @@ pub(crate) struct SlotView {
     /// Measured by the worker (0 until it has).
     pub rss: u64,
     pub cpu_ms: u64,
+    /// It holds a turn to accept.
+    pub accepting: bool,
 }
 
 impl Scoreboard {
     pub(crate) fn new() -> nix::Result<Scoreboard> {
         let board = Arc::new(Shared::<Board>::new()?);
-        Ok(Scoreboard { board })
+        let join = Arc::new(EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?);
+        Ok(Scoreboard { board, join })
     }
 
     fn slot(&self, i: usize) -> &Slot {
@@ -353,11 +369,16 @@ impl Scoreboard {
 
     /// What pool `pool`'s workers go by to wake the manager: its spare thresholds and its
     /// supervision settings.
-    pub(crate) fn publish(&self, pool: usize, min_spare: u32, max_spare: u32, rules: &Settings) {
+    pub(crate) fn publish(&self, pool: usize, min_spare: u32, max_spare: u32, rules: &Settings, accept_cap: u32) {
         let h = self.header(pool);
         h.min_spare.store(min_spare, Ordering::Relaxed);
         h.max_spare.store(max_spare, Ordering::Relaxed);
         h.rules.store(rules);
+        // A larger bound has turns free at once: a standby takes one.
+        let before = h.accept_cap.swap(accept_cap, Ordering::SeqCst);
+        if accept_cap == 0 || accept_cap > before {
+            pass_turn(h, &self.join);
+        }
     }
 
     /// The manager is awake: every change a worker makes from here on wakes it, until it says
@@ -456,8 +477,13 @@ impl Scoreboard {
         if s.room.swap(false, Ordering::AcqRel) {
             h.idle.fetch_sub(1, Ordering::AcqRel);
         }
+        if s.standby.swap(false, Ordering::AcqRel) {
+            h.standbys.fetch_sub(1, Ordering::SeqCst);
+        }
+        // A worker that died with a turn leaves it to a standby.
         if s.accepting.swap(false, Ordering::AcqRel) {
-            h.accepting.fetch_sub(1, Ordering::AcqRel);
+            h.accepting.fetch_sub(1, Ordering::SeqCst);
+            pass_turn(h, &self.join);
         }
         let active = s.active.swap(0, Ordering::AcqRel);
         h.active_total.fetch_sub(i64::from(active), Ordering::AcqRel);
@@ -476,6 +502,7 @@ impl Scoreboard {
             request_ms: Some(s.request_ms.load(Ordering::Relaxed)).filter(|&t| t != 0),
             rss: s.rss.load(Ordering::Relaxed),
             cpu_ms: s.cpu_ms.load(Ordering::Relaxed),
+            accepting: s.accepting.load(Ordering::Relaxed),
         }
     }
 
@@ -483,6 +510,7 @@ impl Scoreboard {
     pub(crate) fn worker_slot(&self, pool: usize, i: usize, capacity: u32, wake: OwnedFd) -> WorkerSlot {
         WorkerSlot {
             board: Arc::clone(&self.board),
+            join: Arc::clone(&self.join),
             pool: pool % POOLS,
             index: i % SLOTS,
             capacity: capacity.max(1),
@@ -500,6 +528,7 @@ impl std::fmt::Debug for Scoreboard {
 /// A worker's handle on its own slot. Only its worker writes through it.
 pub(crate) struct WorkerSlot {
     board: Arc<Shared<Board>>,
+    join: Arc<EventFd>,
     pool: usize,
     index: usize,
     capacity: u32,
@@ -612,9 +641,7 @@ impl WorkerSlot {
 
     /// The worker can accept: count it idle (unless connections already fill it).
     pub(crate) fn ready(&self) {
-        if !self.slot().accepting.swap(true, Ordering::AcqRel) {
-            self.header().accepting.fetch_add(1, Ordering::AcqRel);
-        }
+        self.take_turn();
         let active = self.active();
         self.set_state(if active == 0 { State::Waiting } else { State::Request });
         let announce = self.header().announce_ready.load(Ordering::Relaxed);
@@ -713,20 +740,64 @@ impl WorkerSlot {
     pub(crate) fn exiting(&self) {
         self.set_state(State::Exiting);
         self.leave_idle();
-        if self.slot().accepting.swap(false, Ordering::AcqRel) {
-            self.header().accepting.fetch_sub(1, Ordering::AcqRel);
-        }
+        self.set_standby(false);
+        self.give_turn();
         self.wake_manager();
     }
 
-    /// Counts this worker out of the fair share while its runtime is stuck (or back in, when it
-    /// is not): its connections still count, over one worker fewer, so the others' share grows
-    /// and someone always accepts.
-    pub(crate) fn set_competing(&self, competing: bool) {
-        if self.slot().accepting.swap(competing, Ordering::AcqRel) != competing {
-            let change = if competing { 1 } else { -1 };
-            self.header().accepting.fetch_add(change, Ordering::AcqRel);
+    /// Takes one of the pool's turns to accept, if this worker holds none and one is free.
+    /// Returns whether it holds one. A worker with a turn counts in the fair share; one without
+    /// (full, stuck, a standby) does not: its connections still count, over one worker fewer,
+    /// so the others' share grows and someone always accepts.
+    pub(crate) fn take_turn(&self) -> bool {
+        let (s, h) = (self.slot(), self.header());
+        if s.accepting.load(Ordering::Acquire) {
+            return true;
         }
+        let cap = i64::from(h.accept_cap.load(Ordering::SeqCst));
+        let mut held = h.accepting.load(Ordering::SeqCst);
+        loop {
+            if cap > 0 && held >= cap {
+                return false;
+            }
+            match h.accepting.compare_exchange_weak(held, held + 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => break,
+                Err(now) => held = now,
+            }
+        }
+        s.accepting.store(true, Ordering::Release);
+        // Turns still free (a larger bound, several given back at once) and a standby waiting:
+        // wake the next one.
+        if cap > 0 && held + 1 < cap {
+            pass_turn(h, &self.join);
+        }
+        true
+    }
+
+    /// Gives back this worker's turn to accept, if it holds one, and wakes a standby to take it.
+    pub(crate) fn give_turn(&self) {
+        if self.slot().accepting.swap(false, Ordering::AcqRel) {
+            self.header().accepting.fetch_sub(1, Ordering::SeqCst);
+            pass_turn(self.header(), &self.join);
+        }
+    }
+
+    /// Marks this worker as a standby (room, no turn) waiting for a turn, or not. Marked before
+    /// its last try for a turn and its wait: a turn given back after the try sees it and wakes it.
+    pub(crate) fn set_standby(&self, on: bool) {
+        if self.slot().standby.swap(on, Ordering::SeqCst) != on {
+            self.header().standbys.fetch_add(if on { 1 } else { -1 }, Ordering::SeqCst);
+        }
+    }
+
+    /// Takes the wake-ups waiting on the join eventfd (a woken standby, before it tries for a turn).
+    pub(crate) fn drain_join(&self) {
+        let _ = self.join.read();
+    }
+
+    /// The eventfd standbys wait on.
+    pub(crate) fn join_fd(&self) -> &EventFd {
+        &self.join
     }
 
     /// Whether some worker of this pool has room for another connection (a hint).
@@ -785,6 +856,15 @@ impl WorkerSlot {
     }
 }
 
+/// A turn to accept is free: wakes one standby of the pool, if one waits. (The counter of the
+/// join eventfd only grows: a write can fail only once it is near 2^64, and then a wake-up is
+/// pending anyway.)
+fn pass_turn(h: &Header, join: &EventFd) {
+    if h.standbys.load(Ordering::SeqCst) > 0 {
+        let _ = join.write(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -804,7 +884,7 @@ mod tests {
     #[test]
     fn a_slot_goes_through_the_seed_states() {
         let (sb, _r, w) = board();
-        sb.publish(0, 1, 4, &Settings::OFF);
+        sb.publish(0, 1, 4, &Settings::OFF, 0);
         sb.prepare(3, 7);
         assert_eq!(sb.view(3).state, State::Forking);
         let slot = sb.worker_slot(0, 3, 2, w);
@@ -836,7 +916,7 @@ mod tests {
     #[test]
     fn a_worker_counts_its_busy_time_and_requests_where_they_happen() {
         let (sb, _r, w) = board();
-        sb.publish(0, 1, 4, &Settings::OFF);
+        sb.publish(0, 1, 4, &Settings::OFF, 0);
         sb.prepare(5, 1);
         let slot = sb.worker_slot(0, 5, 4, w);
         slot.ready();
@@ -868,7 +948,7 @@ mod tests {
     #[test]
     fn a_stretch_begun_on_one_thread_while_another_ends_one_is_never_lost() {
         let (sb, _r, w) = board();
-        sb.publish(0, 1, 4, &Settings::OFF);
+        sb.publish(0, 1, 4, &Settings::OFF, 0);
         sb.prepare(6, 1);
         let slot = Arc::new(sb.worker_slot(0, 6, 1_000_000, w));
         slot.ready();
@@ -895,6 +975,63 @@ mod tests {
         slot.end_connection();
     }
 
+    /// Whether the join eventfd holds a wake-up (and takes it).
+    fn joined(sb: &Scoreboard) -> bool {
+        sb.join.read().is_ok()
+    }
+
+    #[test]
+    fn turns_to_accept_are_bounded_and_passed_to_a_standby() {
+        let (sb, _r, w) = board();
+        sb.publish(0, 0, 4, &Settings::OFF, 2);
+        let slots: Vec<WorkerSlot> = (0..4)
+            .map(|i| {
+                sb.prepare(10 + i, 1);
+                sb.worker_slot(0, 10 + i, 2, w.try_clone().expect("dup"))
+            })
+            .collect();
+        for s in &slots {
+            s.ready();
+        }
+        let turns = |sb: &Scoreboard| (0..4).filter(|i| sb.view(10 + i).accepting).count();
+        assert_eq!(turns(&sb), 2, "two turns for four ready workers");
+        assert!(!slots[2].take_turn() && !slots[3].take_turn());
+        assert!(!joined(&sb), "nobody waits: no wake-up written");
+        // Two standbys wait; an accepting worker fills up and gives its turn back.
+        slots[2].set_standby(true);
+        slots[3].set_standby(true);
+        slots[0].give_turn();
+        assert!(joined(&sb), "a turn given back wakes a standby");
+        assert!(slots[2].take_turn(), "the woken standby takes it");
+        slots[2].set_standby(false);
+        assert!(!slots[3].take_turn(), "and only one turn was free");
+        assert!(!slots[0].take_turn(), "the full worker, with room again, finds none either");
+        // A worker that dies with its turn: the manager's clear passes it on.
+        sb.clear(0, 11);
+        assert!(joined(&sb));
+        assert!(slots[3].take_turn());
+        assert_eq!(turns(&sb), 2);
+        slots[3].set_standby(false);
+        // A standby that dies no longer counts: a turn given back with none waiting writes nothing.
+        slots[0].set_standby(true);
+        sb.clear(0, 10);
+        slots[3].give_turn();
+        assert!(!joined(&sb), "nobody waits: nothing written");
+        assert_eq!(turns(&sb), 1);
+    }
+
+    #[test]
+    fn no_bound_means_every_worker_accepts() {
+        let (sb, _r, w) = board();
+        sb.publish(0, 0, 4, &Settings::OFF, 0);
+        for i in 0..3 {
+            sb.prepare(20 + i, 1);
+            sb.worker_slot(0, 20 + i, 2, w.try_clone().expect("dup")).ready();
+        }
+        assert!((0..3).all(|i| sb.view(20 + i).accepting));
+        assert!(!joined(&sb));
+    }
+
     #[test]
     fn a_pools_total_never_goes_back() {
         let mut w = Work { busy_ns: 10, sum_us: 5, ..Work::default() };
@@ -911,7 +1048,7 @@ mod tests {
     #[test]
     fn wakes_only_when_a_threshold_is_crossed() {
         let (sb, r, w) = board();
-        sb.publish(0, 1, 3, &Settings::OFF);
+        sb.publish(0, 1, 3, &Settings::OFF, 0);
         let w2 = w.try_clone().expect("dup");
         for i in 0..2 {
             sb.prepare(i, 1);
@@ -933,7 +1070,7 @@ mod tests {
         assert_eq!(sb.wakes(), 2);
         // With min_spare 0, the last idle worker filling up still says so: from then on,
         // connections queue in the kernel, which the manager watches.
-        sb.publish(0, 0, 3, &Settings::OFF);
+        sb.publish(0, 0, 3, &Settings::OFF, 0);
         a.begin_connection();
         assert_eq!(pending(&r), 1, "no room left in the pool");
     }
@@ -948,7 +1085,7 @@ mod tests {
             manager_judges_requests: true,
             ..Settings::OFF
         };
-        sb.publish(0, 0, 4, &rules);
+        sb.publish(0, 0, 4, &rules, 0);
         sb.prepare(0, 1);
         // Room for two: a connection leaves it room, so only a verdict wakes the manager here
         // (a worker that fills up wakes it for that, see above).

@@ -2,6 +2,7 @@
 //! ownership of raw descriptors the kernel hands back. Everything else in the runtime is safe
 //! code on top of these.
 
+pub(crate) mod cpus;
 pub(crate) mod proc;
 pub(crate) mod sock_diag;
 pub(crate) mod stack_signal;

@@ -22,6 +22,8 @@ use crate::sys::own_fd;
 pub(super) enum Wake {
     Quit,
     Room,
+    /// A turn to accept was given back (a standby's wait).
+    Join,
     Ready(usize),
     /// The wait's timeout passed.
     Timeout,
@@ -32,6 +34,18 @@ const SIGNALS: u64 = u64::MAX;
 /// How long a worker over its fair share of connections waits before it looks again.
 pub(super) const HOLD_BACK_MS: u64 = 2;
 const ROOM: u64 = u64::MAX - 1;
+const JOIN: u64 = u64::MAX - 2;
+
+/// What a wait listens for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum On {
+    /// Connections (a worker with a turn to accept), signals and room.
+    Listeners,
+    /// A turn given back (a warm standby), signals and room.
+    Turn,
+    /// Signals and room only (a full worker, or one out of descriptors).
+    Nothing,
+}
 
 /// Waits for a connection on the shared listeners. Each listener is registered with
 /// EPOLLEXCLUSIVE, so a new connection wakes one waiting worker, not all of them; a worker with
@@ -39,6 +53,8 @@ const ROOM: u64 = u64::MAX - 1;
 pub(super) struct Acceptor<'a> {
     open: Epoll,
     full: Epoll,
+    /// A standby's: the join eventfd (EPOLLEXCLUSIVE, so one given-back turn wakes one standby).
+    standby: Option<Epoll>,
     listeners: &'a [Listener],
     signals: &'a SignalFd,
     log_file: Option<LogFile>,
@@ -49,6 +65,7 @@ impl<'a> Acceptor<'a> {
         listeners: &'a [Listener],
         quit: &'a SignalFd,
         room: Option<&EventFd>,
+        join: Option<&EventFd>,
         log_file: Option<LogFile>,
     ) -> nix::Result<Acceptor<'a>> {
         let open = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
@@ -59,11 +76,23 @@ impl<'a> Acceptor<'a> {
         // Without the listeners: for a worker with no room, or none to take (out of descriptors).
         let full = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         full.add(quit.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))?;
+        let standby = match join {
+            Some(join) => {
+                let set = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+                set.add(quit.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))?;
+                set.add(join.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE, JOIN))?;
+                Some(set)
+            }
+            None => None,
+        };
         if let Some(room) = room {
             open.add(room.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, ROOM))?;
             full.add(room.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, ROOM))?;
+            if let Some(set) = &standby {
+                set.add(room.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, ROOM))?;
+            }
         }
-        Ok(Acceptor { open, full, listeners, signals: quit, log_file })
+        Ok(Acceptor { open, full, standby, listeners, signals: quit, log_file })
     }
 
     /// Sends this worker to the back of the line for listener `i`. The kernel wakes the first
@@ -100,10 +129,13 @@ impl<'a> Acceptor<'a> {
         quit
     }
 
-    /// Waits for a connection (when `listen`) or for room or a signal only (when not), at most
-    /// `timeout_ms`.
-    pub(super) fn wait(&self, listen: bool, timeout_ms: Option<u64>) -> io::Result<Wake> {
-        let epoll = if listen { &self.open } else { &self.full };
+    /// Waits for what `on` says, a signal, or room, at most `timeout_ms`.
+    pub(super) fn wait(&self, on: On, timeout_ms: Option<u64>) -> io::Result<Wake> {
+        let epoll = match (on, &self.standby) {
+            (On::Listeners, _) => &self.open,
+            (On::Turn, Some(standby)) => standby,
+            (On::Turn, None) | (On::Nothing, _) => &self.full,
+        };
         let timeout = match timeout_ms {
             Some(ms) => EpollTimeout::try_from(ms).unwrap_or(EpollTimeout::MAX),
             None => EpollTimeout::NONE,
@@ -120,6 +152,9 @@ impl<'a> Acceptor<'a> {
                     }
                     if ready.iter().any(|e| e.data() == ROOM) {
                         return Ok(Wake::Room);
+                    }
+                    if ready.iter().any(|e| e.data() == JOIN) {
+                        return Ok(Wake::Join);
                     }
                     if let Some(e) = ready.iter().find(|e| e.data() != SIGNALS) {
                         return Ok(Wake::Ready(e.data() as usize));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use tracing::{debug, error, warn};
 
-use super::accept::{accept, Acceptor, Wake, HOLD_BACK_MS};
+use super::accept::{accept, Acceptor, On, Wake, HOLD_BACK_MS};
 use super::connection::Connection;
 use super::track::{ticker, Connections, Tracked, Tracker};
 use super::{give_up, Serving};
@@ -26,7 +26,7 @@ impl Serving<'_> {
             Ok(fd) => Arc::new(fd),
             Err(e) => return give_up(&self.slot, format!("cannot create the worker's eventfd: {e}")),
         };
-        let acceptor = match Acceptor::new(self.listeners, &self.quit, Some(&room), self.log_file.clone()) {
+        let acceptor = match Acceptor::new(self.listeners, &self.quit, Some(&room), Some(self.slot.join_fd()), self.log_file.clone()) {
             Ok(a) => a,
             Err(e) => return give_up(&self.slot, format!("cannot wait on the listeners: {e}")),
         };
@@ -156,20 +156,38 @@ impl Serving<'_> {
                 unclaimed_since = None;
                 false
             };
-            // Out of the fair share while stuck: otherwise its connections would hold the
-            // healthy workers' share down, and a burst would wait in the queue.
-            self.slot.set_competing(!stalled);
             // Out of descriptors (or memory) at the last accept: leave the listeners to the others.
             let starved = super::accept::starved_for(crate::sys::coarse_ms());
-            let full = unclaimed || starved.is_some() || self.slot.active() >= self.clients;
+            let has_room = self.slot.active() < self.clients;
+            // A turn to accept while it can take a connection: full, stuck or starved, it gives
+            // its turn to a standby (out of the fair share too: otherwise its connections would
+            // hold the healthy workers' share down, and a burst would wait in the queue).
+            let turn = if has_room && !stalled && starved.is_none() {
+                self.slot.take_turn()
+            } else {
+                self.slot.give_turn();
+                false
+            };
+            let full = unclaimed || starved.is_some() || !has_room;
+            // Room but no turn: a warm standby. It says so before its wait (and tries for a turn
+            // once more), so a turn given back from now on wakes it.
+            let standby = !full && !turn && {
+                self.slot.set_standby(true);
+                !self.slot.take_turn()
+            };
+            if !standby {
+                self.slot.set_standby(false);
+            }
             // Full, with a connection to let go, and the pool saturated (no worker has room, and
             // none may be forked): compete for the next client anyway (nginx keeps an idle
             // keep-alive client out of a new one's way too). Not while the pool is only starting
             // or growing: the new workers will take the client. Full otherwise: look again soon.
             let evict = !unclaimed && starved.is_none() && full && tracker.waiting_between() > 0 && self.slot.pool_saturated();
             // Holding back a fair share is brief: look again within a millisecond or two.
-            let holding_back = !full && self.slot.over_share();
-            let timeout = if holding_back {
+            let holding_back = !full && !standby && self.slot.over_share();
+            let timeout = if standby {
+                None
+            } else if holding_back {
                 Some(HOLD_BACK_MS)
             } else if unclaimed && !stalled {
                 // The runtime wakes us (on `room`) when it takes the connection up.
@@ -181,10 +199,21 @@ impl Serving<'_> {
             } else {
                 None
             };
-            let i = match acceptor.wait((!full && !holding_back) || evict, timeout) {
+            let on = if standby {
+                On::Turn
+            } else if (!full && !holding_back) || evict {
+                On::Listeners
+            } else {
+                On::Nothing
+            };
+            let i = match acceptor.wait(on, timeout) {
                 Ok(Wake::Quit) => return Some("QUIT"),
                 Ok(Wake::Room) => {
                     let _ = room.read();
+                    continue;
+                }
+                Ok(Wake::Join) => {
+                    self.slot.drain_join();
                     continue;
                 }
                 Ok(Wake::Timeout) => continue,

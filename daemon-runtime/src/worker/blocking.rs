@@ -10,7 +10,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use tracing::{debug, error};
 
 use crate::scoreboard::Outcome;
-use super::accept::{accept, Acceptor, Wake};
+use super::accept::{accept, Acceptor, On, Wake};
 use super::track::measure;
 use super::{give_up, Serving};
 use crate::net::Stream;
@@ -46,7 +46,7 @@ impl Serving<'_> {
     }
 
     pub(super) fn blocking(&self, handler: fn(Stream) -> io::Result<()>) -> i32 {
-        let acceptor = match Acceptor::new(self.listeners, &self.quit, None, self.log_file.clone()) {
+        let acceptor = match Acceptor::new(self.listeners, &self.quit, None, None, self.log_file.clone()) {
             Ok(a) => a,
             Err(e) => return give_up(&self.slot, format!("cannot wait on the listeners: {e}")),
         };
@@ -64,12 +64,12 @@ impl Serving<'_> {
             // Out of descriptors (or memory) at the last accept: leave the listeners for a while.
             let starved = super::accept::starved_for(now);
             let until_beat = next_beat.saturating_sub(now).max(1);
-            let i = match acceptor.wait(starved.is_none(), Some(starved.map_or(until_beat, |ms| ms.min(until_beat)))) {
+            let i = match acceptor.wait(if starved.is_none() { On::Listeners } else { On::Nothing }, Some(starved.map_or(until_beat, |ms| ms.min(until_beat)))) {
                 Ok(Wake::Quit) => {
                     self.stopping("QUIT");
                     return 0;
                 }
-                Ok(Wake::Room | Wake::Timeout) => continue,
+                Ok(Wake::Room | Wake::Join | Wake::Timeout) => continue,
                 Ok(Wake::Ready(i)) => i,
                 Err(e) => {
                     error!(error = %e, "waiting for connections failed");

@@ -167,7 +167,7 @@ pub(crate) enum BoardWrite {
     /// A worker of `pool` is gone: its slot is free.
     Clear { pool: usize, slot: usize },
     /// A pool's thresholds and rules, which its workers go by to wake the manager.
-    Publish { pool: usize, min_spare: u32, max_spare: u32, rules: Settings },
+    Publish { pool: usize, min_spare: u32, max_spare: u32, rules: Settings, accept_cap: u32 },
     /// Whether the manager wants to hear of every worker of `pool` that becomes ready.
     AnnounceReady { pool: usize, on: bool },
     Saturated { pool: usize, on: bool },
@@ -1220,13 +1220,19 @@ impl Core {
 
     /// What pool `pool`'s workers go by: its thresholds and its supervision settings.
     fn publish_of(&self, pool: &Pool) -> BoardWrite {
-        BoardWrite::Publish { pool: pool.index, min_spare: pool.limits.min_spare, max_spare: pool.limits.max_spare, rules: pool.supervision }
+        BoardWrite::Publish {
+            pool: pool.index,
+            min_spare: pool.limits.min_spare,
+            max_spare: pool.limits.max_spare,
+            rules: pool.supervision,
+            accept_cap: pool.accept_cap,
+        }
     }
 
     fn publish_of_index(&self, i: usize) -> BoardWrite {
         match self.pools.get(&i) {
             Some(p) => self.publish_of(p),
-            None => BoardWrite::Publish { pool: i, min_spare: 0, max_spare: 0, rules: Settings::OFF },
+            None => BoardWrite::Publish { pool: i, min_spare: 0, max_spare: 0, rules: Settings::OFF, accept_cap: 0 },
         }
     }
 

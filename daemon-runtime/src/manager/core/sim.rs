@@ -79,7 +79,7 @@ impl SimBoard {
                     *v = SlotView::default();
                 }
             }
-            BoardWrite::Publish { pool, min_spare, max_spare, rules } => {
+            BoardWrite::Publish { pool, min_spare, max_spare, rules, .. } => {
                 let h = self.pools.entry(pool).or_default();
                 h.min_spare = min_spare;
                 h.max_spare = max_spare;

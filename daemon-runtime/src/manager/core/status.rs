@@ -38,6 +38,7 @@ impl Core {
                     "rss": v.rss,
                     "cpu_ms": v.cpu_ms,
                     "stopping": p.stopping.map(|s| s.why.describe()),
+                    "accepting": v.accepting,
                 })
             })
             .collect();
@@ -62,6 +63,9 @@ impl Core {
                     "generation": pool.generation,
                     "scoreboard": self.letters(pool.index, board),
                     "workers": self.procs.iter().filter(|p| p.pool == pool.index).count(),
+                    "workers_auto": matches!(pool.kind, crate::pool::Kind::Prefork).then_some(self.config.workers_auto.as_deref()).flatten(),
+                    "accept_cap": Some(pool.accept_cap).filter(|&c| c > 0),
+                    "accepting": self.procs.iter().filter(|p| p.pool == pool.index && board.view(p.slot).accepting).count(),
                     "limits": {
                         "workers": l.workers,
                         "min_spare": l.min_spare,
