@@ -740,8 +740,7 @@ impl WorkerSlot {
     pub(crate) fn exiting(&self) {
         self.set_state(State::Exiting);
         self.leave_idle();
-        self.set_standby(false);
-        self.give_turn();
+        self.settle_turn(false, false);
         self.wake_manager();
     }
 
@@ -749,7 +748,7 @@ impl WorkerSlot {
     /// Returns whether it holds one. A worker with a turn counts in the fair share; one without
     /// (full, stuck, a standby) does not: its connections still count, over one worker fewer,
     /// so the others' share grows and someone always accepts.
-    pub(crate) fn take_turn(&self) -> bool {
+    fn take_turn(&self) -> bool {
         let (s, h) = (self.slot(), self.header());
         if s.accepting.load(Ordering::Acquire) {
             return true;
@@ -775,19 +774,53 @@ impl WorkerSlot {
     }
 
     /// Gives back this worker's turn to accept, if it holds one, and wakes a standby to take it.
-    pub(crate) fn give_turn(&self) {
+    fn give_turn(&self) {
         if self.slot().accepting.swap(false, Ordering::AcqRel) {
             self.header().accepting.fetch_sub(1, Ordering::SeqCst);
             pass_turn(self.header(), &self.join);
         }
     }
 
-    /// Marks this worker as a standby (room, no turn) waiting for a turn, or not. Marked before
-    /// its last try for a turn and its wait: a turn given back after the try sees it and wakes it.
-    pub(crate) fn set_standby(&self, on: bool) {
-        if self.slot().standby.swap(on, Ordering::SeqCst) != on {
+    /// What an acceptor does about its turn each time round its loop: keeps or takes one while
+    /// it `can_take` a connection, gives it back when it cannot; free to wait (`may_wait`: room,
+    /// nothing in hand to watch) with no turn to be had, it is a standby, marked so before its
+    /// last try: a turn given back from then on sees the mark and wakes it.
+    pub(crate) fn settle_turn(&self, can_take: bool, may_wait: bool) -> Turn {
+        let held = if can_take {
+            self.take_turn()
+        } else {
+            self.give_turn();
+            false
+        };
+        if held || !can_take || !may_wait {
+            // A standby that leaves without a turn (it filled, got stuck, quits) may have taken
+            // the wake-up meant for a turn still free: it hands it on.
+            if self.set_standby(false) && !held {
+                let h = self.header();
+                let cap = i64::from(h.accept_cap.load(Ordering::SeqCst));
+                if cap == 0 || h.accepting.load(Ordering::SeqCst) < cap {
+                    pass_turn(h, &self.join);
+                }
+            }
+            return if held { Turn::Held } else { Turn::Without };
+        }
+        self.set_standby(true);
+        if self.take_turn() {
+            self.set_standby(false);
+            Turn::Held
+        } else {
+            Turn::Standby
+        }
+    }
+
+    /// Marks this worker as a standby (room, no turn) waiting for a turn, or not. Returns
+    /// whether it was one.
+    fn set_standby(&self, on: bool) -> bool {
+        let was = self.slot().standby.swap(on, Ordering::SeqCst);
+        if was != on {
             self.header().standbys.fetch_add(if on { 1 } else { -1 }, Ordering::SeqCst);
         }
+        was
     }
 
     /// Takes the wake-ups waiting on the join eventfd (a woken standby, before it tries for a turn).
@@ -854,6 +887,17 @@ impl WorkerSlot {
         // A full pipe already holds a wake-up the manager has not read; nothing is lost.
         let _ = nix::unistd::write(&self.wake, &[1u8]);
     }
+}
+
+/// Where a worker stands with the pool's turns to accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// It may accept.
+    Held,
+    /// It has room but no turn: it waits for one (the join eventfd).
+    Standby,
+    /// It cannot take a connection now (full, stuck, out of descriptors).
+    Without,
 }
 
 /// A turn to accept is free: wakes one standby of the pool, if one waits. (The counter of the
@@ -1018,6 +1062,93 @@ mod tests {
         slots[3].give_turn();
         assert!(!joined(&sb), "nobody waits: nothing written");
         assert_eq!(turns(&sb), 1);
+    }
+
+    /// One worker of the model: its slot, and what its acceptor sees.
+    struct Modelled {
+        slot: WorkerSlot,
+        room: bool,
+        stuck: bool,
+        /// Asleep as a standby: only a wake-up on the join eventfd (or on room) runs it again.
+        asleep: bool,
+    }
+
+    impl Modelled {
+        /// One turn of its acceptor's loop.
+        fn step(&mut self) {
+            let can = self.room && !self.stuck;
+            self.asleep = self.slot.settle_turn(can, can) == Turn::Standby;
+        }
+    }
+
+    fn join_pending(sb: &Scoreboard) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let mut fds = [PollFd::new(sb.join.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).expect("poll") == 1
+    }
+
+    proptest::proptest! {
+        /// Random histories of workers filling up, freeing room, getting stuck, dying and being
+        /// replaced, and of standbys woken: the turns never pass the bound nor leak, and a turn
+        /// is never free while a standby sleeps with no wake-up pending.
+        #[test]
+        fn turns_are_bounded_and_never_left_free_with_a_standby_asleep(
+            cap in 1u32..4,
+            size in 1usize..7,
+            ops in proptest::collection::vec((0u8..6, 0usize..7), 1..200),
+        ) {
+            let (sb, _r, w) = board();
+            sb.publish(0, 0, 8, &Settings::OFF, cap);
+            let spawn = |i: usize| {
+                sb.prepare(30 + i, 1);
+                let slot = sb.worker_slot(0, 30 + i, 4, w.try_clone().expect("dup"));
+                slot.ready();
+                let mut m = Modelled { slot, room: true, stuck: false, asleep: false };
+                m.step();
+                m
+            };
+            let mut workers: Vec<Option<Modelled>> = (0..size).map(|i| Some(spawn(i))).collect();
+            for (op, i) in ops {
+                let i = i % size;
+                match (op, workers[i].as_mut()) {
+                    // Room comes and goes (the runtime wakes its acceptor either way).
+                    (0, Some(m)) => {
+                        m.room = !m.room;
+                        m.step();
+                    }
+                    // Its runtime sticks or turns again (seen by an acceptor that is awake).
+                    (1, Some(m)) => {
+                        m.stuck = !m.stuck;
+                        if !m.asleep {
+                            m.step();
+                        }
+                    }
+                    (2, Some(_)) => {
+                        sb.clear(0, 30 + i);
+                        workers[i] = None;
+                    }
+                    (3, None) => workers[i] = Some(spawn(i)),
+                    // The kernel wakes the first standby asleep on the join eventfd.
+                    (4, _) if join_pending(&sb) => {
+                        if let Some(m) = workers.iter_mut().flatten().find(|m| m.asleep) {
+                            m.slot.drain_join();
+                            m.step();
+                        }
+                    }
+                    (5, Some(m)) if !m.asleep => m.step(),
+                    _ => {}
+                }
+                let live: Vec<&Modelled> = workers.iter().flatten().collect();
+                let held = (0..size).filter(|&i| workers[i].is_some() && sb.view(30 + i).accepting).count();
+                let counted = sb.header(0).accepting.load(Ordering::SeqCst);
+                proptest::prop_assert_eq!(counted, held as i64, "the pool's count of turns leaked");
+                proptest::prop_assert!(held <= cap as usize, "{} turns for a bound of {}", held, cap);
+                if live.iter().any(|m| m.asleep) && held < cap as usize {
+                    proptest::prop_assert!(join_pending(&sb), "a turn is free and a standby sleeps with no wake-up pending");
+                }
+            }
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::track::{ticker, Connections, Tracked, Tracker};
 use super::{give_up, Serving};
 use crate::hooks::BoxFuture;
 use crate::net::Stream;
-use crate::scoreboard::WorkerSlot;
+use crate::scoreboard::{Turn, WorkerSlot};
 
 impl Serving<'_> {
     /// The async model: an acceptor thread waits on the listeners (so this worker is woken only
@@ -162,22 +162,9 @@ impl Serving<'_> {
             // A turn to accept while it can take a connection: full, stuck or starved, it gives
             // its turn to a standby (out of the fair share too: otherwise its connections would
             // hold the healthy workers' share down, and a burst would wait in the queue).
-            let turn = if has_room && !stalled && starved.is_none() {
-                self.slot.take_turn()
-            } else {
-                self.slot.give_turn();
-                false
-            };
             let full = unclaimed || starved.is_some() || !has_room;
-            // Room but no turn: a warm standby. It says so before its wait (and tries for a turn
-            // once more), so a turn given back from now on wakes it.
-            let standby = !full && !turn && {
-                self.slot.set_standby(true);
-                !self.slot.take_turn()
-            };
-            if !standby {
-                self.slot.set_standby(false);
-            }
+            // Room but no turn: a warm standby, which waits for a turn given back.
+            let standby = self.slot.settle_turn(has_room && !stalled && starved.is_none(), !full) == Turn::Standby;
             // Full, with a connection to let go, and the pool saturated (no worker has room, and
             // none may be forked): compete for the next client anyway (nginx keeps an idle
             // keep-alive client out of a new one's way too). Not while the pool is only starting
