@@ -142,6 +142,33 @@ fn a_dead_worker_s_turn_passes_to_a_standby() {
 }
 
 #[test]
+fn a_frozen_worker_s_turn_is_taken_by_a_standby() {
+    // A stopped process cannot give its turn back, and with heartbeats off nothing would stop
+    // it: a standby sees connections wait while the pool accepts none, and accepts too.
+    let dir = TempDir::new("standby-frozen");
+    let (d, pid_file) = one_cpu_pool(&dir, &["--heartbeat-interval", "200ms", "--heartbeat-timeout", "off"]);
+    let (first, _) = turns(&pid_file);
+    d.signal_worker(first[0] as i32, Signal::SIGSTOP);
+    let waiting = d.get_in_background("/pid");
+    let (code, body) = waiting.join().expect("a connection while the turn holder is frozen");
+    let frozen = first[0];
+    let thawed = || d.signal_worker(frozen as i32, Signal::SIGCONT);
+    if code != 200 || body.trim().parse::<i64>().ok() == Some(frozen) {
+        thawed();
+        panic!("answered {code} {body:?} while {frozen} was frozen");
+    }
+    d.wait_for_line("this standby accepts too", SOON);
+    assert_ne!(answering(&d), frozen);
+    // Thawed, the old holder serves again; the turns settle back to the bound as they are
+    // given back.
+    thawed();
+    wait_until(SOON, "every worker ready again", || turns(&pid_file).1.len() == 3);
+    for _ in 0..5 {
+        assert_eq!(d.get("/").0, 200);
+    }
+}
+
+#[test]
 fn prefork_auto_is_one_worker_per_cpu_and_says_why() {
     let dir = TempDir::new("auto");
     let pid_file = dir.path("lab.pid").display().to_string();
@@ -152,7 +179,7 @@ fn prefork_auto_is_one_worker_per_cpu_and_says_why() {
     let why = s["pools"][0]["workers_auto"].as_str().unwrap_or_default();
     assert!(why.contains("affinity 1 of"), "{s}");
     let shown = text(&run("lab", &["status", "--pid-file", &pid_file]).stdout);
-    assert!(shown.contains("prefork = auto: 1 workers (1 CPU: affinity 1 of"), "{shown}");
+    assert!(shown.contains("prefork = auto: 1 worker (1 CPU: affinity 1 of"), "{shown}");
     assert_eq!(d.get("/").0, 200);
 
     // Every source takes the word; --print-config shows it and the number it gave.

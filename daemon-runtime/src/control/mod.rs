@@ -407,7 +407,8 @@ fn render(name: &str, s: &Json) -> String {
         out.push('\n');
         if let Some(why) = p.get("workers_auto").and_then(Json::as_str) {
             let n = p.pointer("/limits/workers").and_then(Json::as_u64).unwrap_or(0);
-            out.push_str(&format!("    prefork = auto: {n} workers ({why})\n"));
+            let workers = if n == 1 { "worker" } else { "workers" };
+            out.push_str(&format!("    prefork = auto: {n} {workers} ({why})\n"));
         }
         if let Some(cap) = p.get("accept_cap").and_then(Json::as_u64) {
             let (now, size) = (p.get("accepting").and_then(Json::as_u64).unwrap_or(0), p.get("workers").and_then(Json::as_u64).unwrap_or(0));

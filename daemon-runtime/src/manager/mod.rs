@@ -380,13 +380,7 @@ impl Manager {
     fn measure_queues(&self) -> Vec<crate::pool::backlog::Sample> {
         let mut samples = Vec::new();
         for l in &self.listeners {
-            let queue = match &l.addr {
-                crate::net::Local::Tcp(_) => crate::sys::tcp_accept_queue(l.as_fd()),
-                _ => nix::sys::stat::fstat(l.as_fd())
-                    .map_err(std::io::Error::from)
-                    .and_then(|st| crate::sys::sock_diag::unix_accept_queue(st.st_ino as u32))
-                    .map(|(waiting, limit)| crate::sys::AcceptQueue { waiting, limit, overflows: None }),
-            };
+            let queue = crate::sys::accept_queue(l.as_fd(), !matches!(l.addr, crate::net::Local::Tcp(_)));
             match queue {
                 Ok(q) => samples.push(crate::pool::backlog::Sample { listener: l.addr.to_string(), waiting: q.waiting, limit: q.limit, overflows: q.overflows }),
                 Err(e) => debug!(listener = %l.addr, error = %e, "cannot read the listen queue"),

@@ -71,7 +71,7 @@ fn count_under(root: &Path, affinity: Option<u32>, online: u32) -> Cpus {
     };
     let limit = match &quota {
         Some(q) => {
-            let rounded = if q.cpus.fract() != 0.0 && ceil_u32(q.cpus) < base { ", rounded up" } else { "" };
+            let rounded = if q.cpus.fract() != 0.0 && ceil_u32(q.cpus) <= base { ", rounded up" } else { "" };
             format!("CPU quota {} ({}){rounded}", decimal(q.cpus), q.source)
         }
         None => "no CPU quota".to_string(),
@@ -95,7 +95,7 @@ fn smaller(a: Option<Quota>, b: Option<Quota>) -> Option<Quota> {
 /// The cgroup v2 quota: the smallest `cpu.max` from the process's cgroup up to the mount point.
 fn quota_v2(root: &Path, cgroup: &str, mountinfo: &str) -> Option<Quota> {
     let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let mount = find_mount(mountinfo, |fstype, _| fstype == "cgroup2")?;
+    let mount = find_mount(mountinfo, path, |fstype, _| fstype == "cgroup2")?;
     let mut best: Option<Quota> = None;
     for dir in levels(&mount, path)? {
         let Some(text) = read(&under(root, &dir.join("cpu.max"))) else { continue };
@@ -134,7 +134,7 @@ fn quota_v1(root: &Path, cgroup: &str, mountinfo: &str) -> Option<Quota> {
         controllers.split(',').any(|c| c == "cpu").then_some(path)
     })?;
     let mount =
-        find_mount(mountinfo, |fstype, options| fstype == "cgroup" && options.split(',').any(|o| o == "cpu"))?;
+        find_mount(mountinfo, path, |fstype, options| fstype == "cgroup" && options.split(',').any(|o| o == "cpu"))?;
     let mut best: Option<Quota> = None;
     for dir in levels(&mount, path)? {
         let Some(quota) = read(&under(root, &dir.join("cpu.cfs_quota_us"))) else { continue };
@@ -176,19 +176,27 @@ struct Mount {
     point: PathBuf,
 }
 
-/// The first mount in `mountinfo` whose filesystem type and super options `fits` accepts.
-fn find_mount(mountinfo: &str, fits: impl Fn(&str, &str) -> bool) -> Option<Mount> {
-    mountinfo.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(' ').collect();
-        // Six fixed fields, then zero or more optional ones, then "-".
-        let dash = fields.iter().skip(6).position(|f| *f == "-")? + 6;
-        let fstype = *fields.get(dash + 1)?;
-        let options = fields.get(dash + 3).copied().unwrap_or("");
-        if !fits(fstype, options) {
-            return None;
-        }
-        Some(Mount { root: unescape(fields.get(3)?), point: unescape(fields.get(4)?) })
-    })
+/// The mount in `mountinfo` that shows the cgroup at `path`: of those whose filesystem type and
+/// super options `fits` accepts, the one whose root is the longest prefix of `path`. (Another
+/// mount of the same hierarchy, say a bind mount of some other subtree listed first, would
+/// give another cgroup's quota.)
+fn find_mount(mountinfo: &str, path: &str, fits: impl Fn(&str, &str) -> bool) -> Option<Mount> {
+    let path = Path::new(path);
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            // Six fixed fields, then zero or more optional ones, then "-".
+            let dash = fields.iter().skip(6).position(|f| *f == "-")? + 6;
+            let fstype = *fields.get(dash + 1)?;
+            let options = fields.get(dash + 3).copied().unwrap_or("");
+            if !fits(fstype, options) {
+                return None;
+            }
+            Some(Mount { root: unescape(fields.get(3)?), point: unescape(fields.get(4)?) })
+        })
+        .filter(|m| path.starts_with(&m.root))
+        .max_by_key(|m| m.root.components().count())
 }
 
 /// The directories (as the system names them) from the cgroup at `path` up to and including
@@ -199,16 +207,9 @@ fn levels(mount: &Mount, path: &str) -> Option<Vec<PathBuf>> {
         tracing::debug!(path = %path.display(), "cpus: cgroup outside this namespace, its quota unknown");
         return None;
     }
-    let relative = match path.strip_prefix(&mount.root) {
-        Ok(r) => r,
-        Err(_) => {
-            tracing::debug!(
-                path = %path.display(),
-                mount_root = %mount.root.display(),
-                "cpus: cgroup path not under the mount's root, taken as is"
-            );
-            path
-        }
+    let Ok(relative) = path.strip_prefix(&mount.root) else {
+        tracing::debug!(path = %path.display(), mount_root = %mount.root.display(), "cpus: no mount shows this cgroup, its quota unknown");
+        return None;
     };
     let names: Vec<&OsStr> = relative
         .components()
@@ -398,6 +399,30 @@ mod tests {
         assert_eq!(cpus.count, 1);
         assert!(cpus.why.contains("CPU quota 0.5 (cpu.max 50000 100000 at /sys/fs/cgroup x/c1)"), "{}", cpus.why);
         assert_eq!(unescape("/a\\040b\\134c"), PathBuf::from("/a b\\c"));
+    }
+
+    #[test]
+    fn another_subtree_mounted_first_is_not_taken_for_ours() {
+        // A bind mount of some other cgroup listed before the hierarchy's own mount (as a
+        // container runtime may leave): its quota is not this process's.
+        let f = Fixture::new("other-subtree");
+        f.write("proc/self/cgroup", "1:cpu:/mine\n0::/\n");
+        f.write(
+            "proc/self/mountinfo",
+            "\
+50 24 0:35 /other /tmp/m2 rw shared:20 - cgroup cgroup rw,cpu
+40 30 0:35 / /sys/fs/cgroup/cpu rw,nosuid shared:14 - cgroup cgroup rw,cpu
+",
+        );
+        f.write("tmp/m2/cpu.cfs_quota_us", "100000\n");
+        f.write("tmp/m2/cpu.cfs_period_us", "100000\n");
+        f.write("sys/fs/cgroup/cpu/mine/cpu.cfs_quota_us", "400000\n");
+        f.write("sys/fs/cgroup/cpu/mine/cpu.cfs_period_us", "100000\n");
+        let cpus = f.count(Some(8), 8);
+        assert_eq!(cpus.count, 4, "{}", cpus.why);
+        // Only a mount of some other subtree: the quota is unknown, not that subtree's.
+        f.write("proc/self/mountinfo", "50 24 0:35 /other /tmp/m2 rw shared:20 - cgroup cgroup rw,cpu\n");
+        assert_eq!(f.count(Some(8), 8).count, 8);
     }
 
     #[test]

@@ -416,6 +416,17 @@ pub(crate) fn tcp_accept_queue(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Resu
     Ok(AcceptQueue { waiting: info.tcpi_unacked, limit: info.tcpi_sacked, overflows })
 }
 
+/// The accept queue of a listening socket, TCP (`tcp_accept_queue`) or Unix (`sock_diag`, by
+/// the socket's inode; no drop count: a Unix client waits or is refused, never dropped).
+pub(crate) fn accept_queue(fd: std::os::fd::BorrowedFd<'_>, unix: bool) -> std::io::Result<AcceptQueue> {
+    if !unix {
+        return tcp_accept_queue(fd);
+    }
+    let st = nix::sys::stat::fstat(fd).map_err(std::io::Error::from)?;
+    let (waiting, limit) = sock_diag::unix_accept_queue(st.st_ino as u32)?;
+    Ok(AcceptQueue { waiting, limit, overflows: None })
+}
+
 /// Fills `buf` from the kernel's random source (getrandom(2)).
 /// `listen(2)` with any queue length (nix's `Backlog` stops at the C library's SOMAXCONN, 4096,
 /// while the kernel's cap, `net.core.somaxconn`, may be raised past it).

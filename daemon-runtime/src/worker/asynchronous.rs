@@ -11,6 +11,7 @@ use tracing::{debug, error, warn};
 use super::accept::{accept, Acceptor, On, Wake, HOLD_BACK_MS};
 use super::connection::Connection;
 use super::track::{ticker, Connections, Tracked, Tracker};
+use super::turns::TurnWatch;
 use super::{give_up, Serving};
 use crate::hooks::BoxFuture;
 use crate::net::Stream;
@@ -73,11 +74,17 @@ impl Serving<'_> {
             runtime.block_on(async {
                 let drained = Rc::new(tokio::sync::Notify::new());
                 let connections = Rc::new(Connections::default());
+                // A standby of a pool with a bound on its turns watches for frozen turn holders.
+                let turns = self
+                    .slot
+                    .turns_bounded()
+                    .then(|| Rc::new(TurnWatch::new(self.listeners, Arc::clone(&self.slot), Arc::clone(&room))));
                 tokio::task::spawn_local(ticker(
                     Arc::clone(&tracker),
                     Rc::clone(&connections),
                     Arc::clone(&self.slot),
                     self.ticking,
+                    turns.clone(),
                 ));
                 while let Some(stream) = conn_rx.recv().await {
                     if tracker.taken_up() {
@@ -119,6 +126,9 @@ impl Serving<'_> {
                         done.in_handler = false;
                     }));
                     connections.add(tracked, stop_slot, task.abort_handle(), peer);
+                }
+                if let Some(watch) = &turns {
+                    watch.release();
                 }
                 // The acceptor is done (the stop is raised) and every connection it took has been
                 // received: serve them to their end. Those waiting for their next request may
@@ -248,7 +258,7 @@ impl Serving<'_> {
         self.slot.ready();
         runtime.block_on(async {
             let connections = Rc::new(Connections::default());
-            tokio::task::spawn_local(ticker(Arc::clone(&tracker), Rc::clone(&connections), Arc::clone(&self.slot), self.ticking));
+            tokio::task::spawn_local(ticker(Arc::clone(&tracker), Rc::clone(&connections), Arc::clone(&self.slot), self.ticking, None));
             // QUIT (a graceful stop, the manager's death) raises the connection's stop. The watch
             // holds a copy of the signal descriptor (the same signal queue).
             let copy = self.quit.as_fd().try_clone_to_owned().map(Arc::new);

@@ -10,6 +10,7 @@ pub(crate) mod current;
 pub(crate) mod state;
 mod stop;
 pub(crate) mod track;
+mod turns;
 pub(crate) mod work;
 
 use std::panic::catch_unwind;

@@ -306,9 +306,18 @@ pub(crate) struct Ticking {
 }
 
 /// The ticker of an async worker: runs until the runtime ends.
-pub(crate) async fn ticker(tracker: Arc<Tracker>, connections: Rc<Connections>, slot: Arc<WorkerSlot>, t: Ticking) {
+pub(crate) async fn ticker(
+    tracker: Arc<Tracker>,
+    connections: Rc<Connections>,
+    slot: Arc<WorkerSlot>,
+    t: Ticking,
+    turns: Option<Rc<super::turns::TurnWatch>>,
+) {
     let mut next_measure = 0;
     loop {
+        if let Some(watch) = &turns {
+            watch.look();
+        }
         let now = coarse_ms();
         tracker.clock.store(now, Ordering::Relaxed);
         slot.heartbeat(now);
