@@ -169,11 +169,11 @@ impl Serving<'_> {
             // Out of descriptors (or memory) at the last accept: leave the listeners to the others.
             let starved = super::accept::starved_for(crate::sys::coarse_ms());
             let has_room = self.slot.active() < self.clients;
+            let full = unclaimed || starved.is_some() || !has_room;
             // A turn to accept while it can take a connection: full, stuck or starved, it gives
             // its turn to a standby (out of the fair share too: otherwise its connections would
-            // hold the healthy workers' share down, and a burst would wait in the queue).
-            let full = unclaimed || starved.is_some() || !has_room;
-            // Room but no turn: a warm standby, which waits for a turn given back.
+            // hold the healthy workers' share down, and a burst would wait in the queue). Room
+            // but no turn: a warm standby, which waits for a turn given back.
             let standby = self.slot.settle_turn(has_room && !stalled && starved.is_none(), !full) == Turn::Standby;
             // Full, with a connection to let go, and the pool saturated (no worker has room, and
             // none may be forked): compete for the next client anyway (nginx keeps an idle
