@@ -201,10 +201,12 @@ fn a_panicking_handler_loses_its_connection_not_its_worker() {
 fn a_burst_of_connections_is_shared_between_the_workers() {
     // Two CPUs: two of the four workers hold a turn to accept, the others are warm standbys. A
     // worker with a turn accepts only while it holds no more than its fair share (the average
-    // over the workers with a turn, rounded up, plus one), so 64 connections put at most 33 on
-    // either, however the scheduler runs them; and a worker that fills up (`clients`) gives its
-    // turn to a standby, so with room for 16 each all four take 16.
-    for (clients, most_allowed, takers) in [("1000", 33, 2), ("16", 16, 4)] {
+    // over the workers with a turn, rounded up, plus one), so the 64th connection finds at most
+    // 32 + 1 on either and may make it 34, however the scheduler runs them; and a worker that fills up (`clients`) gives its
+    // turn to a standby, so with room for 16 each all four take 16. (Which workers take the
+    // first 64 is checked on one CPU in tests/standby.rs, away from this file's other tests: a
+    // runtime held back past the stall bound by them would rightly give its turn away.)
+    for (clients, most_allowed, takers) in [("1000", 34, 1..=4), ("16", 16, 4..=4)] {
         let d = Daemon::serve_on_cpus("lab", "0,1", &["--workers", "4", "--clients", clients]);
         d.wait_for_workers(4, SOON);
         let mut streams: Vec<std::net::TcpStream> = (0..64).map(|_| d.connect()).collect();
@@ -217,7 +219,7 @@ fn a_burst_of_connections_is_shared_between_the_workers() {
         }
         let most = per_worker.values().copied().max().unwrap_or(0);
         assert!(most <= most_allowed, "clients {clients}: one worker holds {most} of 64 connections: {per_worker:?}");
-        assert_eq!(per_worker.len(), takers, "clients {clients}: {per_worker:?}");
+        assert!(takers.contains(&per_worker.len()), "clients {clients}: {per_worker:?}");
         assert_eq!(per_worker.values().sum::<usize>(), 64);
     }
 }

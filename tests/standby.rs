@@ -11,6 +11,15 @@ use std::net::TcpStream;
 use serde_json::Value;
 use support::*;
 
+/// One test at a time: they all pin their daemon to CPU 0, and one of them spins a worker
+/// there for seconds, which would hold the others' runtimes back past the stall bound and move
+/// their turns for reasons of its own.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn status(pid_file: &str) -> Value {
     let out = run("lab", &["status", "--json", "--pid-file", pid_file]);
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
@@ -55,6 +64,7 @@ fn one_cpu_pool(dir: &TempDir, extra: &[&str]) -> (Daemon, String) {
 
 #[test]
 fn on_one_cpu_one_worker_accepts_and_the_others_wait_warm() {
+    let _one = one_at_a_time();
     let dir = TempDir::new("standby-idle");
     let (d, pid_file) = one_cpu_pool(&dir, &[]);
     let (accepting, _) = turns(&pid_file);
@@ -78,6 +88,7 @@ fn on_one_cpu_one_worker_accepts_and_the_others_wait_warm() {
 
 #[test]
 fn a_full_worker_hands_its_turn_to_a_standby() {
+    let _one = one_at_a_time();
     let dir = TempDir::new("standby-full");
     let (d, pid_file) = one_cpu_pool(&dir, &["--clients", "2"]);
     let (first, _) = turns(&pid_file);
@@ -100,6 +111,7 @@ fn a_full_worker_hands_its_turn_to_a_standby() {
 
 #[test]
 fn a_stalled_worker_s_place_is_taken() {
+    let _one = one_at_a_time();
     let dir = TempDir::new("standby-stall");
     let (d, pid_file) = one_cpu_pool(&dir, &["--heartbeat-timeout", "60s"]);
     let (first, _) = turns(&pid_file);
@@ -128,6 +140,7 @@ fn a_stalled_worker_s_place_is_taken() {
 
 #[test]
 fn a_dead_worker_s_turn_passes_to_a_standby() {
+    let _one = one_at_a_time();
     let dir = TempDir::new("standby-kill");
     let (d, pid_file) = one_cpu_pool(&dir, &[]);
     let (first, _) = turns(&pid_file);
@@ -143,6 +156,7 @@ fn a_dead_worker_s_turn_passes_to_a_standby() {
 
 #[test]
 fn a_frozen_worker_s_turn_is_taken_by_a_standby() {
+    let _one = one_at_a_time();
     // A stopped process cannot give its turn back, and with heartbeats off nothing would stop
     // it: a standby sees connections wait while the pool accepts none, and accepts too.
     let dir = TempDir::new("standby-frozen");
@@ -170,6 +184,7 @@ fn a_frozen_worker_s_turn_is_taken_by_a_standby() {
 
 #[test]
 fn prefork_auto_is_one_worker_per_cpu_and_says_why() {
+    let _one = one_at_a_time();
     let dir = TempDir::new("auto");
     let pid_file = dir.path("lab.pid").display().to_string();
     let d = Daemon::serve_on_cpus("lab", "0", &["--workers", "auto", "--pid-file", &pid_file]);
