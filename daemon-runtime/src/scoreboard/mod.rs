@@ -388,10 +388,8 @@ impl Scoreboard {
         h.max_spare.store(max_spare, Ordering::Relaxed);
         h.rules.store(rules);
         // A larger bound has turns free at once: a standby takes one.
-        let before = h.accept_cap.swap(accept_cap, Ordering::SeqCst);
-        if accept_cap == 0 || accept_cap > before {
-            pass_turn(h, &self.join);
-        }
+        h.accept_cap.store(accept_cap, Ordering::SeqCst);
+        pass_turn(h, &self.join);
     }
 
     /// The manager is awake: every change a worker makes from here on wakes it, until it says
@@ -501,7 +499,7 @@ impl Scoreboard {
         if turn {
             h.accepting.fetch_sub(1, Ordering::SeqCst);
         }
-        if turn || standby && h.turn_free() {
+        if turn || standby {
             pass_turn(h, &self.join);
         }
         let active = s.active.swap(0, Ordering::AcqRel);
@@ -792,11 +790,8 @@ impl WorkerSlot {
             }
         }
         s.accepting.store(true, Ordering::Release);
-        // Turns still free (a larger bound, several given back at once) and a standby waiting:
-        // wake the next one.
-        if cap > 0 && held + 1 < cap {
-            pass_turn(h, &self.join);
-        }
+        // Turns still free (a larger bound, several given back at once): the next standby.
+        pass_turn(h, &self.join);
         true
     }
 
@@ -823,7 +818,7 @@ impl WorkerSlot {
         if held || !can_take || !may_wait {
             // A standby that leaves without a turn (it filled, got stuck, quits) may have taken
             // the wake-up meant for a turn still free: it hands it on.
-            if self.set_standby(false) && !held && self.header().turn_free() {
+            if self.set_standby(false) && !held {
                 pass_turn(self.header(), &self.join);
             }
             return if held { Turn::Held } else { Turn::Without };
@@ -951,11 +946,12 @@ pub(crate) enum Turn {
     Without,
 }
 
-/// A turn to accept is free: wakes one standby of the pool, if one waits. (The counter of the
-/// join eventfd only grows: a write can fail only once it is near 2^64, and then a wake-up is
-/// pending anyway.)
+/// Wakes one standby of the pool, if one waits and a turn to accept is free: called wherever
+/// a turn may have come free or a wake-up may have been taken by a standby that did not use it.
+/// (The counter of the join eventfd only grows: a write can fail only once it is near 2^64, and
+/// then a wake-up is pending anyway.)
 fn pass_turn(h: &Header, join: &EventFd) {
-    if h.standbys.load(Ordering::SeqCst) > 0 {
+    if h.standbys.load(Ordering::SeqCst) > 0 && h.turn_free() {
         let _ = join.write(1);
     }
 }

@@ -96,31 +96,19 @@ fn smaller(a: Option<Quota>, b: Option<Quota>) -> Option<Quota> {
 fn quota_v2(root: &Path, cgroup: &str, mountinfo: &str) -> Option<Quota> {
     let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
     let mount = find_mount(mountinfo, path, |fstype, _| fstype == "cgroup2")?;
-    let mut best: Option<Quota> = None;
-    for dir in levels(&mount, path)? {
-        let Some(text) = read(&under(root, &dir.join("cpu.max"))) else { continue };
+    smallest(root, &mount, path, |dir, shown| {
+        let text = read(&dir.join("cpu.max"))?;
         let mut fields = text.split_whitespace();
-        let (Some(max), Some(period)) = (fields.next(), fields.next()) else {
-            tracing::debug!(dir = %dir.display(), text = text.trim(), "cpus: malformed cpu.max");
-            continue;
-        };
+        let (max, period) = (fields.next()?, fields.next()?);
         if max == "max" {
-            continue;
+            return None;
         }
         let (Ok(max_us), Ok(period_us)) = (max.parse::<u64>(), period.parse::<u64>()) else {
-            tracing::debug!(dir = %dir.display(), text = text.trim(), "cpus: malformed cpu.max");
-            continue;
+            tracing::debug!(dir = %shown.display(), text = text.trim(), "cpus: malformed cpu.max");
+            return None;
         };
-        if max_us == 0 || period_us == 0 {
-            tracing::debug!(dir = %dir.display(), text = text.trim(), "cpus: cpu.max ignored");
-            continue;
-        }
-        let cpus = max_us as f64 / period_us as f64;
-        if best.as_ref().map_or(true, |b| cpus < b.cpus) {
-            best = Some(Quota { cpus, source: format!("cpu.max {max_us} {period_us} at {}", dir.display()) });
-        }
-    }
-    best
+        quota(max_us, period_us, format!("cpu.max {max_us} {period_us} at {}", shown.display()))
+    })
 }
 
 /// The cgroup v1 quota: the smallest `cpu.cfs_quota_us` / `cpu.cfs_period_us` from the
@@ -135,39 +123,34 @@ fn quota_v1(root: &Path, cgroup: &str, mountinfo: &str) -> Option<Quota> {
     })?;
     let mount =
         find_mount(mountinfo, path, |fstype, options| fstype == "cgroup" && options.split(',').any(|o| o == "cpu"))?;
-    let mut best: Option<Quota> = None;
-    for dir in levels(&mount, path)? {
-        let Some(quota) = read(&under(root, &dir.join("cpu.cfs_quota_us"))) else { continue };
-        let Ok(quota_us) = quota.trim().parse::<i64>() else {
-            tracing::debug!(dir = %dir.display(), text = quota.trim(), "cpus: malformed cpu.cfs_quota_us");
-            continue;
+    smallest(root, &mount, path, |dir, shown| {
+        let text = read(&dir.join("cpu.cfs_quota_us"))?;
+        // -1: no limit at this level.
+        let quota_us = u64::try_from(text.trim().parse::<i64>().ok()?).ok()?;
+        let period = read(&dir.join("cpu.cfs_period_us"))?;
+        let Ok(period_us) = period.trim().parse::<u64>() else {
+            tracing::debug!(dir = %shown.display(), text = period.trim(), "cpus: bad cpu.cfs_period_us");
+            return None;
         };
-        if quota_us < 0 {
-            continue;
-        }
-        if quota_us == 0 {
-            tracing::debug!(dir = %dir.display(), "cpus: cpu.cfs_quota_us 0 ignored");
-            continue;
-        }
-        let Some(period) = read(&under(root, &dir.join("cpu.cfs_period_us"))) else {
-            tracing::debug!(dir = %dir.display(), "cpus: cpu.cfs_quota_us without cpu.cfs_period_us");
-            continue;
-        };
-        let period_us = match period.trim().parse::<u64>() {
-            Ok(p) if p > 0 => p,
-            _ => {
-                tracing::debug!(dir = %dir.display(), text = period.trim(), "cpus: bad cpu.cfs_period_us");
-                continue;
-            }
-        };
-        let cpus = quota_us as f64 / period_us as f64;
-        if best.as_ref().map_or(true, |b| cpus < b.cpus) {
-            let source =
-                format!("cpu.cfs_quota_us {quota_us} / cpu.cfs_period_us {period_us} at {}", dir.display());
-            best = Some(Quota { cpus, source });
-        }
+        let source = format!("cpu.cfs_quota_us {quota_us} / cpu.cfs_period_us {period_us} at {}", shown.display());
+        quota(quota_us, period_us, source)
+    })
+}
+
+/// The smallest quota over the cgroup at `path` and its ancestors up to the mount point; `at`
+/// reads one level (the directory under `root`, and as the system names it), `None` where
+/// there is no limit.
+fn smallest(root: &Path, mount: &Mount, path: &str, at: impl Fn(&Path, &Path) -> Option<Quota>) -> Option<Quota> {
+    levels(mount, path)?.iter().filter_map(|dir| at(&under(root, dir), dir)).fold(None, |best, q| smaller(best, Some(q)))
+}
+
+/// A quota of `quota_us` per `period_us`, unless either is 0 (no CPU at all is no sense).
+fn quota(quota_us: u64, period_us: u64, source: String) -> Option<Quota> {
+    if quota_us == 0 || period_us == 0 {
+        tracing::debug!(source, "cpus: a quota or period of 0 ignored");
+        return None;
     }
-    best
+    Some(Quota { cpus: quota_us as f64 / period_us as f64, source })
 }
 
 /// A cgroup mount: the root of the mount within the hierarchy, and where it is mounted.

@@ -27,7 +27,7 @@ impl Serving<'_> {
             Ok(fd) => Arc::new(fd),
             Err(e) => return give_up(&self.slot, format!("cannot create the worker's eventfd: {e}")),
         };
-        let acceptor = match Acceptor::new(self.listeners, &self.quit, Some(&room), Some(self.slot.join_fd()), self.log_file.clone()) {
+        let acceptor = match Acceptor::new(self.listeners, &self.quit, Some(&room), self.slot.turns_bounded().then(|| self.slot.join_fd()), self.log_file.clone()) {
             Ok(a) => a,
             Err(e) => return give_up(&self.slot, format!("cannot wait on the listeners: {e}")),
         };
