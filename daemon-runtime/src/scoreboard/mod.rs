@@ -1205,6 +1205,30 @@ mod tests {
     }
 
     #[test]
+    fn a_woken_standby_that_dies_passes_its_wake_up_on() {
+        let (sb, _r, w) = board();
+        sb.publish(0, 0, 4, &Settings::OFF, 1);
+        let slots: Vec<WorkerSlot> = (0..3)
+            .map(|i| {
+                sb.prepare(40 + i, 1);
+                let s = sb.worker_slot(0, 40 + i, 2, w.try_clone().expect("dup"));
+                s.ready();
+                s
+            })
+            .collect();
+        assert_eq!(slots[1].settle_turn(true, true), Turn::Standby);
+        assert_eq!(slots[2].settle_turn(true, true), Turn::Standby);
+        // The holder fills up: one wake-up, which the kernel gives the first standby; it reads
+        // it and is killed before it takes the turn.
+        assert_eq!(slots[0].settle_turn(false, false), Turn::Without);
+        slots[1].drain_join();
+        assert!(!joined(&sb));
+        sb.clear(0, 41);
+        assert!(joined(&sb), "the other standby is never told of the free turn");
+        assert_eq!(slots[2].settle_turn(true, true), Turn::Held);
+    }
+
+    #[test]
     fn no_bound_means_every_worker_accepts() {
         let (sb, _r, w) = board();
         sb.publish(0, 0, 4, &Settings::OFF, 0);
